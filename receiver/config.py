@@ -1,0 +1,498 @@
+"""Every setting of haproxy-receiver, defined once: type, default and documentation side by side.
+
+Settings come from three layers, later ones winning: the TOML file (`--config`), environment
+variables `HAPROXY_RECEIVER_<SECTION>__<KEY>` (e.g. `HAPROXY_RECEIVER_SPOOL__MAX_BYTES=1GiB`),
+then command-line flags. `load_settings()` validates everything before anything starts and raises
+`ConfigError` naming the setting and what is allowed. The README's configuration reference is
+generated from these classes (`haproxy-receiver config-reference`) and a test checks they agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+ENV_PREFIX = "HAPROXY_RECEIVER_"
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names it and says what is allowed."""
+
+
+def setting(default: Any, doc: str, *, unit: str = "") -> Any:
+    """A dataclass field carrying its documentation (and a unit such as "bytes")."""
+    metadata = {"doc": doc, "unit": unit}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+ByteSize = typing.NewType("ByteSize", int)
+Seconds = typing.NewType("Seconds", float)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSettings:
+    """Where HAProxy's `log` lines arrive."""
+
+    udp: list[str] = setting(
+        ["127.0.0.1:5140"],
+        "UDP syslog addresses, `HOST:PORT` or `[IPv6]:PORT`. Empty list: no UDP listener.",
+    )
+    tcp: list[str] = setting(
+        ["127.0.0.1:5140"],
+        "TCP syslog addresses (RFC 6587: octet counting or LF framing, detected per connection).",
+    )
+    unix: list[str] = setting(
+        [], "Unix datagram socket paths (HAProxy `log unix@/path` or `log /path`)."
+    )
+    unix_stream: list[str] = setting([], "Unix stream socket paths (framed like TCP).")
+    udp_receive_buffer: ByteSize = setting(
+        ByteSize(32 * 1024**2),
+        "SO_RCVBUF for UDP and Unix datagram sockets; absorbs bursts. A warning is logged when "
+        "the kernel grants less (raise net.core.rmem_max, or run as root).",
+        unit="bytes",
+    )
+    max_message_bytes: ByteSize = setting(
+        ByteSize(64 * 1024),
+        "Longest syslog message accepted on a stream; a longer line is cut at this size and "
+        "marked truncated (memory stays bounded). Datagrams are limited to 64 KiB by UDP.",
+        unit="bytes",
+    )
+    max_connections: int = setting(1000, "Most TCP/Unix stream connections open at once.")
+    idle_timeout: Seconds = setting(
+        Seconds(0.0), "Close a stream connection idle this long; 0 keeps it open.", unit="s"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ParseSettings:
+    """How a syslog message becomes a document."""
+
+    format: Literal["auto", "json", "httplog", "tcplog", "clf", "text"] = setting(
+        "auto", "Body format; `auto` detects it per message."
+    )
+    field_names: Literal["ecs", "raw"] = setting(
+        "ecs",
+        "`ecs`: Elastic Common Schema names. `raw`: the log-format's own keys, typed.",
+    )
+    timezone: str = setting(
+        "UTC",
+        "Zone of HAProxy's dates that carry no offset (`%t`, RFC 3164 header), an IANA name.",
+    )
+    capture_request_headers: list[str] = setting(
+        [],
+        "Field names for `capture request header` values, in the order of the capture lines.",
+    )
+    capture_response_headers: list[str] = setting(
+        [],
+        "Field names for `capture response header` values, in the order of the capture lines.",
+    )
+    labels: dict[str, str] = setting(
+        {}, "Static fields added to every document, e.g. `{\"labels.group\" = \"web-asg\"}`."
+    )
+    geoip_database: str = setting(
+        "", "MaxMind City/Country database file for `source.geo.*`; empty disables GeoIP."
+    )
+    asn_database: str = setting("", "MaxMind ASN database file for `source.as.*`; empty: off.")
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolSettings:
+    """The write-ahead spool between receiving and shipping."""
+
+    dir: str = setting(
+        "/var/lib/haproxy-receiver/spool",
+        "Spool directory; one running instance per directory (guarded by a lock file).",
+    )
+    max_bytes: ByteSize = setting(
+        ByteSize(4 * 1024**3), "Most bytes kept on disk before `when_full` applies.", unit="bytes"
+    )
+    segment_bytes: ByteSize = setting(
+        ByteSize(64 * 1024**2), "Size at which a segment file is closed and a new one started.",
+        unit="bytes",
+    )
+    max_record_bytes: ByteSize = setting(
+        ByteSize(1024**2), "Largest event record; a larger event is cut to fit.", unit="bytes"
+    )
+    when_full: Literal["block", "drop_newest", "drop_oldest"] = setting(
+        "block",
+        "`block`: stop reading streams (senders feel backpressure; UDP drops in the kernel, "
+        "counted). `drop_newest`: refuse new events. `drop_oldest`: delete the oldest segment.",
+    )
+    fsync: Literal["always", "interval", "never"] = setting(
+        "interval",
+        "`always`: fsync every written batch before it counts as accepted. `interval`: "
+        "one fsync per `fsync_interval` in the background. `never`: leave it to the kernel.",
+    )
+    fsync_interval: Seconds = setting(Seconds(0.2), "Time between fsyncs for `interval`.", unit="s")
+
+
+@dataclass(frozen=True, slots=True)
+class ElasticsearchSettings:
+    """Where documents go. With no `hosts`, documents are printed to stdout as JSON lines."""
+
+    hosts: list[str] = setting(
+        [], "Elasticsearch/OpenSearch URLs, tried in turn. Empty: JSON lines on stdout."
+    )
+    index: str = setting(
+        "haproxy-%Y.%m.%d",
+        "Index name: strftime on the event time, `{field}` references allowed "
+        "(e.g. `haproxy-{haproxy.frontend_name}-%Y.%m.%d`).",
+    )
+    index_timezone: str = setting("UTC", "Zone used for the date in `index`.")
+    data_stream: str = setting(
+        "", "Write to this data stream (e.g. `logs-haproxy-default`) instead of `index`."
+    )
+    username: str = setting("", "Basic-auth user.")
+    password: str = setting("", "Basic-auth password (prefer the environment variable).")
+    api_key: str = setting("", "API key (`id:key` or the encoded form).")
+    bearer_token: str = setting("", "Bearer token.")
+    ca_file: str = setting("", "CA certificate file to verify the server.")
+    client_cert: str = setting("", "Client certificate file (TLS client authentication).")
+    client_key: str = setting("", "Client key file.")
+    verify_certs: bool = setting(True, "Verify TLS certificates; off only with a warning.")
+    request_timeout: Seconds = setting(Seconds(30.0), "Timeout of one bulk request.", unit="s")
+    batch_events: int = setting(2000, "Most events in one bulk request.")
+    batch_bytes: ByteSize = setting(
+        ByteSize(5 * 1024**2), "Most uncompressed bytes in one bulk request.", unit="bytes"
+    )
+    batch_age: Seconds = setting(
+        Seconds(0.5), "Send a partial batch once its oldest event waited this long.", unit="s"
+    )
+    max_in_flight: int = setting(4, "Bulk requests in flight at once.")
+    compression: bool = setting(True, "gzip request bodies.")
+    retry_initial: Seconds = setting(Seconds(0.5), "First retry delay (doubles, jittered).", unit="s")
+    retry_max: Seconds = setting(Seconds(30.0), "Longest retry delay.", unit="s")
+    dead_letter_file: str = setting(
+        "", "JSON lines file for documents Elasticsearch refused; default `<spool.dir>/dead-letter.jsonl`."
+    )
+    dead_letter_index: str = setting("", "Also index refused documents here (as text).")
+    setup_on_start: bool = setting(False, "Install the index template (and ILM policy) at start.")
+    ilm_delete_after_days: int = setting(30, "ILM policy: delete indices older than this.")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Prometheus metrics and health endpoints."""
+
+    listen: str = setting(
+        "127.0.0.1:9514", "`HOST:PORT` serving `/metrics`, `/healthz`, `/readyz`; empty: off."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """The process itself."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = setting("info", "Log level.")
+    shutdown_grace: Seconds = setting(
+        Seconds(10.0),
+        "On SIGTERM/SIGINT: time to ship what is spooled before exiting (the rest stays spooled).",
+        unit="s",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    listen: ListenSettings = field(default_factory=ListenSettings)
+    parse: ParseSettings = field(default_factory=ParseSettings)
+    spool: SpoolSettings = field(default_factory=SpoolSettings)
+    elasticsearch: ElasticsearchSettings = field(default_factory=ElasticsearchSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+
+
+SECRET_SETTINGS = frozenset({"elasticsearch.password", "elasticsearch.api_key", "elasticsearch.bearer_token"})
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024, "m": 1000**2,
+          "mb": 1000**2, "mib": 1024**2, "mi": 1024**2, "g": 1000**3, "gb": 1000**3,
+          "gib": 1024**3, "gi": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4, "ti": 1024**4}
+
+
+def sections() -> dict[str, type[Any]]:
+    """Section name → settings class, in documentation order."""
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def load_settings(
+    file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge file < environment < overrides (keys `section.key`) and validate."""
+    raw: dict[str, dict[str, Any]] = {name: {} for name in sections()}
+    if file is not None:
+        _merge(raw, _read_toml(file), origin=str(file))
+    _merge(raw, _from_env(os.environ if env is None else env), origin="environment")
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        raw.setdefault(section, {})[key] = value
+    return _build(raw)
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        with file.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration file {file}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"configuration file {file} is not valid TOML: {error}") from None
+
+
+def _merge(raw: dict[str, dict[str, Any]], data: Mapping[str, Any], origin: str) -> None:
+    known = sections()
+    for section, values in data.items():
+        if section not in known:
+            raise ConfigError(
+                f"unknown section [{section}] in {origin}; allowed: {', '.join(known)}"
+            )
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"[{section}] in {origin} must be a table of settings")
+        raw[section].update(values)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("__")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _build(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
+    built: dict[str, Any] = {}
+    for section, cls in sections().items():
+        values = dict(raw.get(section, {}))
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in names:
+                raise ConfigError(
+                    f"unknown setting {section}.{key}; allowed in [{section}]: {', '.join(names)}"
+                )
+        kwargs = {key: coerce(f"{section}.{key}", hints[key], value) for key, value in values.items()}
+        built[section] = cls(**kwargs)
+    settings = Settings(**built)
+    _check(settings)
+    return settings
+
+
+def coerce(name: str, hint: Any, value: Any) -> Any:
+    """Convert one raw value (TOML value or environment string) to the setting's type."""
+    if hint is ByteSize:
+        return ByteSize(_byte_size(name, value))
+    if hint is Seconds:
+        return Seconds(_number(name, value, float, "a number of seconds"))
+    if hint is bool:
+        return _boolean(name, value)
+    if hint is int:
+        return _number(name, value, int, "an integer")
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    origin = get_origin(hint)
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise ConfigError(
+                f"{name} = {value!r} is not allowed; allowed: {', '.join(map(str, allowed))}"
+            )
+        return value
+    if origin is list:
+        items = _split_list(value) if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return [coerce(f"{name}[{i}]", get_args(hint)[0], item) for i, item in enumerate(items)]
+    if origin is dict:
+        table = _parse_table(name, value) if isinstance(value, str) else value
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{name} must be a table of strings, got {value!r}")
+        return {str(k): coerce(f"{name}.{k}", str, str(v)) for k, v in table.items()}
+    if isinstance(hint, types.UnionType):  # pragma: no cover - no such settings yet
+        raise ConfigError(f"{name}: unsupported type {hint}")
+    raise ConfigError(f"{name}: unsupported type {hint}")  # pragma: no cover
+
+
+def _split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _parse_table(name: str, text: str) -> dict[str, str]:
+    """Environment form of a table: `key=value,key2=value2`."""
+    table: dict[str, str] = {}
+    for item in _split_list(text):
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{name} must look like key=value,key2=value2, got {text!r}")
+        table[key.strip()] = val.strip()
+    return table
+
+
+def _byte_size(name: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(
+            f"{name} = {value!r} is not a size; allowed: a non-negative integer of bytes or "
+            "a number with a unit such as 512KiB, 64MiB, 4GiB, 1GB"
+        )
+    unit = (match.group(2) or "").lower()
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def _number(name: str, value: Any, kind: type[int] | type[float], what: str) -> Any:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {what}, got {value!r}") from None
+    if number < 0:
+        raise ConfigError(f"{name} must not be negative, got {value!r}")
+    return number
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} = {value!r} is not a boolean; allowed: true, false")
+
+
+def _check(settings: Settings) -> None:
+    """Checks that span more than one value's type."""
+    from receiver.addresses import AddressError, parse_host_port  # late: avoids a cycle
+
+    listen = settings.listen
+    for kind in ("udp", "tcp"):
+        for i, address in enumerate(getattr(listen, kind)):
+            try:
+                parse_host_port(address)
+            except AddressError as error:
+                raise ConfigError(f"listen.{kind}[{i}]: {error}") from None
+    if settings.metrics.listen:
+        try:
+            parse_host_port(settings.metrics.listen)
+        except AddressError as error:
+            raise ConfigError(f"metrics.listen: {error}") from None
+    if not (listen.udp or listen.tcp or listen.unix or listen.unix_stream):
+        raise ConfigError("listen: no listener configured; set listen.udp, tcp, unix or unix_stream")
+    if not 1024 <= listen.max_message_bytes <= 16 * 1024**2:
+        raise ConfigError("listen.max_message_bytes must be between 1KiB and 16MiB")
+    for name in ("timezone",):
+        _check_zone(f"parse.{name}", getattr(settings.parse, name))
+    _check_zone("elasticsearch.index_timezone", settings.elasticsearch.index_timezone)
+    spool = settings.spool
+    if spool.segment_bytes < 64 * 1024:
+        raise ConfigError("spool.segment_bytes must be at least 64KiB")
+    if spool.max_bytes < 2 * spool.segment_bytes:
+        raise ConfigError("spool.max_bytes must be at least twice spool.segment_bytes")
+    if not 1024 <= spool.max_record_bytes <= spool.segment_bytes // 2:
+        raise ConfigError("spool.max_record_bytes must be between 1KiB and half of spool.segment_bytes")
+    es = settings.elasticsearch
+    for i, host in enumerate(es.hosts):
+        if not re.match(r"^https?://[^/\s]+", host):
+            raise ConfigError(
+                f"elasticsearch.hosts[{i}] = {_redact_url(host)!r} is not a URL; "
+                "allowed: http://host:port or https://host:port"
+            )
+    if es.batch_events < 1 or es.max_in_flight < 1:
+        raise ConfigError("elasticsearch.batch_events and max_in_flight must be at least 1")
+    if es.retry_initial <= 0 or es.retry_max < es.retry_initial:
+        raise ConfigError("elasticsearch.retry_initial must be > 0 and <= retry_max")
+    if es.password and not es.username:
+        raise ConfigError("elasticsearch.password is set but elasticsearch.username is empty")
+
+
+def _check_zone(name: str, zone: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name} = {zone!r} is not a time zone; allowed: an IANA name such as UTC, Europe/Paris") from None
+
+
+def _redact_url(url: str) -> str:
+    """Hide credentials embedded in a URL (`https://user:secret@host`)."""
+    return re.sub(r"//[^/@\s]*@", "//***@", url)
+
+
+def redacted(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Settings as plain data with secrets replaced, for `check-config` and logs."""
+    out: dict[str, dict[str, Any]] = {}
+    for section in sections():
+        values = dataclasses.asdict(getattr(settings, section))
+        for key, value in values.items():
+            if f"{section}.{key}" in SECRET_SETTINGS and value:
+                values[key] = "***"
+        if section == "elasticsearch":
+            values["hosts"] = [_redact_url(h) for h in values["hosts"]]
+        out[section] = values
+    return out
+
+
+def reference_markdown() -> str:
+    """The configuration reference as Markdown tables (the README embeds this text)."""
+    lines: list[str] = []
+    for section, cls in sections().items():
+        lines += [f"### `[{section}]`", "", (cls.__doc__ or "").strip(), ""]
+        lines += ["| setting | type | default | meaning |", "|---|---|---|---|"]
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            lines.append(
+                f"| `{f.name}` | {_type_name(hints[f.name], f.metadata.get('unit', ''))} | "
+                f"`{_toml_value(default)}` | {f.metadata['doc']} |"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _type_name(hint: Any, unit: str) -> str:
+    if hint is ByteSize:
+        return "size"
+    if hint is Seconds:
+        return "seconds"
+    if get_origin(hint) is Literal:
+        return " \\| ".join(f"`{a}`" for a in get_args(hint))
+    if get_origin(hint) is list:
+        return "list of strings"
+    if get_origin(hint) is dict:
+        return "table"
+    return str(getattr(hint, "__name__", hint)) + (f" ({unit})" if unit else "")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return str(value)

@@ -1,0 +1,238 @@
+"""Helpers shared by the tests: free ports, waiting on conditions, running the real receiver,
+a real HAProxy and a tiny HTTP backend, and reading an Elasticsearch-compatible server."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CORPUS = SHARED / "corpus"
+T = TypeVar("T")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free for both TCP and UDP right now."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+            with socket.socket(socket.AF_INET, other) as second:
+                try:
+                    second.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "condition",
+             interval: float = 0.05) -> T:
+    """Poll `condition` until it returns a truthy value; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+        except Exception as error:  # a server still starting refuses connections
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        text = response.read()
+    return json.loads(text) if text else None
+
+
+def http_get_text(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return str(response.read().decode())
+
+
+def search_all(es_url: str, index: str = "haproxy-*", size: int = 10000) -> list[dict[str, Any]]:
+    """Every document in `index` (after a refresh), as hits with `_id` and `_source`."""
+    try:
+        http_json("POST", f"{es_url}/{index}/_refresh")
+    except urllib.error.HTTPError:
+        return []
+    result = http_json("POST", f"{es_url}/{index}/_search", {"size": size, "query": {"match_all": {}}})
+    return list(result["hits"]["hits"])
+
+
+def count(es_url: str, index: str = "haproxy-*") -> int:
+    try:
+        http_json("POST", f"{es_url}/{index}/_refresh")
+        return int(http_json("POST", f"{es_url}/{index}/_count")["count"])
+    except urllib.error.HTTPError:
+        return 0
+
+
+def metric_value(metrics_url: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in http_get_text(metrics_url).splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        sample, _, value = line.rpartition(" ")
+        metric, _, label_text = sample.partition("{")
+        if metric != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+class Receiver:
+    """`python -m receiver run` as a real child process."""
+
+    def __init__(self, workdir: Path, es_url: str | None, *, udp: bool = True, tcp: bool = True,
+                 extra: list[str] | None = None, env: dict[str, str] | None = None,
+                 spool_dir: Path | None = None) -> None:
+        self.workdir = workdir
+        self.udp_port = free_port(socket.SOCK_DGRAM) if udp else 0
+        self.tcp_port = free_port() if tcp else 0
+        self.metrics_port = free_port()
+        self.spool_dir = spool_dir or workdir / "spool"
+        self.es_url = es_url
+        args = [sys.executable, "-m", "receiver", "run", "--spool-dir", str(self.spool_dir),
+                "--metrics", f"127.0.0.1:{self.metrics_port}"]
+        args += ["--udp", f"127.0.0.1:{self.udp_port}"] if udp else ["--udp", ""]
+        args += ["--tcp", f"127.0.0.1:{self.tcp_port}"] if tcp else ["--tcp", ""]
+        if es_url:
+            args += ["--elasticsearch", es_url]
+        self.args = args + (extra or [])
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stdout_path = workdir / "receiver.stdout"
+        self.stderr_path = workdir / "receiver.stderr"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self) -> Receiver:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
+            self.process = subprocess.Popen(self.args, stdout=out, stderr=err, env=self.env,
+                                            cwd=REPO, start_new_session=True)
+        wait_for(self._ready, 30, f"receiver to start (stderr: {self.stderr_path})")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"receiver exited {self.process.returncode}: {self.stderr()}")
+        http_get_text(f"http://127.0.0.1:{self.metrics_port}/healthz")
+        return True
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"receiver did not stop within {timeout}s: {self.stderr()}") from None
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric_value(self.metrics_url, name, **labels)
+
+
+class Backend:
+    """A tiny HTTP application server behind HAProxy: `/status/NNN` answers NNN, else 200."""
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                status = 200
+                parts = self.path.split("/")
+                if len(parts) > 2 and parts[1] == "status" and parts[2][:3].isdigit():
+                    status = int(parts[2][:3])
+                body = b"" if self.command == "HEAD" else f"path={self.path}\n".encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _answer
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextmanager
+def haproxy(config: Path, env: dict[str, str], workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real haproxy in the foreground (-db) with `config`, stopped (soft stop) afterwards."""
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    check = subprocess.run([binary, "-c", "-f", str(config)], env={**os.environ, **env},
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    log_path = workdir / "haproxy.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen([binary, "-db", "-f", str(config)], env={**os.environ, **env},
+                                   stdout=log, stderr=log)
+    try:
+        bind = env["FRONTEND_BIND"]
+        host, _, port = bind.rpartition(":")
+        wait_for(lambda: _connectable(host, int(port)), 15, f"haproxy on {bind}")
+        yield process
+    finally:
+        process.send_signal(signal.SIGUSR1)  # soft stop: flushes its log rings
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _connectable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
