@@ -10,6 +10,7 @@ generated from these classes (`haproxy-receiver config-reference`) and a test ch
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -55,6 +56,22 @@ class ListenSettings:
         [], "Unix datagram socket paths (HAProxy `log unix@/path` or `log /path`)."
     )
     unix_stream: list[str] = setting([], "Unix stream socket paths (framed like TCP).")
+    tls: list[str] = setting(
+        [], "TCP syslog over TLS addresses (RFC 5425, usually port 6514); needs tls_cert and tls_key."
+    )
+    tls_cert: str = setting("", "Server certificate chain (PEM) for the `tls` listeners.")
+    tls_key: str = setting("", "Private key (PEM) of `tls_cert`.")
+    tls_client_ca: str = setting(
+        "", "CA bundle (PEM); when set, `tls` clients must present a certificate it signed."
+    )
+    allow: list[str] = setting(
+        [],
+        "Source networks (CIDR, e.g. `10.0.0.0/8`) allowed to send over UDP, TCP and TLS; "
+        "others are refused and counted. Empty: everyone that can reach the socket.",
+    )
+    max_connections_per_source: int = setting(
+        100, "Most stream connections open at once from one source address; 0: no limit."
+    )
     udp_receive_buffer: ByteSize = setting(
         ByteSize(32 * 1024**2),
         "SO_RCVBUF for UDP and Unix datagram sockets; absorbs bursts. A warning is logged when "
@@ -398,8 +415,22 @@ def _check(settings: Settings) -> None:
             parse_host_port(settings.metrics.listen)
         except AddressError as error:
             raise ConfigError(f"metrics.listen: {error}") from None
-    if not (listen.udp or listen.tcp or listen.unix or listen.unix_stream):
-        raise ConfigError("listen: no listener configured; set listen.udp, tcp, unix or unix_stream")
+    for i, address in enumerate(listen.tls):
+        try:
+            parse_host_port(address)
+        except AddressError as error:
+            raise ConfigError(f"listen.tls[{i}]: {error}") from None
+    if listen.tls and not (listen.tls_cert and listen.tls_key):
+        raise ConfigError("listen.tls is set: listen.tls_cert and listen.tls_key are required")
+    for i, network in enumerate(listen.allow):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"listen.allow[{i}] = {network!r} is not a network; allowed: CIDR such as "
+                "10.0.0.0/8, 192.0.2.7/32, 2001:db8::/32") from None
+    if not (listen.udp or listen.tcp or listen.tls or listen.unix or listen.unix_stream):
+        raise ConfigError("listen: no listener configured; set listen.udp, tcp, tls, unix or unix_stream")
     if not 1024 <= listen.max_message_bytes <= 16 * 1024**2:
         raise ConfigError("listen.max_message_bytes must be between 1KiB and 16MiB")
     for name in ("timezone",):
@@ -433,7 +464,9 @@ def _check_zone(name: str, zone: str) -> None:
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{name} = {zone!r} is not a time zone; allowed: an IANA name such as UTC, Europe/Paris") from None
+        raise ConfigError(
+            f"{name} = {zone!r} is not a time zone; allowed: an IANA name such as UTC, Europe/Paris"
+        ) from None
 
 
 def _redact_url(url: str) -> str:
@@ -463,13 +496,19 @@ def reference_markdown() -> str:
         lines += ["| setting | type | default | meaning |", "|---|---|---|---|"]
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            default = _default_of(f)
             lines.append(
                 f"| `{f.name}` | {_type_name(hints[f.name], f.metadata.get('unit', ''))} | "
                 f"`{_toml_value(default)}` | {f.metadata['doc']} |"
             )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def _type_name(hint: Any, unit: str) -> str:

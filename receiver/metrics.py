@@ -45,6 +45,9 @@ class Metrics:
         self.connections_open = Gauge(
             "connections_open", "Stream connections open.", ["listener"],
             namespace=NAMESPACE, registry=r)
+        self.messages_refused = Counter(
+            "messages_refused", "Datagrams refused because their source is not in listen.allow.",
+            ["listener"], namespace=NAMESPACE, registry=r)
         self.connections_refused = Counter(
             "connections_refused", "Stream connections refused, by reason.",
             ["listener", "reason"], namespace=NAMESPACE, registry=r)
@@ -68,6 +71,9 @@ class Metrics:
             registry=r, buckets=_LATENCY_BUCKETS)
         self.spool_corrupt_records = Counter(
             "spool_corrupt_records", "Damaged spool records skipped and quarantined.",
+            namespace=NAMESPACE, registry=r)
+        self.spool_records_cut = Counter(
+            "spool_records_cut", "Events larger than spool.max_record_bytes, cut to fit.",
             namespace=NAMESPACE, registry=r)
         # ship
         self.events_shipped = Counter(

@@ -1,0 +1,102 @@
+"""From received messages to spooled events: parse, stamp the sender, pack, append.
+
+Listeners hand over whole batches (one socket drain, one TCP read), so every cost here that is
+not per message is paid once per batch: one lock, one spool write, one metric update each.
+An event counts as accepted once `SpoolWriter.append` took it; what the spool refuses under its
+`when_full` policy is counted as dropped by the spool itself; what the listener still holds
+when the process stops is counted here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Sequence
+
+import msgpack
+
+from receiver.event import encode_event
+from receiver.metrics import Metrics
+from receiver.parse import Parser
+from receiver.spool import SpoolWriter
+
+log = logging.getLogger(__name__)
+
+SOURCE_FIELD = "log.source.address"
+
+
+class Ingest:
+    """Parses message batches and appends them to the spool; safe to call from any thread."""
+
+    def __init__(self, parser: Parser, writer: SpoolWriter, metrics: Metrics, *, block: bool) -> None:
+        self._parser = parser
+        self._block = block
+        self._writer = writer
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._packer = msgpack.Packer()
+        self.stopping = threading.Event()
+
+    def accept(
+        self, messages: Sequence[bytes], source: str | Sequence[str | None] | None,
+        listener: str, transport: str,
+    ) -> int:
+        """Store a batch; `source` is one sender for the batch or one per message.
+
+        Returns how many events the spool accepted. With `when_full = "block"` this waits for
+        room (the caller's socket is not read meanwhile, which is the backpressure).
+        """
+        if not messages:
+            return 0
+        now = time.time()
+        parse = self._parser.parse
+        formats: Tally[str] = Tally()
+        with self._lock:
+            pack = self._packer.pack
+            payloads: list[bytes] = []
+            for i, message in enumerate(messages):
+                document = parse(message, now)
+                sender = source if source is None or isinstance(source, str) else source[i]
+                if sender is not None:
+                    document[SOURCE_FIELD] = sender
+                formats[document.get("haproxy.log_format", "unknown")] += 1
+                try:
+                    payloads.append(encode_event(document, pack))
+                except (TypeError, ValueError) as error:
+                    payloads.append(encode_event(self._unencodable(document, error), pack))
+            accepted = self._append_all(payloads)
+        self._count(messages, listener, transport, formats)
+        return accepted
+
+    def _unencodable(self, document: dict[str, object], error: Exception) -> dict[str, object]:
+        """A document JSON cannot carry (e.g. an integer beyond 64 bits): keep the line as text."""
+        self._metrics.parse_failures.labels("unencodable").inc()
+        return {
+            "@timestamp": document.get("@timestamp"),
+            "event.original": str(document.get("event.original", "")),
+            "message": str(document.get("event.original", "")),
+            "error.message": f"document could not be encoded as JSON: {error}",
+            "tags": ["_haproxy_parse_failure"],
+        }
+
+    def _append_all(self, payloads: list[bytes]) -> int:
+        accepted: int = self._writer.append(payloads)
+        while accepted < len(payloads) and self._block:
+            if self.stopping.is_set():
+                lost = len(payloads) - accepted
+                self._metrics.events_dropped.labels("shutdown_spool_full").inc(lost)
+                log.error("stopping with a full spool: %d received events could not be spooled", lost)
+                break
+            if self._writer.wait_for_room(0.5):
+                accepted += self._writer.append(payloads[accepted:])
+        return accepted
+
+    def _count(self, messages: Sequence[bytes], listener: str, transport: str,
+               formats: Tally[str]) -> None:
+        m = self._metrics
+        m.messages_received.labels(listener, transport).inc(len(messages))
+        m.bytes_received.labels(listener, transport).inc(sum(map(len, messages)))
+        for name, count in formats.items():
+            m.events_parsed.labels(name).inc(count)
