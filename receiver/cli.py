@@ -131,14 +131,23 @@ def setup(
 
     status = run_setup(settings.elasticsearch)
     if kibana and status == 0:
-        from receiver.kibana import import_dashboards
+        status = _import_dashboards(kibana, settings)
+    raise typer.Exit(status)
 
-        es = settings.elasticsearch
+
+def _import_dashboards(kibana: str, settings: Settings) -> int:
+    from receiver.kibana import KibanaError, import_dashboards
+
+    es = settings.elasticsearch
+    try:
         result = import_dashboards(kibana, username=es.username or None, password=es.password or None,
                                    api_key=es.api_key or None, ca_file=es.ca_file or None,
                                    verify=es.verify_certs)
-        typer.echo(f"kibana: {result}")
-    raise typer.Exit(status)
+    except KibanaError as error:
+        log.error("kibana: %s", error)
+        return 1
+    typer.echo(f"kibana: {result}")
+    return 0 if result.success else 1
 
 
 @spool_app.command("stats")

@@ -1,0 +1,1 @@
+"""Tests of the packaging and views: Helm chart, image, systemd unit, dashboards, alerts."""

@@ -1,0 +1,220 @@
+"""The Helm chart renders in every mode through the Helm SDK, lints clean, every manifest
+validates against the Kubernetes schemas, and the rendered TOML is a configuration the receiver
+accepts."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from receiver.config import load_settings
+
+helm = pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) bundles Helm")
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "haproxy-receiver"
+KUBE_VERSION = "1.30.0"
+RELEASE = "rcv"
+
+TLS_VALUES: dict[str, Any] = {"tls": {"enabled": True, "secretName": "rcv-tls", "clientCASecret": "rcv-ca"}}
+MODES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "statefulset": {
+        "mode": "statefulset", "replicaCount": 3,
+        "elasticsearch": {"hosts": ["https://es:9200"], "username": "shipper",
+                          "existingSecret": "es-creds", "passwordKey": "password",
+                          "caSecret": "es-ca"},
+        "service": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                    "loadBalancerSourceRanges": ["10.0.0.0/16"]},
+    },
+    "daemonset": {"mode": "daemonset"},
+    "tls": TLS_VALUES,
+    "tls-only-daemonset": {"mode": "daemonset", "tls": {**TLS_VALUES["tls"], "plainTcp": False}},
+    "servicemonitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+    "no-persistence": {"persistence": {"enabled": False}},
+}
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+    with helm.Chart.load(CHART) as chart:
+        rendered = chart.render(values=values, name=RELEASE, namespace="logs", is_install=True)
+    documents: list[dict[str, Any]] = []
+    for path, text in rendered.items():
+        if path.endswith(".yaml"):
+            documents += [doc for doc in yaml.safe_load_all(text) if doc]
+    return documents
+
+
+def by_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in documents if doc["kind"] == kind]
+
+
+def workload(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    (found,) = [doc for doc in documents if doc["kind"] in {"StatefulSet", "DaemonSet"}]
+    return found
+
+
+def container(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = workload(documents)["spec"]["template"]["spec"]["containers"]
+    (receiver,) = [c for c in containers if c["name"] == "receiver"]
+    return receiver
+
+
+def config_toml(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    (config_map,) = by_kind(documents, "ConfigMap")
+    config: dict[str, Any] = tomllib.loads(config_map["data"]["config.toml"])
+    return config
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_manifest_validates_against_kubernetes_schemas(mode: str) -> None:
+    documents = render(MODES[mode])
+    assert documents
+    for doc in documents:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # a CRD: no upstream schema; checked in test_service_monitor_*
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lint_is_clean(mode: str) -> None:
+    report = helm.lint(CHART, MODES[mode], strict=True, kube_version=f"v{KUBE_VERSION}")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert report["errors"] == [] and problems == [], report
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rendered_configuration_is_accepted_by_the_receiver(mode: str, tmp_path: Path) -> None:
+    documents = render(MODES[mode])
+    settings_file = tmp_path / "config.toml"
+    (config_map,) = by_kind(documents, "ConfigMap")
+    settings_file.write_text(config_map["data"]["config.toml"])
+    settings = load_settings(settings_file, env={})
+    assert settings.listen.udp == ["0.0.0.0:5140"]
+    assert settings.metrics.listen == "0.0.0.0:9514"
+    assert settings.spool.dir == "/var/lib/haproxy-receiver/spool"
+
+
+def test_binds_all_interfaces_and_ports_line_up_with_services() -> None:
+    documents = render({})
+    config = config_toml(documents)
+    assert config["listen"]["udp"] == ["0.0.0.0:5140"]
+    assert config["listen"]["tcp"] == ["0.0.0.0:5140"]
+    ports = {p["name"]: p for p in container(documents)["ports"]}
+    services = {s["metadata"]["name"]: s for s in by_kind(documents, "Service")}
+    syslog = services[f"{RELEASE}-haproxy-receiver"]["spec"]["ports"]
+    assert {(p["protocol"], p["port"], p["targetPort"]) for p in syslog} == {
+        ("UDP", 5140, "syslog-udp"), ("TCP", 5140, "syslog-tcp")}
+    for port in syslog:
+        assert ports[port["targetPort"]]["protocol"] == port["protocol"]
+    metrics = services[f"{RELEASE}-haproxy-receiver-metrics"]["spec"]["ports"]
+    assert metrics[0]["targetPort"] == "metrics" and ports["metrics"]["containerPort"] == 9514
+
+
+def test_statefulset_keeps_its_spool_on_a_claim_and_is_probed_and_protected() -> None:
+    documents = render({})
+    statefulset = workload(documents)
+    assert statefulset["kind"] == "StatefulSet"
+    claims = statefulset["spec"]["volumeClaimTemplates"]
+    assert [c["metadata"]["name"] for c in claims] == ["spool"]
+    mounts = {m["name"]: m["mountPath"] for m in container(documents)["volumeMounts"]}
+    assert mounts["spool"] == "/var/lib/haproxy-receiver"
+    receiver = container(documents)
+    assert receiver["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert receiver["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert receiver["resources"]["requests"]["cpu"]
+    assert receiver["securityContext"]["readOnlyRootFilesystem"] is True
+    pod = statefulset["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (pdb,) = by_kind(documents, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"] == statefulset["spec"]["selector"]["matchLabels"]
+    services = {s["metadata"]["name"] for s in by_kind(documents, "Service")}
+    assert statefulset["spec"]["serviceName"] in services
+
+
+def test_daemonset_mode_runs_one_receiver_per_node_on_host_ports() -> None:
+    documents = render(MODES["daemonset"])
+    daemonset = workload(documents)
+    assert daemonset["kind"] == "DaemonSet"
+    assert not by_kind(documents, "StatefulSet") and not by_kind(documents, "PodDisruptionBudget")
+    pod = daemonset["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["spool"]["hostPath"]["path"] == "/var/lib/haproxy-receiver"
+    assert {p.get("hostPort") for p in container(documents)["ports"] if p["name"] != "metrics"} == {5140}
+    (init,) = pod["initContainers"]
+    assert init["securityContext"]["capabilities"]["add"] == ["CHOWN"]
+
+
+def test_credentials_come_from_the_secret_and_never_from_the_config_map() -> None:
+    documents = render(MODES["statefulset"])
+    env = {e["name"]: e for e in container(documents)["env"]}
+    password = env["HAPROXY_RECEIVER_ELASTICSEARCH__PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert password == {"name": "es-creds", "key": "password"}
+    config = config_toml(documents)
+    assert "password" not in config["elasticsearch"]
+    assert config["elasticsearch"]["username"] == "shipper"
+    assert config["elasticsearch"]["ca_file"] == "/etc/haproxy-receiver/es-ca/ca.crt"
+    mounts = {m["name"]: m["mountPath"] for m in container(documents)["volumeMounts"]}
+    assert mounts["es-ca"] == "/etc/haproxy-receiver/es-ca"
+
+
+def test_tls_mode_serves_rfc5425_port_with_mounted_certificates() -> None:
+    documents = render(TLS_VALUES)
+    listen = config_toml(documents)["listen"]
+    assert listen["tls"] == ["0.0.0.0:6514"] and listen["tcp"] == ["0.0.0.0:5140"]
+    assert listen["tls_cert"] == "/etc/haproxy-receiver/tls/tls.crt"
+    assert listen["tls_client_ca"] == "/etc/haproxy-receiver/client-ca/ca.crt"
+    pod = workload(documents)["spec"]["template"]["spec"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {"tls": "rcv-tls", "client-ca": "rcv-ca"}
+    (syslog,) = [s for s in by_kind(documents, "Service")
+                 if s["metadata"]["name"] == f"{RELEASE}-haproxy-receiver"]
+    assert {(p["name"], p["protocol"], p["port"]) for p in syslog["spec"]["ports"]} == {
+        ("syslog-udp", "UDP", 5140), ("syslog-tcp", "TCP", 5140), ("syslog-tls", "TCP", 6514)}
+
+
+def test_tls_only_drops_the_plain_tcp_listener_and_port() -> None:
+    documents = render({"tls": {**TLS_VALUES["tls"], "plainTcp": False}})
+    assert config_toml(documents)["listen"]["tcp"] == []
+    names = {p["name"] for p in container(documents)["ports"]}
+    assert names == {"syslog-udp", "syslog-tls", "metrics"}
+
+
+def test_service_monitor_selects_only_the_metrics_service_port() -> None:
+    assert not by_kind(render({}), "ServiceMonitor")
+    documents = render(MODES["servicemonitor"])
+    (monitor,) = by_kind(documents, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    selected = [s for s in by_kind(documents, "Service")
+                if wanted.items() <= s["metadata"]["labels"].items()]
+    assert [s["metadata"]["name"] for s in selected] == [f"{RELEASE}-haproxy-receiver-metrics"]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["port"] in {p["name"] for p in selected[0]["spec"]["ports"]}
+
+
+def test_settings_owned_by_the_chart_are_refused_in_config() -> None:
+    with pytest.raises(helm.HelmError, match=r"config\.listen\.udp is set by the chart"):
+        render({"config": {"listen": {"udp": ["127.0.0.1:1"]}}})
+
+
+def test_unknown_mode_is_refused_with_allowed_values() -> None:
+    with pytest.raises(helm.HelmError, match="allowed: statefulset, daemonset"):
+        render({"mode": "deployment"})
+
+
+def test_config_values_reach_the_toml_with_their_types() -> None:
+    config = config_toml(render({"config": {
+        "parse": {"labels": {"labels.group": 'web "asg"'}, "timezone": "Europe/Paris"},
+        "elasticsearch": {"batch_events": 5000, "compression": False},
+    }}))
+    assert config["parse"]["labels"] == {"labels.group": 'web "asg"'}
+    assert config["parse"]["timezone"] == "Europe/Paris"
+    assert config["elasticsearch"]["batch_events"] == 5000
+    assert config["elasticsearch"]["compression"] is False
