@@ -1,0 +1,37 @@
+"""The values the spool hands out: positions, records, batches, and the event id built from them.
+
+A position (segment number, byte offset of the frame) names one record for the life of the
+spool directory: segment numbers are never reused (the newest segment file always stays on
+disk, and a writer always starts a fresh segment), so `event_id` is stable across restarts and
+replays, which is what makes Elasticsearch's `create` action deduplicate re-sends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    segment: int
+    offset: int
+
+
+@dataclass(slots=True)
+class Record:
+    position: Position
+    payload: bytes
+    written_at: float  # Unix time the record was appended
+
+
+@dataclass(slots=True)
+class Batch:
+    seq: int
+    records: list[Record]
+    end: Position  # position after the last record
+    end_ordinal: int = 0  # records of `end.segment` up to `end` (for pending counts)
+
+
+def event_id(identity: str, position: Position) -> str:
+    """Stable Elasticsearch `_id`: spool identity, segment and offset (hex), e.g. `ab12cd34ef-7-1a2b`."""
+    return f"{identity}-{position.segment:x}-{position.offset:x}"

@@ -1,0 +1,233 @@
+"""Appending: the `when_full` policies with counts that add up, oversized records, fsync
+policies, the directory lock held by another process, and a real full disk (tmpfs)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from receiver.event import decode_event, encode_event
+from receiver.metrics import Metrics
+from receiver.spool import SpoolError, SpoolLocked, SpoolReader, SpoolWriter, spool_stats
+from tests.spool.helpers import KIB, counter, drain, numbers, payloads, settings
+from tests.support import REPO, wait_for
+
+SMALL = {"segment_bytes": 64 * KIB, "max_bytes": 192 * KIB}
+
+
+def _fill_until_refused(writer: SpoolWriter, start: int = 0) -> tuple[int, int]:
+    """Append batches of 50 until one is not taken whole; returns (sent, accepted)."""
+    sent = accepted = 0
+    while True:
+        taken = writer.append(payloads(start + sent, 50))
+        sent += 50
+        accepted += taken
+        if taken < 50:
+            return sent, accepted
+
+
+def test_drop_newest_refuses_and_counts_then_accepts_again(tmp_path: Path) -> None:
+    metrics = Metrics()
+    writer = SpoolWriter(settings(tmp_path, when_full="drop_newest", **SMALL), metrics)
+    sent, accepted = _fill_until_refused(writer)
+    more = writer.append(payloads(sent, 50))
+    assert more == 0
+    sent += 50
+    dropped = counter(metrics, "events_dropped", reason="spool_full")
+    assert accepted + dropped == sent
+    assert counter(metrics, "events_spooled") == accepted
+    stats = spool_stats(tmp_path)
+    assert stats.bytes <= 192 * KIB and stats.events_pending == accepted
+    assert not writer.has_room()
+    reader = SpoolReader(tmp_path)
+    assert drain(reader) == list(range(accepted))
+    assert writer.has_room()
+    assert writer.append(payloads(10_000, 50)) == 50
+    writer.close()
+
+
+def test_drop_oldest_deletes_old_segments_and_counts_what_they_held(tmp_path: Path) -> None:
+    metrics = Metrics()
+    writer = SpoolWriter(settings(tmp_path, when_full="drop_oldest", **SMALL), metrics)
+    reader = SpoolReader(tmp_path)
+    shipped = drain(reader)[:0]
+    total = 2000
+    for start in range(0, total, 50):
+        assert writer.append(payloads(start, 50)) == 50  # never refuses
+        if start == 500:
+            shipped = drain(reader)  # some shipped before the spool overflows
+        assert spool_stats(tmp_path).bytes <= 192 * KIB
+    dropped = counter(metrics, "events_dropped", reason="spool_full_oldest")
+    assert dropped > 0
+    rest = drain(reader)
+    delivered = shipped + rest
+    assert len(delivered) + dropped == total  # received = shipped + dropped (+ 0 pending)
+    assert delivered == sorted(delivered) and len(set(delivered)) == len(delivered)
+    assert delivered[-1] == total - 1  # the newest survive
+    writer.close()
+
+
+def test_block_appends_what_fits_and_waits_for_room(tmp_path: Path) -> None:
+    metrics = Metrics()
+    writer = SpoolWriter(settings(tmp_path, when_full="block", **SMALL), metrics)
+    _, accepted = _fill_until_refused(writer)
+    assert counter(metrics, "events_dropped", reason="spool_full") == 0
+    assert not writer.has_room()
+    assert not writer.wait_for_room(0.05)
+    delivered: list[int] = []
+
+    def ship() -> None:
+        reader = SpoolReader(tmp_path)
+        while len(delivered) < 3000:
+            if reader.wait(0.05):
+                delivered.extend(drain(reader))
+
+    shipper = threading.Thread(target=ship, daemon=True)
+    shipper.start()
+    pending = payloads(accepted, 3000 - accepted)
+    while pending:  # what the listener does: keep the rest, wait, try again
+        assert writer.wait_for_room(10)
+        pending = pending[writer.append(pending) :]
+    shipper.join(30)
+    assert delivered == list(range(3000))
+    assert counter(metrics, "events_spooled") == 3000
+    writer.close()
+
+
+def test_oversized_record_is_cut_to_fit_and_keeps_its_fields(tmp_path: Path) -> None:
+    metrics = Metrics()
+    writer = SpoolWriter(settings(tmp_path, max_record_bytes=2 * KIB), metrics)
+    big = encode_event({"n": 1, "event.original": "z" * 50_000, "tags": ["a"]})
+    junk = b"\xc1" * 10_000  # not msgpack at all
+    assert writer.append([big, junk, payloads(2, 1)[0]]) == 3
+    assert counter(metrics, "spool_records_cut") == 2
+    batch = SpoolReader(tmp_path).read(10, 10**6)
+    assert batch is not None
+    cut, described, normal = (decode_event(r.payload).document() for r in batch.records)
+    assert all(len(r.payload) <= 2 * KIB for r in batch.records)
+    assert cut["n"] == 1 and cut["tags"] == ["a", "spool_record_cut"]
+    assert cut["event.original"].startswith("zzz") and cut["event.original"].endswith("…[cut]")
+    assert "50" in cut["error.message"]
+    assert "10000 bytes" in described["message"] and described["tags"] == ["spool_record_cut"]
+    assert normal["n"] == 2
+    writer.close()
+
+
+@pytest.mark.parametrize("policy", ["always", "interval", "never"])
+def test_fsync_policies(tmp_path: Path, policy: str) -> None:
+    metrics = Metrics()
+    writer = SpoolWriter(settings(tmp_path, fsync=policy, fsync_interval=0.02), metrics)
+    for start in range(0, 100, 10):
+        writer.append(payloads(start, 10))
+
+    def fsyncs() -> float:
+        return counter(metrics, "spool_fsyncs")
+
+    if policy == "always":
+        assert fsyncs() >= 10
+    elif policy == "interval":
+        wait_for(lambda: fsyncs() >= 1, 5, "a background fsync")
+        assert fsyncs() < 10  # grouped, not one per batch
+    writer.close()
+    if policy == "never":
+        assert fsyncs() == 0
+    else:
+        assert metrics.registry.get_sample_value("haproxy_receiver_spool_fsync_seconds_count")
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys
+    from receiver.config import SpoolSettings
+    from receiver.metrics import Metrics
+    from receiver.spool import SpoolWriter
+    writer = SpoolWriter(SpoolSettings(dir=sys.argv[1]), Metrics())
+    print("locked", flush=True)
+    sys.stdin.read()
+    writer.close()
+    """
+)
+
+
+def test_second_instance_on_the_same_directory_gets_a_clear_error(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path)], cwd=REPO, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(SpoolLocked) as raised:
+        SpoolWriter(settings(tmp_path), Metrics())
+    message = str(raised.value)
+    assert str(tmp_path) in message and f"pid {holder.pid}" in message
+    assert isinstance(raised.value, SpoolError)
+    holder.stdin.close()
+    assert holder.wait(10) == 0
+    SpoolWriter(settings(tmp_path), Metrics()).close()  # free again once it exited
+
+
+def test_closed_writer_refuses_appends(tmp_path: Path) -> None:
+    writer = SpoolWriter(settings(tmp_path), Metrics())
+    writer.close()
+    with pytest.raises(SpoolError):
+        writer.append(payloads(0, 1))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB filesystem (tmpfs), where this machine allows mounting one."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: cannot build a small filesystem to fill")
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a 1 MiB tmpfs here (needs root): {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.mark.parametrize("policy", ["block", "drop_newest"])
+def test_full_disk_behaves_like_a_full_spool_and_recovers(small_disk: Path, policy: str) -> None:
+    metrics = Metrics()
+    spool = small_disk / "spool"
+    writer = SpoolWriter(settings(spool, when_full=policy, max_bytes=64 * 1024**2), metrics)
+    sent, accepted = _fill_until_refused(writer)
+    assert 1000 < accepted < 2500  # about 1 MiB of 430-byte records
+    assert not writer.has_room()
+    dropped = counter(metrics, "events_dropped", reason="disk_full")
+    assert dropped == (sent - accepted if policy == "drop_newest" else 0)
+    reader = SpoolReader(spool)
+    assert drain(reader) == list(range(accepted))  # nothing torn, nothing lost
+    assert writer.wait_for_room(5)  # space came back when acknowledged segments went
+    assert writer.append(payloads(sent, 50)) == 50
+    assert drain(reader) == list(range(sent, sent + 50))
+    assert numbers([p for p in payloads(0, 1)]) == [0]
+    writer.close()
+
+
+def test_full_disk_with_drop_oldest_keeps_the_newest(small_disk: Path) -> None:
+    metrics = Metrics()
+    spool = small_disk / "spool"
+    writer = SpoolWriter(settings(spool, when_full="drop_oldest", max_bytes=64 * 1024**2), metrics)
+    total = 6000  # about 2.5 MiB into a 1 MiB filesystem
+    for start in range(0, total, 50):
+        assert writer.append(payloads(start, 50)) == 50
+    dropped = counter(metrics, "events_dropped", reason="spool_full_oldest")
+    delivered = drain(SpoolReader(spool))
+    assert len(delivered) + dropped == total
+    assert delivered == list(range(total - len(delivered), total))  # the newest, no gap
+    writer.close()
