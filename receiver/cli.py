@@ -150,6 +150,27 @@ def _import_dashboards(kibana: str, settings: Settings) -> int:
     return 0 if result.success else 1
 
 
+@app.command()
+def status(
+    config: ConfigOption = None,
+    metrics: Annotated[str | None, typer.Option(help="The instance's metrics HOST:PORT.")] = None,
+) -> None:
+    """Show a running instance: listeners, spool depth and lag, the output's state."""
+    from receiver.status import StatusError, fetch_status, render
+
+    settings = _settings(config, {"metrics.listen": metrics})
+    if not settings.metrics.listen:
+        typer.echo("haproxy-receiver: status needs metrics.listen (the instance's metrics address)", err=True)
+        raise typer.Exit(2)
+    try:
+        report = fetch_status(f"http://{settings.metrics.listen}")
+    except StatusError as error:
+        typer.echo(f"haproxy-receiver: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(render(report))
+    raise typer.Exit(0 if report.ready else 1)
+
+
 @spool_app.command("stats")
 def spool_stats_command(
     config: ConfigOption = None,

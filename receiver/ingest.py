@@ -19,7 +19,7 @@ import msgpack
 
 from receiver.event import encode_event
 from receiver.metrics import Metrics
-from receiver.parse import Parser
+from receiver.parse import TAG_FAILURE, Parser
 from receiver.spool import SpoolWriter
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class Ingest:
         now = time.time()
         parse = self._parser.parse
         formats: Tally[str] = Tally()
+        failures: Tally[str] = Tally()
         with self._lock:
             pack = self._packer.pack
             payloads: list[bytes] = []
@@ -62,12 +63,14 @@ class Ingest:
                 if sender is not None:
                     document[SOURCE_FIELD] = sender
                 formats[document.get("haproxy.log_format", "unknown")] += 1
+                if "tags" in document and TAG_FAILURE in document["tags"]:
+                    failures[str(document.get("error.type", "unknown"))] += 1
                 try:
                     payloads.append(encode_event(document, pack))
                 except (TypeError, ValueError) as error:
                     payloads.append(encode_event(self._unencodable(document, error), pack))
             accepted = self._append_all(payloads)
-        self._count(messages, listener, transport, formats)
+        self._count(messages, listener, transport, formats, failures)
         return accepted
 
     def _unencodable(self, document: dict[str, object], error: Exception) -> dict[str, object]:
@@ -78,7 +81,7 @@ class Ingest:
             "event.original": str(document.get("event.original", "")),
             "message": str(document.get("event.original", "")),
             "error.message": f"document could not be encoded as JSON: {error}",
-            "tags": ["_haproxy_parse_failure"],
+            "tags": [TAG_FAILURE],
         }
 
     def _append_all(self, payloads: list[bytes]) -> int:
@@ -94,9 +97,11 @@ class Ingest:
         return accepted
 
     def _count(self, messages: Sequence[bytes], listener: str, transport: str,
-               formats: Tally[str]) -> None:
+               formats: Tally[str], failures: Tally[str]) -> None:
         m = self._metrics
         m.messages_received.labels(listener, transport).inc(len(messages))
         m.bytes_received.labels(listener, transport).inc(sum(map(len, messages)))
         for name, count in formats.items():
             m.events_parsed.labels(name).inc(count)
+        for reason, count in failures.items():
+            m.parse_failures.labels(reason).inc(count)

@@ -20,11 +20,11 @@ from typing import Any
 
 from receiver.config import Settings
 from receiver.ingest import Ingest
-from receiver.listen import DatagramReader, Listeners, StreamServer, open_listeners
+from receiver.listen import DatagramReader, Listeners, StreamServer, open_listeners, source_filter
 from receiver.metrics import CallbackCollector, Metrics, serve, udp_socket_drops
 from receiver.parse import Parser
-from receiver.ship import Shipper, open_output
-from receiver.spool import SpoolReader, SpoolWriter, collector
+from receiver.ship import Shipper, make_output
+from receiver.spool import SpoolReader, SpoolWriter, collector, spool_stats
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,10 @@ class Receiver:
         try:
             self._listeners = open_listeners(s.listen)
             self.reader = SpoolReader(Path(s.spool.dir), self.metrics)
-            self.output = open_output(s.elasticsearch, self.metrics, stdout=sys.stdout.buffer)
+            self.output = make_output(s.elasticsearch, self.metrics, sys.stdout.buffer)
             self._start_metrics()
             self.shipper = Shipper(s.elasticsearch, self.reader, self.output, self.metrics,
-                                   dead_letter_path=self._dead_letter_path())
+                                   dead_letter_path=str(self._dead_letter_path()))
             self._ship_stop = threading.Event()
             self._ship_thread = threading.Thread(target=self.shipper.run, args=(self._ship_stop,),
                                                  name="shipper", daemon=True)
@@ -83,8 +83,9 @@ class Receiver:
         block = self.settings.spool.when_full == "block"
         self.ingest = Ingest(Parser(self.settings.parse), self.writer, self.metrics, block=block)
         wait = self.writer.wait_for_room if block else (lambda _timeout: True)
+        allow = source_filter(self.settings.listen)
         for listener in self._listeners.datagram:
-            reader = DatagramReader(listener, self.ingest, wait)
+            reader = DatagramReader(listener, self.ingest, wait, self.metrics, allow)
             reader.start()
             self._readers.append(reader)
         if self._listeners.stream:
@@ -115,6 +116,17 @@ class Receiver:
                 signal.signal(sig, handler)
         return 0
 
+    def _ship_what_is_spooled(self, deadline: float) -> None:
+        """Give the shipper until `deadline` to empty the spool (a second signal cuts it short)."""
+        directory = Path(self.settings.spool.dir)
+        while time.monotonic() < deadline and not self.force_exit and self._ship_thread.is_alive():
+            if spool_stats(directory).events_pending == 0:
+                return
+            time.sleep(0.05)
+        pending = spool_stats(directory).events_pending
+        if pending:
+            log.warning("shutdown: %d events stay in the spool and ship after the next start", pending)
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.should_exit.is_set():
             self.force_exit = True
@@ -132,9 +144,11 @@ class Receiver:
             reader.join(2.0)
         self._listeners.close()
         grace = 0.0 if self.force_exit else self.settings.service.shutdown_grace
+        deadline = time.monotonic() + grace
+        self._ship_what_is_spooled(deadline)
         self._ship_stop.set()
-        self.shipper.drain(time.monotonic() + grace)
-        self._ship_thread.join(max(grace, 1.0))
+        self.shipper.drain(deadline)
+        self._ship_thread.join(max(deadline - time.monotonic(), 1.0))
         if self._http is not None:
             self._http.shutdown()
         self.reader.close()

@@ -45,15 +45,18 @@ def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "con
              interval: float = 0.05) -> T:
     """Poll `condition` until it returns a truthy value; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: object = None
     while time.monotonic() < deadline:
         try:
-            last = condition()
+            result = condition()
+        except AssertionError:
+            raise  # the condition knows it can never become true (e.g. the process died)
         except Exception as error:  # a server still starting refuses connections
             last = error
         else:
-            if last:
-                return last
+            if result:
+                return result
+            last = result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
@@ -198,7 +201,13 @@ class Backend:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                return  # HAProxy resets idle keep-alive connections when it stops: not news
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -1,0 +1,162 @@
+"""Fast path of `fields.FieldMapper`: straight-line mapping code compiled per key layout.
+
+A HAProxy log-format is fixed per deployment, so the keys of its bodies arrive in the same
+order message after message. For each distinct key layout (a "shape") this module generates
+one Python function that unpacks the values in a single step and maps each one with the
+conversion for its kind written inline (type checks, renames, the accept date, the duration),
+calling the generic per-kind handler only for the unusual value (text where a number was
+expected, `-`, `#XX` escapes, absolute URIs). The result is exactly what the generic loop in
+`FieldMapper` produces; it only skips the per-key table lookups and dispatch.
+
+Keys are embedded with `repr()`, so any key text is safe. The number of compiled shapes is
+bounded; past the bound, and for very wide objects, the generic loop is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from receiver.parse import fields as f
+
+if TYPE_CHECKING:
+    from receiver.parse.fields import Collected, FieldMapper
+
+MAX_SHAPES = 256
+MAX_KEYS = 128
+
+Compiled = Callable[[dict[str, Any], dict[str, Any], "Collected", "FieldMapper", bool], None]
+
+_DATE_KINDS = (f.DATE_MS, f.DATE_OFFSET, f.EPOCH)
+
+
+def _date_preference(keys: list[str]) -> list[str]:
+    """The date keys in the order the generic loop would prefer them: `t` first, then by kind
+    (ms date, zoned date, epoch), then by position."""
+    dated = [k for k in keys if k in f.FIELDS and f.FIELDS[k][1] in _DATE_KINDS]
+    return sorted(dated, key=lambda k: (k != "t", f.FIELDS[k][1], keys.index(k)))
+
+
+def compile_shape(keys: tuple[str, ...]) -> Compiled:
+    """Generate the mapping function for bodies whose keys are exactly `keys`, in order."""
+    lines = ["def mapped(raw, doc, seen, mapper, http):"]
+    names = [f"v{i}" for i in range(len(keys))]
+    if len(keys) == 1:
+        lines.append(f"    {names[0]}, = raw.values()")
+    elif keys:
+        lines.append(f"    {', '.join(names)} = raw.values()")
+    env: dict[str, Any] = {"H": f._HANDLERS, "IPS": f._IP_CACHE}
+    for key, v in zip(keys, names, strict=True):
+        spec = f.FIELDS.get(key)
+        k = repr(key)
+        if spec is None:
+            lines.append(f"    if {v} is not None and {v} != '-': doc[{'haproxy.' + key!r}] = {v}")
+            continue
+        name, kind = spec
+        n = repr(name)
+        call = f"H[{kind}](mapper, {k}, {n}, {v}, doc, seen, http)"
+        if kind in (f.DURATION, f.STATUS, f.BYTES_READ, f.BYTES_UPLOADED):
+            # Text lines (httplog, tcplog, CLF) give numbers as text: convert inline.
+            lines += [
+                f"    if type({v}) is str and 0 < len({v}) < 19:",
+                "        try:",
+                f"            {v} = int({v})",
+                "        except ValueError:",
+                "            pass",
+            ]
+        if kind == f.INT:
+            # Up to 18 characters always fits a `long`; longer text goes through to_int.
+            lines += [
+                f"    if type({v}) is int and -{2**63} <= {v} < {2**63}: doc[{n}] = {v}",
+                f"    elif type({v}) is str and len({v}) < 19:",
+                "        try:",
+                f"            doc[{n}] = int({v})",
+                "        except ValueError:",
+                "            pass",
+                f"    elif {v} is not None: {call}",
+            ]
+        elif kind == f.STR:
+            lines += [
+                f"    if type({v}) is str:",
+                f"        if {v} and {v} != '-': doc[{n}] = {v}",
+                f"    elif {v} is not None: {call}",
+            ]
+        elif kind in _DATE_KINDS:
+            continue  # handled after the loop, in preference order
+        elif kind == f.SRC_IP or kind == f.DST_IP:
+            ip_name = repr("source.ip" if kind == f.SRC_IP else "destination.ip")
+            lines += [
+                f"    if type({v}) is str and IPS.get({v}):",
+                f"        doc[{n}] = {v}",
+                f"        doc[{ip_name}] = {v}",
+                f"    elif {v} is not None: {call}",
+            ]
+        elif kind == f.FRONTEND:
+            lines += [
+                f"    if type({v}) is str and {v} and {v}[-1] != '~' and {v} != '-': "
+                f"doc[{n}] = {v}",
+                f"    elif {v} is not None: {call}",
+            ]
+        elif kind == f.DURATION:
+            condition = "True" if key == "Tt" else "seen.duration_ms is None"
+            lines += [
+                f"    if type({v}) is int and -{2**63} <= {v} < {2**63}:",
+                f"        doc[{n}] = {v}",
+                f"        if {v} >= 0 and {condition}: seen.duration_ms = {v}",
+                f"    elif {v} is not None: {call}",
+            ]
+        elif kind == f.STATUS:
+            lines += [
+                f"    if type({v}) is int and 0 <= {v} < {2**63}:",
+                f"        doc[{n}] = {v}",
+                f"        seen.status = {v}",
+                f"    elif {v} is not None: {call}",
+            ]
+        elif kind == f.REQUEST:
+            lines += [
+                f"    if type({v}) is str and {v} and {v} != '-':",
+                f"        doc[{n}] = {v}",
+                f"        seen.request_line = {v}",
+            ]
+        elif kind == f.METHOD:
+            lines += [
+                f"    if type({v}) is str and {v} and {v} != '-' and {v} != '<BADREQ>': "
+                f"doc[{n}] = {v}",
+            ]
+        elif kind == f.PATH or kind == f.URI:
+            lines += [
+                f"    if type({v}) is str and {v}[:1] == '/' and '#' not in {v}: doc[{n}] = {v}",
+                f"    elif {v} is not None: {call}",
+            ]
+        elif kind == f.QUERY:
+            lines.append(f"    if {v} and {v} != '?' and {v} is not None: {call}")
+        elif kind == f.VERSION:
+            lines += [
+                f"    if type({v}) is str and {v}[:5] == 'HTTP/': doc[{n}] = {v}[5:]",
+                f"    elif {v} is not None: {call}",
+            ]
+        elif kind == f.BYTES_READ or kind == f.BYTES_UPLOADED:
+            other = repr("haproxy.bytes_read" if kind == f.BYTES_READ else "haproxy.bytes_uploaded")
+            lines += [
+                f"    if type({v}) is int and -{2**63} <= {v} < {2**63}:",
+                f"        doc[{n} if http else {other}] = {v}",
+                f"    elif {v} is not None: {call}",
+            ]
+        else:
+            lines.append(f"    if {v} is not None: {call}")
+    for key in _date_preference(list(keys)):
+        v = names[keys.index(key)]
+        kind = f.FIELDS[key][1]
+        lines += [
+            f"    if seen.date is None and type({v}) is str and {v} and {v} != '-':",
+            f"        seen.date = {v}",
+            f"        seen.date_kind = {kind}",
+            f"    elif seen.date is None and {kind} == {f.EPOCH} and type({v}) in (int, float):",
+            f"        seen.date = {v}",
+            f"        seen.date_kind = {kind}",
+        ]
+    lines.append("    return None")
+    code = compile("\n".join(lines), f"<haproxy-receiver shape of {len(keys)} keys>", "exec")
+    exec(code, env)  # generated from our own templates; keys are embedded via repr()
+    mapped: Compiled = env["mapped"]
+    return mapped

@@ -1,0 +1,602 @@
+"""Field names and types: a log-format variable (`ci`, `Tw`, `r`, ...) -> typed document field(s).
+
+Owns the table below and `FieldMapper`, which every body parser feeds: the JSON parser gives
+the keys of the user's log-format, the httplog/tcplog/CLF parsers give HAProxy's variable
+names for each position of their line. In `field_names = "ecs"` mode (default) known keys get
+Elastic Common Schema names (Filebeat haproxy module names where those are sensible, clearer
+ones for the timers); unknown keys are kept as `haproxy.<key>` with their JSON type. In `raw`
+mode every key stays as the log-format wrote it, typed (numbers as numbers), and the
+`@timestamp`, `event.duration` and `event.outcome` fields are still derived.
+
+HAProxy conventions handled here: `-` means "no value" (dropped), `-1` timers mean "phase not
+reached" (kept as -1), `+` prefixes (logasap, redispatch) are dropped from numbers, `#XX`
+escapes in URIs and captures are decoded back to the bytes they stand for, and `<BADREQ>`
+carries no method/path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any
+
+from receiver.config import ParseSettings
+
+# Kinds of conversion (small ints: compared in the hot loop).
+STR = 0  # text, renamed
+INT = 1  # integer (timers, counts, ports, bytes); `+` prefix dropped
+SRC_IP = 2  # client address -> source.address + source.ip when a valid IP
+DST_IP = 3  # frontend address -> destination.address + destination.ip
+DATE_MS = 4  # `%t`-style date, no zone, optional ms
+DATE_OFFSET = 5  # `%Tl`-style date with offset
+EPOCH = 6  # `%Ts` epoch seconds
+FRONTEND = 7  # `%ft`: trailing `~` means an SSL listener
+STATUS = 8  # HTTP status; -1 (none) dropped
+REQUEST = 9  # `%r` request line: split into method, url, version
+URI = 10  # `%HU`: url.original (#XX decoded)
+PATH = 11  # `%HP`
+QUERY = 12  # `%HQ`: leading `?` removed; empty dropped
+VERSION = 13  # `%HV`: `HTTP/1.1` -> `1.1`
+METHOD = 14  # `%HM`
+TERMINATION = 15  # `%ts`/`%tsc`: kept raw and split
+CAPTURE_REQUEST = 16  # `%hr`: `{a|b}` -> configured names
+CAPTURE_RESPONSE = 17  # `%hs`
+TLS_VERSION = 18  # `%sslv`: `TLSv1.3` -> tls.version 1.3, tls.version_protocol tls
+BOOL = 19  # `0`/`1`
+BYTES_READ = 20  # `%B`: http.response.bytes for HTTP lines, haproxy.bytes_read for tcplog
+BYTES_UPLOADED = 21  # `%U`
+DURATION = 22  # `%Ta`/`%Tt`: also the source of event.duration
+
+# variable -> (ECS name, kind). The README field reference is generated from this table.
+FIELDS: dict[str, tuple[str, int]] = {
+    "ci": ("source.address", SRC_IP),
+    "cp": ("source.port", INT),
+    "fi": ("destination.address", DST_IP),
+    "fp": ("destination.port", INT),
+    "bi": ("haproxy.backend_source_ip", STR),
+    "bp": ("haproxy.backend_source_port", INT),
+    "si": ("haproxy.server_ip", STR),
+    "sp": ("haproxy.server_port", INT),
+    "t": ("haproxy.accept_date", DATE_MS),
+    "tr": ("haproxy.request_date", DATE_MS),
+    "Tl": ("haproxy.accept_date_local", DATE_OFFSET),
+    "T": ("haproxy.accept_date_gmt", DATE_OFFSET),
+    "trg": ("haproxy.request_date_gmt", DATE_OFFSET),
+    "trl": ("haproxy.request_date_local", DATE_OFFSET),
+    "Ts": ("haproxy.accept_timestamp", EPOCH),
+    "ms": ("haproxy.accept_date_ms", INT),
+    "ft": ("haproxy.frontend_name", FRONTEND),
+    "f": ("haproxy.frontend_name", STR),
+    "b": ("haproxy.backend_name", STR),
+    "s": ("haproxy.server_name", STR),
+    "TR": ("haproxy.time_request_ms", INT),
+    "Tq": ("haproxy.time_request_ms", INT),
+    "Tw": ("haproxy.time_queue_ms", INT),
+    "Tc": ("haproxy.time_connect_ms", INT),
+    "Tr": ("haproxy.time_response_ms", INT),
+    "Th": ("haproxy.time_handshake_ms", INT),
+    "Ti": ("haproxy.time_idle_ms", INT),
+    "Td": ("haproxy.time_data_ms", INT),
+    "Tu": ("haproxy.time_total_active_ms", INT),
+    "Ta": ("haproxy.time_active_ms", DURATION),
+    "Tt": ("haproxy.total_time_ms", DURATION),
+    "ST": ("http.response.status_code", STATUS),
+    "B": ("http.response.bytes", BYTES_READ),
+    "U": ("http.request.bytes", BYTES_UPLOADED),
+    "CC": ("haproxy.http.request.captured_cookie", STR),
+    "CS": ("haproxy.http.response.captured_cookie", STR),
+    "ts": ("haproxy.termination_state", TERMINATION),
+    "tsc": ("haproxy.termination_state", TERMINATION),
+    "ac": ("haproxy.connections.active", INT),
+    "fc": ("haproxy.connections.frontend", INT),
+    "bc": ("haproxy.connections.backend", INT),
+    "sc": ("haproxy.connections.server", INT),
+    "rc": ("haproxy.connections.retries", INT),
+    "sq": ("haproxy.server_queue", INT),
+    "bq": ("haproxy.backend_queue", INT),
+    "hr": ("haproxy.http.request.captured_headers", CAPTURE_REQUEST),
+    "hrl": ("haproxy.http.request.captured_headers", CAPTURE_REQUEST),
+    "hs": ("haproxy.http.response.captured_headers", CAPTURE_RESPONSE),
+    "hsl": ("haproxy.http.response.captured_headers", CAPTURE_RESPONSE),
+    "r": ("haproxy.http.request.raw_request_line", REQUEST),
+    "HM": ("http.request.method", METHOD),
+    "HU": ("url.original", URI),
+    "HP": ("url.path", PATH),
+    "HQ": ("url.query", QUERY),
+    "HV": ("http.version", VERSION),
+    "ID": ("http.request.id", STR),
+    "H": ("observer.hostname", STR),
+    "pid": ("process.pid", INT),
+    "rt": ("haproxy.request_counter", INT),
+    "lc": ("haproxy.log_counter", INT),
+    "sslv": ("tls.version", TLS_VERSION),
+    "sslc": ("tls.cipher", STR),
+    # httpslog's sample fetches
+    "fc_err": ("haproxy.connection_error_code", INT),
+    "ssl_fc_err": ("haproxy.tls.error_code", STR),
+    "ssl_c_err": ("haproxy.tls.client_cert_error_code", INT),
+    "ssl_c_ca_err": ("haproxy.tls.client_ca_error_code", INT),
+    "ssl_fc_is_resumed": ("tls.resumed", BOOL),
+    "ssl_fc_sni": ("tls.client.server_name", STR),
+    # Descriptive keys often used in hand-written JSON log-formats.
+    "client_ip": ("source.address", SRC_IP),
+    "client_port": ("source.port", INT),
+    "frontend_name": ("haproxy.frontend_name", FRONTEND),
+    "backend_name": ("haproxy.backend_name", STR),
+    "server_name": ("haproxy.server_name", STR),
+    "status_code": ("http.response.status_code", STATUS),
+    "bytes_read": ("http.response.bytes", BYTES_READ),
+    "http_method": ("http.request.method", METHOD),
+    "http_request": ("haproxy.http.request.raw_request_line", REQUEST),
+    "termination_state": ("haproxy.termination_state", TERMINATION),
+    "ua": ("user_agent.original", STR),
+    "user_agent": ("user_agent.original", STR),
+    "referer": ("http.request.referrer", STR),
+    "referrer": ("http.request.referrer", STR),
+}
+
+# Where HAProxy's documentation explains each variable, for the field reference.
+DESCRIPTIONS: dict[str, str] = {
+    "ci": "client IP (`source.ip` too when it is an IP; unix-socket clients have none)",
+    "cp": "client port", "fi": "frontend IP", "fp": "frontend port",
+    "t": "accept date; the source of `@timestamp`", "tr": "request date",
+    "Tl": "accept date with zone", "T": "accept date, GMT", "Ts": "accept date, epoch",
+    "ft": "frontend (`~` suffix, meaning SSL, removed; `haproxy.frontend_transport: ssl`)",
+    "TR": "time to receive the full request (ms)", "Tq": "legacy name of TR",
+    "Tw": "time in queues (ms)", "Tc": "time to connect to the server (ms)",
+    "Tr": "server response time (ms)", "Ta": "active time of the request (ms); event.duration",
+    "Tt": "total session time (ms); event.duration", "ST": "HTTP status (-1 dropped)",
+    "B": "bytes read by the client (http.response.bytes; tcplog: haproxy.bytes_read)",
+    "ts": "termination state, split into haproxy.termination.*",
+    "r": "request line, split into method, url.*, http.version",
+    "hr": "captured request headers: named by parse.capture_request_headers",
+    "hs": "captured response headers: named by parse.capture_response_headers",
+}
+
+_TERMINATION_CAUSE = {
+    "C": "client_abort", "S": "server_abort", "P": "proxy_denied", "L": "local_response",
+    "R": "resource_exhausted", "I": "internal_error", "D": "killed_server_down",
+    "U": "killed_server_up", "K": "killed_by_admin", "c": "client_timeout",
+    "s": "server_timeout", "-": "normal",
+}
+_TERMINATION_PHASE = {
+    "R": "request", "Q": "queue", "C": "connect", "H": "response_headers", "D": "data",
+    "L": "last_data", "T": "tarpit", "-": "closed",
+}
+_COOKIE_CLIENT = {
+    "N": "none", "I": "invalid", "D": "server_down", "V": "valid", "E": "expired",
+    "O": "old", "U": "unused",
+}
+_COOKIE_SERVER = {
+    "N": "none", "I": "inserted", "U": "updated", "P": "provided", "R": "rewritten",
+    "D": "deleted",
+}
+
+_HASH_RUN = re.compile(r"(?:#[0-9A-F]{2})+")
+_IP_CACHE: dict[str, bool] = {}
+_IPV4_CHARS = frozenset("0123456789.")
+
+
+def _unhash_run(match: re.Match[str]) -> str:
+    return bytes.fromhex(match.group().replace("#", "")).decode("utf-8", "backslashreplace")
+
+
+def unescape_hash(text: str) -> str:
+    """`#22` -> `"`, `#C3#A9` -> `é` (HAProxy's log escaping; invalid UTF-8 stays visible)."""
+    if "#" not in text:
+        return text
+    return _HASH_RUN.sub(_unhash_run, text)
+
+
+def is_ip(text: str) -> bool:
+    """A valid IPv4/IPv6 address for Elasticsearch's `ip` type (cached: clients repeat)."""
+    known = _IP_CACHE.get(text)
+    if known is not None:
+        return known
+    try:
+        ipaddress.ip_address(text)
+        valid = True
+    except ValueError:
+        valid = False
+    if len(_IP_CACHE) > 65536:
+        _IP_CACHE.clear()
+    _IP_CACHE[text] = valid
+    return valid
+
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def to_int(value: Any) -> int | None:
+    """HAProxy numbers: int, `"123"`, `"+123"` (logasap), `"-1"`; None for `-`, garbage and
+    anything outside Elasticsearch's `long` (which orjson could not encode either)."""
+    if type(value) is int:
+        number = value
+    elif type(value) is str:
+        if len(value) > 24:
+            return None
+        try:
+            # int() accepts the `+` sign HAProxy adds with logasap and redispatch.
+            number = int(value)
+        except ValueError:
+            return None
+    elif isinstance(value, bool):
+        return int(value)
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        return None
+    return number if INT64_MIN <= number <= INT64_MAX else None
+
+
+def split_uri(uri: str, doc: dict[str, Any]) -> None:
+    """url.original, url.path, url.query (and scheme/domain/port for absolute-form targets)."""
+    doc["url.original"] = uri
+    target = uri
+    if uri[:7].lower() == "http://" or uri[:8].lower() == "https://":
+        scheme, _, rest = uri.partition("://")
+        authority_end = len(rest)
+        for stop in "/?":
+            found = rest.find(stop)
+            if 0 <= found < authority_end:
+                authority_end = found
+        authority = rest[:authority_end]
+        doc["url.scheme"] = scheme.lower()
+        host, colon, port = authority.rpartition(":")
+        if colon and port.isdigit() and len(port) <= 5:
+            doc["url.domain"] = host.strip("[]")
+            doc["url.port"] = int(port)
+        elif authority:
+            doc["url.domain"] = authority.strip("[]")
+        target = rest[authority_end:] or "/"
+    path, _, query = target.partition("?")
+    doc["url.path"] = path
+    if query:
+        doc["url.query"] = query
+
+
+class Collected:
+    """What the mapper saw that later steps need (timestamps, duration, outcome)."""
+
+    __slots__ = (
+        "date", "date_is_t", "date_kind", "duration_ms", "request_line", "status", "termination"
+    )
+
+    def __init__(self) -> None:
+        self.date: Any = None
+        self.date_kind = 0
+        self.date_is_t = False
+        self.duration_ms: int | None = None
+        self.request_line: str | None = None
+        self.status: int | None = None
+        self.termination: str | None = None
+
+
+Handler = Callable[["FieldMapper", str, str, Any, dict[str, Any], Collected, bool], None]
+
+
+def _int(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+         seen: Collected, http: bool) -> None:
+    number = to_int(value)
+    if number is not None:
+        doc[name] = number
+
+
+def _str(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+         seen: Collected, http: bool) -> None:
+    if value != "-" and value != "":
+        doc[name] = value
+
+
+def _duration(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+              seen: Collected, http: bool) -> None:
+    number = to_int(value)
+    if number is not None:
+        doc[name] = number
+        if number >= 0 and (key == "Tt" or seen.duration_ms is None):
+            seen.duration_ms = number
+
+
+def _date(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+          seen: Collected, http: bool) -> None:
+    kind = FIELDS[key][1]
+    if mapper.raw_names:
+        doc[name] = value
+    if type(value) is str:
+        if value in ("", "-"):
+            return
+    elif not (kind == EPOCH and type(value) in (int, float)):
+        return
+    # The accept date (%t) wins, then the ms date, the zoned date, the epoch; then the first.
+    if seen.date is None or key == "t" or (kind < seen.date_kind and not seen.date_is_t):
+        seen.date, seen.date_kind = value, kind
+        seen.date_is_t = key == "t"
+
+
+def _address(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+             seen: Collected, http: bool) -> None:
+    if type(value) is not str or value in ("-", ""):
+        return
+    doc[name] = value
+    if not mapper.raw_names and is_ip(value):
+        doc["source.ip" if FIELDS[key][1] == SRC_IP else "destination.ip"] = value
+
+
+def _status(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+            seen: Collected, http: bool) -> None:
+    status = to_int(value)
+    if status is not None and status >= 0:
+        doc[name] = status
+        seen.status = status
+
+
+def _frontend(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+              seen: Collected, http: bool) -> None:
+    if type(value) is not str or value in ("-", ""):
+        return
+    if value[-1] == "~" and not mapper.raw_names:
+        doc["haproxy.frontend_transport"] = "ssl"
+        value = value[:-1]
+    doc[name] = value
+
+
+def _bytes(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+           seen: Collected, http: bool) -> None:
+    number = to_int(value)
+    if number is None:
+        return
+    if not http and not mapper.raw_names:
+        name = "haproxy.bytes_read" if FIELDS[key][1] == BYTES_READ else (
+            "haproxy.bytes_uploaded")
+    doc[name] = number
+
+
+def _request(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+             seen: Collected, http: bool) -> None:
+    if type(value) is str and value not in ("-", ""):
+        doc[name] = value
+        if not mapper.raw_names:
+            seen.request_line = value
+
+
+def _http_part(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+               seen: Collected, http: bool) -> None:
+    """%HM, %HU, %HP, %HQ, %HV."""
+    if type(value) is not str or value in ("<BADREQ>", "-", ""):
+        return
+    if mapper.raw_names:
+        doc[name] = value
+        return
+    kind = FIELDS[key][1]
+    if kind == METHOD:
+        doc[name] = value
+    elif kind == VERSION:
+        doc[name] = value[5:] if value.startswith("HTTP/") else value
+    elif kind == QUERY:
+        if value[0] == "?":
+            value = value[1:]
+        if value:
+            doc[name] = unescape_hash(value)
+    elif kind == URI:
+        value = unescape_hash(value)
+        if value[:7].lower() == "http://" or value[:8].lower() == "https://":
+            path = doc.get("url.path")
+            split_uri(value, doc)
+            if path is not None:
+                doc["url.path"] = path
+        else:
+            doc[name] = value
+    else:  # PATH
+        doc[name] = unescape_hash(value)
+
+
+def _termination(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+                 seen: Collected, http: bool) -> None:
+    if type(value) is not str or not value:
+        return
+    if mapper.raw_names:
+        doc[name] = value
+        return
+    record_termination(value, doc, seen)
+
+
+def record_termination(value: str, doc: dict[str, Any], seen: Collected) -> None:
+    """`haproxy.termination_state` kept raw, and split into cause, phase and cookie flags."""
+    if not value:
+        return
+    doc["haproxy.termination_state"] = value
+    seen.termination = value
+    cause = _TERMINATION_CAUSE.get(value[:1])
+    if cause:
+        doc["haproxy.termination.cause"] = cause
+    phase = _TERMINATION_PHASE.get(value[1:2])
+    if phase:
+        doc["haproxy.termination.phase"] = phase
+    if len(value) >= 4:
+        client = _COOKIE_CLIENT.get(value[2])
+        if client:
+            doc["haproxy.termination.cookie_client"] = client
+        server = _COOKIE_SERVER.get(value[3])
+        if server:
+            doc["haproxy.termination.cookie_server"] = server
+
+
+def _capture(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+             seen: Collected, http: bool) -> None:
+    if type(value) is not str:
+        return
+    if mapper.raw_names:
+        doc[name] = value
+        return
+    names = mapper.request_names if FIELDS[key][1] == CAPTURE_REQUEST else (
+        mapper.response_names)
+    if value[:1] == "{":
+        value = value[1:-1] if value.endswith("}") else value[1:]
+    if value in ("", "-"):
+        return
+    extra: list[str] = []
+    for index, part in enumerate(value.split("|")):
+        captured = unescape_hash(part)
+        if index < len(names):
+            if captured:
+                doc[names[index]] = captured
+        else:
+            extra.append(captured)
+    if any(extra):
+        doc[name] = extra
+
+
+def _tls_version(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+                 seen: Collected, http: bool) -> None:
+    if type(value) is not str or value in ("-", ""):
+        return
+    if mapper.raw_names:
+        doc[name] = value
+        return
+    protocol, _, number = value.partition("v")
+    if number:
+        doc["tls.version"] = number
+        doc["tls.version_protocol"] = protocol.lower()
+    else:
+        doc["tls.version"] = value
+
+
+def _bool(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+          seen: Collected, http: bool) -> None:
+    if isinstance(value, bool):
+        doc[name] = value
+        return
+    number = to_int(value)
+    if number is not None:
+        doc[name] = bool(number)
+
+
+_HANDLERS: dict[int, Handler] = {
+    STR: _str, INT: _int, SRC_IP: _address, DST_IP: _address, DATE_MS: _date,
+    DATE_OFFSET: _date, EPOCH: _date, FRONTEND: _frontend, STATUS: _status,
+    REQUEST: _request, URI: _http_part, PATH: _http_part, QUERY: _http_part,
+    VERSION: _http_part, METHOD: _http_part, TERMINATION: _termination,
+    CAPTURE_REQUEST: _capture, CAPTURE_RESPONSE: _capture, TLS_VERSION: _tls_version,
+    BOOL: _bool, BYTES_READ: _bytes, BYTES_UPLOADED: _bytes, DURATION: _duration,
+}
+
+
+class FieldMapper:
+    """Writes one body's fields into the document under ECS or raw names."""
+
+    def __init__(self, settings: ParseSettings) -> None:
+        self.raw_names = settings.field_names == "raw"
+        self.request_names = [self._capture_name(n, "request") for n in
+                              settings.capture_request_headers]
+        self.response_names = [self._capture_name(n, "response") for n in
+                               settings.capture_response_headers]
+        # key -> (document name, kind, handler), resolved once.
+        self._plan: dict[str, tuple[str, int, Handler]] = {
+            key: (key if self.raw_names else name, kind, _HANDLERS[kind])
+            for key, (name, kind) in FIELDS.items()
+        }
+        self._unknown_prefix = "" if self.raw_names else "haproxy."
+        from receiver.parse import compiled  # it builds on this module's tables
+
+        self._compile = compiled.compile_shape
+        self._max_shapes = compiled.MAX_SHAPES
+        self._max_keys = compiled.MAX_KEYS
+        self._shapes: dict[tuple[str, ...], compiled.Compiled] = {}
+
+    @staticmethod
+    def _capture_name(name: str, side: str) -> str:
+        """A configured name with a dot is used as given; a bare header name gets a place."""
+        if "." in name:
+            return name
+        lowered = name.lower()
+        if side == "request" and lowered == "user-agent":
+            return "user_agent.original"
+        if side == "request" and lowered in ("referer", "referrer"):
+            return "http.request.referrer"
+        return f"haproxy.http.{side}.headers.{lowered.replace('-', '_')}"
+
+    def map(self, raw: dict[str, Any], doc: dict[str, Any], http: bool) -> Collected:
+        """Map every key of `raw` into `doc`; return what later steps need."""
+        seen = Collected()
+        if not self.raw_names and len(raw) <= self._max_keys:
+            shape = tuple(raw)
+            mapped = self._shapes.get(shape)
+            if mapped is None and len(self._shapes) < self._max_shapes:
+                mapped = self._shapes[shape] = self._compile(shape)
+            if mapped is not None:
+                mapped(raw, doc, seen, self, http)
+                self._finish(seen, doc)
+                return seen
+        self.map_generic(raw, doc, http, seen)
+        self._finish(seen, doc)
+        return seen
+
+    def map_generic(
+        self, raw: dict[str, Any], doc: dict[str, Any], http: bool, seen: Collected
+    ) -> None:
+        """The table-driven loop (raw mode, unusual shapes; the reference for `compiled`)."""
+        plan = self._plan
+        for key, value in raw.items():
+            entry = plan.get(key)
+            if entry is None:
+                if value is not None and value != "-":
+                    doc[self._unknown_prefix + key] = value
+                continue
+            name, kind, handler = entry
+            # The common cases inline: JSON already typed them.
+            if (kind == INT and type(value) is int and INT64_MIN <= value <= INT64_MAX) or (
+                kind == STR and type(value) is str and value and value != "-"
+            ):
+                doc[name] = value
+            elif value is not None:
+                handler(self, key, name, value, doc, seen, http)
+
+    @staticmethod
+    def _finish(seen: Collected, doc: dict[str, Any]) -> None:
+        line = seen.request_line
+        if line is not None and not (
+            "http.version" in doc and "url.original" in doc and "http.request.method" in doc
+        ):
+            fill_from_request_line(line, doc)
+
+
+def fill_from_request_line(line: str, doc: dict[str, Any]) -> None:
+    """Fill method, url.* and http.version from `%r` where `%HM`/`%HU`/... did not."""
+    if line[:1] == "<":  # <BADREQ>
+        return
+    method, space, rest = line.partition(" ")
+    if not space:
+        return
+    doc.setdefault("http.request.method", method)
+    uri, space, version = rest.rpartition(" ")
+    if space and version.startswith("HTTP/"):
+        doc.setdefault("http.version", version[5:])
+    else:
+        uri = rest  # cut by tune.http.logurilen: no version left
+    if uri and "url.original" not in doc:
+        had_path = doc.get("url.path")
+        had_query = doc.get("url.query")
+        split_uri(unescape_hash(uri), doc)
+        if had_path is not None:
+            doc["url.path"] = had_path
+        if had_query is not None:
+            doc["url.query"] = had_query
+
+
+def field_reference() -> str:
+    """A Markdown table of every known log-format variable and its document field."""
+    lines = ["| variable | field (ecs) | type | meaning |", "|---|---|---|---|"]
+    types = {
+        STR: "keyword", INT: "long", SRC_IP: "keyword + ip", DST_IP: "keyword + ip",
+        DATE_MS: "-> @timestamp", DATE_OFFSET: "-> @timestamp", EPOCH: "-> @timestamp",
+        FRONTEND: "keyword", STATUS: "long", REQUEST: "keyword (+ split)", URI: "keyword",
+        PATH: "keyword", QUERY: "keyword", VERSION: "keyword", METHOD: "keyword",
+        TERMINATION: "keyword (+ split)", CAPTURE_REQUEST: "keyword(s)",
+        CAPTURE_RESPONSE: "keyword(s)", TLS_VERSION: "keyword", BOOL: "boolean",
+        BYTES_READ: "long", BYTES_UPLOADED: "long", DURATION: "long (+ event.duration ns)",
+    }
+    for key, (name, kind) in FIELDS.items():
+        lines.append(f"| `{key}` | `{name}` | {types[kind]} | {DESCRIPTIONS.get(key, '')} |")
+    return "\n".join(lines)

@@ -1,0 +1,294 @@
+"""The syslog header of one message: every header format HAProxy's `log ... format` can emit.
+
+Owns: splitting a message into header fields (written into the document as `log.syslog.*`,
+`host.name`, `process.*`) and the body (the MSG part), and naming the header format:
+
+| format     | example                                                            |
+|------------|--------------------------------------------------------------------|
+| `local`    | `<134>Nov 25 18:17:32 haproxy[9877]: MSG` (2.6 default, no host)   |
+| `rfc3164`  | `<134>Nov 25 18:17:32 localhost haproxy[9877]: MSG`                |
+| `rfc5424`  | `<134>1 2026-11-25T18:17:32.190752+00:00 - haproxy 9877 - [SD] MSG`|
+| `timed`    | `<6>2026-11-25T18:17:32.191210+00:00 MSG`                          |
+| `short`    | `<6>MSG` (severity only: PRI below 8)                              |
+| `priority` | `<134>MSG`                                                         |
+| `iso`      | `2026-11-25T18:17:32.191210+00:00 MSG`                             |
+| `raw`      | `MSG`                                                              |
+
+`short` and `priority` differ only in the PRI value; a PRI below 8 (facility `kern`) is taken
+as `short`, which is what HAProxy sends for it. The header date is returned unconverted: the
+body's own date (with milliseconds) usually wins, so converting it here would be wasted work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receiver.parse.timestamps import MONTHS
+
+SEVERITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+FACILITY_NAMES = (
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+    "authpriv", "ftp", "ntp", "audit", "alert", "cron2",
+    "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+)
+
+# Header date kinds returned beside the body, converted by the caller only when needed.
+DATE_NONE = 0
+DATE_RFC3164 = 1
+DATE_ISO = 2
+
+
+def _pri_fields(pri: int) -> dict[str, Any]:
+    severity = pri & 7
+    facility = pri >> 3
+    fields: dict[str, Any] = {
+        "log.syslog.priority": pri,
+        "log.syslog.severity.code": severity,
+        "log.syslog.severity.name": SEVERITY_NAMES[severity],
+        "log.level": SEVERITY_NAMES[severity],
+        "log.syslog.facility.code": facility,
+    }
+    if facility < len(FACILITY_NAMES):
+        fields["log.syslog.facility.name"] = FACILITY_NAMES[facility]
+    return fields
+
+
+_PRI_FIELDS = {pri: _pri_fields(pri) for pri in range(192)}
+_SHORT_FIELDS = {
+    pri: {
+        "log.syslog.severity.code": pri,
+        "log.syslog.severity.name": SEVERITY_NAMES[pri],
+        "log.level": SEVERITY_NAMES[pri],
+    }
+    for pri in range(8)
+}
+_TAG_CACHE: dict[str, dict[str, Any]] = {}
+
+
+def _tag_fields(tag: str) -> dict[str, Any]:
+    """`haproxy[9877]` -> appname/process.name and procid/process.pid (cached per tag)."""
+    fields = _TAG_CACHE.get(tag)
+    if fields is not None:
+        return fields
+    name, pid = tag, ""
+    bracket = tag.find("[")
+    if bracket > 0 and tag.endswith("]"):
+        name, pid = tag[:bracket], tag[bracket + 1 : -1]
+    fields = {"log.syslog.appname": name, "process.name": name}
+    if pid:
+        fields["log.syslog.procid"] = pid
+        if pid.isdigit() and pid.isascii() and len(pid) < 10:
+            fields["process.pid"] = int(pid)
+    if len(_TAG_CACHE) > 1024:
+        _TAG_CACHE.clear()
+    _TAG_CACHE[tag] = fields
+    return fields
+
+
+def _looks_iso(text: str) -> bool:
+    return (
+        len(text) >= 19 and text[4:5] == "-" and text[7:8] == "-" and text[10:11] in ("T", "t")
+        and text[:4].isdigit()
+    )
+
+
+# RFC 3164/local headers seen before: `<134>Nov 25 18:21:08 haproxy[11604]` -> (fields, offset
+# of the date, format). The key holds the date, so entries turn over each second; bounded.
+_HEADER_CACHE: dict[str, tuple[dict[str, Any], int, str]] = {}
+_HEADER_CACHE_LIMIT = 4096
+_MONTH_INITIALS = frozenset(month[0] for month in MONTHS)
+
+
+def parse_header(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
+    """Fill the header fields into `doc`; return (body, header date text, date kind, format)."""
+    if text[:1] == "<":
+        close = text.find(">", 1, 5)
+        end = -1
+        if text[close + 1 : close + 2] in _MONTH_INITIALS:
+            end = text.find(": ", 16, 300)
+            if end > 0:
+                hit = _HEADER_CACHE.get(text[:end])
+                if hit is not None:
+                    fields, date_at, header_format = hit
+                    doc.update(fields)
+                    body = text[end + 2 :]
+                    return body, text[date_at : date_at + 15], DATE_RFC3164, header_format
+        if close > 1 and text[1:close].isdigit() and text[1:close].isascii():
+            pri = int(text[1:close])
+            if pri < 192:
+                header: dict[str, Any] = {}
+                result = _after_pri(text[close + 1 :], pri, header)
+                doc.update(header)
+                if (
+                    end > 0 and result[2] == DATE_RFC3164
+                    and len(text) - len(result[0]) == end + 2
+                ):
+                    if len(_HEADER_CACHE) >= _HEADER_CACHE_LIMIT:
+                        _HEADER_CACHE.clear()
+                    _HEADER_CACHE[text[:end]] = (header, close + 1, result[3])
+                return result
+    if _looks_iso(text):
+        space = text.find(" ")
+        if space > 0:
+            return text[space + 1 :], text[:space], DATE_ISO, "iso"
+    return text, "", DATE_NONE, "raw"
+
+
+def _after_pri(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int, str]:
+    first = rest[:3]
+    if first in MONTHS and len(rest) >= 16 and rest[15:16] == " " and rest[9:10] == ":":
+        doc.update(_PRI_FIELDS[pri])
+        return _rfc3164(rest, doc)
+    if rest[:2] == "1 " and _looks_iso(rest[2:]):
+        return _rfc5424(rest, pri, doc)
+    if _looks_iso(rest):
+        space = rest.find(" ")
+        if space > 0:
+            doc.update(_SHORT_FIELDS[pri] if pri < 8 else _PRI_FIELDS[pri])
+            return rest[space + 1 :], rest[:space], DATE_ISO, "timed"
+    if pri < 8:
+        doc.update(_SHORT_FIELDS[pri])
+        return rest, "", DATE_NONE, "short"
+    doc.update(_PRI_FIELDS[pri])
+    return rest, "", DATE_NONE, "priority"
+
+
+def _rfc3164(rest: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
+    date = rest[:15]
+    after = rest[16:]
+    space = after.find(" ")
+    first = after[:space] if space >= 0 else after
+    if first.endswith(":") and len(first) > 1:
+        doc.update(_tag_fields(first[:-1]))
+        return after[space + 1 :] if space >= 0 else "", date, DATE_RFC3164, "local"
+    if space > 0:
+        second_end = after.find(" ", space + 1)
+        second = after[space + 1 : second_end] if second_end >= 0 else after[space + 1 :]
+        if second.endswith(":") and len(second) > 1:
+            if first != "-":
+                doc["log.syslog.hostname"] = first
+                doc["host.name"] = first
+            doc.update(_tag_fields(second[:-1]))
+            body = after[second_end + 1 :] if second_end >= 0 else ""
+            return body, date, DATE_RFC3164, "rfc3164"
+    # No `tag:`: not HAProxy's layout; the whole remainder is the body.
+    return after, date, DATE_RFC3164, "rfc3164"
+
+
+_NAMES_CACHE: dict[tuple[int, str, str, str, str], dict[str, Any]] = {}
+
+
+def _rfc5424(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int, str]:
+    parts = rest.split(" ", 6)
+    date = parts[1]
+    if len(parts) < 7:
+        # A header cut short: keep what is whole, no body.
+        doc.update(_PRI_FIELDS[pri])
+        doc["log.syslog.version"] = 1
+        _rfc5424_names(parts[2:6], doc)
+        return "", date, DATE_ISO, "rfc5424"
+    key = (pri, parts[2], parts[3], parts[4], parts[5])
+    fields = _NAMES_CACHE.get(key)
+    if fields is None:
+        fields = dict(_PRI_FIELDS[pri])
+        fields["log.syslog.version"] = 1
+        _rfc5424_names(parts[2:6], fields)
+        if len(_NAMES_CACHE) >= 1024:
+            _NAMES_CACHE.clear()
+        _NAMES_CACHE[key] = fields
+    doc.update(fields)
+    tail = parts[6]
+    if tail[:2] == "- ":
+        body = tail[2:]
+    elif tail[:1] == "[":
+        end = _sd_end(tail)
+        for sd_id, params in _parse_sd(tail[:end]).items():
+            for name, value in params.items():
+                doc[f"log.syslog.structured_data.{sd_id}.{name}"] = value
+        body = tail[end + 1 :] if end < len(tail) else ""
+    elif tail == "-":
+        body = ""
+    else:
+        body = tail  # a sender that omitted SD; keep the text
+    if body[:1] == "\ufeff":
+        body = body[1:]
+    return body, date, DATE_ISO, "rfc5424"
+
+
+def _rfc5424_names(names: list[str], doc: dict[str, Any]) -> None:
+    host, app, procid, msgid = [*names, "-", "-", "-", "-"][:4]
+    if host != "-":
+        doc["log.syslog.hostname"] = host
+        doc["host.name"] = host
+    if app != "-":
+        doc["log.syslog.appname"] = app
+        doc["process.name"] = app
+    if procid != "-":
+        doc["log.syslog.procid"] = procid
+        if procid.isdigit() and procid.isascii() and len(procid) < 10:
+            doc["process.pid"] = int(procid)
+    if msgid != "-":
+        doc["log.syslog.msgid"] = msgid
+
+
+def _sd_end(text: str) -> int:
+    """Index just past the last SD element (`[..][..]`), honouring `\\]` and quoted values."""
+    i = 0
+    n = len(text)
+    while i < n and text[i] == "[":
+        i += 1
+        in_quotes = False
+        while i < n:
+            c = text[i]
+            if c == "\\":
+                i += 2
+                continue
+            if c == '"':
+                in_quotes = not in_quotes
+            elif c == "]" and not in_quotes:
+                break
+            i += 1
+        i += 1
+    return min(i, n)
+
+
+def _parse_sd(text: str) -> dict[str, dict[str, str]]:
+    """`[id@1 a="x" b="y"][id2 ...]` -> {"id@1": {"a": "x", "b": "y"}, ...}; values unescaped."""
+    elements: dict[str, dict[str, str]] = {}
+    i = 0
+    n = len(text)
+    while i < n and text[i] == "[":
+        i += 1
+        start = i
+        while i < n and text[i] not in " ]":
+            i += 1
+        params: dict[str, str] = {}
+        elements[text[start:i]] = params
+        while i < n and text[i] == " ":
+            i += 1
+            eq = text.find("=", i)
+            if eq < 0:
+                return elements
+            name = text[i:eq]
+            i = eq + 1
+            value_chars: list[str] = []
+            if i < n and text[i] == '"':
+                i += 1
+                while i < n and text[i] != '"':
+                    if text[i] == "\\" and i + 1 < n:
+                        i += 1
+                    value_chars.append(text[i])
+                    i += 1
+                i += 1
+            else:
+                # HAProxy writes numbers unquoted (`status=200`): read up to space or `]`.
+                while i < n and text[i] not in " ]":
+                    if text[i] == "\\" and i + 1 < n:
+                        i += 1
+                    value_chars.append(text[i])
+                    i += 1
+            params[name] = "".join(value_chars)
+        while i < n and text[i] != "]":
+            i += 1
+        i += 1
+    return elements

@@ -1,0 +1,23 @@
+"""Small helpers for the parser tests."""
+
+from __future__ import annotations
+
+import calendar
+from typing import Any
+
+from receiver.config import ParseSettings
+from receiver.parse import Parser
+
+
+def epoch(text: str) -> float:
+    """`2026-11-25T18:21:08` (UTC) -> epoch seconds."""
+    return float(calendar.timegm(
+        (int(text[0:4]), int(text[5:7]), int(text[8:10]),
+         int(text[11:13]), int(text[14:16]), int(text[17:19]), 0, 0, 0)
+    ))
+
+
+def parse(message: bytes | str, received: str = "2026-11-25T18:30:00", **settings: Any
+          ) -> dict[str, Any]:
+    data = message.encode() if isinstance(message, str) else message
+    return Parser(ParseSettings(**settings)).parse(data, epoch(received))

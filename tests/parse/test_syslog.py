@@ -1,0 +1,77 @@
+"""Syslog headers: every `log ... format` HAProxy can send, as seen in the corpus."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.parse.helpers import parse
+
+BODY = "Proxy fe stopped."
+
+
+@pytest.mark.parametrize(
+    ("message", "header_format", "fields"),
+    [
+        (f"<134>Nov 25 18:17:32 haproxy[9877]: {BODY}", "local",
+         {"process.pid": 9877, "log.syslog.appname": "haproxy", "log.syslog.priority": 134}),
+        (f"<134>Nov 25 18:17:32 localhost haproxy[9877]: {BODY}", "rfc3164",
+         {"host.name": "localhost", "log.syslog.hostname": "localhost", "process.pid": 9877}),
+        (f"<134>1 2026-11-25T18:17:32.190752+00:00 - haproxy 9877 - - {BODY}", "rfc5424",
+         {"log.syslog.version": 1, "process.pid": 9877, "log.syslog.procid": "9877"}),
+        (f"<134>1 2026-11-25T18:17:32.190752+00:00 web1 haproxy 9877 - - {BODY}", "rfc5424",
+         {"host.name": "web1"}),
+        (f"<6>2026-11-25T18:17:32.191210+00:00 {BODY}", "timed",
+         {"log.syslog.severity.code": 6, "log.level": "info"}),
+        (f"<6>{BODY}", "short", {"log.syslog.severity.name": "info"}),
+        (f"<134>{BODY}", "priority",
+         {"log.syslog.facility.code": 16, "log.syslog.facility.name": "local0"}),
+        (f"2026-11-25T18:17:32.191210+00:00 {BODY}", "iso", {}),
+        (BODY, "raw", {}),
+    ],
+)
+def test_header_formats(message: str, header_format: str, fields: dict[str, object]) -> None:
+    doc = parse(message + "\n")
+    assert doc["haproxy.syslog_format"] == header_format
+    assert doc["event.original"] == BODY
+    assert {key: doc.get(key) for key in fields} == fields
+    if header_format == "local" or (header_format == "rfc5424" and "web1" not in message):
+        assert "host.name" not in doc  # `local` has no hostname; `-` means none
+
+
+def test_header_dates() -> None:
+    assert parse(f"<6>2026-11-25T18:17:32.191210+00:00 {BODY}")["@timestamp"] == (
+        "2026-11-25T18:17:32.191Z"
+    )
+    assert parse(f"<134>Nov 25 18:17:32 haproxy[1]: {BODY}")["@timestamp"] == (
+        "2026-11-25T18:17:32.000Z"
+    )
+
+
+def test_rfc5424_structured_data_is_flattened() -> None:
+    doc = parse(
+        '<134>1 2026-11-25T18:23:08.199181+00:00 - haproxy 11604 - [corpus@32473 method="GET"'
+        ' uri="/q?json={#22a#22:1,#22b#22:[1,2\\]}" status=200 bytes=161][x@1 a="b \\"c\\""]'
+        ' {"cp":1}'
+    )
+    prefix = "log.syslog.structured_data.corpus@32473."
+    assert doc[prefix + "method"] == "GET"
+    assert doc[prefix + "uri"] == "/q?json={#22a#22:1,#22b#22:[1,2]}"
+    assert doc[prefix + "status"] == "200"
+    assert doc["log.syslog.structured_data.x@1.a"] == 'b "c"'
+    assert doc["source.port"] == 1
+
+
+@pytest.mark.parametrize(
+    "message",
+    [b"<999>x", b"<>x", b"<13", b"<134>Nov 25 18:17", b"<134>1 2026-11-25T18:17:32Z",
+     b"<134>1 2026-11-25T18:17:32Z - - - - [unterminated", b"\x00\xff\xfe", b"", b"\n\r\0"],
+)
+def test_odd_headers_never_fail(message: bytes) -> None:
+    doc = parse(message)
+    assert "@timestamp" in doc
+    assert isinstance(doc["event.original"], str)
+
+
+def test_trailing_newline_carriage_return_and_nul_are_stripped() -> None:
+    doc = parse(b"<134>Nov 25 18:17:32 haproxy[1]: Proxy fe stopped.\r\n\x00")
+    assert doc["event.original"] == "Proxy fe stopped."
