@@ -22,7 +22,8 @@ def test_defaults_listen_on_localhost_only() -> None:
 def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
     file = tmp_path / "receiver.toml"
     file.write_text('[spool]\nmax_bytes = "1GiB"\nfsync = "never"\n[elasticsearch]\nbatch_events = 10\n')
-    env = {"HAPROXY_RECEIVER_SPOOL__FSYNC": "always", "HAPROXY_RECEIVER_LISTEN__UDP": "[::1]:5514,127.0.0.1:6000"}
+    env = {"HAPROXY_RECEIVER_SPOOL__FSYNC": "always",
+           "HAPROXY_RECEIVER_LISTEN__UDP": "[::1]:5514,127.0.0.1:6000"}
     settings = load_settings(file, env=env, overrides={"elasticsearch.batch_events": 20})
     assert settings.spool.max_bytes == 1024**3
     assert settings.spool.fsync == "always"
@@ -31,14 +32,18 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("env", "message"), [
-    ({"HAPROXY_RECEIVER_SPOOL__FSYNC": "sometimes"}, "spool.fsync = 'sometimes' is not allowed; allowed: always, interval, never"),
+    ({"HAPROXY_RECEIVER_SPOOL__FSYNC": "sometimes"},
+     "spool.fsync = 'sometimes' is not allowed; allowed: always, interval, never"),
     ({"HAPROXY_RECEIVER_SPOOL__MAX_BYTES": "lots"}, "spool.max_bytes = 'lots' is not a size"),
     ({"HAPROXY_RECEIVER_LISTEN__UDP": "localhost"}, "listen.udp[0]: 'localhost' is not HOST:PORT"),
     ({"HAPROXY_RECEIVER_LISTEN__TCP": "127.0.0.1:99999"}, "port must be a number from 0 to 65535"),
     ({"HAPROXY_RECEIVER_SPOOL__COLOUR": "red"}, "unknown setting spool.colour; allowed in [spool]: dir,"),
-    ({"HAPROXY_RECEIVER_ELASTICSEARCH__HOSTS": "es:9200"}, "elasticsearch.hosts[0] = 'es:9200' is not a URL"),
-    ({"HAPROXY_RECEIVER_PARSE__TIMEZONE": "Mars/Olympus"}, "parse.timezone = 'Mars/Olympus' is not a time zone"),
-    ({"HAPROXY_RECEIVER_ELASTICSEARCH__VERIFY_CERTS": "maybe"}, "is not a boolean; allowed: true, false"),
+    ({"HAPROXY_RECEIVER_ELASTICSEARCH__HOSTS": "es:9200"},
+     "elasticsearch.hosts[0] = 'es:9200' is not a URL"),
+    ({"HAPROXY_RECEIVER_PARSE__TIMEZONE": "Mars/Olympus"},
+     "parse.timezone = 'Mars/Olympus' is not a time zone"),
+    ({"HAPROXY_RECEIVER_ELASTICSEARCH__VERIFY_CERTS": "maybe"},
+     "is not a boolean; allowed: true, false"),
 ])
 def test_wrong_settings_name_the_setting_and_what_is_allowed(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:

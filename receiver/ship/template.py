@@ -1,0 +1,192 @@
+"""`haproxy-receiver setup`: the index template (and ILM policy) for our documents.
+
+The mappings live in the package data file `index-template.json`; this module fills in what
+depends on the settings and the server (index pattern, data stream, ILM policy name) and
+installs it idempotently: it reads what the server has and PUTs only when that differs, so a
+second run changes nothing. ILM exists only on Elasticsearch; on OpenSearch it says so and goes
+on (OpenSearch's ISM is configured separately).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from receiver.config import ElasticsearchSettings
+from receiver.ship.elasticsearch import ElasticsearchOutput, OutputError, ServerInfo
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_FILE = "index-template.json"
+POLICY_NAME = "haproxy-receiver"
+TEMPLATE_PRIORITY = 200  # above Elasticsearch's built-in `logs-*-*` template (100)
+
+
+def load_template_file() -> dict[str, Any]:
+    text = resources.files("receiver.ship").joinpath(TEMPLATE_FILE).read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    data.pop("_comment", None)
+    return data
+
+
+def index_pattern(settings: ElasticsearchSettings) -> str:
+    """The pattern our indices match: data stream name, or the index up to its first variable."""
+    if settings.data_stream:
+        return settings.data_stream
+    index = settings.index
+    cut = min((i for i in (index.find("%"), index.find("{")) if i >= 0), default=-1)
+    return index if cut < 0 else index[:cut] + "*"
+
+
+def template_name(settings: ElasticsearchSettings) -> str:
+    stem = index_pattern(settings).rstrip("*-_.").lower()
+    stem = re.sub(r"[^a-z0-9_.-]", "_", stem)
+    return "haproxy-receiver" if stem in ("", "haproxy") else f"haproxy-receiver-{stem}"
+
+
+def build_template(settings: ElasticsearchSettings, server: ServerInfo | None) -> dict[str, Any]:
+    """The composable index template for these settings on this server."""
+    template = load_template_file()
+    template["index_patterns"] = [index_pattern(settings)]
+    template["priority"] = TEMPLATE_PRIORITY
+    if settings.data_stream:
+        template["data_stream"] = {}
+    if server is not None and server.has_ilm:
+        index_settings = template["template"].setdefault("settings", {}).setdefault("index", {})
+        index_settings["lifecycle"] = {"name": POLICY_NAME}
+    return template
+
+
+def build_policy(settings: ElasticsearchSettings, server: ServerInfo) -> dict[str, Any]:
+    """ILM policy: rollover (data streams only: dated indices roll by name) and delete."""
+    phases: dict[str, Any] = {
+        "delete": {
+            "min_age": f"{settings.ilm_delete_after_days}d",
+            "actions": {"delete": {}},
+        }
+    }
+    if settings.data_stream:
+        size_key = "max_primary_shard_size" if (server.major, server.minor) >= (7, 13) else "max_size"
+        phases["hot"] = {
+            "min_age": "0ms",
+            "actions": {"rollover": {size_key: "50gb", "max_age": "1d"}},
+        }
+    return {"policy": {"phases": phases, "_meta": {"managed_by": "haproxy-receiver"}}}
+
+
+def contains(have: Any, want: Any) -> bool:
+    """True when `have` holds everything in `want` (servers add defaults and stringify)."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(
+            key in have and contains(have[key], value) for key, value in want.items()
+        )
+    if isinstance(want, list):
+        return (isinstance(have, list) and len(have) == len(want)
+                and all(contains(h, w) for h, w in zip(have, want, strict=True)))
+    if isinstance(want, bool) or isinstance(have, bool):
+        return str(want).lower() == str(have).lower()
+    return want == have or str(want) == str(have)
+
+
+@dataclass(frozen=True, slots=True)
+class SetupStep:
+    what: str
+    changed: bool
+    note: str = ""
+
+
+class SetupError(Exception):
+    """The server refused a setup request; the message says which and why."""
+
+
+def install(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> list[SetupStep]:
+    """Install the ILM policy (where supported) and the index template; idempotent."""
+    server = output.probe()
+    steps: list[SetupStep] = []
+    if server.has_ilm:
+        steps.append(_ensure(
+            output, f"/_ilm/policy/{POLICY_NAME}", build_policy(settings, server),
+            f"ILM policy {POLICY_NAME}",
+            lambda body: (body or {}).get(POLICY_NAME, {}) if isinstance(body, dict) else None,
+        ))
+    else:
+        steps.append(SetupStep(
+            "ILM policy", False,
+            f"{server.describe()} has no ILM; not installed (use OpenSearch ISM to delete old "
+            "indices)",
+        ))
+    name = template_name(settings)
+    template = build_template(settings, server)
+    if server.has_composable_templates:
+        steps.append(_ensure(
+            output, f"/_index_template/{name}", template, f"index template {name}",
+            _composable_from_get,
+        ))
+    else:
+        legacy = {
+            "index_patterns": template["index_patterns"],
+            "order": TEMPLATE_PRIORITY,
+            **copy.deepcopy(template["template"]),
+        }
+        steps.append(_ensure(
+            output, f"/_template/{name}", legacy, f"legacy index template {name}",
+            lambda body: (body or {}).get(name) if isinstance(body, dict) else None,
+        ))
+    return steps
+
+
+def _composable_from_get(body: Any) -> Any:
+    if not isinstance(body, dict):
+        return None
+    for entry in body.get("index_templates") or []:
+        if isinstance(entry, dict) and "index_template" in entry:
+            return entry["index_template"]
+    return None
+
+
+def _ensure(
+    output: ElasticsearchOutput, path: str, desired: dict[str, Any], what: str,
+    extract: Any,
+) -> SetupStep:
+    status, body = output.request("GET", path)
+    if status == 200 and contains(extract(body), desired):
+        return SetupStep(what, False, "already up to date")
+    if status not in (200, 404):
+        raise SetupError(f"reading {what} failed: HTTP {status}: {_text(body)}")
+    status, body = output.request("PUT", path, desired)
+    if status not in (200, 201):
+        raise SetupError(f"installing {what} failed: HTTP {status}: {_text(body)}")
+    return SetupStep(what, True, "installed")
+
+
+def _text(body: Any) -> str:
+    if isinstance(body, dict):
+        return json.dumps(body.get("error", body))[:500]
+    if isinstance(body, bytes):
+        return body.decode("utf-8", "replace")[:500]
+    return str(body)[:500]
+
+
+def run_setup(settings: ElasticsearchSettings) -> int:
+    """`haproxy-receiver setup`: print what was done; 0 on success, 1 on failure."""
+    if not settings.hosts:
+        print("setup: elasticsearch.hosts is empty; nothing to set up (documents go to stdout)")
+        return 1
+    output = ElasticsearchOutput(settings)
+    try:
+        steps = install(output, settings)
+    except (OutputError, SetupError) as error:
+        print(f"setup failed: {output.redact(str(error))}")
+        return 1
+    finally:
+        output.close()
+    assert output.server is not None
+    print(f"setup: {output.describe()}")
+    for step in steps:
+        print(f"  {step.what}: {'changed' if step.changed else 'unchanged'} ({step.note})")
+    return 0

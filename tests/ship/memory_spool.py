@@ -1,0 +1,107 @@
+"""An in-memory stand-in for receiver.spool's reader (same four members), for shipper tests.
+
+Records are real event records (receiver/event.py) at real `Position`s; `acknowledge` records
+which batches came back, so a test can check that exactly the delivered or dead-lettered ones
+were acknowledged.
+Like the real reader it must be used from one thread at a time: overlapping calls are recorded
+in `overlaps` (the harness asserts there are none).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from receiver.event import encode_event
+from receiver.spool.records import Batch, Position, Record
+
+
+def document(n: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "@timestamp": f"2026-11-25T18:21:{n % 60:02d}.761Z",
+        "source.ip": f"10.0.{n // 250 % 250}.{n % 250 + 1}",
+        "source.port": 40000 + n % 20000,
+        "http.request.method": "GET",
+        "url.original": f"/item/{n}?q=1",
+        "http.response.status_code": 200,
+        "http.response.bytes": 1000 + n,
+        "haproxy.frontend_name": "web",
+        "seq": n,
+        **extra,
+    }
+
+
+class MemorySpool:
+    identity = "testspool"
+
+    def __init__(self, documents: list[dict[str, Any]] | None = None,
+                 batch_records: int = 100) -> None:
+        self._records: list[Record] = []
+        self._next = 0
+        self._seq = 0
+        self._batch_records = batch_records
+        self._cond = threading.Condition()
+        self.acknowledged: list[Batch] = []
+        self.overlaps: list[str] = []
+        self._guard = threading.Lock()
+        self.outstanding: dict[int, Batch] = {}
+        self.add(documents or [])
+
+    def add(self, documents: list[dict[str, Any]]) -> None:
+        with self._cond:
+            for doc in documents:
+                position = Position(1, len(self._records) * 64)
+                self._records.append(Record(position, encode_event(doc), time.time()))
+            self._cond.notify_all()
+
+    def add_payload(self, payload: bytes) -> None:
+        with self._cond:
+            self._records.append(Record(Position(1, len(self._records) * 64), payload, time.time()))
+            self._cond.notify_all()
+
+    def _enter(self, what: str) -> None:
+        if not self._guard.acquire(blocking=False):
+            self.overlaps.append(f"{what} in {threading.current_thread().name}")
+            self._guard.acquire()
+
+    def read(self, max_records: int, max_bytes: int) -> Batch | None:
+        self._enter("read")
+        try:
+            return self._read(max_records, max_bytes)
+        finally:
+            self._guard.release()
+
+    def _read(self, max_records: int, max_bytes: int) -> Batch | None:
+        with self._cond:
+            if self._next >= len(self._records):
+                return None
+            count = min(max_records, self._batch_records, len(self._records) - self._next)
+            records = self._records[self._next : self._next + count]
+            self._next += count
+            self._seq += 1
+            end = Position(1, self._next * 64)
+            batch = Batch(self._seq, records, end)
+            self.outstanding[batch.seq] = batch
+            return batch
+
+    def wait(self, timeout: float) -> bool:
+        self._enter("wait")
+        try:
+            with self._cond:
+                return self._cond.wait_for(lambda: self._next < len(self._records), timeout)
+        finally:
+            self._guard.release()
+
+    def acknowledge(self, batch: Batch) -> None:
+        self._enter("acknowledge")
+        try:
+            with self._cond:
+                self.outstanding.pop(batch.seq)
+                self.acknowledged.append(batch)
+        finally:
+            self._guard.release()
+
+    def acknowledged_records(self) -> int:
+        with self._cond:
+            return sum(len(b.records) for b in self.acknowledged)

@@ -1,0 +1,108 @@
+"""Table-driven tests of the one function that decides what a bulk response means."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from receiver.ship.classify import ItemOutcome, RequestOutcome, classify
+
+
+def item(status: int, error_type: str = "", action: str = "create") -> dict[str, Any]:
+    result: dict[str, Any] = {"_index": "haproxy-2026.11.25", "_id": "x", "status": status}
+    if error_type:
+        result["error"] = {"type": error_type, "reason": f"{error_type} happened",
+                           "caused_by": {"type": "illegal_argument_exception",
+                                         "reason": "'nope' is not an IP string literal."}}
+    return {action: result}
+
+
+def ok_body(*items: dict[str, Any]) -> dict[str, Any]:
+    errors = any(next(iter(i.values()))["status"] >= 300 for i in items)
+    return {"took": 1, "errors": errors, "items": list(items)}
+
+
+WHOLE = [
+    # status, body, expected request outcome, metric label
+    (401, {"error": {"type": "security_exception", "reason": "unable to authenticate"}},
+     RequestOutcome.AUTH, "auth_error"),
+    (403, {"error": {"type": "security_exception", "reason": "unauthorized"}},
+     RequestOutcome.AUTH, "auth_error"),
+    (413, b"too large", RequestOutcome.TOO_LARGE, "too_large"),
+    (429, {"error": {"type": "es_rejected_execution_exception", "reason": "rejected"}},
+     RequestOutcome.RETRY, "throttled"),
+    (500, None, RequestOutcome.RETRY, "server_error"),
+    (502, b"<html>bad gateway</html>", RequestOutcome.RETRY, "server_error"),
+    (503, {"error": "no master"}, RequestOutcome.RETRY, "server_error"),
+    (408, None, RequestOutcome.RETRY, "server_error"),
+    (400, {"error": {"type": "parse_exception", "reason": "bad body"}},
+     RequestOutcome.REJECTED, "rejected"),
+    (406, {"error": "Content-Type header is not supported"}, RequestOutcome.REJECTED, "rejected"),
+    (404, None, RequestOutcome.REJECTED, "rejected"),
+    (200, {"took": 1}, RequestOutcome.RETRY, "bad_response"),
+    (200, b"not json", RequestOutcome.RETRY, "bad_response"),
+    (200, {"errors": False, "items": [item(201)]}, RequestOutcome.RETRY, "bad_response"),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "outcome", "label"), WHOLE)
+def test_whole_request_outcomes(status: int, body: Any, outcome: RequestOutcome,
+                                label: str) -> None:
+    expected_items = 2
+    result = classify(status, body, expected_items)
+    assert (result.request, result.label, result.status) == (outcome, label, status)
+    assert result.failures == ()
+
+
+ITEMS = [
+    # item statuses sent back, expected outcome per undelivered item (position, outcome)
+    ([201, 201], []),
+    ([200, 201], []),
+    ([201, 409], []),  # 409 on create: already there from an earlier attempt
+    ([429, 201], [(0, ItemOutcome.RETRY)]),
+    ([500, 503], [(0, ItemOutcome.RETRY), (1, ItemOutcome.RETRY)]),
+    ([400, 201], [(0, ItemOutcome.DEAD_LETTER)]),
+    ([201, 404], [(1, ItemOutcome.DEAD_LETTER)]),
+    ([403, 401], [(0, ItemOutcome.RETRY), (1, ItemOutcome.RETRY)]),
+    ([201, 409, 400, 429], [(2, ItemOutcome.DEAD_LETTER), (3, ItemOutcome.RETRY)]),
+]
+
+
+@pytest.mark.parametrize(("statuses", "expected"), ITEMS)
+def test_item_outcomes(statuses: list[int], expected: list[tuple[int, ItemOutcome]]) -> None:
+    errors = {400: "mapper_parsing_exception", 404: "index_not_found_exception",
+              409: "version_conflict_engine_exception", 429: "es_rejected_execution_exception",
+              500: "x", 503: "y", 401: "security_exception", 403: "security_exception"}
+    body = ok_body(*(item(s, errors.get(s, "")) for s in statuses))
+    result = classify(200, body, len(statuses))
+    assert result.request is RequestOutcome.OK
+    assert [(f.index, f.outcome) for f in result.failures] == expected
+    assert result.label == ("partial" if expected else "ok")
+    assert result.delivered_all == (not expected)
+
+
+def test_dead_letter_carries_type_and_reason() -> None:
+    result = classify(200, ok_body(item(400, "mapper_parsing_exception")), 1)
+    (failure,) = result.failures
+    assert failure.status == 400
+    assert failure.error_type == "mapper_parsing_exception"
+    assert "mapper_parsing_exception happened" in failure.reason
+    assert "not an IP string literal" in failure.reason
+
+
+def test_409_on_index_action_is_not_delivered() -> None:
+    result = classify(200, ok_body(item(409, "version_conflict_engine_exception", "index")), 1)
+    assert [f.outcome for f in result.failures] == [ItemOutcome.DEAD_LETTER]
+
+
+def test_unreadable_items_are_retried() -> None:
+    body = {"errors": True, "items": [{"create": {"_id": "a"}}, "junk", {"create": {"status": 201}}]}
+    result = classify(200, body, 3)
+    assert [(f.index, f.outcome) for f in result.failures] == [
+        (0, ItemOutcome.RETRY), (1, ItemOutcome.RETRY)]
+
+
+def test_errors_false_trusts_the_items() -> None:
+    body = {"errors": False, "items": [item(201)] * 3}
+    assert classify(200, body, 3).delivered_all

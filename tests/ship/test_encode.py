@@ -1,0 +1,124 @@
+"""Bulk body encoding: action lines, deterministic ids, index names, gzip, odd records."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import time
+from typing import Any
+
+import msgpack
+
+from receiver.config import ElasticsearchSettings
+from receiver.event import encode_event
+from receiver.ship.encode import IndexNamer, encode_batch, gzip_body, sanitise_index_part
+from receiver.spool.records import Position, Record, event_id
+from tests.ship.memory_spool import document
+
+
+def records(docs: list[dict[str, Any]]) -> list[Record]:
+    return [Record(Position(3, 100 * i), encode_event(d), 1764094868.0) for i, d in enumerate(docs)]
+
+
+def settings(**changes: object) -> ElasticsearchSettings:
+    return dataclasses.replace(ElasticsearchSettings(), **changes)  # type: ignore[arg-type]
+
+
+def lines(body: bytes) -> list[dict[str, object]]:
+    return [json.loads(line) for line in body.splitlines()]
+
+
+def test_create_actions_with_deterministic_ids_and_dated_index() -> None:
+    docs = [document(1), document(2)]
+    encoded = encode_batch(records(docs), "spoolid", IndexNamer(settings()), event_id)
+    parsed = lines(encoded.body)
+    assert parsed[0] == {"create": {"_index": "haproxy-2026.11.25", "_id": "spoolid-3-0"}}
+    assert parsed[1] == docs[0]
+    assert parsed[2] == {"create": {"_index": "haproxy-2026.11.25", "_id": "spoolid-3-64"}}
+    assert parsed[3] == docs[1]
+    assert encoded.ids == ["spoolid-3-0", "spoolid-3-64"]
+    assert encoded.subset([1]) == encoded.item(1)
+    assert lines(encoded.subset([1])) == parsed[2:4]
+    assert encoded.subset([0, 1]) == encoded.body
+
+
+def test_index_time_zone_changes_the_date() -> None:
+    stamp = "2026-11-25T23:30:00.000Z"
+    namer = IndexNamer(settings(index_timezone="Asia/Tokyo"))
+    assert namer.name(stamp, None, 0.0) == "haproxy-2026.11.26"
+    assert IndexNamer(settings()).name(stamp, None, 0.0) == "haproxy-2026.11.25"
+
+
+def test_hourly_pattern_and_cache_per_minute() -> None:
+    namer = IndexNamer(settings(index="logs-%Y%m%d-%H"))
+    assert namer.name("2026-11-25T18:21:08.761Z", None, 0.0) == "logs-20261125-18"
+    assert namer.name("2026-11-25T19:00:00.000Z", None, 0.0) == "logs-20261125-19"
+
+
+def test_field_references_are_sanitised() -> None:
+    namer = IndexNamer(settings(index="haproxy-{haproxy.frontend_name}-%Y.%m"))
+    stamp = "2026-11-25T18:21:08.761Z"
+    doc = {"@timestamp": stamp, "haproxy.frontend_name": "Web Front/1:*"}
+    assert namer.needs_document
+    assert namer.name(stamp, doc, 0.0) == "haproxy-web_front_1__-2026.11"
+    assert namer.name(stamp, {}, 0.0) == "haproxy-unknown-2026.11"
+    encoded = encode_batch(records([doc]), "x", namer, event_id)
+    assert encoded.indices == ["haproxy-web_front_1__-2026.11"]
+    assert sanitise_index_part("_Hidden") == "hidden"
+
+
+def test_missing_or_bad_timestamp_uses_the_spool_time() -> None:
+    namer = IndexNamer(settings())
+    when = time.mktime((2025, 1, 2, 12, 0, 0, 0, 0, 0)) - time.timezone
+    assert namer.name("", None, when) == "haproxy-2025.01.02"
+    assert namer.name("garbage-garbage-garbage", None, when) == "haproxy-2025.01.02"
+
+
+def test_data_stream_and_static_index() -> None:
+    assert IndexNamer(settings(data_stream="logs-haproxy-default")).static == "logs-haproxy-default"
+    assert IndexNamer(settings(index="haproxy")).name("", None, 0.0) == "haproxy"
+
+
+def test_without_ids_for_stdout() -> None:
+    encoded = encode_batch(records([document(1)]), "x", IndexNamer(settings()), event_id,
+                           with_id=False)
+    assert lines(encoded.body)[0] == {"create": {"_index": "haproxy-2026.11.25"}}
+
+
+def test_undecodable_records_are_set_aside() -> None:
+    bad = [Record(Position(1, 0), b"\xc1\xc1garbage", 0.0),
+           Record(Position(1, 8), msgpack.packb([1, 2]), 0.0),
+           Record(Position(1, 12), msgpack.packb([2, "2026-11-25T18:21:08.761Z", b"{}"]), 0.0),
+           Record(Position(1, 16), encode_event(document(5)), 0.0)]
+    encoded = encode_batch(bad, "x", IndexNamer(settings()), event_id)
+    assert len(encoded) == 1
+    assert [r.position.offset for r, _, _ in encoded.unencodable] == [0, 8, 12]
+    assert encoded.unencodable[0][1] == "undecodable_record"
+
+
+def test_plain_document_payloads_are_accepted() -> None:
+    doc = {"@timestamp": "2026-11-25T18:21:08.761Z", "raw": b"ab\xff", "n": 1}
+    encoded = encode_batch([Record(Position(1, 0), msgpack.packb(doc), 0.0)], "x",
+                           IndexNamer(settings()), event_id)
+    assert encoded.indices == ["haproxy-2026.11.25"]
+    assert lines(encoded.body)[1] == {"@timestamp": "2026-11-25T18:21:08.761Z",
+                                      "raw": "ab\ufffd", "n": 1}
+
+
+def test_document_json_is_copied_verbatim() -> None:
+    doc = document(3)
+    encoded = encode_batch(records([doc]), "x", IndexNamer(settings()), event_id)
+    assert encoded.body.splitlines()[1] == encode_event_json(doc)
+
+
+def encode_event_json(doc: dict[str, Any]) -> bytes:
+    return bytes(msgpack.unpackb(encode_event(doc))[2])
+
+
+def test_gzip_round_trip() -> None:
+    body = encode_batch(records([document(i) for i in range(200)]), "x",
+                        IndexNamer(settings()), event_id).body
+    packed = gzip_body(body)
+    assert gzip.decompress(packed) == body
+    assert len(packed) * 4 < len(body)

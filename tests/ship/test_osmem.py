@@ -1,0 +1,127 @@
+"""The output against a real OpenSearch-compatible server (osmem-server): delivery, setup,
+replays without duplicates, mapping errors into the dead-letter file."""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.request
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+from receiver.ship.elasticsearch import ElasticsearchOutput
+from receiver.ship.template import install, run_setup, template_name
+from tests.ship.harness import es_settings, running_shipper
+from tests.ship.memory_spool import MemorySpool, document
+from tests.support import wait_for
+
+INDEX = "haproxy-2026.11.25"
+
+
+def call(url: str, method: str, path: str) -> Any:
+    request = urllib.request.Request(url + path, method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def count(url: str, index: str = INDEX) -> int:
+    call(url, "POST", f"/{index}/_refresh")
+    return int(call(url, "GET", f"/{index}/_count")["count"])
+
+
+def test_delivers_exactly_n_documents(es_url: str, tmp_path: Path) -> None:
+    spool = MemorySpool([document(i) for i in range(500)])
+    with running_shipper(es_settings([es_url]), spool, tmp_path) as run:
+        wait_for(lambda: spool.acknowledged_records() == 500, what="all acknowledged")
+        assert run.value("events_shipped_total") == 500
+    assert count(es_url) == 500
+    hit = call(es_url, "GET", f"/{INDEX}/_search?q=seq:7")["hits"]["hits"][0]
+    assert hit["_id"] == "testspool-1-1c0"
+    assert hit["_source"]["url.original"] == "/item/7?q=1"
+
+
+def test_replay_is_not_duplicated(es_url: str, tmp_path: Path) -> None:
+    documents = [document(i) for i in range(100)]
+    for attempt in range(2):
+        spool = MemorySpool(documents)  # same identity and positions: a replay
+        with running_shipper(es_settings([es_url]), spool, tmp_path / str(attempt)) as run:
+            wait_for(lambda s=spool: s.acknowledged_records() == 100, what="acknowledged")  # type: ignore[misc]
+            assert run.value("events_shipped_total") == 100
+            assert run.dead_letters() == []
+    assert count(es_url) == 100
+
+
+def test_setup_installs_the_template_once(es_url: str) -> None:
+    settings = es_settings([es_url])
+    output = ElasticsearchOutput(settings)
+    try:
+        first = install(output, settings)
+        second = install(output, settings)
+    finally:
+        output.close()
+    assert [(s.what, s.changed) for s in first] == [
+        ("ILM policy", False), ("index template haproxy-receiver", True)]
+    assert "OpenSearch" in first[0].note and "no ILM" in first[0].note
+    assert [s.changed for s in second] == [False, False]
+    stored = call(es_url, "GET", f"/_index_template/{template_name(settings)}")
+    template = stored["index_templates"][0]["index_template"]
+    assert template["index_patterns"] == ["haproxy-*"]
+    properties = template["template"]["mappings"]["properties"]
+    assert properties["source"]["properties"]["ip"]["type"] == "ip"
+    assert properties["url"]["properties"]["original"]["fields"]["text"]["type"] == "text"
+
+
+def test_run_setup_twice(es_url: str) -> None:
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        assert run_setup(es_settings([es_url])) == 0
+        assert run_setup(es_settings([es_url])) == 0
+    lines = printed.getvalue().splitlines()
+    assert "index template haproxy-receiver: changed (installed)" in lines[2]
+    assert "index template haproxy-receiver: unchanged (already up to date)" in lines[-1]
+
+
+def test_mapping_error_goes_to_the_dead_letter_file(es_url: str, tmp_path: Path) -> None:
+    settings = es_settings([es_url])
+    output = ElasticsearchOutput(settings)
+    install(output, settings)
+    output.close()
+    documents = [document(i) for i in range(10)]
+    documents[4]["source.ip"] = "not-an-ip"
+    documents[4]["http.response.status_code"] = 200
+    spool = MemorySpool(documents)
+    with running_shipper(settings, spool, tmp_path) as run:
+        wait_for(lambda: spool.acknowledged_records() == 10, what="acknowledged")
+        assert run.value("events_shipped_total") == 9
+        assert run.value("events_dead_lettered_total", reason="mapper_parsing_exception") == 1
+        (line,) = run.dead_letters()
+    letter = json.loads(line)
+    assert letter["document"]["source.ip"] == "not-an-ip"
+    assert letter["index"] == INDEX
+    assert "source.ip" in letter["reason"]
+    assert count(es_url) == 9
+    mapping = call(es_url, "GET", f"/{INDEX}/_mapping")[INDEX]["mappings"]["properties"]
+    assert mapping["http"]["properties"]["response"]["properties"]["status_code"]["type"] == "integer"
+
+
+def test_data_stream_template(es_url: str) -> None:
+    # osmem has no data streams; shipping into one is tested against the fake server.
+    settings = es_settings([es_url], data_stream="logs-haproxy-default")
+    output = ElasticsearchOutput(settings)
+    steps = install(output, settings)
+    output.close()
+    assert steps[-1].what == "index template haproxy-receiver-logs-haproxy-default"
+    stored = call(es_url, "GET", "/_index_template/haproxy-receiver-logs-haproxy-default")
+    template = stored["index_templates"][0]["index_template"]
+    assert template["index_patterns"] == ["logs-haproxy-default"]
+    assert template["priority"] == 200
+
+
+def test_setup_on_start_installs_the_template(es_url: str, tmp_path: Path) -> None:
+    settings = es_settings([es_url], setup_on_start=True)
+    spool = MemorySpool([document(1)])
+    with running_shipper(settings, spool, tmp_path):
+        wait_for(lambda: spool.acknowledged_records() == 1, what="acknowledged")
+    stored = call(es_url, "GET", "/_index_template/haproxy-receiver")
+    assert stored["index_templates"][0]["index_template"]["index_patterns"] == ["haproxy-*"]
