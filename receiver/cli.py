@@ -32,11 +32,19 @@ log = logging.getLogger("receiver")
 
 def _settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
     """Load and validate settings; a wrong one ends the program with status 2."""
+    given = {key: _empty_means_none(value) for key, value in overrides.items() if value is not None}
     try:
-        return load_settings(config, overrides={k: v for k, v in overrides.items() if v not in (None, [])})
+        return load_settings(config, overrides=given)
     except ConfigError as error:
         typer.echo(f"haproxy-receiver: configuration error: {error}", err=True)
         raise typer.Exit(2) from None
+
+
+def _empty_means_none(value: Any) -> Any:
+    """`--udp ''` turns a listener list off, as `--metrics ''` turns metrics off."""
+    if isinstance(value, list):
+        return [item for item in value if item]
+    return value
 
 
 def _setup_logging(level: str) -> None:
@@ -51,9 +59,9 @@ def _setup_logging(level: str) -> None:
 def run(
     config: ConfigOption = None,
     udp: Annotated[list[str] | None, typer.Option(
-        help="UDP HOST:PORT (repeatable); replaces listen.udp.")] = None,
+        help="UDP HOST:PORT (repeatable); replaces listen.udp; '' for none.")] = None,
     tcp: Annotated[list[str] | None, typer.Option(
-        help="TCP HOST:PORT (repeatable); replaces listen.tcp.")] = None,
+        help="TCP HOST:PORT (repeatable); replaces listen.tcp; '' for none.")] = None,
     unix: Annotated[list[str] | None, typer.Option(help="Unix datagram socket path (repeatable).")] = None,
     elasticsearch: Annotated[list[str] | None, typer.Option(
         "--elasticsearch", "-e", help="Elasticsearch URL (repeatable); none: JSON lines on stdout.")] = None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import os
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 DATAGRAM_BATCH = 512
 MAX_DATAGRAM = 65535 + 1  # one more than UDP allows, so nothing is ever cut by recvfrom
 STREAM_READ = 256 * 1024
+TLS_HANDSHAKE_TIMEOUT = 10.0
+LOG_EVERY = 10.0  # seconds between two warnings about refused connections
 UNIX_SOCKET_MODE = 0o666  # HAProxy runs as its own user; the socket must be writable by it
 
 
@@ -368,6 +371,15 @@ class StreamConnection(asyncio.Protocol):
             transport.abort()
             return
         transport.set_write_buffer_limits(0)
+        if self.listener.transport == "tls":
+            transport.pause_reading()  # until the handshake: TLS records are not syslog
+            self._server.secure(self)
+
+    def upgraded(self, transport: asyncio.Transport) -> None:
+        """The TLS handshake succeeded: from now on read through the TLS transport."""
+        self._server.flow.discard(self._transport)  # type: ignore[arg-type]
+        self._transport = transport
+        self._server.flow.add(transport)
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
@@ -418,6 +430,8 @@ class StreamServer:
         self._allow = source_filter(settings)
         self._tls = tls_context(settings)
         self._per_source: Tally[str | None] = Tally()
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._last_refusal_log: dict[tuple[str, str], float] = {}
         self._connections: set[StreamConnection] = set()
         self._loop = asyncio.new_event_loop()
         self._servers: list[asyncio.Server] = []
@@ -432,8 +446,7 @@ class StreamServer:
         reason = self._refusal(connection)
         if reason:
             self.metrics.connections_refused.labels(connection.listener.name, reason).inc()
-            log.warning("%s: refused a connection from %s: %s", connection.listener.name,
-                        connection.peer or "a local process", _REFUSALS[reason])
+            self._refusal_log(connection.listener.name, connection.peer, _REFUSALS[reason])
             return False
         self._per_source[connection.peer] += 1
         self._connections.add(connection)
@@ -451,6 +464,40 @@ class StreamServer:
         if limit and connection.peer is not None and self._per_source[connection.peer] >= limit:
             return "max_connections_per_source"
         return ""
+
+    def secure(self, connection: StreamConnection) -> None:
+        """Start the TLS handshake of a freshly accepted `tls` connection."""
+        self._handshakes.add(self._loop.create_task(self._handshake(connection)))
+
+    async def _handshake(self, connection: StreamConnection) -> None:
+        # loop.start_tls (rather than create_server(ssl=...)) so that a failed handshake is
+        # seen here, counted and logged; asyncio only logs those in debug mode.
+        raw = connection.transport
+        assert raw is not None and self._tls is not None
+        try:
+            secure = await self._loop.start_tls(raw, connection, self._tls, server_side=True,
+                                                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        except (OSError, TimeoutError, ConnectionError, asyncio.CancelledError) as error:
+            name = connection.listener.name
+            self.metrics.connections_refused.labels(name, "tls_handshake_failed").inc()
+            self._refusal_log(name, connection.peer, f"TLS handshake failed: {error}")
+            raw.abort()
+            self.forget(connection)
+            return
+        finally:
+            self._handshakes.discard(asyncio.current_task())
+        if secure is None:  # the connection closed during the handshake
+            self.forget(connection)
+            return
+        connection.upgraded(secure)
+
+    def _refusal_log(self, listener: str, peer: str | None, why: str) -> None:
+        """One warning per listener and reason every 10 s: a scan must not flood the log."""
+        now = time.monotonic()
+        key = (listener, why.split(":")[0])
+        if now - self._last_refusal_log.get(key, -LOG_EVERY) >= LOG_EVERY:
+            self._last_refusal_log[key] = now
+            log.warning("%s: refused a connection from %s: %s", listener, peer or "a local process", why)
 
     def forget(self, connection: StreamConnection) -> None:
         if connection in self._connections:
@@ -479,10 +526,8 @@ class StreamServer:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         for listener in self.listeners:
-            server = self._loop.run_until_complete(self._loop.create_server(
-                lambda listener=listener: StreamConnection(self, listener),
-                sock=listener.sock, ssl=self._tls if listener.transport == "tls" else None,
-                ssl_handshake_timeout=10.0 if listener.transport == "tls" else None))
+            factory = functools.partial(StreamConnection, self, listener)
+            server = self._loop.run_until_complete(self._loop.create_server(factory, sock=listener.sock))
             self._servers.append(server)
         self._housekeeper = self._loop.create_task(self._housekeeping())
         self._started.set()

@@ -231,6 +231,8 @@ def test_tls_listener_with_required_client_certificate(start: Start, pki: dict[s
             assert tls.recv(10) == b""
         except (ssl.SSLError, ConnectionError):
             pass
+    failed = running.metrics.connections_refused.labels(name_of(running, "tls"), "tls_handshake_failed")
+    wait_for(lambda: failed._value.get() == 1, 10, "the refused handshake counted")
     assert running.sink.bodies() == [b"<134>over tls"]
 
 
