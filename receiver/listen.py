@@ -126,19 +126,14 @@ def _bind_inet(setting: str, address: str, kind: int, settings: ListenSettings) 
     family = family_of(host)
     sock = socket.socket(family, kind)
     transport = "udp" if kind == socket.SOCK_DGRAM else "tcp"
-    try:
+
+    def bind() -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
-        if kind == socket.SOCK_DGRAM:
-            _set_receive_buffer(sock, settings.udp_receive_buffer, setting)
-        else:
-            sock.listen(1024)
-    except OSError as error:
-        sock.close()
-        raise ListenError(f"{setting} = {address!r}: cannot listen: {error.strerror}") from None
-    sock.setblocking(False)
+
+    _open(sock, bind, f"{setting} = {address!r}", settings)
     listener = Listener("", transport, sock)
     listener.name = f"{transport}://{listener.address}"
     return listener
@@ -148,18 +143,28 @@ def _bind_unix(setting: str, path: str, kind: int, settings: ListenSettings) -> 
     _remove_stale_socket(setting, path)
     sock = socket.socket(socket.AF_UNIX, kind)
     transport = "unix" if kind == socket.SOCK_DGRAM else "unix_stream"
-    try:
+
+    def bind() -> None:
         sock.bind(path)
         os.chmod(path, UNIX_SOCKET_MODE)
-        if kind == socket.SOCK_DGRAM:
-            _set_receive_buffer(sock, settings.udp_receive_buffer, setting)
+
+    _open(sock, bind, f"{setting} = {path!r}", settings)
+    return Listener(f"{transport}://{path}", transport, sock, path)
+
+
+def _open(sock: socket.socket, bind: Callable[[], None], described: str,
+          settings: ListenSettings) -> None:
+    """Bind, then size the receive buffer (datagrams) or listen (streams); non-blocking."""
+    try:
+        bind()
+        if sock.type == socket.SOCK_DGRAM:
+            _set_receive_buffer(sock, settings.udp_receive_buffer, described)
         else:
             sock.listen(1024)
     except OSError as error:
         sock.close()
-        raise ListenError(f"{setting} = {path!r}: cannot listen: {error.strerror}") from None
+        raise ListenError(f"{described}: cannot listen: {error.strerror}") from None
     sock.setblocking(False)
-    return Listener(f"{transport}://{path}", transport, sock, path)
 
 
 def _remove_stale_socket(setting: str, path: str) -> None:
