@@ -9,14 +9,16 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -245,3 +247,172 @@ def _connectable(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+# --- faults and observation for the crash, restart, bad-input and full-spool tests -----------
+
+class TcpProxy:
+    """A TCP forwarder on a fixed local port to `target_url`'s host and port. `stop()` resets
+    every connection and refuses new ones, `start()` listens again on the same port: an
+    Elasticsearch outage (the in-memory server itself cannot restart without losing its data)."""
+
+    def __init__(self, target_url: str) -> None:
+        parsed = urllib.parse.urlsplit(target_url)
+        self.target = (parsed.hostname or "127.0.0.1", int(parsed.port or 80))
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._stop = threading.Event()
+        self._acceptor: threading.Thread | None = None
+        # While stopped, the port stays bound but not listening: connections are refused and
+        # no other process (say, another test's server) can take the port meanwhile.
+        self._placeholder: socket.socket | None = _bound(0)
+        self.port = int(self._placeholder.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._acceptor is not None
+
+    def start(self) -> TcpProxy:
+        if self._acceptor is not None:
+            return self
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
+        listener = _bound(self.port)
+        listener.listen(128)
+        listener.settimeout(0.05)  # the accept loop notices `stop()` within this time
+        self._stop = threading.Event()
+        self._acceptor = threading.Thread(target=self._accept, args=(listener, self._stop),
+                                          name="proxy-accept", daemon=True)
+        self._acceptor.start()
+        return self
+
+    def stop(self) -> None:
+        """Refuse new connections and reset the open ones (a crash, not a clean close)."""
+        if self._acceptor is None:
+            return
+        self._stop.set()
+        self._acceptor.join(5)
+        self._acceptor = None
+        self._placeholder = _bound(self.port)
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            _reset(sock)
+
+    def close(self) -> None:
+        """Stop and give the port back."""
+        self.stop()
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
+
+    def _accept(self, listener: socket.socket, stop: threading.Event) -> None:
+        with listener:
+            while not stop.is_set():
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                client.settimeout(None)
+                try:
+                    upstream = socket.create_connection(self.target, timeout=5)
+                except OSError:
+                    _reset(client)
+                    continue
+                upstream.settimeout(None)
+                with self._lock:
+                    if stop.is_set():
+                        _reset(client)
+                        _reset(upstream)
+                        return
+                    self._sockets |= {client, upstream}
+                for source, sink in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            _reset(source)
+            _reset(sink)
+
+
+def _bound(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with RST (SO_LINGER 0), like a peer that died."""
+    with suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def search_sorted(es_url: str, sort_field: str, fields: list[str],
+                  index: str = "haproxy-*", page: int = 5000) -> list[dict[str, Any]]:
+    """Every document's `fields` (flattened to dotted names) plus `_id`, sorted by `sort_field`,
+    paged with search_after: beyond the 10,000-hit window of a plain search."""
+    try:
+        http_json("POST", f"{es_url}/{index}/_refresh")
+    except urllib.error.HTTPError:
+        return []
+    rows: list[dict[str, Any]] = []
+    after: list[Any] | None = None
+    while True:
+        body: dict[str, Any] = {"size": page, "sort": [{sort_field: "asc"}, {"_id": "asc"}],
+                                "_source": fields, "query": {"match_all": {}}}
+        if after is not None:
+            body["search_after"] = after
+        hits = http_json("POST", f"{es_url}/{index}/_search", body)["hits"]["hits"]
+        for hit in hits:
+            row = _flatten(hit["_source"])
+            row["_id"] = hit["_id"]
+            rows.append(row)
+        if len(hits) < page:
+            return rows
+        after = hits[-1]["sort"]
+
+
+def _flatten(source: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"haproxy": {"seq": 1}}` and `{"haproxy.seq": 1}` both become `{"haproxy.seq": 1}`."""
+    flat: dict[str, Any] = {}
+    for key, value in source.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (VmRSS of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def group_members(group: int) -> list[int]:
+    """Live processes (not zombies) of a process group, e.g. a receiver and its children."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == group:
+            members.append(int(entry.name))
+    return members

@@ -1,0 +1,105 @@
+"""Bad input (issue 3): binary garbage over UDP and TCP, a 64 KiB datagram, a TCP line without a
+newline for megabytes, an absurd octet-count: the real receiver stays up, its memory stays
+bounded, and every piece of garbage is either a document (the bytes as `message`, tagged as a
+parse failure) or counted as cut (`messages_truncated_total`), never silently lost."""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+from typing import Any
+
+from tests.support import (
+    Receiver,
+    group_members,
+    http_get_text,
+    rss_bytes,
+    search_all,
+    wait_for,
+)
+
+MIB = 1024 * 1024
+FAILURE_TAG = "_haproxy_parse_failure"
+MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4
+ENDLESS = 8 * MIB
+VALID = (b'<134>Feb 26 05:17:05 badhost haproxy[22]: {"ci":"10.0.0.1","cp":43174,'
+         b'"t":"26/Feb/2020:05:17:05.438","ft":"fe_http","b":"be_app","s":"app1","ST":200,'
+         b'"r":"GET /after HTTP/1.1","seq":%d}\n')
+
+
+def receiver_rss(receiver: Receiver) -> int:
+    """Resident memory of the receiver and any process it started."""
+    assert receiver.process is not None
+    return sum(rss_bytes(pid) for pid in group_members(receiver.process.pid))
+
+
+def healthy(receiver: Receiver) -> bool:
+    assert receiver.process is not None and receiver.process.poll() is None, receiver.stderr()
+    return http_get_text(f"http://127.0.0.1:{receiver.metrics_port}/healthz").strip() == "ok"
+
+
+def text_of(document: dict[str, Any]) -> str:
+    return str(document.get("message") or document.get("event.original") or "")
+
+
+def stream(port: int, *chunks: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        for chunk in chunks:
+            sock.sendall(chunk)
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(1)  # wait for the receiver to close its side: it read everything
+
+
+def test_garbage_is_kept_or_counted_and_never_stops_the_receiver(tmp_path: Path, es_url: str) -> None:
+    rng = random.Random(3)
+    receiver = Receiver(tmp_path, es_url).start()
+    try:
+        rss_before = receiver_rss(receiver)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MIB)
+            for n in range(200):
+                garbage = b"garbage-%d " % n + rng.randbytes(rng.randint(1, 2000))
+                udp.sendto(garbage, ("127.0.0.1", receiver.udp_port))
+            udp.sendto(b"X" * MAX_DATAGRAM, ("127.0.0.1", receiver.udp_port))
+        assert healthy(receiver)
+
+        tcp = receiver.tcp_port
+        stream(tcp, b"".join(b"tcp-garbage-%d " % n + rng.randbytes(300).replace(b"\n", b"") + b"\n"
+                             for n in range(300)))
+        stream(tcp, b"<134>" + b"A" * ENDLESS, b"\n" + VALID % 1)  # megabytes without a newline
+        stream(tcp, b"999999999 " + rng.randbytes(MIB))  # an octet count far beyond the limit
+        stream(tcp, bytes(MIB) + b"\n" + VALID % 2)  # a megabyte of NUL bytes
+        assert healthy(receiver)
+
+        wait_for(lambda: receiver.metric("haproxy_receiver_messages_received_total", transport="udp")
+                 == 201, 30, "every datagram received")
+        truncated = receiver.metric("haproxy_receiver_messages_truncated_total")
+        assert truncated >= 3, f"cut messages not counted: {truncated}"
+        received = receiver.metric("haproxy_receiver_messages_received_total")
+        wait_for(lambda: receiver.metric("haproxy_receiver_spool_events_pending") == 0, 60,
+                 "everything shipped")
+        assert receiver.metric("haproxy_receiver_events_spooled_total") == received
+        wait_for(lambda: receiver.metric("haproxy_receiver_events_shipped_total") == received, 10,
+                 "the shipper's counters to reach the endpoint")
+        shipped = received
+        dead = receiver.metric("haproxy_receiver_events_dead_lettered_total")
+        growth = receiver_rss(receiver) - rss_before
+        assert growth < 50 * MIB, f"memory grew by {growth / MIB:.1f} MiB"
+        assert healthy(receiver)
+        assert receiver.stop() == 0
+    finally:
+        if receiver.process is not None and receiver.process.poll() is None:
+            receiver.kill()
+
+    documents = [hit["_source"] for hit in search_all(es_url)]
+    assert len(documents) + dead == shipped, "events shipped but neither indexed nor dead-lettered"
+    by_prefix = {text_of(doc).split(" ", 1)[0]: doc for doc in documents}
+    for name in [f"garbage-{n}" for n in range(200)] + [f"tcp-garbage-{n}" for n in range(300)]:
+        assert name in by_prefix, f"{name} was not kept"
+        assert FAILURE_TAG in by_prefix[name].get("tags", []), by_prefix[name]
+    texts = [text_of(doc) for doc in documents]
+    assert any(text == "X" * MAX_DATAGRAM for text in texts), "the 64 KiB datagram was not kept whole"
+    assert any(text.startswith("A" * 1000) for text in texts), "the endless line was not kept (cut)"
+    seqs = {doc.get("haproxy.seq") for doc in documents}
+    assert {1, 2} <= seqs, "a connection stopped working after bad input"
