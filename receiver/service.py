@@ -1,19 +1,20 @@
 """The running receiver: open everything in order, run until a signal, stop in order.
 
-Start: spool (takes the directory lock, recovers) → sockets (bound before any thread starts, so
-a busy address fails the start) → output (probes Elasticsearch) → metrics endpoint → shipper
-→ listeners. Stop (SIGTERM/SIGINT): close the listeners, let the shipper deliver what it can
-within `service.shutdown_grace`, close the spool (what is left stays there for the next start),
-exit 0. A second signal skips the grace period.
+Two processes joined by the spool (README, "Process layout"): this one receives, parses and
+appends to the spool; a child (receiver/ship/process.py) reads the spool and ships. Start:
+spool writer (takes the directory lock, recovers) → sockets (bound before any thread starts,
+so a busy address fails the start) → ship process (opens the reader, builds the output; a
+failure there fails the start) → metrics endpoint → listeners. While running, a ship process
+that died is restarted. Stop (SIGTERM/SIGINT): close the listeners, let the ship process
+deliver what it can within `service.shutdown_grace`, close the spool (what is left stays
+there for the next start), exit 0. A second signal skips the grace period.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
-import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -23,8 +24,9 @@ from receiver.ingest import Ingest
 from receiver.listen import DatagramReader, Listeners, StreamServer, open_listeners, source_filter
 from receiver.metrics import CallbackCollector, Metrics, serve, udp_socket_drops
 from receiver.parse import Parser
-from receiver.ship import Shipper, make_output
-from receiver.spool import SpoolReader, SpoolWriter, collector, spool_stats
+from receiver.runtime import tune
+from receiver.ship.process import ShipProcess
+from receiver.spool import SpoolWriter, collector
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ class Receiver:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.should_exit = threading.Event()
-        self.force_exit = False
+        self.force_exit = threading.Event()  # a second signal: stop without the grace period
         self._readers: list[DatagramReader] = []
         self._streams: StreamServer | None = None
         self._listeners = Listeners()
@@ -48,26 +50,19 @@ class Receiver:
         self.writer = SpoolWriter(s.spool, self.metrics)
         try:
             self._listeners = open_listeners(s.listen)
-            self.reader = SpoolReader(Path(s.spool.dir), self.metrics)
-            self.output = make_output(s.elasticsearch, self.metrics, sys.stdout.buffer)
+            self.shipping = ShipProcess(s, self.metrics)
+            self.shipping.start()
             self._start_metrics()
-            self.shipper = Shipper(s.elasticsearch, self.reader, self.output, self.metrics,
-                                   dead_letter_path=str(self._dead_letter_path()))
-            self._ship_stop = threading.Event()
-            self._ship_thread = threading.Thread(target=self.shipper.run, args=(self._ship_stop,),
-                                                 name="shipper", daemon=True)
-            self._ship_thread.start()
+            tune()
             self._start_listeners()
         except BaseException:
             self._listeners.close()
+            if hasattr(self, "shipping"):
+                self.shipping.stop(0.0)
             self.writer.close()
             raise
         for listener in self._listeners.all():
             log.info("listening on %s", listener.name)
-
-    def _dead_letter_path(self) -> Path:
-        configured = self.settings.elasticsearch.dead_letter_file
-        return Path(configured) if configured else Path(self.settings.spool.dir) / "dead-letter.jsonl"
 
     def _start_metrics(self) -> None:
         m = self.metrics
@@ -98,8 +93,8 @@ class Receiver:
         """Readiness: the spool accepts events and the shipper is alive."""
         if not self.writer.has_room():
             return False, "spool full or not writable"
-        if not self._ship_thread.is_alive():
-            return False, "shipper stopped"
+        if not self.shipping.alive():
+            return False, "ship process not running"
         return True, "ready"
 
     # --- run and stop --------------------------------------------------------------------------
@@ -109,27 +104,16 @@ class Receiver:
         try:
             self.start()
             while not self.should_exit.wait(1.0):
-                pass
+                self.shipping.supervise()
             self.stop()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return 0
 
-    def _ship_what_is_spooled(self, deadline: float) -> None:
-        """Give the shipper until `deadline` to empty the spool (a second signal cuts it short)."""
-        directory = Path(self.settings.spool.dir)
-        while time.monotonic() < deadline and not self.force_exit and self._ship_thread.is_alive():
-            if spool_stats(directory).events_pending == 0:
-                return
-            time.sleep(0.05)
-        pending = spool_stats(directory).events_pending
-        if pending:
-            log.warning("shutdown: %d events stay in the spool and ship after the next start", pending)
-
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.should_exit.is_set():
-            self.force_exit = True
+            self.force_exit.set()
             log.warning("second %s: stopping without waiting for the shipper", signal.Signals(signum).name)
         self.should_exit.set()
 
@@ -143,14 +127,9 @@ class Receiver:
         for reader in self._readers:
             reader.join(2.0)
         self._listeners.close()
-        grace = 0.0 if self.force_exit else self.settings.service.shutdown_grace
-        deadline = time.monotonic() + grace
-        self._ship_what_is_spooled(deadline)
-        self._ship_stop.set()
-        self.shipper.drain(deadline)
-        self._ship_thread.join(max(deadline - time.monotonic(), 1.0))
+        grace = 0.0 if self.force_exit.is_set() else float(self.settings.service.shutdown_grace)
+        self.shipping.stop(grace, self.force_exit)
         if self._http is not None:
             self._http.shutdown()
-        self.reader.close()
         self.writer.close()
         log.info("stopped")

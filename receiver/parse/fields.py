@@ -194,15 +194,30 @@ def is_ip(text: str) -> bool:
     known = _IP_CACHE.get(text)
     if known is not None:
         return known
-    try:
-        ipaddress.ip_address(text)
-        valid = True
-    except ValueError:
-        valid = False
+    if _IPV4_CHARS.issuperset(text):
+        valid = _is_ipv4(text)  # what ipaddress decides for digits and dots, ~4x faster
+    else:
+        try:
+            ipaddress.ip_address(text)
+            valid = True
+        except ValueError:
+            valid = False
     if len(_IP_CACHE) > 65536:
         _IP_CACHE.clear()
     _IP_CACHE[text] = valid
     return valid
+
+
+def _is_ipv4(text: str) -> bool:
+    """`ipaddress.IPv4Address`'s rules: four decimal octets of 1-3 digits, at most 255, no
+    leading zeros."""
+    octets = text.split(".")
+    if len(octets) != 4:
+        return False
+    for octet in octets:
+        if not 0 < len(octet) <= 3 or (octet[0] == "0" and len(octet) > 1) or int(octet) > 255:
+            return False
+    return True
 
 
 INT64_MIN = -(2**63)

@@ -1,13 +1,16 @@
 """The shipper: spool -> batches -> bulk requests in flight -> acknowledgements to the spool.
 
 A reader loop collects spool batches into a shipment until `batch_events`, `batch_bytes` or
-`batch_age` says send; up to `max_in_flight` shipments are delivered at once by worker threads
-(HTTP and gzip release the GIL). A worker sends, classifies, retries what may succeed later
+`batch_age` says send, or until the spool is read to its end while no request is in flight
+(after a `_LINGER` of a few ms: low latency at low rates, full batches under load). Up to
+`max_in_flight` shipments are delivered at once by worker threads (HTTP and gzip release the
+GIL). A worker sends, classifies, retries what may succeed later
 (whole request or single items, exponential backoff with jitter), dead-letters what never will,
 and only then acknowledges the shipment's spool batches. Nothing is acknowledged that was not
 delivered or dead-lettered, so on any failure the events simply stay in the spool.
 
-All state lives in the object (it may later run in a child process); metrics are passed in.
+All state lives in the object (it runs in the ship process, receiver/ship/process.py);
+metrics are passed in.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ _ACTION_BYTES = 100
 # Longest single wait for new spool data, so a stop request is seen promptly.
 _IDLE_WAIT = 0.25
 _LOG_EVERY = 10.0
+# With nothing in flight and the spool read to its end, a partial batch waits only this long
+# (from its oldest event's spooling) for company: a few ms of latency buy batches large enough
+# that the per-request cost (~1 ms of CPU) stays small per event at moderate rates.
+_LINGER = 0.01
 
 
 class SpoolReader(Protocol):
@@ -161,9 +168,13 @@ class Shipper:
                 continue
             if batch is None:
                 caught_up = True
+                if shipment.records and self._lingered(shipment):
+                    continue  # `_due` sends it now
                 timeout = _IDLE_WAIT
                 if shipment.records:
                     timeout = min(timeout, max(0.001, self._age_left(shipment)))
+                    if self._busy == 0:
+                        timeout = min(timeout, max(0.001, self._linger_left(shipment)))
                 self._reader.wait(timeout)
                 continue
             caught_up = False
@@ -192,12 +203,21 @@ class Shipper:
                       "to retry): %s", self._output.redact(str(error)))
 
     def _due(self, shipment: _Shipment, caught_up: bool) -> bool:
+        """Full, or old enough, or (latency) the spool is read to its end and no request is in
+        flight: then waiting would only delay these events. Under load requests are in flight,
+        so batches keep growing towards `batch_events` while they are."""
         settings = self._settings
         if len(shipment.records) >= settings.batch_events or shipment.size >= settings.batch_bytes:
             return True
-        return (caught_up and self._age_left(shipment) <= 0) or (
-            time.monotonic() - shipment.started >= settings.batch_age
-        )
+        if caught_up and (self._lingered(shipment) or self._age_left(shipment) <= 0):
+            return True
+        return time.monotonic() - shipment.started >= settings.batch_age
+
+    def _lingered(self, shipment: _Shipment) -> bool:
+        return self._busy == 0 and self._linger_left(shipment) <= 0
+
+    def _linger_left(self, shipment: _Shipment) -> float:
+        return shipment.oldest + _LINGER - time.time()
 
     def _age_left(self, shipment: _Shipment) -> float:
         return shipment.oldest + self._settings.batch_age - time.time()

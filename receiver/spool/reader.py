@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 # once it stays damaged this long is it skipped as corruption.
 _DAMAGE_GRACE = 1.0
 _LISTDIR_EVERY = 0.2
+_POLL_INTERVAL = 0.002
 
 
 class SpoolReader:
@@ -271,7 +272,9 @@ class SpoolReader:
             if remaining <= 0:
                 return False
             with self._condition:
-                self._condition.wait(min(remaining, 0.01))
+                # A writer in another process cannot notify us: poll the file (an fstat) often
+                # enough that the poll is not what an event's delivery latency is made of.
+                self._condition.wait(min(remaining, _POLL_INTERVAL))
 
     def _may_have_news(self) -> bool:
         if self._fd is None:
