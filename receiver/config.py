@@ -143,7 +143,8 @@ class SpoolSettings:
     when_full: Literal["block", "drop_newest", "drop_oldest"] = setting(
         "block",
         "`block`: stop reading streams (senders feel backpressure; UDP drops in the kernel, "
-        "counted). `drop_newest`: refuse new events. `drop_oldest`: delete the oldest segment.",
+        "counted). `drop_newest`: refuse new events. `drop_oldest`: delete the oldest segment "
+        "the shipper has not started on (what it already sends is still delivered).",
     )
     fsync: Literal["always", "interval", "never"] = setting(
         "interval",

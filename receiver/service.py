@@ -66,7 +66,7 @@ class Receiver:
 
     def _start_metrics(self) -> None:
         m = self.metrics
-        m.add_collector(collector(Path(self.settings.spool.dir)))
+        m.add_collector(collector(Path(self.settings.spool.dir), self.writer.held_by_shipper))
         m.add_collector(CallbackCollector(lambda: [(
             "udp_receive_drops", "Datagrams the kernel dropped on our UDP sockets (buffer full).",
             float(udp_socket_drops(self._listeners.inodes())))]))

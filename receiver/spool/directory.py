@@ -19,6 +19,7 @@ import os
 import secrets
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,3 +274,46 @@ def quarantine(directory: Path, segment: int, offset: int, data: bytes) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+READ_POSITION_FILE = "read-position"
+_READ_POSITION = struct.Struct("<QQ")  # segment, records of it handed to the shipper
+
+
+class ReadPosition:
+    """How far the reader has handed records out, for `drop_oldest`'s accounting.
+
+    Records the shipper already holds are not lost when their segment is deleted to make room:
+    they are delivered (and counted shipped). So the writer counts as dropped only the records
+    of a deleted segment that were never handed out. Reader and writer may be in different
+    processes; an flock on this small file makes "delete the segment, then see how far the
+    reader got" and "check the segment still exists, read it, publish how far" exclusive.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._fd = os.open(directory / READ_POSITION_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def publish(self, segment: int, ordinal: int) -> None:
+        with contextlib.suppress(OSError):  # advisory: a full disk must not stop reading
+            os.pwrite(self._fd, _READ_POSITION.pack(segment, ordinal), 0)
+
+    def handed_out(self, segment: int, records: int) -> int:
+        """How many of `segment`'s `records` the reader has handed out."""
+        data = os.pread(self._fd, _READ_POSITION.size, 0)
+        if len(data) < _READ_POSITION.size:
+            return 0
+        reading, ordinal = _READ_POSITION.unpack(data)
+        if reading > segment:
+            return records
+        return min(ordinal, records) if reading == segment else 0
+
+    def close(self) -> None:
+        os.close(self._fd)

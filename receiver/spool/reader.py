@@ -24,6 +24,7 @@ from receiver.spool import notify
 from receiver.spool.directory import (
     Checkpoint,
     CheckpointFile,
+    ReadPosition,
     ensure_directory,
     load_identity,
     quarantine,
@@ -74,6 +75,7 @@ class SpoolReader:
             checkpoint = Checkpoint(present[0], HEADER_SIZE, 0)
         self._committed = checkpoint
         self._checkpoint_file = CheckpointFile(self._directory)
+        self._position = ReadPosition(self._directory)
         self._segment = checkpoint.segment
         self._offset = max(checkpoint.offset, HEADER_SIZE)
         self._ordinal = checkpoint.ordinal
@@ -100,7 +102,11 @@ class SpoolReader:
         with self._lock:
             if self._closed:
                 raise SpoolError("spool reader is closed")
-            return self._read(max_records, max_bytes)
+            with self._position.exclusive():  # drop_oldest must see what is handed out
+                batch = self._read(max_records, max_bytes)
+                if batch is not None:
+                    self._position.publish(self._segment, self._ordinal)
+            return batch
 
     def _read(self, max_records: int, max_bytes: int) -> Batch | None:
         max_records = max(1, max_records)
@@ -212,7 +218,9 @@ class SpoolReader:
         if os.path.exists(self._directory / segment_name(self._segment + 1)):
             return self._segment + 1
         now = time.monotonic()
-        if now - self._last_listdir < _LISTDIR_EVERY:
+        # Rate-limited while the writer may still append here; once this segment has its footer
+        # a later one exists (drop_oldest may have deleted the next ones): look at once.
+        if not self._at_footer and now - self._last_listdir < _LISTDIR_EVERY:
             return None
         self._last_listdir = now
         later = [n for n in list_segments(self._directory) if n > self._segment]
@@ -349,6 +357,7 @@ class SpoolReader:
     def close(self) -> None:
         with self._lock:
             self._checkpoint_file.close()
+            self._position.close()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None

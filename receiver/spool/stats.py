@@ -11,7 +11,7 @@ import base64
 import io
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO, cast
@@ -234,12 +234,17 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot show {type(value).__name__} as JSON")
 
 
-def collector(directory: Path) -> CallbackCollector:
-    """Scrape-time gauges: spool bytes, segments, events pending, oldest pending age."""
+def collector(directory: Path, held: Callable[[], int] | None = None) -> CallbackCollector:
+    """Scrape-time gauges: spool bytes, segments, events pending, oldest pending age.
+
+    `held` (SpoolWriter.held_by_shipper) adds the pending events whose segment drop_oldest
+    deleted while the shipper held them: they are still on their way, not dropped."""
     counter = RecordCounter()
 
     def rows() -> list[tuple[str, str, float]]:
         stats = spool_stats(directory, counter)
+        if held is not None:
+            stats.events_pending += held()
         return [
             ("spool_bytes", "Bytes of spool segment files on disk.", float(stats.bytes)),
             ("spool_segments", "Spool segment files on disk.", float(stats.segments)),

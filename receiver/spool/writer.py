@@ -26,6 +26,7 @@ from receiver.metrics import Metrics
 from receiver.spool import notify
 from receiver.spool.directory import (
     DirectoryLock,
+    ReadPosition,
     ensure_directory,
     fsync_directory,
     load_identity,
@@ -85,6 +86,8 @@ class SpoolWriter:
         self._directory = Path(settings.dir)
         ensure_directory(self._directory)
         self._lock_file = DirectoryLock(self._directory)
+        self._read_position = ReadPosition(self._directory)
+        self._held_by_shipper: dict[int, int] = {}  # deleted segment → events still in flight
         self._lock = threading.Lock()
         self._condition = notify.condition_for(self._directory)
         self._throttled = _Throttled()
@@ -113,6 +116,7 @@ class SpoolWriter:
             self._total = sum(s.size for s in self._sealed.values())
             self._open_next()
         except BaseException:
+            self._read_position.close()
             self._lock_file.release()
             raise
         self._stop = threading.Event()
@@ -352,29 +356,40 @@ class SpoolWriter:
         return False
 
     def _drop_oldest(self) -> bool:
-        """Delete the oldest closed segment, counting its unacknowledged events as dropped."""
+        """Delete the oldest closed segment the shipper has not started on, counting its
+        unacknowledged events as dropped.
+
+        Events already handed to the shipper sit in bulk requests that keep being retried:
+        deleting their segment would not stop their delivery, only make them counted twice
+        (dropped, then shipped). So the oldest segment *not yet read* goes; only when every
+        closed segment is being read does the oldest one go, and then only its unread events
+        count as dropped (the rest are delivered).
+        """
         self._forget_deleted()
         if not self._sealed:
             return False
-        number = next(iter(self._sealed))
-        segment = self._sealed.pop(number)
-        checkpoint = read_checkpoint(self._directory)
-        acknowledged = 0
-        if checkpoint is not None and checkpoint.segment > number:
-            acknowledged = segment.records
-        elif checkpoint is not None and checkpoint.segment == number:
-            acknowledged = min(checkpoint.ordinal, segment.records)
-        try:
-            (self._directory / segment_name(number)).unlink()
-        except FileNotFoundError:
-            acknowledged = segment.records  # the reader deleted it: it was delivered
-        except OSError as error:
-            log.error("spool %s: cannot delete segment %d: %s", self._directory, number, error.strerror)
-            self._sealed = {number: segment, **self._sealed}
-            return False
+        with self._read_position.exclusive():  # the reader cannot start on it meanwhile
+            unread = [n for n, seg in self._sealed.items()
+                      if self._read_position.handed_out(n, seg.records) == 0]
+            number = unread[0] if unread else next(iter(self._sealed))
+            segment = self._sealed.pop(number)
+            try:
+                (self._directory / segment_name(number)).unlink()
+            except FileNotFoundError:
+                return True  # the reader deleted it: it was delivered
+            except OSError as error:
+                log.error("spool %s: cannot delete segment %d: %s", self._directory, number,
+                          error.strerror)
+                self._sealed = dict(sorted({number: segment, **self._sealed}.items()))
+                return False
+            taken = max(self._acknowledged(number, segment.records),
+                        self._read_position.handed_out(number, segment.records))
         self._total -= segment.size
         self._disk_full = False
-        dropped = segment.records - acknowledged
+        held = taken - self._acknowledged(number, segment.records)
+        if held:
+            self._held_by_shipper[number] = held
+        dropped = segment.records - taken
         if dropped:
             self._metrics.events_dropped.labels("spool_full_oldest").inc(dropped)
             self._throttled.warn(
@@ -382,6 +397,25 @@ class SpoolWriter:
                 self._directory, number, dropped,
             )
         return True
+
+    def held_by_shipper(self) -> int:
+        """Events of segments deleted by drop_oldest that the shipper still delivers (they count
+        as pending until the checkpoint passes their segment)."""
+        with self._lock:
+            if not self._held_by_shipper:
+                return 0
+            checkpoint = read_checkpoint(self._directory)
+            passed = checkpoint.segment if checkpoint is not None else 0
+            for number in [n for n in self._held_by_shipper if n < passed]:
+                del self._held_by_shipper[number]
+            return sum(self._held_by_shipper.values())
+
+    def _acknowledged(self, number: int, records: int) -> int:
+        """How many of segment `number`'s records the checkpoint has passed."""
+        checkpoint = read_checkpoint(self._directory)
+        if checkpoint is None or checkpoint.segment < number:
+            return 0
+        return records if checkpoint.segment > number else min(checkpoint.ordinal, records)
 
     def has_room(self) -> bool:
         """True when `append` may accept the next event (the last refused one, if any)."""
@@ -462,6 +496,7 @@ class SpoolWriter:
                     self._sync(fd)
                 os.close(fd)
             self._unsynced_closed = []
+            self._read_position.close()
             if self._settings.fsync != "never":
                 fsync_directory(self._directory)
         self._lock_file.release()
