@@ -52,12 +52,21 @@ def split_client(client: str, raw: dict[str, Any]) -> None:
         raw["ci"] = client
 
 
-def parse_traffic(body: str, response_captures_only: bool) -> TrafficLine | None:
-    """httplog/httpslog/tcplog/error line by their shared `ci:cp [date] ` start; None if not."""
+def client_and_date(body: str) -> tuple[int, int] | None:
+    """Where a `ci:cp [date] ` start is: (the space before `[`, the index of `] `, -1 when the
+    date is cut short); None when the line does not start that way."""
     space = body.find(" ")
     if space <= 0 or body[space + 1 : space + 2] != "[":
         return None
-    close = body.find("] ", space + 2, space + 40)
+    return space, body.find("] ", space + 2, space + 40)
+
+
+def parse_traffic(body: str, response_captures_only: bool) -> TrafficLine | None:
+    """httplog/httpslog/tcplog/error line by their shared `ci:cp [date] ` start; None if not."""
+    bounds = client_and_date(body)
+    if bounds is None:
+        return None
+    space, close = bounds
     raw: dict[str, Any] = {}
     if close < 0:
         # Cut inside or right after the date: only the client is whole.
@@ -256,12 +265,10 @@ def fast_httplog(
     body: str, doc: dict[str, Any], mapper: FieldMapper, response_only: bool
 ) -> tuple[str, bool, Collected] | None:
     """(format, truncated, collected) for a whole standard line; None to use the general path."""
-    space = body.find(" ")
-    if space <= 0 or body[space + 1 : space + 2] != "[":
+    bounds = client_and_date(body)
+    if bounds is None or bounds[1] < 0:
         return None
-    close = body.find("] ", space + 2, space + 40)
-    if close < 0:
-        return None
+    space, close = bounds
     parts = body[close + 2 :].split(" ", 10)
     if len(parts) != 11:
         return None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from receiver.parse.httplog import split_client
+from receiver.parse.httplog import client_and_date, split_client
 
 _SERVER_STATE = re.compile(
     r"^(?:Backup )?Server (?P<backend>[^/ ]+)/(?P<server>\S+) is (?P<state>[A-Za-z/]+(?: for "
@@ -43,12 +43,10 @@ _KNOWN_PREFIXES = (
 
 def parse_error_line(body: str) -> dict[str, Any] | None:
     """`ci:cp [date] frontend/bind: message` -> log-format variables, or None if not one."""
-    space = body.find(" ")
-    if space <= 0 or body[space + 1 : space + 2] != "[":
+    bounds = client_and_date(body)
+    if bounds is None or bounds[1] < 0:
         return None
-    close = body.find("] ", space + 2, space + 40)
-    if close < 0:
-        return None
+    space, close = bounds
     name, colon, message = body[close + 2 :].partition(": ")
     if not colon or " " in name:
         return None
