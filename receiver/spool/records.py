@@ -9,10 +9,13 @@ replays, which is what makes Elasticsearch's `create` action deduplicate re-send
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
+class Position(NamedTuple):
+    """A record's place: ordered, hashable, immutable (a tuple: ~3x cheaper to make than a
+    frozen dataclass, and the reader makes one per record)."""
+
     segment: int
     offset: int
 
