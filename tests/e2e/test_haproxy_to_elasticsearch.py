@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import REPO, Backend, Receiver, free_port, haproxy, search_all, wait_for
+from tests.support import REPO, Backend, Receiver, free_port, haproxy, http_json, search_all, wait_for
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,24 @@ def send_requests(port: int) -> list[Sent]:
     return sent
 
 
+EXPECTED_TYPES = {
+    "@timestamp": "date", "source.ip": "ip", "source.port": "integer",
+    "http.response.status_code": "integer", "http.response.bytes": "long",
+    "haproxy.total_time_ms": "long", "event.duration": "long",
+    "haproxy.frontend_name": "keyword", "url.path": "keyword",
+}
+
+
+def assert_mapped_types(es_url: str, index: str) -> None:
+    """The index template `setup_on_start` installed typed the fields (not dynamic guesses)."""
+    properties = http_json("GET", f"{es_url}/{index}/_mapping")[index]["mappings"]["properties"]
+    for dotted, expected in EXPECTED_TYPES.items():
+        node: dict[str, Any] = {"properties": properties}
+        for part in dotted.split("."):
+            node = node["properties"][part]
+        assert node["type"] == expected, (dotted, node)
+
+
 def requests_indexed(es_url: str) -> list[dict[str, Any]]:
     """Hits of HTTP requests (HAProxy's own start-up lines are not requests)."""
     return [hit for hit in search_all(es_url) if "http.request.method" in hit["_source"]]
@@ -68,7 +86,8 @@ def backend() -> Iterator[Backend]:
 def test_every_request_is_indexed_once_and_typed(
     transport: str, tmp_path: Path, es_url: str, backend: Backend
 ) -> None:
-    receiver = Receiver(tmp_path, es_url).start()
+    receiver = Receiver(tmp_path, es_url,
+                        env={"HAPROXY_RECEIVER_ELASTICSEARCH__SETUP_ON_START": "true"}).start()
     frontend_port = free_port()
     port = receiver.udp_port if transport == "udp" else receiver.tcp_port
     env = {"RECEIVER_ADDR": f"127.0.0.1:{port}", "FRONTEND_BIND": f"127.0.0.1:{frontend_port}",
@@ -81,6 +100,7 @@ def test_every_request_is_indexed_once_and_typed(
     finally:
         assert receiver.stop() == 0
     traffic = [hit for hit in hits if "http.request.method" in hit["_source"]]
+    assert_mapped_types(es_url, traffic[0]["_index"])
     assert len(traffic) == len(sent), [h["_source"].get("event.original") for h in hits]
     assert len({hit["_id"] for hit in hits}) == len(hits)
     by_port = {hit["_source"]["source.port"]: hit for hit in traffic}
