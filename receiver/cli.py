@@ -185,13 +185,11 @@ def spool_stats_command(
     spool_dir: Annotated[str | None, typer.Option(help="Spool directory.")] = None,
 ) -> None:
     """Segments, bytes, events pending and the age of the oldest pending event."""
-    from dataclasses import asdict
-
     from receiver.spool import spool_stats
 
     settings = _settings(config, {"spool.dir": spool_dir})
     stats = spool_stats(Path(settings.spool.dir))
-    typer.echo(orjson.dumps(asdict(stats), option=orjson.OPT_INDENT_2).decode())
+    typer.echo(orjson.dumps(stats.as_dict(), option=orjson.OPT_INDENT_2).decode())
 
 
 @spool_app.command("dump")
