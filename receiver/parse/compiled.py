@@ -3,10 +3,11 @@
 A HAProxy log-format is fixed per deployment, so the keys of its bodies arrive in the same
 order message after message. For each distinct key layout (a "shape") this module generates
 one Python function that unpacks the values in a single step and maps each one with the
-conversion for its kind written inline (type checks, renames, the accept date, the duration),
-calling the generic per-kind handler only for the unusual value (text where a number was
-expected, `-`, `#XX` escapes, absolute URIs). The result is exactly what the generic loop in
-`FieldMapper` produces; it only skips the per-key table lookups and dispatch.
+conversion for its kind written inline (type checks, renames, the accept date, the duration,
+the query, the request line's fill-in), calling the generic per-kind handler only for the
+unusual value (text where a number was expected, `-`, `#XX` escapes, absolute URIs). The result
+is exactly what the generic loop in `FieldMapper` (plus its `_finish`) produces; it only skips
+the per-key table lookups and dispatch.
 
 Keys are embedded with `repr()`, so any key text is safe. The number of compiled shapes is
 bounded; past the bound, and for very wide objects, the generic loop is used.
@@ -45,7 +46,8 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
         lines.append(f"    {names[0]}, = raw.values()")
     elif keys:
         lines.append(f"    {', '.join(names)} = raw.values()")
-    env: dict[str, Any] = {"H": f._HANDLERS, "IPS": f._IP_CACHE}
+    env: dict[str, Any] = {"H": f._HANDLERS, "IPS": f._IP_CACHE, "IS_IP": f.is_ip,
+                           "FILL": f.fill_from_request_line}
     for key, v in zip(keys, names, strict=True):
         spec = f.FIELDS.get(key)
         k = repr(key)
@@ -86,7 +88,7 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
         elif kind == f.SRC_IP or kind == f.DST_IP:
             ip_name = repr("source.ip" if kind == f.SRC_IP else "destination.ip")
             lines += [
-                f"    if type({v}) is str and IPS.get({v}):",
+                f"    if type({v}) is str and (IPS.get({v}) or IS_IP({v})):",
                 f"        doc[{n}] = {v}",
                 f"        doc[{ip_name}] = {v}",
                 f"    elif {v} is not None: {call}",
@@ -129,7 +131,12 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
                 f"    elif {v} is not None: {call}",
             ]
         elif kind == f.QUERY:
-            lines.append(f"    if {v} and {v} != '?' and {v} is not None: {call}")
+            # `?id=5` without `#XX` escapes: the handler would only drop the `?`.
+            lines += [
+                f"    if type({v}) is str and {v}[:1] == '?' and {v} != '?' and '#' not in {v}: "
+                f"doc[{n}] = {v}[1:]",
+                f"    elif {v} and {v} != '?' and {v} is not None: {call}",
+            ]
         elif kind == f.VERSION:
             lines += [
                 f"    if type({v}) is str and {v}[:5] == 'HTTP/': doc[{n}] = {v}[5:]",
@@ -154,6 +161,13 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
             f"    elif seen.date is None and {kind} == {f.EPOCH} and type({v}) in (int, float):",
             f"        seen.date = {v}",
             f"        seen.date_kind = {kind}",
+        ]
+    if any(f.FIELDS[key][1] == f.REQUEST for key in keys if key in f.FIELDS):
+        # `FieldMapper._finish`, inline (without a request line it has nothing to do).
+        lines += [
+            "    line = seen.request_line",
+            "    if line is not None and not ('http.version' in doc and 'url.original' in doc"
+            " and 'http.request.method' in doc): FILL(line, doc)",
         ]
     lines.append("    return None")
     code = compile("\n".join(lines), f"<haproxy-receiver shape of {len(keys)} keys>", "exec")

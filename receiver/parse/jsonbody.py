@@ -18,11 +18,13 @@ only whole fields are kept.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 
 _WS = " \t\r\n"
+_CONTROL = re.compile(r"[\x00-\x1f]")  # what JSON forbids raw inside a string
 _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None, "-": None}
 
 
@@ -52,6 +54,11 @@ def decode(body: str) -> JsonResult:
         return repair(body)
     if isinstance(value, dict):
         return JsonResult(value, [], False, None)
+    return not_an_object()
+
+
+def not_an_object() -> JsonResult:
+    """The verdict on valid JSON that is not an object (`[1]`, `"x"`, `3`)."""
     return JsonResult({}, [], False, "body is JSON but not an object")
 
 
@@ -194,7 +201,7 @@ class _Scanner:
                 return None
             self.i = end + 1
             raw = text[start:end]
-            if any(ord(ch) < 0x20 for ch in raw):
+            if _CONTROL.search(raw) is not None:
                 self.repairs.append("control characters kept in a value")
             return raw
         search = start
@@ -212,7 +219,7 @@ class _Scanner:
             search = end + 1
         self.i = end + 1
         raw = text[start:end]
-        if "\\" not in raw and not any(ord(ch) < 0x20 for ch in raw):
+        if "\\" not in raw and _CONTROL.search(raw) is None:
             return raw
         try:
             decoded: str = orjson.loads('"' + raw + '"')

@@ -71,6 +71,8 @@ class Timestamps:
     def __init__(self, zone: str = "UTC") -> None:
         self.zone: tzinfo = UTC if zone in ("UTC", "utc", "Z", "") else ZoneInfo(zone)
         self._clf: dict[str, str | None] = {}
+        # Whole `%t` texts seen before: at high rates each millisecond repeats many times.
+        self._clf_whole: dict[str, str] = {}
         self._offset: dict[str, str | None] = {}
         self._iso: dict[str, str | None] = {}
         self._syslog: dict[tuple[str, int], str | None] = {}
@@ -80,6 +82,15 @@ class Timestamps:
 
     def haproxy_date(self, text: str) -> str | None:
         """`%t`/`%tr`: `25/Nov/2026:18:21:08.761` (ms optional) in the configured zone."""
+        whole = self._clf_whole.get(text)
+        if whole is not None:
+            return whole
+        result = self._haproxy_date(text)
+        if result is not None:
+            self._remember(self._clf_whole, text, result)
+        return result
+
+    def _haproxy_date(self, text: str) -> str | None:
         key = text[:20]
         prefix = self._clf.get(key)
         if prefix is None:
