@@ -32,7 +32,6 @@ from receiver.parse.fields import (
 
 _HTTP_TOKENS = ("ft", "bs", "timers", "ST", "B", "CC", "CS", "tsc", "conns", "queues")
 _TIMERS_HTTP = ("TR", "Tw", "Tc", "Tr", "Ta")
-_CONNS = ("ac", "fc", "bc", "sc", "rc")
 _TLS_ERRORS = ("fc_err", "ssl_fc_err", "ssl_c_err", "ssl_c_ca_err", "ssl_fc_is_resumed")
 _CLF_TOKENS = (
     "ST", "B", "", "", "cp", "ms", "ft", "b", "s", "TR", "Tw", "Tc", "Tr", "Ta", "tsc",
@@ -98,10 +97,7 @@ def _httplog_whole(parts: list[str], raw: dict[str, Any], response_only: bool) -
     frontend, backend_server, timers, status, size, cookie_in, cookie_out, state, conns, \
         queues, rest = parts
     raw["ft"] = frontend
-    backend, _, server = backend_server.partition("/")
-    raw["b"] = backend
-    if server:
-        raw["s"] = server
+    tcplog.put_backend_server(backend_server, raw)
     timer_values = timers.split("/")
     if len(timer_values) == 5:
         raw["TR"], raw["Tw"], raw["Tc"], raw["Tr"], raw["Ta"] = timer_values
@@ -116,7 +112,7 @@ def _httplog_whole(parts: list[str], raw: dict[str, Any], response_only: bool) -
     if len(conn_values) == 5:
         raw["ac"], raw["fc"], raw["bc"], raw["sc"], raw["rc"] = conn_values
     else:
-        raw.update(zip(_CONNS, conn_values, strict=False))
+        raw.update(zip(tcplog.CONNS, conn_values, strict=False))
     server_queue, _, backend_queue = queues.partition("/")
     raw["sq"] = server_queue
     if backend_queue:
@@ -131,19 +127,13 @@ def _httplog_cut(parts: list[str], raw: dict[str, Any]) -> TrafficLine:
         name = _HTTP_TOKENS[index]
         token = parts[index]
         if index == 1:
-            backend, _, server = token.partition("/")
-            raw["b"] = backend
-            if server:
-                raw["s"] = server
+            tcplog.put_backend_server(token, raw)
         elif index == 2:
             raw.update(zip(_TIMERS_HTTP, token.split("/"), strict=False))
         elif index == 8:
-            raw.update(zip(_CONNS, token.split("/"), strict=False))
+            raw.update(zip(tcplog.CONNS, token.split("/"), strict=False))
         elif index == 9:
-            queue = token.split("/")
-            raw["sq"] = queue[0]
-            if len(queue) > 1:
-                raw["bq"] = queue[1]
+            tcplog.put_queues(token, raw)
         else:
             raw[name] = token
     return "httplog", raw, True

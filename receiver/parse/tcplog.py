@@ -13,7 +13,23 @@ from __future__ import annotations
 from typing import Any
 
 _TIMERS = ("Tw", "Tc", "Tt")
-_CONNS = ("ac", "fc", "bc", "sc", "rc")
+CONNS = ("ac", "fc", "bc", "sc", "rc")
+
+
+def put_backend_server(token: str, raw: dict[str, Any]) -> None:
+    """`%b/%s` (shared with httplog): the server only when there is one."""
+    backend, _, server = token.partition("/")
+    raw["b"] = backend
+    if server:
+        raw["s"] = server
+
+
+def put_queues(token: str, raw: dict[str, Any]) -> None:
+    """`%sq/%bq` (shared with a cut httplog line): `bq` only when the `/` is there."""
+    queue = token.split("/")
+    raw["sq"] = queue[0]
+    if len(queue) > 1:
+        raw["bq"] = queue[1]
 
 
 def parse_rest(parts: list[str], raw: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
@@ -26,10 +42,7 @@ def parse_rest(parts: list[str], raw: dict[str, Any]) -> tuple[str, dict[str, An
         if index == 0:
             raw["ft"] = token
         elif index == 1:
-            backend, _, server = token.partition("/")
-            raw["b"] = backend
-            if server:
-                raw["s"] = server
+            put_backend_server(token, raw)
         elif index == 2:
             raw.update(zip(_TIMERS, token.split("/"), strict=False))
         elif index == 3:
@@ -37,12 +50,9 @@ def parse_rest(parts: list[str], raw: dict[str, Any]) -> tuple[str, dict[str, An
         elif index == 4:
             raw["ts"] = token
         elif index == 5:
-            raw.update(zip(_CONNS, token.split("/"), strict=False))
+            raw.update(zip(CONNS, token.split("/"), strict=False))
         else:
-            queue = token.split("/")
-            raw["sq"] = queue[0]
-            if len(queue) > 1:
-                raw["bq"] = queue[1]
+            put_queues(token, raw)
     if count > 7 and parts[7:] != [""]:
         raw["extra"] = " ".join(parts[7:])
     return "tcplog", raw, truncated
