@@ -38,7 +38,9 @@ class Event:
 
 def encode_event(document: dict[str, Any], packb: Any = msgpack.packb) -> bytes:
     """One document → spool payload (`packb` may be a reused `Packer().pack`)."""
-    source = orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS)
+    # Every key is a string (field names, JSON keys): orjson's non-string-key option would cost
+    # ~0.5 µs per document for nothing; a TypeError here is the caller's to handle.
+    source = orjson.dumps(document)
     return bytes(packb((PAYLOAD_VERSION, document.get("@timestamp", ""), source)))
 
 

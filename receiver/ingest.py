@@ -62,7 +62,7 @@ class Ingest:
         one_sender = source is None or isinstance(source, str)
         with self._lock:
             pack = self._packer.pack
-            dumps, options = orjson.dumps, orjson.OPT_NON_STR_KEYS
+            dumps = orjson.dumps
             payloads: list[bytes] = []
             keep = payloads.append
             for i, message in enumerate(messages):
@@ -76,20 +76,21 @@ class Ingest:
                 try:
                     # encode_event inline (receiver/event.py owns the layout): one call less
                     keep(pack((PAYLOAD_VERSION, document.get("@timestamp", ""),
-                               dumps(document, option=options))))
+                               dumps(document))))
                 except (TypeError, ValueError) as error:
-                    keep(encode_event(self._unencodable(document, error), pack))
+                    keep(encode_event(self._unencodable(document, message, error), pack))
             accepted = self._append_all(payloads)
         self._count(messages, listener, transport, Tally(formats), failures)
         return accepted
 
-    def _unencodable(self, document: dict[str, object], error: Exception) -> dict[str, object]:
+    def _unencodable(self, document: dict[str, Any], message: bytes, error: Exception) -> dict[str, Any]:
         """A document JSON cannot carry (e.g. an integer beyond 64 bits): keep the line as text."""
         self._metrics.parse_failures.labels("unencodable").inc()
+        text = message.decode("utf-8", "backslashreplace")
         return {
             "@timestamp": document.get("@timestamp"),
-            "event.original": str(document.get("event.original", "")),
-            "message": str(document.get("event.original", "")),
+            "event.original": text,
+            "message": text,
             "error.message": f"document could not be encoded as JSON: {error}",
             "tags": [TAG_FAILURE],
         }

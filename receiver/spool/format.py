@@ -33,7 +33,7 @@ FRAME = struct.Struct("<4sIId")
 FRAME_SIZE = FRAME.size
 RECORD_MARKER = b"\x1eHRr"
 FOOTER_MARKER = b"\x1eHRf"
-_CHECKED = struct.Struct("<Id")  # the frame fields the CRC covers, before the payload
+CHECKED = struct.Struct("<Id")  # the frame fields the CRC covers, before the payload
 SEGMENT_SUFFIX = ".seg"
 # A length this large cannot be a record: config caps records at half of a segment, and
 # segments are far below 2 GiB, so it is a damaged frame.
@@ -89,11 +89,11 @@ def parse_header(data: bytes) -> SegmentHeader | None:
 
 
 def record_crc(length: int, written_at: float, payload: bytes) -> int:
-    return int(google_crc32c.extend(google_crc32c.value(_CHECKED.pack(length, written_at)), payload))
+    return int(google_crc32c.extend(google_crc32c.value(CHECKED.pack(length, written_at)), payload))
 
 
 def pack_footer(count: int, sealed_at: float) -> bytes:
-    crc = google_crc32c.value(_CHECKED.pack(count, sealed_at))
+    crc = google_crc32c.value(CHECKED.pack(count, sealed_at))
     return FRAME.pack(FOOTER_MARKER, crc, count, sealed_at)
 
 
@@ -102,7 +102,7 @@ def parse_footer(data: bytes) -> int | None:
     if len(data) != FRAME_SIZE:
         return None
     marker, crc, count, sealed_at = FRAME.unpack(data)
-    if marker != FOOTER_MARKER or google_crc32c.value(_CHECKED.pack(count, sealed_at)) != crc:
+    if marker != FOOTER_MARKER or google_crc32c.value(CHECKED.pack(count, sealed_at)) != crc:
         return None
     return int(count)
 
@@ -150,7 +150,7 @@ def frame_at(data: bytes, offset: int, max_length: int = MAX_FRAME_LENGTH) -> Fr
             return Frame(Step.DAMAGED, offset, end)
         return Frame(Step.RECORD, offset, end, written_at, payload)
     if marker == FOOTER_MARKER:
-        if google_crc32c.value(_CHECKED.pack(length, written_at)) != crc:
+        if google_crc32c.value(CHECKED.pack(length, written_at)) != crc:
             return Frame(Step.DAMAGED, offset)
         return Frame(Step.FOOTER, offset, offset + FRAME_SIZE, written_at, count=length)
     return Frame(Step.DAMAGED, offset)

@@ -1,11 +1,12 @@
 """The spool writer: appends batches of msgpack payloads to the active segment, rolls segments,
 enforces `max_bytes` with the `when_full` policy, survives a full disk, and fsyncs by policy.
 
-One `write()` per batch (per segment touched) from a reused buffer; `append` is thread-safe (an
-internal lock serialises callers). Durability: an appended batch survives a kill of the process
-as soon as `append` returns (it is in the kernel's page cache); it survives a power cut once
-fsynced: at once with `fsync = "always"`, within `fsync_interval` with `"interval"` (a
-background thread, never the receive path), whenever the kernel writes back with `"never"`.
+One `writev()` per batch (per segment touched) of the frames and the payloads as they are (no
+copy into a buffer); `append` is thread-safe (an internal lock serialises callers).
+Durability: an appended batch survives a kill of the process as soon as `append` returns (it is
+in the kernel's page cache); it survives a power cut once fsynced: at once with
+`fsync = "always"`, within `fsync_interval` with `"interval"` (a background thread, never the
+receive path), whenever the kernel writes back with `"never"`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import google_crc32c
+
 from receiver.config import SpoolSettings
 from receiver.metrics import Metrics
 from receiver.spool import notify
@@ -34,13 +37,13 @@ from receiver.spool.directory import (
 )
 from receiver.spool.errors import SpoolError
 from receiver.spool.format import (
+    CHECKED,
     FRAME,
     FRAME_SIZE,
     RECORD_MARKER,
     list_segments,
     pack_footer,
     pack_header,
-    record_crc,
     segment_name,
 )
 from receiver.spool.oversize import cut_to_fit
@@ -49,8 +52,17 @@ from receiver.spool.recovery import recover
 log = logging.getLogger(__name__)
 
 _CRC = struct.Struct("<I")
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _LOG_EVERY = 10.0  # seconds between two log lines about the same kind of drop
+
+
+class _ShortWrite(Exception):
+    """A write stopped after `done` bytes with `error`."""
+
+    def __init__(self, done: int, error: OSError) -> None:
+        super().__init__(done, error)
+        self.done, self.error = done, error
 
 
 @dataclass(slots=True)
@@ -91,8 +103,7 @@ class SpoolWriter:
         self._lock = threading.Lock()
         self._condition = notify.condition_for(self._directory)
         self._throttled = _Throttled()
-        self._buffer = bytearray(1024 * 1024)
-        self._view = memoryview(self._buffer)
+        self._parts: list[bytes] = []  # frame, payload, frame, payload, ... for one writev
         self._ends: list[int] = []
         self._fd: int | None = None
         self._number = 0
@@ -176,13 +187,18 @@ class SpoolWriter:
         return index
 
     def _fill(self, payloads: Sequence[bytes], start: int) -> tuple[int, str]:
-        """Frame payloads[start:] into the buffer until the segment or the spool is full."""
+        """Frame payloads[start:] (a frame per record, the payload itself not copied) until the
+        segment or the spool is full."""
         limit = self._settings.max_record_bytes
         segment_room = self._settings.segment_bytes - self._size - FRAME_SIZE  # keep the footer's
         spool_room = self._settings.max_bytes - self._total - FRAME_SIZE
         now = time.time()
-        ends = self._ends
+        ends, parts = self._ends, self._parts
         ends.clear()
+        parts.clear()
+        keep_end, keep_part = ends.append, parts.append
+        frame, checked = FRAME.pack, CHECKED.pack
+        crc_of, crc_on = google_crc32c.value, google_crc32c.extend
         position = 0
         for index in range(start, len(payloads)):
             payload = payloads[index]
@@ -194,13 +210,11 @@ class SpoolWriter:
                 return len(ends), "roll"
             if end > spool_room:
                 return len(ends), "full"
-            if end > len(self._buffer):
-                self._grow(end)
-            crc = record_crc(length, now, payload)
-            FRAME.pack_into(self._buffer, position, RECORD_MARKER, crc, length, now)
-            self._buffer[position + FRAME_SIZE : end] = payload
+            # format.record_crc, inline: a call less per record
+            keep_part(frame(RECORD_MARKER, crc_on(crc_of(checked(length, now)), payload), length, now))
+            keep_part(payload)
             position = end
-            ends.append(end)
+            keep_end(end)
         return len(ends), "done"
 
     def _cut(self, payload: bytes) -> bytes:
@@ -212,28 +226,42 @@ class SpoolWriter:
         )
         return cut_to_fit(payload, limit)
 
-    def _grow(self, needed: int) -> None:
-        self._view.release()
-        self._buffer = self._buffer + bytes(max(needed, 2 * len(self._buffer)) - len(self._buffer))
-        self._view = memoryview(self._buffer)
-
     def _write(self, records: int) -> int:
         """Write the framed records; returns how many complete records reached the file."""
         assert self._fd is not None
         total = self._ends[records - 1]
-        done = 0
         try:
-            while done < total:
-                done += os.write(self._fd, self._view[done:total])
-        except OSError as error:
-            complete = bisect.bisect_right(self._ends, done, hi=records)
+            done = self._write_parts(self._parts[: 2 * records])
+        except _ShortWrite as short:
+            complete = bisect.bisect_right(self._ends, short.done, hi=records)
             keep = self._ends[complete - 1] if complete else 0
-            self._write_failed(error, self._size + keep)
+            self._write_failed(short.error, self._size + keep)
             self._account(keep, complete)
             return complete
+        assert done == total
         self._account(total, records)
         self._disk_full = False
         return records
+
+    def _write_parts(self, parts: list[bytes]) -> int:
+        """`writev` in slices of IOV_MAX buffers; a short write (the file system ran out of
+        room mid-way) continues from where it stopped until it fails. Raises `_ShortWrite`."""
+        fd, done = self._fd, 0
+        assert fd is not None
+        for first in range(0, len(parts), _IOV_MAX):
+            chunk = parts[first : first + _IOV_MAX]
+            wanted = sum(map(len, chunk))
+            written = 0
+            try:
+                written = os.writev(fd, chunk)
+                if written < wanted:
+                    rest = memoryview(b"".join(chunk))
+                    while written < wanted:
+                        written += os.write(fd, rest[written:])
+            except OSError as error:
+                raise _ShortWrite(done + written, error) from None
+            done += written
+        return done
 
     def _account(self, size: int, records: int) -> None:
         self._size += size
