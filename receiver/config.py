@@ -120,6 +120,12 @@ class ParseSettings:
         "", "MaxMind City/Country database file for `source.geo.*`; empty disables GeoIP."
     )
     asn_database: str = setting("", "MaxMind ASN database file for `source.as.*`; empty: off.")
+    keep_original: bool = setting(
+        False,
+        "Copy every body into `event.original` (~400 bytes more per event on disk and in "
+        "Elasticsearch; off by default as in Elastic's integrations). Events that failed to "
+        "parse, were repaired or were cut keep it always.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

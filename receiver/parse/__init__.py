@@ -6,12 +6,12 @@ Owns the chain: syslog header (`syslog.py`) -> body format detection -> the body
 
 Guarantees: `Parser.parse` never raises and always returns a document with `@timestamp`
 (`2026-11-25T18:21:08.761Z`: from the body's date, else the syslog header's, else the receive
-time), `event.original` (the body as text; undecodable bytes shown as `\\xNN`) and
-`haproxy.log_format` (`json`, `httplog`, `httpslog`, `tcplog`, `clf`, `error`, `connect`,
+time) and `haproxy.log_format` (`json`, `httplog`, `httpslog`, `tcplog`, `clf`, `error`, `connect`,
 `text`). What cannot be understood is kept as `message` with `error.message`/`error.type` and
 the tag `_haproxy_parse_failure`. Repaired JSON is tagged `_json_repaired` and lists what was
 repaired in `haproxy.repairs`; a line cut short (HAProxy's `len`) is tagged `_truncated` and
-keeps every field that is still whole.
+keeps every field that is still whole. `event.original` (the body as text; undecodable bytes
+shown as `\\xNN`) is kept on every tagged event, and on all with `parse.keep_original`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class Parser:
         self.mapper = FieldMapper(settings)
         self.labels = dict(settings.labels)
         self.pinned = settings.format
+        self.keep_original = settings.keep_original
         self.response_captures_only = bool(
             settings.capture_response_headers and not settings.capture_request_headers
         )
@@ -79,7 +80,6 @@ class Parser:
             text = data.decode("utf-8", "backslashreplace")
         doc: dict[str, Any] = {}
         body, header_date, header_kind, header_format = parse_header(text, doc)
-        doc["event.original"] = body
         doc["haproxy.syslog_format"] = header_format
         tags: list[str] = []
         seen: Collected | None
@@ -124,6 +124,9 @@ class Parser:
             doc.update(self.labels)
         if tags:
             doc["tags"] = tags
+            doc["event.original"] = body
+        elif self.keep_original:
+            doc["event.original"] = body
         return doc
 
     def _body(self, body: str, doc: dict[str, Any], tags: list[str]) -> Collected | None:

@@ -112,7 +112,8 @@ def start_receiver(case: Case, workdir: Path, es_url: str) -> tuple[Receiver, di
     """The receiver listening the way `case` needs, and the environment for HAProxy's file.
     Its UDP and TCP listeners stay on (free ports, idle) whatever the case: `Receiver(udp=False)`
     passes `--udp ""`, which the CLI refuses."""
-    env = {"HAPROXY_RECEIVER_PARSE__CAPTURE_REQUEST_HEADERS": ",".join(case.capture_names)}
+    env = {"HAPROXY_RECEIVER_PARSE__CAPTURE_REQUEST_HEADERS": ",".join(case.capture_names),
+           "HAPROXY_RECEIVER_PARSE__KEEP_ORIGINAL": "true"}  # the checks match bodies
     if case.listener == "udp":
         receiver = Receiver(workdir, es_url, env=env)
         target = {"RECEIVER_ADDR": f"127.0.0.1:{receiver.udp_port}"}

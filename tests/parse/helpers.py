@@ -20,4 +20,5 @@ def epoch(text: str) -> float:
 def parse(message: bytes | str, received: str = "2026-11-25T18:30:00", **settings: Any
           ) -> dict[str, Any]:
     data = message.encode() if isinstance(message, str) else message
+    settings.setdefault("keep_original", True)  # most tests look at the body too
     return Parser(ParseSettings(**settings)).parse(data, epoch(received))

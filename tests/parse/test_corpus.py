@@ -14,7 +14,7 @@ from receiver.config import ParseSettings
 from receiver.parse import TAG_FAILURE, TAG_TRUNCATED, Parser
 from tests.parse.corpus import RECEIVED_AT, Frame, corpus_files, frames
 
-PARSER = Parser(ParseSettings())
+PARSER = Parser(ParseSettings(keep_original=True))
 STANDARD_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "CONNECT", "OPTIONS"}
 
 

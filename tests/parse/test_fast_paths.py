@@ -177,7 +177,7 @@ def test_structured_data_search_agrees_with_the_character_scan(text: str) -> Non
 def test_structured_data_fields_of_a_corpus_frame() -> None:
     message = (b'<134>1 2026-11-25T18:23:08.199181+00:00 - haproxy 11604 - [corpus@32473 '
                b'method="GET" uri="/" status=200 bytes=161] {"ci":"127.0.0.1"}')
-    doc = Parser(ParseSettings()).parse(message, RECEIVED_AT)
+    doc = Parser(ParseSettings(keep_original=True)).parse(message, RECEIVED_AT)
     assert doc["log.syslog.structured_data.corpus@32473.method"] == "GET"
     assert doc["log.syslog.structured_data.corpus@32473.status"] == "200"
     assert doc["event.original"] == '{"ci":"127.0.0.1"}'

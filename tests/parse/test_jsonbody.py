@@ -133,3 +133,13 @@ def test_fast_cut_repair_agrees_with_the_scanner() -> None:
             assert quick.fields == scanned.fields, prefix
             assert quick.truncated
     assert quick_used > len(body) // 2
+
+
+def test_the_body_is_kept_only_on_tagged_events_by_default() -> None:
+    clean = parse(b'<134>Nov 25 18:00:00 haproxy[1]: {"ci":"10.0.0.1","ST":200}', keep_original=False)
+    assert "event.original" not in clean and clean["http.response.status_code"] == 200
+    repaired_body = '{"ci":"10.0.0.1","ST":-}'
+    repaired = parse(f"<134>Nov 25 18:00:00 haproxy[1]: {repaired_body}", keep_original=False)
+    assert repaired["tags"] and repaired["event.original"] == repaired_body
+    kept = parse(b'<134>Nov 25 18:00:00 haproxy[1]: {"ci":"10.0.0.1","ST":200}', keep_original=True)
+    assert kept["event.original"] == '{"ci":"10.0.0.1","ST":200}'

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from receiver.config import ParseSettings
 from receiver.parse import Parser
 
-PARSER = Parser(ParseSettings(capture_request_headers=["Host", "User-Agent"]))
-RAW_PARSER = Parser(ParseSettings(field_names="raw"))
+PARSER = Parser(ParseSettings(capture_request_headers=["Host", "User-Agent"], keep_original=True))
+RAW_PARSER = Parser(ParseSettings(field_names="raw", keep_original=True))
 HEADERS = [
     "<134>Nov 25 18:21:08 haproxy[11604]: ",
     "<134>Nov 25 18:21:08 localhost haproxy[11604]: ",
