@@ -275,7 +275,8 @@ def test_aggregator_ring_holds_lines_until_the_receiver_is_up(
 ) -> None:
     """aggregator-tcp.cfg: traffic logged while no receiver listens waits in HAProxy's ring
     and arrives once the receiver is up."""
-    receiver = Receiver(tmp_path, es_url)  # its ports are chosen; nothing listens yet
+    receiver = Receiver(tmp_path, es_url,  # its ports are chosen; nothing listens yet
+                        env={"HAPROXY_RECEIVER_PARSE__KEEP_ORIGINAL": "true"})
     frontend_port = free_port()
     env = {"RECEIVER_ADDR": f"127.0.0.1:{receiver.tcp_port}",
            "FRONTEND_BIND": f"127.0.0.1:{frontend_port}", "BACKEND_ADDR": f"127.0.0.1:{backend.port}"}
