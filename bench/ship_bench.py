@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from receiver.config import ElasticsearchSettings, SpoolSettings
 from receiver.event import encode_event
 from receiver.metrics import Metrics
-from receiver.ship import ElasticsearchOutput, Shipper
+from receiver.ship.elasticsearch import ElasticsearchOutput
+from receiver.ship.shipper import Shipper
 from receiver.spool import Batch, Position, Record, SpoolReader, SpoolWriter
 
 NULLSINK = Path(__file__).resolve().parents[2] / "shared" / "bench" / "nullsink.py"
@@ -134,8 +135,8 @@ def run_once(args: argparse.Namespace, payloads: list[bytes], gzip: bool, url: s
     urllib.request.urlopen(urllib.request.Request(url + "/_stats/sink/reset", method="POST"),
                            timeout=5).read()
     settings = dataclasses.replace(
-        ElasticsearchSettings(), hosts=[url], compression=gzip, batch_events=args.batch_events,
-        max_in_flight=args.max_in_flight,
+        ElasticsearchSettings(), hosts=[url], compression="on" if gzip else "off",
+        batch_events=args.batch_events, max_in_flight=args.max_in_flight,
     )
     reader: Any
     writer: SpoolWriter | None = None

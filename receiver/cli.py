@@ -79,7 +79,7 @@ def run(
     _setup_logging(settings.service.log_level)
     from receiver.listen import ListenError
     from receiver.service import Receiver
-    from receiver.ship import OutputError
+    from receiver.ship.errors import OutputError
     from receiver.spool import SpoolError
 
     try:

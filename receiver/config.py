@@ -193,7 +193,12 @@ class ElasticsearchSettings:
         Seconds(0.5), "Send a partial batch once its oldest event waited this long.", unit="s"
     )
     max_in_flight: int = setting(4, "Bulk requests in flight at once.")
-    compression: bool = setting(True, "gzip request bodies.")
+    compression: Literal["auto", "on", "off"] = setting(
+        "auto",
+        "gzip request bodies (level 1: ~6x fewer bytes for ~0.3 µs of CPU per event). `auto`: on "
+        "unless every host is loopback (`localhost`, 127.0.0.0/8, ::1), where bytes cost nothing. "
+        "`true`/`false` are read as `on`/`off`.",
+    )
     retry_initial: Seconds = setting(Seconds(0.5), "First retry delay (doubles, jittered).", unit="s")
     retry_max: Seconds = setting(Seconds(30.0), "Longest retry delay.", unit="s")
     dead_letter_file: str = setting(
@@ -335,6 +340,8 @@ def coerce(name: str, hint: Any, value: Any) -> Any:
     origin = get_origin(hint)
     if origin is Literal:
         allowed = get_args(hint)
+        if {"on", "off"} <= set(allowed) and str(value).lower() in _BOOLEAN_WORDS:
+            value = "on" if _boolean(name, value) else "off"  # `true`/`false` as before
         if value not in allowed:
             raise ConfigError(
                 f"{name} = {value!r} is not allowed; allowed: {', '.join(map(str, allowed))}"
@@ -393,6 +400,9 @@ def _number(name: str, value: Any, kind: type[int] | type[float], what: str) -> 
     if number < 0:
         raise ConfigError(f"{name} must not be negative, got {value!r}")
     return number
+
+
+_BOOLEAN_WORDS = {"1", "true", "yes", "0", "false", "no"}
 
 
 def _boolean(name: str, value: Any) -> bool:

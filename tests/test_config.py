@@ -51,6 +51,17 @@ def test_wrong_settings_name_the_setting_and_what_is_allowed(env: dict[str, str]
     assert message in str(caught.value)
 
 
+def test_compression_takes_auto_on_off_and_the_old_booleans(tmp_path: Path) -> None:
+    assert load_settings(env={}).elasticsearch.compression == "auto"
+    file = tmp_path / "receiver.toml"
+    file.write_text("[elasticsearch]\ncompression = false\n")
+    assert load_settings(file, env={}).elasticsearch.compression == "off"
+    env = {"HAPROXY_RECEIVER_ELASTICSEARCH__COMPRESSION": "true"}
+    assert load_settings(env=env).elasticsearch.compression == "on"
+    with pytest.raises(ConfigError, match="compression = 'gzip' is not allowed; allowed: auto, on, off"):
+        load_settings(env={"HAPROXY_RECEIVER_ELASTICSEARCH__COMPRESSION": "gzip"})
+
+
 def test_unknown_section_in_file(tmp_path: Path) -> None:
     file = tmp_path / "r.toml"
     file.write_text("[spol]\ndir = '/x'\n")

@@ -95,6 +95,21 @@ def classify(status: int, body: Any, expected_items: int) -> Classification:
     return Classification(RequestOutcome.OK, "partial" if failures else "ok", status, "", failures)
 
 
+def delivered_all_raw(status: int, body: bytes, expected_items: int) -> bool:
+    """The common answer recognised without parsing it: 2xx, top-level `"errors":false`, and
+    one `"status"` per document sent. What `classify` would call OK with no failures; anything
+    else (other spacing, key order, counts) returns False and goes the careful way.
+
+    Parsing the answer costs 0.1-0.8 µs per event (by its size); these scans a few ns."""
+    if not 200 <= status < 300:
+        return False
+    # Only short scalar keys (took, errors, ingest_took) come before `items` at the top level.
+    items = body.find(b'"items":[', 0, 256)
+    if items < 0 or body.find(b'"errors":false', 0, items) < 0:
+        return False
+    return body.count(b'"status":', items) == expected_items and body.endswith((b"]}", b"]}\n"))
+
+
 def classify_item(position: int, item: Any) -> ItemFailure | None:
     """None when the item is delivered, else why not and what to do about it."""
     if not isinstance(item, dict) or len(item) != 1:

@@ -11,44 +11,57 @@ metrics or error messages (`redact`).
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from elastic_transport import (
-    ConnectionError as TransportConnectionError,
-)
-from elastic_transport import (
-    ConnectionTimeout,
-    NodeConfig,
-    Serializer,
-    Transport,
-    TransportError,
-)
-from elastic_transport.client_utils import url_to_node_config
 
 from receiver.config import ElasticsearchSettings
 from receiver.metrics import Metrics
-from receiver.ship.classify import Classification, RequestOutcome, classify, transport_failure
+from receiver.ship.classify import (
+    Classification,
+    RequestOutcome,
+    classify,
+    delivered_all_raw,
+    transport_failure,
+)
 from receiver.ship.encode import gzip_body
+from receiver.ship.errors import OutputError, OutputUnavailable
+
+# elastic_transport imports `requests` when it is installed, only for a node class we never use
+# (ours is urllib3's): ~5 MiB of the ship process's memory (issue 8: 100 MiB for both
+# processes). Hidden while elastic_transport loads (a None entry makes that import fail, which
+# it expects), visible again afterwards for anyone else.
+_HIDE_REQUESTS = "requests" not in sys.modules
+if _HIDE_REQUESTS:
+    sys.modules["requests"] = None  # type: ignore[assignment]
+try:
+    from elastic_transport import (
+        ConnectionError as TransportConnectionError,
+    )
+    from elastic_transport import (
+        ConnectionTimeout,
+        NodeConfig,
+        Serializer,
+        Transport,
+        TransportError,
+    )
+    from elastic_transport.client_utils import url_to_node_config
+finally:
+    if _HIDE_REQUESTS:
+        del sys.modules["requests"]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "haproxy-receiver"
 # Only what the shipper reads: smaller answers to parse (ES and OpenSearch both support it).
 BULK_PATH = "/_bulk?filter_path=errors,items.*.status,items.*.error"
-
-
-class OutputError(Exception):
-    """The server cannot be used as it is (not Elasticsearch/OpenSearch, refused, ...)."""
-
-
-class OutputUnavailable(OutputError):
-    """No server answered (refused, reset, timed out): try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +141,31 @@ def parse_server_info(url: str, status: int, headers: dict[str, str], body: Any)
     return ServerInfo("elasticsearch", number, major, minor)
 
 
+def is_loopback_url(url: str) -> bool:
+    """Whether `url` names this machine (`localhost`, 127.0.0.0/8, ::1), without DNS."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always loopback
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve anywhere
+        return False
+
+
+def compresses(settings: ElasticsearchSettings) -> bool:
+    """Whether bulk bodies are gzipped: `on`, `off`, or `auto` = unless every host is loopback
+    (gzip costs ~0.3 µs of CPU per event here and more to inflate at the server; over loopback
+    bytes are free, over a network 6x fewer of them is worth it)."""
+    if settings.compression == "auto":
+        return not (settings.hosts and all(is_loopback_url(url) for url in settings.hosts))
+    return settings.compression == "on"
+
+
 def redact_url(url: str) -> str:
     """A URL without user information (`https://user:secret@host` -> `https://***@host`)."""
     return re.sub(r"//[^/@\s]*@", "//***@", url)
@@ -143,6 +181,7 @@ class ElasticsearchOutput:
             raise OutputError("elasticsearch.hosts is empty")
         self._settings = settings
         self._metrics = metrics
+        self.compress = compresses(settings)
         self._secrets = [
             s for s in (settings.password, settings.api_key, settings.bearer_token) if s
         ]
@@ -270,7 +309,8 @@ class ElasticsearchOutput:
             info = parse_server_info(redact_url(url), status, dict(response.meta.headers), body)
             self._choose_headers(info)
             self.server = info
-            log.info("output: %s at %s", info.describe(), redact_url(url))
+            log.info("output: %s at %s (bulk bodies %s)", info.describe(), redact_url(url),
+                     "gzipped" if self.compress else "not compressed")
             return info
 
     def _choose_headers(self, info: ServerInfo) -> None:
@@ -305,7 +345,7 @@ class ElasticsearchOutput:
             return Classification(RequestOutcome.REJECTED, "rejected", 0, str(error))
         headers = dict(self._bulk_headers)
         payload = body
-        if self._settings.compression:
+        if self.compress:
             payload = gzip_body(body)
             headers["content-encoding"] = "gzip"
         try:
@@ -320,7 +360,10 @@ class ElasticsearchOutput:
             return transport_failure("connection_error", self._describe(error))
         if self._metrics is not None:
             self._metrics.bulk_bytes_sent.inc(len(payload))
-        result = classify(response.meta.status, _loads(response.body), items)
+        status, answer = response.meta.status, response.body
+        if isinstance(answer, bytes) and delivered_all_raw(status, answer, items):
+            return Classification(RequestOutcome.OK, "ok", status)
+        result = classify(status, _loads(answer), items)
         if result.message:
             return Classification(
                 result.request, result.label, result.status, self.redact(result.message),

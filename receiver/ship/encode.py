@@ -12,7 +12,6 @@ document) is accepted too and encoded with orjson.
 from __future__ import annotations
 
 import re
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,11 @@ import msgspec
 import orjson
 
 from receiver.config import ElasticsearchSettings
+
+try:
+    from isal import isal_zlib as _deflate
+except ImportError:  # pragma: no cover - isal is a dependency; see gzip_body
+    import zlib as _deflate  # type: ignore[no-redef]
 
 # Characters Elasticsearch refuses in index names (plus space, comma, hash and colon).
 _INVALID_INDEX_CHARS = re.compile(r'[\\/*?"<>| ,#:]')
@@ -234,6 +238,7 @@ def encode_batch(
     kept: list[Any] = []
     unencodable: list[tuple[Any, str, str]] = []
     action_prefix: dict[str, bytes] = {}
+    id_key, action_end = (b',"_id":"', b'"}}\n') if with_id else (b"", b"}}\n")
     for record in records:
         try:
             value = decode(record.payload)
@@ -256,16 +261,20 @@ def encode_batch(
             continue
         prefix = action_prefix.get(index)
         if prefix is None:
-            prefix = b'{"create":{"_index":' + orjson.dumps(index)
+            prefix = b'{"create":{"_index":' + orjson.dumps(index) + id_key
             action_prefix[index] = prefix
         offsets.append(len(buffer))
+        # One `+=` per piece: `a + b + source` would copy the document once per `+`.
+        buffer += prefix
         if with_id:
             doc_id = event_id(identity, record.position)
-            buffer += prefix + b',"_id":"' + doc_id.encode() + b'"}}\n' + source + b"\n"
+            buffer += doc_id.encode()
             ids.append(doc_id)
         else:
-            buffer += prefix + b"}}\n" + source + b"\n"
             ids.append("")
+        buffer += action_end
+        buffer += source
+        buffer += b"\n"
         indices.append(index)
         kept.append(record)
     offsets.append(len(buffer))
@@ -273,6 +282,8 @@ def encode_batch(
 
 
 def gzip_body(body: bytes, level: int = 1) -> bytes:
-    """gzip (RFC 1952) at level 1: ~6x smaller bulk bodies for ~2 µs per document."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    """gzip (RFC 1952) at level 1: ~6x smaller bulk bodies. ISA-L's deflate (`isal`) does it in
+    ~0.2 µs per document where zlib takes ~1.5 µs, for the same ratio; zlib when isal is absent
+    (a platform without its wheels): same stream format, only slower."""
+    compressor = _deflate.compressobj(level, _deflate.DEFLATED, 31)
     return compressor.compress(body) + compressor.flush()

@@ -8,9 +8,13 @@ exactly one place that decides about retries.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from receiver.ship.classify import Classification
+
+if TYPE_CHECKING:
+    from receiver.config import ElasticsearchSettings
+    from receiver.metrics import Metrics
 
 
 class Output(Protocol):
@@ -28,3 +32,15 @@ class Output(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def make_output(settings: ElasticsearchSettings, metrics: Metrics | None, stdout: BinaryIO) -> Output:
+    """Elasticsearch when `hosts` is set, else JSON lines on `stdout`."""
+    # Imported here: the outputs import this module for `Output`.
+    if settings.hosts:
+        from receiver.ship.elasticsearch import ElasticsearchOutput
+
+        return ElasticsearchOutput(settings, metrics)
+    from receiver.ship.stdout import StdoutOutput
+
+    return StdoutOutput(stdout)

@@ -244,7 +244,7 @@ class ShipProcess:
 
 
 def _raise_start_failure(kind: str, message: str) -> None:
-    from receiver.ship import OutputError
+    from receiver.ship.errors import OutputError
     from receiver.spool import SpoolError
 
     if kind == "output":
@@ -296,7 +296,9 @@ class _ChildShipper:
     def run(self) -> None:
         import sys
 
-        from receiver.ship import OutputError, Shipper, make_output
+        from receiver.ship.errors import OutputError
+        from receiver.ship.output import make_output
+        from receiver.ship.shipper import Shipper
         from receiver.spool import SpoolError, SpoolReader
 
         s = self._settings

@@ -29,8 +29,9 @@ from receiver.config import ElasticsearchSettings
 from receiver.metrics import Metrics
 from receiver.ship.classify import Classification, ItemOutcome, RequestOutcome
 from receiver.ship.dead_letter import DeadLetter, DeadLetterFile, dead_letter_line
-from receiver.ship.elasticsearch import ElasticsearchOutput, OutputError
+from receiver.ship.elasticsearch import ElasticsearchOutput
 from receiver.ship.encode import EncodedBatch, EventId, IndexNamer, encode_batch
+from receiver.ship.errors import OutputError
 from receiver.ship.output import Output
 from receiver.ship.template import SetupError, install
 
@@ -174,7 +175,12 @@ class Shipper:
                 if shipment.records:
                     timeout = min(timeout, max(0.001, self._age_left(shipment)))
                     if self._busy == 0:
-                        timeout = min(timeout, max(0.001, self._linger_left(shipment)))
+                        # Lingering: whatever arrives meanwhile is read in one go when the
+                        # linger ends. Waking on each append (the reader polls every ~2 ms)
+                        # would cost a read cycle per poll (~2.5 µs per event at 20k/s).
+                        stop.wait(min(timeout, max(0.001, self._linger_left(shipment))))
+                        caught_up = False  # read what came meanwhile before sending
+                        continue
                 self._reader.wait(timeout)
                 continue
             caught_up = False

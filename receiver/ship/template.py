@@ -18,7 +18,8 @@ from importlib import resources
 from typing import Any
 
 from receiver.config import ElasticsearchSettings
-from receiver.ship.elasticsearch import ElasticsearchOutput, OutputError, ServerInfo
+from receiver.ship.elasticsearch import ElasticsearchOutput, ServerInfo
+from receiver.ship.errors import OutputError
 
 log = logging.getLogger(__name__)
 

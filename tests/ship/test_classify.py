@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from receiver.ship.classify import ItemOutcome, RequestOutcome, classify
+from receiver.ship.classify import (
+    Classification,
+    ItemOutcome,
+    RequestOutcome,
+    classify,
+    delivered_all_raw,
+)
 
 
 def item(status: int, error_type: str = "", action: str = "create") -> dict[str, Any]:
@@ -106,3 +113,29 @@ def test_unreadable_items_are_retried() -> None:
 def test_errors_false_trusts_the_items() -> None:
     body = {"errors": False, "items": [item(201)] * 3}
     assert classify(200, body, 3).delivered_all
+
+
+RAW_NOT_RECOGNISED = [
+    # Each must go the careful way (parse + classify), never count as all delivered.
+    (200, b'{"errors":true,"items":[{"create":{"status":201}},{"create":{"status":400}}]}', 2),
+    (200, b'{"errors":false,"items":[{"create":{"status":201}}]}', 2),  # one item missing
+    (200, b'{"errors":false,"items":[{"create":{"status":201}},{"create":{"status":201}}', 2),
+    (200, b'{"errors": false, "items": [{"create": {"status": 201}}, {"create": {"status": 201}}]}',
+     2),  # other spacing: fine, just not the fast path
+    (200, b'{"items":[{"create":{"status":201}},{"create":{"status":201}}]}', 2),  # no errors key
+    (500, b'{"errors":false,"items":[{"create":{"status":201}},{"create":{"status":201}}]}', 2),
+    (200, b"", 2),
+]
+
+
+@pytest.mark.parametrize(("status", "raw", "expected_items"), RAW_NOT_RECOGNISED)
+def test_raw_fast_path_declines_anything_unusual(status: int, raw: bytes, expected_items: int) -> None:
+    assert not delivered_all_raw(status, raw, expected_items)
+
+
+def test_raw_fast_path_agrees_with_classify() -> None:
+    raw = b'{"took":3,"errors":false,"items":[' + b",".join(
+        b'{"create":{"_index":"h","_id":"%d","result":"created","_shards":{"total":1},"status":201}}'
+        % i for i in range(3)) + b"]}"
+    assert delivered_all_raw(201, raw, 3)
+    assert classify(201, json.loads(raw), 3) == Classification(RequestOutcome.OK, "ok", 201)

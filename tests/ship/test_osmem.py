@@ -10,7 +10,8 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from receiver.ship.elasticsearch import ElasticsearchOutput
+from receiver.ship.classify import Classification, RequestOutcome, classify, delivered_all_raw
+from receiver.ship.elasticsearch import BULK_PATH, ElasticsearchOutput
 from receiver.ship.template import install, run_setup, template_name
 from tests.ship.harness import es_settings, running_shipper
 from tests.ship.memory_spool import MemorySpool, document
@@ -125,3 +126,34 @@ def test_setup_on_start_installs_the_template(es_url: str, tmp_path: Path) -> No
         wait_for(lambda: spool.acknowledged_records() == 1, what="acknowledged")
     stored = call(es_url, "GET", "/_index_template/haproxy-receiver")
     assert stored["index_templates"][0]["index_template"]["index_patterns"] == ["haproxy-*"]
+
+
+def test_raw_fast_path_matches_the_careful_classification(es_url: str) -> None:
+    """A real answer: all created -> the fast path says so, exactly as the parsed one; a replay
+    (409s, `errors: true`) and a mapping error are left to the careful path."""
+    settings = es_settings([es_url])
+    output = ElasticsearchOutput(settings)
+    install(output, settings)  # `source.ip` mapped as an IP: "not-an-ip" is refused
+    output.close()
+
+    def bulk(lines: bytes) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            es_url + BULK_PATH, data=lines, method="POST",
+            headers={"content-type": "application/x-ndjson"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+
+    body = b"".join(b'{"create":{"_index":"%s","_id":"f%d"}}\n' % (INDEX.encode(), i)
+                    + json.dumps(document(i)).encode() + b"\n" for i in range(20))
+    status, raw = bulk(body)
+    assert delivered_all_raw(status, raw, 20)
+    assert classify(status, json.loads(raw), 20) == Classification(RequestOutcome.OK, "ok", status)
+    assert not delivered_all_raw(status, raw, 21)
+
+    status, raw = bulk(body)  # the same ids again: 409 on create
+    assert not delivered_all_raw(status, raw, 20)
+    assert classify(status, json.loads(raw), 20).delivered_all
+
+    status, raw = bulk(b'{"create":{"_index":"%s"}}\n{"source.ip":"not-an-ip"}\n' % INDEX.encode())
+    assert not delivered_all_raw(status, raw, 1)
+    assert not classify(status, json.loads(raw), 1).delivered_all

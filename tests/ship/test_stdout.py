@@ -9,7 +9,8 @@ from pathlib import Path
 
 from receiver.config import ElasticsearchSettings
 from receiver.metrics import Metrics
-from receiver.ship import StdoutOutput, make_output
+from receiver.ship.output import make_output
+from receiver.ship.stdout import StdoutOutput
 from tests.ship.harness import FAST, running_shipper
 from tests.ship.memory_spool import MemorySpool, document
 from tests.support import wait_for

@@ -15,7 +15,7 @@ import msgpack
 from receiver.metrics import Metrics
 from receiver.spool import Position, SpoolReader, SpoolWriter, event_id
 from receiver.spool.format import list_segments
-from tests.spool.helpers import drain, numbers, payloads, settings
+from tests.spool.helpers import KIB, drain, numbers, payloads, settings
 from tests.support import REPO, wait_for
 
 
@@ -47,6 +47,23 @@ def test_read_limits_records_and_bytes(tmp_path: Path) -> None:
     assert numbers([r.payload for r in second.records]) == [7, 8, 9]
     one = reader.read(100, 1)  # the first record always comes, even when larger than max_bytes
     assert one is not None and len(one.records) == 1
+    writer.close()
+
+
+def test_chunks_follow_the_record_size_and_larger_records_still_come_whole(tmp_path: Path) -> None:
+    # Small records teach the reader a small chunk; much larger ones after them (a chunk holds
+    # only part of one) and the `max_records` limit must still give every record once, whole.
+    writer = SpoolWriter(settings(tmp_path, segment_bytes=1024 * KIB), Metrics())
+    small, large = payloads(0, 200, pad=10), payloads(200, 30, pad=3000)
+    writer.append(small)
+    writer.append(large)
+    reader = SpoolReader(tmp_path)
+    got: list[bytes] = []
+    while (batch := reader.read(64, 10**6)) is not None:
+        assert 1 <= len(batch.records) <= 64
+        assert all(type(r.payload) is bytes for r in batch.records)
+        got += [r.payload for r in batch.records]
+    assert got == small + large
     writer.close()
 
 

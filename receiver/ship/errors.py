@@ -1,0 +1,15 @@
+"""Errors of the output stage, importable without loading the HTTP client.
+
+The receiving process only starts the ship process and reports its start-up failures; keeping
+these here spares it elasticsearch/elastic_transport (~15 MiB of resident imports).
+"""
+
+from __future__ import annotations
+
+
+class OutputError(Exception):
+    """The server cannot be used as it is (not Elasticsearch/OpenSearch, refused, ...)."""
+
+
+class OutputUnavailable(OutputError):
+    """No server answered (refused, reset, timed out): try again later."""
