@@ -14,6 +14,7 @@ import base64
 import ipaddress
 import logging
 import re
+import ssl
 import sys
 import threading
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import orjson
 
 from receiver.config import ElasticsearchSettings
 from receiver.metrics import Metrics
+from receiver.ship.bulk_http import BulkClient, BulkConnectionError, BulkTimeout, endpoint, header_lines
 from receiver.ship.classify import (
     Classification,
     RequestOutcome,
@@ -43,10 +45,6 @@ if _HIDE_REQUESTS:
     sys.modules["requests"] = None  # type: ignore[assignment]
 try:
     from elastic_transport import (
-        ConnectionError as TransportConnectionError,
-    )
-    from elastic_transport import (
-        ConnectionTimeout,
         NodeConfig,
         Serializer,
         Transport,
@@ -205,9 +203,16 @@ class ElasticsearchOutput:
             retry_on_timeout=False,
             meta_header=False,
         )
+        tls = _tls_context(settings) if any(u.startswith("https:") for u in settings.hosts) else None
+        self._bulk = BulkClient(
+            [endpoint(url, redacted, tls, config.headers)
+             for url, redacted, config in zip(settings.hosts, self.urls, configs, strict=True)],
+            float(settings.request_timeout),
+        )
         self._lock = threading.Lock()
         self.server: ServerInfo | None = None
         self._bulk_headers: dict[str, str] = {}
+        self._bulk_lines = self._bulk_gzip_lines = ""  # the same as header lines, once probed
         self._json_headers: dict[str, str] = {}
         if any(url.startswith("https:") for url in settings.hosts) and not settings.verify_certs:
             log.warning(
@@ -331,6 +336,8 @@ class ElasticsearchOutput:
             self._json_headers = {
                 "content-type": "application/json", "accept": "application/json",
             }
+        self._bulk_lines = header_lines(self._bulk_headers)
+        self._bulk_gzip_lines = header_lines(self._bulk_headers | {"content-encoding": "gzip"})
 
     # --- requests ------------------------------------------------------------------------
 
@@ -343,25 +350,20 @@ class ElasticsearchOutput:
             if "credentials" in str(error):
                 return Classification(RequestOutcome.AUTH, "auth_error", 401, str(error))
             return Classification(RequestOutcome.REJECTED, "rejected", 0, str(error))
-        headers = dict(self._bulk_headers)
-        payload = body
+        headers, payload = self._bulk_lines, body
         if self.compress:
-            payload = gzip_body(body)
-            headers["content-encoding"] = "gzip"
+            headers, payload = self._bulk_gzip_lines, gzip_body(body)
         try:
-            response = self._transport.perform_request(
-                "POST", BULK_PATH, body=payload, headers=headers
-            )
-        except ConnectionTimeout as error:
+            status, answer = self._bulk.post(BULK_PATH, payload, headers)
+        except BulkTimeout as error:
             return transport_failure(
                 "timeout", f"bulk request timed out after {self._settings.request_timeout}s: "
-                f"{self._describe(error)}")
-        except (TransportConnectionError, TransportError) as error:
-            return transport_failure("connection_error", self._describe(error))
+                f"{self.redact(str(error))}")
+        except BulkConnectionError as error:
+            return transport_failure("connection_error", self.redact(str(error)))
         if self._metrics is not None:
             self._metrics.bulk_bytes_sent.inc(len(payload))
-        status, answer = response.meta.status, response.body
-        if isinstance(answer, bytes) and delivered_all_raw(status, answer, items):
+        if delivered_all_raw(status, answer, items):
             return Classification(RequestOutcome.OK, "ok", status)
         result = classify(status, _loads(answer), items)
         if result.message:
@@ -385,7 +387,32 @@ class ElasticsearchOutput:
         return response.meta.status, _loads(response.body)
 
     def close(self) -> None:
+        self._bulk.close()
         self._transport.close()
+
+
+def _tls_context(settings: ElasticsearchSettings) -> ssl.SSLContext:
+    """The bulk connections' TLS: the same choices elastic_transport makes for the probe (the
+    configured CA, else certifi's bundle; client certificate; verification unless turned off)."""
+    try:
+        cafile = settings.ca_file or _certifi_bundle()
+        context = ssl.create_default_context(cafile=cafile)
+        if settings.client_cert:
+            context.load_cert_chain(settings.client_cert, settings.client_key or None)
+    except (OSError, ssl.SSLError) as error:
+        raise OutputError(f"elasticsearch TLS files: {error}") from None
+    if not settings.verify_certs:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _certifi_bundle() -> str | None:
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return str(certifi.where())
 
 
 def _loads(data: Any) -> Any:
