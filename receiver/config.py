@@ -196,6 +196,13 @@ class ElasticsearchSettings:
     batch_age: Seconds = setting(
         Seconds(0.5), "Send a partial batch once its oldest event waited this long.", unit="s"
     )
+    batch_linger: Seconds = setting(
+        Seconds(0.005),
+        "With nothing in flight and the spool read to its end, a partial batch waits this long "
+        "for company: lower is fresher, higher means fewer, larger requests (what Elasticsearch "
+        "prefers from many senders; documents become searchable at its refresh, 1 s by default).",
+        unit="s",
+    )
     max_in_flight: int = setting(
         2, "Bulk requests in flight at once; raise it for a distant cluster (round trips of "
         "tens of ms), at the cost of memory.",
