@@ -56,6 +56,7 @@ SNAPSHOT_INTERVAL = 0.5
 START_TIMEOUT = 60.0
 _PR_SET_PDEATHSIG = 1
 _DRAIN_POLL = 0.05
+SHIP_NICENESS = 10  # added to the receiving process's niceness
 
 
 def ship_metrics(metrics: Metrics) -> list[Any]:
@@ -267,6 +268,11 @@ def _die_with_parent() -> None:
 def child_main(fd: int) -> None:
     """Entry point of the ship process: `fd` is its end of the socket pair."""
     _die_with_parent()
+    with contextlib.suppress(OSError):
+        # Receiving comes first: a datagram not read in time is lost, an event not yet shipped
+        # waits in the spool. When both want the CPU (udp-100k on two cores: 25-27 % -> 17-25 %
+        # lost), the ship process yields and catches up afterwards.
+        os.nice(SHIP_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conn = Connection(fd)

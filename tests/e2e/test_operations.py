@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, Receiver, count, http_get_text, wait_for
+from tests.support import REPO, Receiver, count, group_members, http_get_text, wait_for
 
 LINE = (b'<134>Nov 25 18:21:08 haproxy[7]: {"ci":"192.0.2.7","cp":40000,"t":"25/Nov/2026:18:21:08.761",'
         b'"ft":"fe","b":"be","s":"s1","Tt":5,"ST":200,"r":"GET /ops HTTP/1.1","B":10}\n')
@@ -52,6 +52,23 @@ def test_live_metrics_pass_promtool_and_status_reports_the_pipeline(tmp_path: Pa
         assert status.returncode == 0, status.stderr
         assert f"{udp}" in status.stdout and "3 messages" in status.stdout
         assert "output:    up; shipped 3" in status.stdout
+    finally:
+        assert receiver.stop() == 0
+
+
+def _niceness(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[16])
+
+
+def test_the_ship_process_yields_the_cpu_to_the_receiving_one(tmp_path: Path, es_url: str) -> None:
+    receiver = Receiver(tmp_path, es_url).start()
+    try:
+        assert receiver.process is not None
+        main = receiver.process.pid
+        wait_for(lambda: len(group_members(main)) == 2, 30, "the ship process")
+        [ship] = [pid for pid in group_members(main) if pid != main]
+        assert _niceness(ship) == _niceness(main) + 10
     finally:
         assert receiver.stop() == 0
 
