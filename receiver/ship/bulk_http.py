@@ -45,6 +45,12 @@ class Endpoint:
     path_prefix: str
     headers: str  # `name: value\r\n` lines sent with every request (user agent, credentials)
 
+    @property
+    def authority(self) -> str:
+        """`host:port` for the Host header, an IPv6 address in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
 
 def endpoint(url: str, redacted: str, tls: ssl.SSLContext | None, headers: Mapping[str, str]) -> Endpoint:
     parts = urlsplit(url)
@@ -204,7 +210,7 @@ class BulkClient:
     def _post_to(self, index: int, path: str, body: bytes, headers: str) -> tuple[int, bytes]:
         target = self._endpoints[index]
         head = (
-            f"POST {target.path_prefix}{path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+            f"POST {target.path_prefix}{path} HTTP/1.1\r\nHost: {target.authority}\r\n"
             f"{target.headers}{headers}content-length: {len(body)}\r\n\r\n"
         ).encode("latin-1")
         while True:

@@ -38,9 +38,10 @@ def _read_request(conn: socket.socket) -> bytes | None:
 
 
 @contextmanager
-def scripted(*answers: Answer) -> Iterator[tuple[str, list[bytes]]]:
+def scripted(*answers: Answer, host: str = "127.0.0.1") -> Iterator[tuple[str, list[bytes]]]:
     """Serves connections one after another; each request takes the next answer."""
-    listener = socket.create_server(("127.0.0.1", 0))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, 0), family=family)
     port = listener.getsockname()[1]
     requests: list[bytes] = []
     script = list(answers)
@@ -63,7 +64,7 @@ def scripted(*answers: Answer) -> Iterator[tuple[str, list[bytes]]]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{port}", requests
+        yield f"http://{'[' + host + ']' if ':' in host else host}:{port}", requests
     finally:
         listener.close()
         thread.join(5)
@@ -151,3 +152,16 @@ def test_fails_over_to_the_next_host_and_stays_there() -> None:
     assert len(requests) == 2
     with pytest.raises(BulkConnectionError, match="Connection refused"):
         client(refused).post("/_bulk", b"a", "")
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_an_ipv6_host_is_named_in_brackets() -> None:
+    try:
+        probe = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    probe.close()
+    with scripted(length_answer, host="::1") as (url, requests):
+        assert client(url).post("/_bulk", b"a", "")[0] == 200
+    port = url.rsplit(":", 1)[1]
+    assert f"Host: [::1]:{port}\r\n".encode() in requests[0]
