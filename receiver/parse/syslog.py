@@ -94,9 +94,10 @@ def _looks_iso(text: str) -> bool:
 
 
 # RFC 3164/local headers seen before: `<134>Nov 25 18:21:08 haproxy[11604]` -> (fields, offset
-# of the date, format). The key holds the date, so entries turn over each second; bounded.
+# of the date, format). The key holds the date, so entries turn over each second; bounded:
+# 1,024 is a second of a thousand senders, ~1 MiB (each entry keeps its header's fields).
 _HEADER_CACHE: dict[str, tuple[dict[str, Any], int, str]] = {}
-_HEADER_CACHE_LIMIT = 4096
+_HEADER_CACHE_LIMIT = 1024
 _MONTH_INITIALS = frozenset(month[0] for month in MONTHS)
 
 
