@@ -270,7 +270,7 @@ def child_main(fd: int) -> None:
     _die_with_parent()
     with contextlib.suppress(OSError):
         # Receiving comes first: a datagram not read in time is lost, an event not yet shipped
-        # waits in the spool. When both want the CPU (udp-100k on two cores: 25-27 % -> 17-25 %
+        # waits in the spool. When both want the CPU (udp-100k on two cores: 27-28 % -> 17-25 %
         # lost), the ship process yields and catches up afterwards.
         os.nice(SHIP_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
