@@ -24,6 +24,9 @@ from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024  # an answer's status line and headers; Elasticsearch's are < 1 KiB
 READ_SIZE = 256 * 1024
+# The largest answer taken: a bulk answer is a few hundred bytes per item (~17 MB for 100,000
+# items without filter_path); anything larger is not Elasticsearch and must not fill memory.
+MAX_ANSWER = 64 * 1024 * 1024
 
 
 class BulkTimeout(Exception):
@@ -116,13 +119,20 @@ def _read_answer(sock: socket.socket) -> tuple[int, bytes, bool]:
     if length is None:  # no length: the body ends with the connection
         while chunk := sock.recv(READ_SIZE):
             rest += chunk
+            _check_size(len(rest))
         return status, bytes(rest), False
+    _check_size(length)
     while len(rest) < length:
-        chunk = sock.recv(max(READ_SIZE, length - len(rest)))
+        chunk = sock.recv(min(max(READ_SIZE, length - len(rest)), MAX_ANSWER))
         if not chunk:
             raise BulkConnectionError(f"the answer was cut after {len(rest)} of {length} bytes")
         rest += chunk
     return status, bytes(rest[:length]), keep
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_ANSWER:
+        raise BulkConnectionError(f"an answer of {size} bytes is larger than any bulk answer")
 
 
 def _parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
@@ -167,6 +177,7 @@ def _read_chunked(sock: socket.socket, data: bytearray) -> bytes:
             while data.find(b"\r\n", start) < 0 or not data.endswith(b"\r\n"):
                 data += _more(sock)
             return bytes(body)
+        _check_size(len(body) + size)
         while len(data) < start + size + 2:
             data += _more(sock)
         body += data[start : start + size]

@@ -134,6 +134,15 @@ def test_a_cut_answer_on_a_new_connection_is_a_connection_error() -> None:
         client(url).post("/_bulk", b"a", "")
 
 
+def test_an_answer_larger_than_any_bulk_answer_is_refused() -> None:
+    def huge(conn: socket.socket, _: bytes) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n{")
+        return False
+
+    with scripted(huge) as (url, _), pytest.raises(BulkConnectionError, match="larger than any"):
+        client(url).post("/_bulk", b"a", "")
+
+
 def test_silence_is_a_timeout() -> None:
     def silent(conn: socket.socket, _: bytes) -> bool:
         conn.recv(1)  # until the client gives up and closes
