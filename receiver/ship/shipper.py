@@ -42,6 +42,11 @@ _ACTION_BYTES = 100
 # Longest single wait for new spool data, so a stop request is seen promptly.
 _IDLE_WAIT = 0.25
 _LOG_EVERY = 10.0
+# Whole-request answers retried at `retry_max`: log key and what the output did.
+_REFUSALS = {
+    RequestOutcome.AUTH: ("auth", "refused our credentials"),
+    RequestOutcome.REJECTED: ("rejected", "rejected the bulk request"),
+}
 
 
 class SpoolReader(Protocol):
@@ -450,21 +455,13 @@ class Shipper:
             )
 
     def _whole_request_failed(self, result: Classification, events: int, attempt: int) -> float:
-        outcome = result.request
-        if outcome is RequestOutcome.AUTH:
+        refusal = _REFUSALS.get(result.request)
+        if refusal is not None:  # no backoff: nothing changes until someone fixes something
+            key, what = refusal
             self._log(
-                logging.ERROR, "auth",
-                "the output refused our credentials (HTTP %s): %s; %d events stay in the spool, "
-                "retrying every %.0fs", result.status or "-", result.message, events,
-                self._settings.retry_max,
-            )
-            return float(self._settings.retry_max)
-        if outcome is RequestOutcome.REJECTED:
-            self._log(
-                logging.ERROR, "rejected",
-                "the output rejected the bulk request (HTTP %s): %s; %d events stay in the "
-                "spool, retrying every %.0fs", result.status or "-", result.message, events,
-                self._settings.retry_max,
+                logging.ERROR, key,
+                "the output %s (HTTP %s): %s; %d events stay in the spool, retrying every %.0fs",
+                what, result.status or "-", result.message, events, self._settings.retry_max,
             )
             return float(self._settings.retry_max)
         delay = self._backoff(attempt)
