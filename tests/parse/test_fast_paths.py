@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 from receiver.config import ParseSettings
 from receiver.parse import TAG_REPAIRED, TAG_TRUNCATED, Parser, fields, syslog
-from receiver.parse.fields import Collected, FieldMapper, is_ip
+from receiver.parse.fields import FieldMapper, is_ip
 from receiver.parse.syslog import _parse_sd_escaped, _parse_sd_plain, _sd_end
 from receiver.parse.timestamps import Timestamps
 from tests.parse.corpus import RECEIVED_AT, all_frames, corpus_files, frames
+from tests.parse.helpers import map_both
 
 HEADER = b"<134>Nov 25 18:21:08 localhost haproxy[22]: "
 BENCH_BODY = (
@@ -89,12 +90,7 @@ def test_compiled_query_address_and_fill_in_agree_with_the_generic_loop() -> Non
     for client in ("10.0.0.1", "::1", "unix", "-", "", "999.1.1.1", "1.2.3"):
         samples.append({"ci": client, "fi": client, "r": "-"})
     for raw in samples:
-        compiled_doc: dict[str, Any] = {}
-        generic_doc: dict[str, Any] = {}
-        seen_compiled = mapper.map(raw, compiled_doc, http=True)
-        seen_generic = Collected()
-        mapper.map_generic(raw, generic_doc, True, seen_generic)
-        mapper._finish(seen_generic, generic_doc)
+        compiled_doc, seen_compiled, generic_doc, seen_generic = map_both(mapper, raw)
         assert items(compiled_doc) == items(generic_doc), raw
         assert seen_compiled.request_line == seen_generic.request_line
 

@@ -13,7 +13,7 @@ from receiver.config import ParseSettings
 from receiver.parse import Parser
 from receiver.parse.fields import Collected, FieldMapper, field_reference, unescape_hash
 from tests.parse.corpus import all_frames
-from tests.parse.helpers import parse
+from tests.parse.helpers import map_both, parse
 
 SEED = (
     '<134>Nov 25 18:21:08 haproxy[11604]: {"ci":"127.0.0.1","cp":56572,'
@@ -138,12 +138,7 @@ def test_compiled_shapes_agree_with_the_generic_loop() -> None:
             samples.append({"Tl": "25/Nov/2026:18:21:08 +0000", key: value})
     assert len(samples) > 500
     for raw in samples:
-        compiled_doc: dict[str, Any] = {}
-        generic_doc: dict[str, Any] = {}
-        seen_compiled = mapper.map(raw, compiled_doc, http=True)
-        seen_generic = Collected()
-        mapper.map_generic(raw, generic_doc, True, seen_generic)
-        mapper._finish(seen_generic, generic_doc)
+        compiled_doc, seen_compiled, generic_doc, seen_generic = map_both(mapper, raw)
         assert compiled_doc == generic_doc, raw
         for slot in Collected.__slots__:
             if slot != "date_is_t":
