@@ -211,8 +211,7 @@ class ElasticsearchOutput:
         )
         self._lock = threading.Lock()
         self.server: ServerInfo | None = None
-        self._bulk_headers: dict[str, str] = {}
-        self._bulk_lines = self._bulk_gzip_lines = ""  # the same as header lines, once probed
+        self._bulk_lines = ""  # the bulk request's own header lines, chosen by the probe
         self._json_headers: dict[str, str] = {}
         if any(url.startswith("https:") for url in settings.hosts) and not settings.verify_certs:
             log.warning(
@@ -321,7 +320,7 @@ class ElasticsearchOutput:
     def _choose_headers(self, info: ServerInfo) -> None:
         if info.flavor == "elasticsearch" and info.major >= 8:
             compat = f"; compatible-with={info.major}"
-            self._bulk_headers = {
+            bulk = {
                 "content-type": "application/vnd.elasticsearch+x-ndjson" + compat,
                 "accept": "application/vnd.elasticsearch+json" + compat,
             }
@@ -330,14 +329,15 @@ class ElasticsearchOutput:
                 "accept": "application/vnd.elasticsearch+json" + compat,
             }
         else:
-            self._bulk_headers = {
+            bulk = {
                 "content-type": "application/x-ndjson", "accept": "application/json",
             }
             self._json_headers = {
                 "content-type": "application/json", "accept": "application/json",
             }
-        self._bulk_lines = header_lines(self._bulk_headers)
-        self._bulk_gzip_lines = header_lines(self._bulk_headers | {"content-encoding": "gzip"})
+        if self.compress:
+            bulk["content-encoding"] = "gzip"
+        self._bulk_lines = header_lines(bulk)
 
     # --- requests ------------------------------------------------------------------------
 
@@ -350,11 +350,9 @@ class ElasticsearchOutput:
             if "credentials" in str(error):
                 return Classification(RequestOutcome.AUTH, "auth_error", 401, str(error))
             return Classification(RequestOutcome.REJECTED, "rejected", 0, str(error))
-        headers, payload = self._bulk_lines, body
-        if self.compress:
-            headers, payload = self._bulk_gzip_lines, gzip_body(body)
+        payload = gzip_body(body) if self.compress else body
         try:
-            status, answer = self._bulk.post(BULK_PATH, payload, headers)
+            status, answer = self._bulk.post(BULK_PATH, payload, self._bulk_lines)
         except BulkTimeout as error:
             return transport_failure(
                 "timeout", f"bulk request timed out after {self._settings.request_timeout}s: "
