@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from receiver.addresses import format_host_port
+
 MAX_HEAD = 64 * 1024  # an answer's status line and headers; Elasticsearch's are < 1 KiB
 READ_SIZE = 256 * 1024
 # The largest answer taken: a bulk answer is a few hundred bytes per item (~17 MB for 100,000
@@ -51,8 +53,7 @@ class Endpoint:
     @property
     def authority(self) -> str:
         """`host:port` for the Host header, an IPv6 address in brackets."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return format_host_port(self.host, self.port)
 
 
 def endpoint(url: str, redacted: str, tls: ssl.SSLContext | None, headers: Mapping[str, str]) -> Endpoint:
