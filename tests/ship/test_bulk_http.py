@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from receiver.addresses import format_host_port
 from receiver.ship.bulk_http import (
     BulkClient,
     BulkConnectionError,
@@ -64,7 +65,7 @@ def scripted(*answers: Answer, host: str = "127.0.0.1") -> Iterator[tuple[str, l
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield f"http://{'[' + host + ']' if ':' in host else host}:{port}", requests
+        yield f"http://{format_host_port(host, port)}", requests
     finally:
         listener.close()
         thread.join(5)
