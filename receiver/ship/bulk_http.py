@@ -174,8 +174,8 @@ def _read_chunked(sock: socket.socket, data: bytearray) -> bytes:
         except ValueError:
             raise BulkConnectionError("bad chunk size in the answer") from None
         start = line_end + 2
-        if size == 0:  # trailers, if any, end with an empty line
-            while data.find(b"\r\n", start) < 0 or not data.endswith(b"\r\n"):
+        if size == 0:  # then trailer lines, if any, and an empty line
+            while data.find(b"\r\n\r\n", start - 2) < 0:
                 data += _more(sock)
             return bytes(body)
         _check_size(len(body) + size)

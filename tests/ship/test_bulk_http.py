@@ -3,6 +3,7 @@ keep-alive connections, cut answers, silence, and failover between hosts."""
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -113,6 +114,25 @@ def test_answers_with_a_length_and_in_chunks_on_one_connection() -> None:
     assert first.startswith("POST /prefix/_bulk HTTP/1.1\r\n")
     assert "authorization: ApiKey abc\r\n" in first and "x-n: 1\r\n" in first
     assert first.endswith('content-length: 22\r\n\r\n{"create":{}}\n{"a":1}\n')
+
+
+def test_chunk_trailers_are_read_to_their_end_before_the_next_request() -> None:
+    early: list[bool] = []
+
+    def trailers_in_two_parts(conn: socket.socket, _: bytes) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\nX-One: 1\r\n"
+                     % (len(BODY), BODY))
+        # A client that took the answer as complete already sends its next request here.
+        readable = select.select([conn], [], [], 0.5)[0]
+        early.append(bool(readable))
+        conn.sendall(b"X-Two: 2\r\n\r\n")
+        return True
+
+    with scripted(trailers_in_two_parts, length_answer) as (url, requests):
+        bulk = client(url)
+        assert bulk.post("/_bulk", b"a", "") == (200, BODY)
+        assert bulk.post("/_bulk", b"b", "") == (200, BODY)
+    assert early == [False] and len(requests) == 2
 
 
 def test_connection_close_and_a_body_ending_with_the_connection() -> None:
