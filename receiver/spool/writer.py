@@ -15,7 +15,6 @@ import bisect
 import errno
 import logging
 import os
-import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -51,7 +50,6 @@ from receiver.spool.recovery import recover
 
 log = logging.getLogger(__name__)
 
-_CRC = struct.Struct("<I")
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _LOG_EVERY = 10.0  # seconds between two log lines about the same kind of drop
