@@ -354,7 +354,7 @@ def coerce(name: str, hint: Any, value: Any) -> Any:
     origin = get_origin(hint)
     if origin is Literal:
         allowed = get_args(hint)
-        if {"on", "off"} <= set(allowed) and str(value).lower() in _BOOLEAN_WORDS:
+        if {"on", "off"} <= set(allowed) and str(value).strip().lower() in _TRUE | _FALSE:
             value = "on" if _boolean(name, value) else "off"  # `true`/`false` as before
         if value not in allowed:
             raise ConfigError(
@@ -416,16 +416,17 @@ def _number(name: str, value: Any, kind: type[int] | type[float], what: str) -> 
     return number
 
 
-_BOOLEAN_WORDS = {"1", "true", "yes", "0", "false", "no"}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def _boolean(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
+    if text in _TRUE:
         return True
-    if text in {"0", "false", "no", "off"}:
+    if text in _FALSE:
         return False
     raise ConfigError(f"{name} = {value!r} is not a boolean; allowed: true, false")
 
