@@ -36,6 +36,7 @@ from receiver.spool.format import (
     FRAME_SIZE,
     HEADER_SIZE,
     RECORD_MARKER,
+    SEGMENT_SUFFIX,
     Step,
     frame_at,
     list_segments,
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 _DAMAGE_GRACE = 1.0
 _LISTDIR_EVERY = 0.2
 _POLL_INTERVAL = 0.002
+# With an inotify watch the reader sleeps until a segment is written; it still looks at the
+# files this often, so a notification the filesystem never delivers costs latency, not events.
+_WATCHED_POLL_INTERVAL = 0.05
 # Read chunks are sized from the average frame of the last batch (with this margin), so a
 # batch of 2000 events reads ~2 MB rather than the whole `max_bytes`; a short chunk only costs
 # one more `read` call. The first read of a reader assumes frames this large.
@@ -70,6 +74,8 @@ class SpoolReader:
         self._metrics = metrics
         self.identity = load_identity(self._directory)
         self._condition = notify.condition_for(self._directory)
+        self._watch: notify.SegmentWatch | None = None  # opened by the first `wait`
+        self._watch_tried = False
         checkpoint = read_checkpoint(self._directory)
         present = list_segments(self._directory)
         if checkpoint is None:
@@ -295,6 +301,16 @@ class SpoolReader:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
+            if not self._watch_tried:
+                # Then look again: what was written before the watch existed is not reported.
+                with self._lock:
+                    self._watch_tried = True
+                    if not self._closed:
+                        self._watch = notify.SegmentWatch.open(self._directory, SEGMENT_SUFFIX)
+                continue
+            if self._watch is not None:
+                self._watch.wait(min(remaining, _WATCHED_POLL_INTERVAL))
+                continue
             with self._condition:
                 # A writer in another process cannot notify us: poll the file (an fstat) often
                 # enough that the poll is not what an event's delivery latency is made of.
@@ -378,6 +394,9 @@ class SpoolReader:
                 os.close(self._fd)
                 self._fd = None
             self._closed = True
+        # After `_closed`: no `wait` opens another; one in progress ends within its poll interval.
+        if self._watch is not None:
+            self._watch.close()
 
     def __enter__(self) -> SpoolReader:
         return self
