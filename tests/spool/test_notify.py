@@ -61,7 +61,7 @@ def test_writes_to_other_files_do_not_wake_the_reader(tmp_path: Path) -> None:
     watch.close()
 
 
-def test_close_ends_waiting_and_can_be_repeated(tmp_path: Path) -> None:
+def test_close_waits_for_a_wait_in_progress_and_can_be_repeated(tmp_path: Path) -> None:
     watch = _watch(tmp_path)
     waiting = threading.Thread(target=watch.wait, args=(0.2,))
     waiting.start()
