@@ -344,9 +344,25 @@ class TcpProxy:
 
 
 def _bound(port: int) -> socket.socket:
+    """A socket bound to `port` on 127.0.0.1 (0: any free port).
+
+    A fixed port can be busy for a moment after its listener was closed: a process being spawned
+    meanwhile (the crash tests restart the receiver all the time) holds a copy of every
+    descriptor between fork and exec, and so keeps the listener listening until its exec."""
+    if port == 0:
+        return _bind(0)
+    return wait_for(lambda: _bind(port), timeout=10, what=f"port {port} to be free again",
+                    interval=0.01)
+
+
+def _bind(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
