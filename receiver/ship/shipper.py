@@ -178,8 +178,8 @@ class Shipper:
                     timeout = min(timeout, max(0.001, self._age_left(shipment)))
                     if self._busy == 0:
                         # Lingering: whatever arrives meanwhile is read in one go when the
-                        # linger ends. Waking on each append (the reader polls every ~2 ms)
-                        # would cost a read cycle per poll (~2.5 µs per event at 20k/s).
+                        # linger ends. Waking on each append (every one wakes a waiting reader)
+                        # would cost a read cycle per append (~2.5 µs per event at 20k/s).
                         stop.wait(min(timeout, max(0.001, self._linger_left(shipment))))
                         caught_up = False  # read what came meanwhile before sending
                         continue

@@ -117,7 +117,7 @@ class SpoolReader:
                 raise SpoolError("spool reader is closed")
             if self._idle_size is not None and self._damage_since is None and not self._may_have_news():
                 # The last read found nothing and the file has not changed since: skip the
-                # flock and the read (an idle shipper polls every few ms).
+                # flock and the read (a shipper waiting for news looks again on every wake-up).
                 return None
             with self._position.exclusive():  # drop_oldest must see what is handed out
                 batch = self._read(max_records, max_bytes)
@@ -236,7 +236,8 @@ class SpoolReader:
 
     def _following_segment(self) -> int | None:
         """The number of the segment after the current one, if the writer created it."""
-        # A string path (not pathlib: this runs on every poll, and `/` costs microseconds).
+        # A string path (not pathlib: this runs on every wake-up of a waiting reader, and `/`
+        # costs microseconds).
         if os.path.exists(os.path.join(self._directory_text, segment_name(self._segment + 1))):
             return self._segment + 1
         now = time.monotonic()
