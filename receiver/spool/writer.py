@@ -408,11 +408,11 @@ class SpoolWriter:
                           error.strerror)
                 self._sealed = dict(sorted({number: segment, **self._sealed}.items()))
                 return False
-            taken = max(self._acknowledged(number, segment.records),
-                        self._read_position.handed_out(number, segment.records))
+            acknowledged = self._acknowledged(number, segment.records)
+            taken = max(acknowledged, self._read_position.handed_out(number, segment.records))
         self._total -= segment.size
         self._disk_full = False
-        held = taken - self._acknowledged(number, segment.records)
+        held = taken - acknowledged
         if held:
             self._held_by_shipper[number] = held
         dropped = segment.records - taken
