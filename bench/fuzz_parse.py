@@ -1,6 +1,6 @@
 """Long fuzz run of the parser: `python bench/fuzz_parse.py --count 1000000 [--seed N]`.
 
-Mutates the corpus frames (../shared/corpus beside the repo) and checks that no exception
+Mutates the corpus frames (tests/data/corpus) and checks that no exception
 escapes `Parser.parse` and every document is whole and encodable; prints counts and the rate.
 """
 

@@ -1,6 +1,6 @@
 """µs per line of `Parser.parse` for each corpus file (one core, one process).
 
-Run: `python bench/parse_bench.py [--seconds 0.5]`. Reads ../shared/corpus beside the repo,
+Run: `python bench/parse_bench.py [--seconds 0.5]`. Reads tests/data/corpus (the captured ground-truth frames),
 strips TCP framing, and parses each file's frames in a loop for about `--seconds`; prints a
 table sorted by cost, plus the JSON seed line the throughput target is measured on.
 """
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from receiver.config import ParseSettings
 from receiver.parse import Parser
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "corpus"
 SEED_LINE = (
     b'<134>Nov 25 18:21:08 haproxy[11604]: {"ci":"127.0.0.1","cp":56572,'
     b'"t":"25/Nov/2026:18:21:08.761","ft":"fe_json","b":"be_app","s":"s1",'

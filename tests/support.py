@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-CORPUS = SHARED / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"  # origin and capture: its README.md
 T = TypeVar("T")
 
 

@@ -1,4 +1,4 @@
-"""The shared ground-truth corpus (../shared/corpus beside the repository) as parser input."""
+"""The ground-truth corpus (tests/data/corpus, see its README.md) as parser input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 # The corpus was captured on 2026-11-25; receive times near it make the RFC 3164 year exact.
 RECEIVED_AT = 1795631000.0
 
