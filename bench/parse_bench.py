@@ -1,6 +1,6 @@
 """µs per line of `Parser.parse` for each corpus file (one core, one process).
 
-Run: `python bench/parse_bench.py [--seconds 0.5]`. Reads tests/data/corpus (the captured ground-truth frames),
+Run: `python bench/parse_bench.py [--seconds 0.5]`. Reads tests/data/corpus (captured frames),
 strips TCP framing, and parses each file's frames in a loop for about `--seconds`; prints a
 table sorted by cost, plus the JSON seed line the throughput target is measured on.
 """
