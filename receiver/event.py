@@ -1,31 +1,71 @@
-"""The event record: what the spool stores for one document, and how it is read back.
+"""The spool record: what the spool stores for one received message, and how it is read back.
 
-A spool payload is a msgpack array `[1, "@timestamp", <document as JSON bytes>]`:
-- `1` is the payload version, so the layout can change without misreading old spools;
-- the timestamp string (ISO 8601 UTC with milliseconds) is kept outside the document so the
-  shipper can choose the index without decoding the document;
-- the document is stored already encoded as JSON because that is exactly what a bulk request
-  body carries: shipping (and replay after a restart) only concatenates bytes, it never
-  decodes and re-encodes a document (PERF-NOTES: ~3 µs saved per event).
+A spool payload is a msgpack array whose first element is the record version:
+
+- version 2, a **received frame** (written since the receive path stopped parsing):
+  `[2, received_at, listener, source, port, flags, frame]`
+  - `received_at`: Unix time (float) the message was read from its socket;
+  - `listener`: the listener's name, e.g. `udp://127.0.0.1:5140`; its scheme is the transport
+    (`udp`, `tcp`, `tls`, `unix`, `unix_stream`);
+  - `source`, `port`: the sender's address and port (nil for Unix sockets);
+  - `flags`: `FLAG_CUT` when the receiver cut the message (`listen.max_message_bytes`, or a
+    stream that ended in the middle of a frame);
+  - `frame`: the syslog message exactly as received (bytes, without its stream framing).
+  The spool is the write-ahead log of what was received: parsing happens when the event is
+  shipped, so a backlog is parsed by the parser running then.
+- version 1, a **document** (what earlier versions wrote; still read, so a spool written before
+  an upgrade ships after it): `[1, "@timestamp", <document as JSON bytes>]`.
+
+This module is the one definition of both layouts. The receive path encodes thousands of
+frames per batch, so `FrameEncoder` builds the constant head of a record once per sender and
+batch and only appends the frame; `tests/test_event.py` holds it equal to `encode_frame`.
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import orjson
 
-PAYLOAD_VERSION = 1
+DOCUMENT_VERSION = 1
+FRAME_VERSION = 2
+FLAG_CUT = 1
+_FIELDS = 7  # of a version 2 record
+_FIXARRAY = 0x90
 
 
 class EventDecodeError(ValueError):
-    """A spool payload that is not an event record of a known version."""
+    """A spool payload that is not a record of a known version."""
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class Received:
+    """A version 2 record: one message as it arrived."""
+
+    received_at: float
+    listener: str
+    source: str | None
+    port: int | None
+    flags: int
+    frame: bytes
+
+    @property
+    def transport(self) -> str:
+        return self.listener.partition("://")[0]
+
+    @property
+    def cut(self) -> bool:
+        return bool(self.flags & FLAG_CUT)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A version 1 record: a document parsed before it was spooled."""
+
     timestamp: str  # "2026-11-25T18:21:08.761Z"
     source: bytes  # the document, JSON
 
@@ -36,19 +76,100 @@ class Event:
         return value
 
 
-def encode_event(document: dict[str, Any], packb: Any = msgpack.packb) -> bytes:
-    """One document → spool payload (`packb` may be a reused `Packer().pack`)."""
-    # Every key is a string (field names, JSON keys): orjson's non-string-key option would cost
-    # ~0.5 µs per document for nothing; a TypeError here is the caller's to handle.
-    source = orjson.dumps(document)
-    return bytes(packb((PAYLOAD_VERSION, document.get("@timestamp", ""), source)))
+Record = Received | Document
 
 
-def decode_event(payload: bytes) -> Event:
+def encode_frame(received: Received) -> bytes:
+    """One received message -> spool payload (the general path)."""
+    return msgpack.packb((FRAME_VERSION, received.received_at, received.listener, received.source,
+                          received.port, received.flags, received.frame))
+
+
+def encode_document(document: dict[str, Any]) -> bytes:
+    """A document -> version 1 payload (what earlier versions wrote; tests and tools use it)."""
+    return msgpack.packb((DOCUMENT_VERSION, document.get("@timestamp", ""), orjson.dumps(document)))
+
+
+def decode(payload: bytes) -> Record:
+    """A spool payload -> the record it holds; raises EventDecodeError."""
     try:
-        version, timestamp, source = msgpack.unpackb(payload, use_list=False)
+        value = msgpack.unpackb(payload, use_list=False)
     except (ValueError, TypeError, msgpack.UnpackException) as error:
-        raise EventDecodeError(f"not an event record: {error}") from None
-    if version != PAYLOAD_VERSION or not isinstance(timestamp, str) or not isinstance(source, bytes):
-        raise EventDecodeError(f"unknown event record layout (version {version!r})")
-    return Event(timestamp, source)
+        raise EventDecodeError(f"not a spool record: {error}") from None
+    if type(value) is tuple and value:
+        if value[0] == FRAME_VERSION and len(value) == _FIELDS:
+            _, received_at, listener, source, port, flags, frame = value
+            if (isinstance(received_at, float) and isinstance(listener, str)
+                    and isinstance(frame, bytes) and isinstance(flags, int)
+                    and (source is None or isinstance(source, str))
+                    and (port is None or isinstance(port, int))):
+                return Received(received_at, listener, source, port, flags, frame)
+        elif value[0] == DOCUMENT_VERSION and len(value) == 3:
+            _, timestamp, source_json = value
+            if isinstance(timestamp, str) and isinstance(source_json, bytes):
+                return Document(timestamp, source_json)
+        raise EventDecodeError(f"unknown spool record layout (version {value[0]!r})")
+    raise EventDecodeError(f"a spool record is an array, not {type(value).__name__}")
+
+
+_BIN8 = struct.Struct(">BB")
+_BIN16 = struct.Struct(">BH")
+_BIN32 = struct.Struct(">BI")
+
+
+def _bin_header(length: int) -> bytes:
+    """msgpack's header of a `bin` of `length` bytes (what `packb(bytes)` writes first)."""
+    if length < 0x100:
+        return _BIN8.pack(0xC4, length)
+    if length < 0x10000:
+        return _BIN16.pack(0xC5, length)
+    return _BIN32.pack(0xC6, length)
+
+
+Peer = tuple[str | None, int | None]
+
+
+class FrameEncoder:
+    """Encodes a batch of frames from one listener (the receive path's hot loop).
+
+    Every record of a batch shares its receive time, and a connection (or a HAProxy's one log
+    socket) shares its sender: the head of the record, everything up to the frame, is packed once
+    per sender and batch (~0.2 µs per message instead of ~0.9 for `encode_frame`)."""
+
+    __slots__ = ("listener",)
+
+    def __init__(self, listener: str) -> None:
+        self.listener = listener
+
+    def head(self, received_at: float, source: str | None, port: int | None, flags: int = 0) -> bytes:
+        """The record's bytes before the frame's own `bin` header."""
+        return bytes((_FIXARRAY | _FIELDS,)) + b"".join(
+            msgpack.packb(value)
+            for value in (FRAME_VERSION, received_at, self.listener, source, port, flags))
+
+    def encode(self, frames: Sequence[bytes], received_at: float, peer: Peer,
+               cut: frozenset[int] = frozenset()) -> list[bytes]:
+        """Payloads for `frames` from one sender (a stream connection); `cut` holds the indexes
+        of frames the receiver cut."""
+        head = self.head(received_at, *peer)
+        bin_header = _bin_header
+        payloads = [b"".join((head, bin_header(len(frame)), frame)) for frame in frames]
+        for index in cut:
+            payloads[index] = encode_frame(
+                Received(received_at, self.listener, *peer, FLAG_CUT, frames[index]))
+        return payloads
+
+    def encode_each(self, frames: Sequence[bytes], received_at: float,
+                    peers: Sequence[Peer]) -> list[bytes]:
+        """Payloads for `frames` with one sender each (datagrams)."""
+        heads: dict[Peer, bytes] = {}
+        head_of = self.head
+        bin_header = _bin_header
+        payloads: list[bytes] = []
+        keep = payloads.append
+        for frame, peer in zip(frames, peers, strict=True):
+            head = heads.get(peer)
+            if head is None:
+                head = heads[peer] = head_of(received_at, *peer)
+            keep(b"".join((head, bin_header(len(frame)), frame)))
+        return payloads
