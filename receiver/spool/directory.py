@@ -1,12 +1,12 @@
-"""The small files beside the segments: the instance lock, the spool identity, the read
-checkpoint and the quarantine folder.
+"""The small files beside the segments: the instance lock, the spool identity and the quarantine
+folder (the ledger, spool/ledger.py, keeps its own file).
 
-    lock          flock(2)-held by the running writer; holds its pid for the error message
-    identity      10 base32 characters, created once; the prefix of every event id
-    checkpoint    two slots of: magic · version · sequence · segment · offset · ordinal ·
-                  saved at · CRC32C; saves overwrite the slots in turn, the valid slot with
-                  the highest sequence is the checkpoint
+    lock          flock(2)-held by the running instance; holds its pid for the error message
+    identity      10 base32 characters and the place they belong to (see `load_identity`)
     quarantine/   <segment>-<offset>.bin: copies of damaged bytes found in segments
+
+The directory is created 0700 and every file in it 0600, whatever the umask: segments hold whole
+log lines (client addresses, URLs, captured headers).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import fcntl
 import logging
 import os
 import secrets
+import socket
 import struct
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,27 +26,42 @@ import google_crc32c
 
 from receiver.spool.errors import SpoolError, SpoolLocked
 from receiver.spool.format import HEADER_SIZE, IDENTITY_LENGTH, list_segments, parse_header, segment_name
+from receiver.spool.fs import DIRECTORY_MODE, FILE_MODE
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "lock"
 IDENTITY_FILE = "identity"
-CHECKPOINT_FILE = "checkpoint"
 QUARANTINE_DIR = "quarantine"
+LEGACY_CHECKPOINT_FILE = "checkpoint"  # before the ledger: one contiguous position
+LEGACY_FILES = (LEGACY_CHECKPOINT_FILE, "read-position")
 
-_CHECKPOINT = struct.Struct("<8sIQQQQdI")
-_CHECKPOINT_MAGIC = b"HRCKPT\x00\x00"
-_CHECKPOINT_VERSION = 1
 _BASE32 = set("abcdefghijklmnopqrstuvwxyz234567")
 
 
 def ensure_directory(directory: Path) -> None:
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
     except OSError as error:
         raise SpoolError(f"cannot create spool directory {directory}: {error.strerror}") from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise SpoolError(f"spool directory {directory} is not writable by this user (uid {os.getuid()})")
+
+
+def make_private(directory: Path) -> None:
+    """0700 for the directory and 0600 for what is in it (a spool written by an older version,
+    or under a umask of 022, was readable by every user)."""
+    with contextlib.suppress(OSError):
+        os.chmod(directory, DIRECTORY_MODE)
+    for entry in os.scandir(directory):
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                os.chmod(entry.path, DIRECTORY_MODE)
+                for inner in os.scandir(entry.path):
+                    if inner.is_file(follow_symlinks=False):
+                        os.chmod(inner.path, FILE_MODE)
+            elif entry.is_file(follow_symlinks=False):
+                os.chmod(entry.path, FILE_MODE)
 
 
 class DirectoryLock:
@@ -56,7 +70,7 @@ class DirectoryLock:
     def __init__(self, directory: Path) -> None:
         path = directory / LOCK_FILE
         try:
-            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         except OSError as error:
             raise SpoolError(f"cannot open spool lock file {path}: {error.strerror}") from None
         try:
@@ -82,25 +96,60 @@ class DirectoryLock:
             self._fd = None
 
 
+# --- identity ------------------------------------------------------------------------------
+
+def place_of(directory: Path) -> str:
+    """Where this spool lives: the directory's device and inode, the machine id and the host
+    name. A copy of the directory (a VM image, a volume snapshot, `cp -a`) differs in at least
+    one of them in practice; a legitimate change (a volume attached elsewhere) only costs a new
+    identity, which is harmless (see `load_identity`)."""
+    status = os.stat(directory)
+    machine = ""
+    for candidate in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        with contextlib.suppress(OSError):
+            machine = Path(candidate).read_text().strip()
+            break
+    return f"{status.st_dev}:{status.st_ino}:{machine}:{socket.gethostname()}"
+
+
 def load_identity(directory: Path) -> str:
-    """The spool identity, created on first use (race-free between processes)."""
+    """The spool identity: created on first use, and made anew when the directory turns out to
+    be a copy of another spool.
+
+    Event ids are `<identity of the segment>-<segment>-<offset>`, the identity taken from each
+    segment's header. A cloned directory would go on writing the same segment numbers as its
+    original under the same identity: different events, same ids, and Elasticsearch would keep
+    only the first (409 for the other). So the identity file records the place it was made for
+    (`place_of`); found elsewhere, a new identity is chosen for the segments written from now on.
+    Segments already there keep theirs: the original has the same events under the same ids, so
+    replays of them are still recognised."""
     path = directory / IDENTITY_FILE
-    for _ in range(3):
-        try:
-            text = path.read_text("ascii", "replace").strip()
-        except FileNotFoundError:
-            _create_identity(directory, _recovered_identity(directory) or _new_identity())
-            continue
-        if len(text) == IDENTITY_LENGTH and set(text) <= _BASE32:
-            return text
-        recovered = _recovered_identity(directory) or _new_identity()
-        log.warning(
-            "spool identity file %s is damaged (%r); using %s (from segment headers if any)",
-            path, text[:40], recovered,
-        )
-        _replace_file(path, (recovered + "\n").encode())
-        return recovered
-    raise SpoolError(f"cannot create the spool identity file {path}")
+    place = place_of(directory)
+    try:
+        lines = path.read_text("ascii", "replace").splitlines()
+    except FileNotFoundError:
+        lines = []
+    identity = lines[0].strip() if lines else ""
+    recorded = lines[1].strip() if len(lines) > 1 else ""
+    if len(identity) == IDENTITY_LENGTH and set(identity) <= _BASE32:
+        if recorded == place:
+            return identity
+        if recorded:  # an identity of an older version has no place yet: keep it, add one
+            fresh = _new_identity()
+            log.warning(
+                "spool %s: its identity %s was made for another place (%s, now %s): this spool is "
+                "a copy (a VM image, a volume snapshot?); new events are written under the new "
+                "identity %s so that they cannot collide with the original's", directory,
+                identity, recorded, place, fresh)
+            identity = fresh
+    else:
+        recovered = _recovered_identity(directory)
+        if lines:
+            log.warning("spool identity file %s is damaged (%r); using %s", path,
+                        "\n".join(lines)[:40], recovered or "a new one")
+        identity = recovered or _new_identity()
+    _replace_file(path, f"{identity}\n{place}\n".encode("ascii", "replace"))
+    return identity
 
 
 def _new_identity() -> str:
@@ -121,31 +170,19 @@ def _recovered_identity(directory: Path) -> str | None:
     return None
 
 
-def _create_identity(directory: Path, identity: str) -> None:
-    temporary = directory / f".{IDENTITY_FILE}.{os.getpid()}.tmp"
-    temporary.write_bytes((identity + "\n").encode("ascii"))
-    try:
-        os.link(temporary, directory / IDENTITY_FILE)  # fails if another process won the race
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink(missing_ok=True)
-    _fsync_directory(directory)
-
-
-def _replace_file(path: Path, data: bytes, durable: bool = True) -> None:
+def _replace_file(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
     try:
         os.write(fd, data)
-        if durable:
-            os.fsync(fd)
+        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(temporary, path)
+    fsync_directory(path.parent)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -153,115 +190,47 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-fsync_directory = _fsync_directory
-
+# --- the checkpoint of versions before the ledger ------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """Everything before (segment, offset) is acknowledged; `ordinal` records of that segment."""
+class LegacyCheckpoint:
+    """Everything before (segment, offset) was acknowledged; `ordinal` records of that segment."""
 
     segment: int
     offset: int
     ordinal: int
 
 
-def read_checkpoint(directory: Path) -> Checkpoint | None:
-    """The saved checkpoint, or None when missing or damaged (logged: reading restarts at the
-    oldest segment, and event ids turn the re-sends into no-ops)."""
-    path = directory / CHECKPOINT_FILE
+_LEGACY = struct.Struct("<8sIQQQQdI")
+_LEGACY_MAGIC = b"HRCKPT\x00\x00"
+
+
+def read_legacy_checkpoint(directory: Path) -> LegacyCheckpoint | None:
+    """The newest intact slot of an older version's `checkpoint` file, or None."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        data = (directory / LEGACY_CHECKPOINT_FILE).read_bytes()
+    except OSError:
         return None
-    except OSError as error:
-        log.warning(
-            "cannot read spool checkpoint %s (%s); reading from the oldest segment",
-            path, error.strerror,
-        )
-        return None
-    slots = _valid_slots(data)
-    best = max(slots, key=lambda slot: slot[0]) if slots else None
-    if best is not None:
-        return best[1]
-    log.warning(
-        "spool checkpoint %s is damaged (%d bytes); reading from the oldest segment "
-        "(already delivered events are re-sent and recognised by their ids)", path, len(data),
-    )
-    return None
+    best: tuple[int, LegacyCheckpoint] | None = None
+    for start in range(0, len(data) - _LEGACY.size + 1, _LEGACY.size):
+        slot = data[start : start + _LEGACY.size]
+        magic, version, sequence, segment, offset, ordinal, _, crc = _LEGACY.unpack(slot)
+        intact = magic == _LEGACY_MAGIC and version == 1 and google_crc32c.value(slot[:-4]) == crc
+        if intact and (best is None or sequence > best[0]):
+            best = (sequence, LegacyCheckpoint(segment, offset, ordinal))
+    return None if best is None else best[1]
 
 
-def _valid_slots(data: bytes) -> list[tuple[int, Checkpoint]]:
-    """(sequence, checkpoint) of every intact slot in a checkpoint file's contents."""
-    found = []
-    for start in range(0, len(data) - _CHECKPOINT.size + 1, _CHECKPOINT.size):
-        slot = data[start : start + _CHECKPOINT.size]
-        magic, version, sequence, segment, offset, ordinal, _, crc = _CHECKPOINT.unpack(slot)
-        if (
-            magic == _CHECKPOINT_MAGIC
-            and version == _CHECKPOINT_VERSION
-            and google_crc32c.value(slot[:-4]) == crc
-        ):
-            found.append((sequence, Checkpoint(segment, offset, ordinal)))
-    return found
-
-
-class CheckpointFile:
-    """Saves checkpoints by overwriting one of two checksummed slots in place, alternately.
-
-    In place, because a full disk must not stop the checkpoint: only moving it lets the reader
-    delete segments and free space. Two slots, because the newest valid one wins, so a write
-    cut short leaves the previous checkpoint readable. No fsync: a checkpoint lost in a power
-    cut only means re-sending events that Elasticsearch answers with 409 (already there).
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self._path = directory / CHECKPOINT_FILE
-        self._fd: int | None = None
-        self._sequence = 0
-
-    def save(self, checkpoint: Checkpoint) -> None:
-        """Raises OSError when the file cannot be written (the caller retries later)."""
-        if self._fd is None:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            if os.fstat(fd).st_size < 2 * _CHECKPOINT.size:
-                try:  # allocate both slots once; later saves never need new disk blocks
-                    os.pwrite(fd, bytes(2 * _CHECKPOINT.size), 0)
-                except OSError:
-                    os.close(fd)
-                    raise
-            slots = _valid_slots(os.pread(fd, 2 * _CHECKPOINT.size, 0))
-            self._sequence = max((sequence for sequence, _ in slots), default=0)
-            self._fd = fd
-        self._sequence += 1
-        body = _CHECKPOINT.pack(
-            _CHECKPOINT_MAGIC, _CHECKPOINT_VERSION, self._sequence, checkpoint.segment,
-            checkpoint.offset, checkpoint.ordinal, time.time(), 0,
-        )[:-4]
-        slot = body + struct.pack("<I", google_crc32c.value(body))
-        os.pwrite(self._fd, slot, (self._sequence % 2) * _CHECKPOINT.size)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def write_checkpoint(directory: Path, checkpoint: Checkpoint) -> None:
-    """Save one checkpoint (for tools and tests; the reader keeps a `CheckpointFile` open)."""
-    file = CheckpointFile(directory)
-    try:
-        file.save(checkpoint)
-    finally:
-        file.close()
-
+# --- quarantine ------------------------------------------------------------------------------
 
 def quarantine(directory: Path, segment: int, offset: int, data: bytes) -> bool:
-    """Keep a copy of damaged bytes; False when this damage was already quarantined before."""
+    """Keep a copy of damaged bytes; False when this damage was already quarantined before (so
+    the records in it are counted as lost once, whoever finds them)."""
     folder = directory / QUARANTINE_DIR
     path = folder / f"{segment:012d}-{offset:012d}.bin"
     try:
-        folder.mkdir(exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        folder.mkdir(exist_ok=True, mode=DIRECTORY_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     except FileExistsError:
         return False
     except OSError as error:
@@ -274,46 +243,3 @@ def quarantine(directory: Path, segment: int, offset: int, data: bytes) -> bool:
     finally:
         os.close(fd)
     return True
-
-
-READ_POSITION_FILE = "read-position"
-_READ_POSITION = struct.Struct("<QQ")  # segment, records of it handed to the shipper
-
-
-class ReadPosition:
-    """How far the reader has handed records out, for `drop_oldest`'s accounting.
-
-    Records the shipper already holds are not lost when their segment is deleted to make room:
-    they are delivered (and counted shipped). So the writer counts as dropped only the records
-    of a deleted segment that were never handed out. Reader and writer may be in different
-    processes; an flock on this small file makes "delete the segment, then see how far the
-    reader got" and "check the segment still exists, read it, publish how far" exclusive.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self._fd = os.open(directory / READ_POSITION_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def publish(self, segment: int, ordinal: int) -> None:
-        with contextlib.suppress(OSError):  # advisory: a full disk must not stop reading
-            os.pwrite(self._fd, _READ_POSITION.pack(segment, ordinal), 0)
-
-    def handed_out(self, segment: int, records: int) -> int:
-        """How many of `segment`'s `records` the reader has handed out."""
-        data = os.pread(self._fd, _READ_POSITION.size, 0)
-        if len(data) < _READ_POSITION.size:
-            return 0
-        reading, ordinal = _READ_POSITION.unpack(data)
-        if reading > segment:
-            return records
-        return min(ordinal, records) if reading == segment else 0
-
-    def close(self) -> None:
-        os.close(self._fd)

@@ -89,7 +89,49 @@ def parse_header(data: bytes) -> SegmentHeader | None:
 
 
 def record_crc(length: int, written_at: float, payload: bytes) -> int:
-    return int(google_crc32c.extend(google_crc32c.value(CHECKED.pack(length, written_at)), payload))
+    """The CRC32C of a record frame: over its length, its written-at time and its payload."""
+    return int(google_crc32c.value(CHECKED.pack(length, written_at) + payload))
+
+
+def pack_record_head(payload: bytes, written_at: float) -> bytes:
+    """The frame head that goes before `payload` in a segment."""
+    length = len(payload)
+    return FRAME.pack(RECORD_MARKER, record_crc(length, written_at, payload), length, written_at)
+
+
+def read_records(
+    data: bytes, max_records: int, max_bytes: int, limit: int | None = None,
+) -> tuple[list[tuple[int, bytes, float]], int]:
+    """The valid records at the start of `data` (a buffer read at a frame boundary): up to
+    `max_records`, their payloads summing to at most `max_bytes` (the first one always), none
+    ending after `limit`. Returns `(offset in data, payload, written at)` per record and the
+    offset after the last one; stops at the first frame that is not a whole valid record (the
+    caller asks `frame_at` what it is). The reading loop of the ship process (~1 µs a record)."""
+    records: list[tuple[int, bytes, float]] = []
+    keep = records.append
+    unpack = FRAME.unpack_from
+    crc = record_crc
+    size = len(data) if limit is None else min(len(data), limit)
+    offset = total = 0
+    while len(records) < max_records and size - offset >= FRAME_SIZE:
+        marker, checksum, length, written_at = unpack(data, offset)
+        start = offset + FRAME_SIZE
+        end = start + length
+        if marker != RECORD_MARKER or end > size or (records and total + length > max_bytes):
+            break
+        payload = data[start:end]
+        if crc(length, written_at, payload) != checksum:
+            break
+        keep((offset, payload, written_at))
+        total += length
+        offset = end
+    return records, offset
+
+
+def records_in(damaged: bytes) -> int:
+    """How many records a damaged stretch held, counted by the record markers in it (at least
+    one: damage is only ever reported where a frame was expected)."""
+    return max(1, damaged.count(RECORD_MARKER))
 
 
 def pack_footer(count: int, sealed_at: float) -> bytes:

@@ -1,9 +1,10 @@
 """The values the spool hands out: positions, records, batches, and the event id built from them.
 
 A position (segment number, byte offset of the frame) names one record for the life of the
-spool directory: segment numbers are never reused (the newest segment file always stays on
-disk, and a writer always starts a fresh segment), so `event_id` is stable across restarts and
-replays, which is what makes Elasticsearch's `create` action deduplicate re-sends.
+spool directory: segment numbers are never reused (the ledger remembers the highest one, and a
+writer always starts a fresh segment), so `event_id`, built from the identity written in the
+segment's header and the position, is stable across restarts and replays: that is what makes
+Elasticsearch's `create` action deduplicate re-sends.
 """
 
 from __future__ import annotations
@@ -29,10 +30,17 @@ class Record:
 
 @dataclass(slots=True)
 class Batch:
-    seq: int
+    """Records read from one segment, `[start, end)` in bytes; `ordinal` records of the
+    segment come before `end`. A batch of no records stands for a damaged stretch the reader
+    skipped (`lost` records, counted by their markers)."""
+
+    segment: int
+    identity: str  # the spool identity in the segment's header: the first part of event ids
+    start: int
+    end: int
+    ordinal: int
     records: list[Record]
-    end: Position  # position after the last record
-    end_ordinal: int = 0  # records of `end.segment` up to `end` (for pending counts)
+    lost: int = 0
 
 
 def event_id(identity: str, position: Position) -> str:

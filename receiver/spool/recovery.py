@@ -17,8 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from receiver.metrics import Metrics
-from receiver.spool.directory import Checkpoint, quarantine
+from receiver.spool.directory import quarantine
 from receiver.spool.format import (
     FRAME_SIZE,
     HEADER_SIZE,
@@ -27,6 +26,7 @@ from receiver.spool.format import (
     pack_header,
     parse_footer,
     parse_header,
+    records_in,
     scan_segment,
     segment_name,
 )
@@ -34,30 +34,32 @@ from receiver.spool.format import (
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RecoveredSegment:
-    size: int
-    records: int
+    number: int
+    size: int  # bytes on disk
+    records: int  # valid records in it
+    end: int  # where its records end (its footer, when it has one, follows)
 
 
 @dataclass(slots=True)
 class Recovery:
-    segments: dict[int, RecoveredSegment] = field(default_factory=dict)
+    segments: list[RecoveredSegment] = field(default_factory=list)
     next_segment: int = 1
-    corrupt_runs: int = 0
+    lost_records: int = 0  # in torn tails cut off now
 
 
-def recover(
-    directory: Path, identity: str, checkpoint: Checkpoint | None, metrics: Metrics, max_record: int
-) -> Recovery:
+def recover(directory: Path, identity: str, highest: int) -> Recovery:
+    """Repair every segment file; `highest` is the highest segment number ever created here
+    (the ledger's), so that no number is ever reused."""
     numbers = list_segments(directory)
     result = Recovery()
     # Never reuse a segment number, not even one of a file removed below: positions are ids.
-    result.next_segment = max([0, *numbers, checkpoint.segment if checkpoint else 0]) + 1
+    result.next_segment = max([highest, *numbers]) + 1
     for number in numbers:
         path = directory / segment_name(number)
         try:
-            recovered = _recover_segment(path, number, identity, metrics, max_record)
+            recovered = _recover_segment(path, number, identity, result)
         except OSError as error:
             log.error(
                 "spool segment %s cannot be repaired (%s); left as it is, the reader skips "
@@ -65,20 +67,19 @@ def recover(
             )
             continue
         if recovered is not None:
-            result.segments[number] = recovered
+            result.segments.append(recovered)
     return result
 
 
 def _recover_segment(
-    path: Path, number: int, identity: str, metrics: Metrics, max_record: int
+    path: Path, number: int, identity: str, result: Recovery
 ) -> RecoveredSegment | None:
     size = path.stat().st_size
     directory = path.parent
     if size < HEADER_SIZE:
         if size:
             with open(path, "rb") as handle:
-                if quarantine(directory, number, 0, handle.read()):
-                    metrics.spool_corrupt_records.inc()
+                quarantine(directory, number, 0, handle.read())
             log.warning("spool segment %s has a cut header (%d bytes, no record); removed", path, size)
         else:
             log.info("spool segment %s is empty; removed", path)
@@ -87,8 +88,7 @@ def _recover_segment(
     with open(path, "r+b") as handle:
         header = handle.read(HEADER_SIZE)
         if parse_header(header) is None:
-            if quarantine(directory, number, 0, header):
-                metrics.spool_corrupt_records.inc()
+            quarantine(directory, number, 0, header)
             log.warning("spool segment %s has a damaged header; rewritten, records kept", path)
             handle.seek(0)
             handle.write(pack_header(identity, number, time.time()))
@@ -96,15 +96,18 @@ def _recover_segment(
             handle.seek(size - FRAME_SIZE)
             count = parse_footer(handle.read(FRAME_SIZE))
             if count is not None:
-                return RecoveredSegment(size, count)
+                return RecoveredSegment(number, size, count, size - FRAME_SIZE)
         handle.seek(0)
         data = handle.read()
-        scan = scan_segment(data, max_record)
+        scan = scan_segment(data)
         for damage in scan.damage or []:
-            fresh = quarantine(directory, number, damage.start, data[damage.start : damage.end])
-            if fresh:
-                metrics.spool_corrupt_records.inc()
+            stretch = data[damage.start : damage.end]
+            fresh = quarantine(directory, number, damage.start, stretch)
             if damage.torn_tail:
+                # Counted here (the reader never sees a torn tail); damage in the middle is
+                # counted once by the reader that skips it, when it is acknowledged.
+                if fresh:
+                    result.lost_records += records_in(stretch)
                 log.warning(
                     "spool segment %s: torn tail of %d bytes at offset %d (an unfinished write) "
                     "truncated; copy in the quarantine folder", path, damage.end - damage.start,
@@ -118,8 +121,14 @@ def _recover_segment(
                     "quarantine folder); the records around them are kept", path,
                     damage.end - damage.start, damage.start,
                 )
+        end = scan.end if scan.footer is None else scan.end - FRAME_SIZE
         if scan.footer is None:
             handle.seek(0, os.SEEK_END)
-            handle.write(pack_footer(scan.records, time.time()))
-        size = handle.tell()
-    return RecoveredSegment(size, scan.records)
+            try:
+                handle.write(pack_footer(scan.records, time.time()))
+                handle.flush()
+            except OSError as error:  # a full disk: the ledger knows where it ends anyway
+                log.warning("spool segment %s: cannot add its footer (%s)", path, error.strerror)
+                handle.truncate(end)
+        size = os.fstat(handle.fileno()).st_size
+    return RecoveredSegment(number, size, scan.records, end)

@@ -1,8 +1,10 @@
-"""Looking at a spool from outside: `spool stats`, `spool dump` and the scrape-time gauges.
+"""Looking at a spool: `spool stats` and `spool dump` from outside, the scrape-time gauges from
+inside.
 
-Everything here only reads (no lock, no repair, no checkpoint), so it is safe while the receiver
-runs. Pending events are counted in O(segments): closed segments carry their record count in a
-footer; only the segment being written is walked, and the collector remembers how far it got.
+`spool_stats` and `dump_pending` only read (no lock, no repair, no ledger change), so they are
+safe while the receiver runs: they take the acknowledged prefixes from the ledger's file and
+count records in O(segments) (closed segments carry their record count in a footer; only the
+segment being written is walked). The running service's gauges come from its ledger instead.
 """
 
 from __future__ import annotations
@@ -16,17 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO, cast
 
-import msgpack
 import orjson
 
-from receiver.event import EventDecodeError, decode_event
+from receiver.event import Document, EventDecodeError, Received, decode
 from receiver.metrics import CallbackCollector
-from receiver.spool.directory import (
-    IDENTITY_FILE,
-    QUARANTINE_DIR,
-    Checkpoint,
-    read_checkpoint,
-)
+from receiver.spool.directory import IDENTITY_FILE, QUARANTINE_DIR
 from receiver.spool.format import (
     FRAME,
     FRAME_SIZE,
@@ -38,8 +34,10 @@ from receiver.spool.format import (
     list_segments,
     next_valid_frame,
     parse_footer,
+    parse_header,
     segment_name,
 )
+from receiver.spool.ledger import Ledger, read_progress
 from receiver.spool.records import Position, event_id
 
 
@@ -51,16 +49,13 @@ class SpoolStats:
     bytes: int
     events_pending: int
     oldest_pending_age_seconds: float | None  # None when nothing is pending
-    checkpoint: Position | None
+    acknowledged: dict[int, int]  # segment -> offset its acknowledged prefix ends at
     quarantined_files: int = 0
     quarantined_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
-        out["checkpoint"] = (
-            None if self.checkpoint is None
-            else {"segment": self.checkpoint.segment, "offset": self.checkpoint.offset}
-        )
+        out["acknowledged"] = {str(n): offset for n, offset in self.acknowledged.items()}
         return out
 
 
@@ -111,26 +106,26 @@ def spool_stats(directory: Path, counter: RecordCounter | None = None) -> SpoolS
     """Segments, bytes, pending events and the age of the oldest pending event."""
     directory = Path(directory)
     counter = counter or RecordCounter()
-    numbers = list_segments(directory)
     sizes: dict[int, int] = {}
-    for number in numbers:
+    for number in list_segments(directory):
         try:
             sizes[number] = (directory / segment_name(number)).stat().st_size
-        except FileNotFoundError:  # deleted by the reader while we looked
+        except FileNotFoundError:  # deleted by the ledger while we looked
             continue
     counter.forget_except(sizes)
-    checkpoint = read_checkpoint(directory) if sizes else None
-    start = _start(checkpoint, sizes)
+    _, progress = read_progress(directory)
     pending = 0
+    oldest: float | None = None
     for number, size in sizes.items():
-        if number < start.segment:
-            continue
+        offset, acked = progress.get(number, (HEADER_SIZE, 0))
         try:
-            pending += counter.count(directory / segment_name(number), number, size)
+            left = counter.count(directory / segment_name(number), number, size) - acked
         except FileNotFoundError:
             continue
-    pending = max(0, pending - start.ordinal)
-    oldest = _oldest_written_at(directory, start, sizes) if pending else None
+        if left > 0:
+            pending += left
+            if oldest is None:
+                oldest = _written_at(directory / segment_name(number), offset)
     quarantined = _quarantine_usage(directory)
     return SpoolStats(
         directory=str(directory),
@@ -139,38 +134,30 @@ def spool_stats(directory: Path, counter: RecordCounter | None = None) -> SpoolS
         bytes=sum(sizes.values()),
         events_pending=pending,
         oldest_pending_age_seconds=None if oldest is None else max(0.0, time.time() - oldest),
-        checkpoint=None if checkpoint is None else Position(checkpoint.segment, checkpoint.offset),
+        acknowledged={n: progress[n][0] for n in sizes if n in progress},
         quarantined_files=quarantined[0],
         quarantined_bytes=quarantined[1],
     )
 
 
-def _start(checkpoint: Checkpoint | None, sizes: dict[int, int]) -> Checkpoint:
-    first = min(sizes, default=0)
-    if checkpoint is None or checkpoint.segment < first:
-        return Checkpoint(first, HEADER_SIZE, 0)
-    return checkpoint
-
-
-def _oldest_written_at(directory: Path, start: Checkpoint, sizes: dict[int, int]) -> float | None:
-    for number in sorted(n for n in sizes if n >= start.segment):
-        offset = start.offset if number == start.segment else HEADER_SIZE
-        try:
-            with open(directory / segment_name(number), "rb") as handle:
-                handle.seek(offset)
-                head = handle.read(FRAME_SIZE)
-        except FileNotFoundError:
-            continue
-        if len(head) == FRAME_SIZE:
-            marker, _, _, written_at = FRAME.unpack(head)
-            if marker == RECORD_MARKER:
-                return float(written_at)
+def _written_at(path: Path, offset: int) -> float | None:
+    """When the record at `offset` of a segment was written."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            head = handle.read(FRAME_SIZE)
+    except OSError:
+        return None
+    if len(head) == FRAME_SIZE:
+        marker, _, _, written_at = FRAME.unpack(head)
+        if marker == RECORD_MARKER:
+            return float(written_at)
     return None
 
 
 def _identity(directory: Path) -> str:
     try:
-        return (directory / IDENTITY_FILE).read_text("ascii", "replace").strip()
+        return (directory / IDENTITY_FILE).read_text("ascii", "replace").split("\n")[0].strip()
     except OSError:
         return ""
 
@@ -183,33 +170,36 @@ def _quarantine_usage(directory: Path) -> tuple[int, int]:
     return len(entries), sum(entry.stat().st_size for entry in entries if entry.is_file())
 
 
-def dump_pending(directory: Path, out: BinaryIO | TextIO, with_position: bool = False) -> int:
-    """Write pending events (after the checkpoint) as JSON lines; returns how many. With
+Parse = Callable[[Received], dict[str, Any]]
+
+
+def dump_pending(directory: Path, out: BinaryIO | TextIO, with_position: bool = False,
+                 parse: Parse | None = None) -> int:
+    """Write pending records as JSON lines; returns how many. A received message is shown as
+    it is stored (`received_at`, `listener`, `source`, `port`, `cut`, `frame` as text), or, with
+    `parse`, as the document it becomes; a record of an earlier version is its document. With
     `with_position`, each line also carries `_spool` (event id, segment, offset, written at)."""
     directory = Path(directory)
-    numbers = list_segments(directory)
-    checkpoint = read_checkpoint(directory) if numbers else None
-    start = _start(checkpoint, dict.fromkeys(numbers, 0))
-    identity = _identity(directory)
+    _, progress = read_progress(directory)
     text = isinstance(out, io.TextIOBase)
     written = 0
-    for number in numbers:
-        if number < start.segment:
-            continue
+    for number in list_segments(directory):
         try:
             data = (directory / segment_name(number)).read_bytes()
         except FileNotFoundError:
             continue
-        offset = start.offset if number == start.segment else HEADER_SIZE
+        header = parse_header(data)
+        identity = header.identity if header is not None else ""
+        offset = progress.get(number, (HEADER_SIZE, 0))[0]
         for frame in iter_records(data, offset):
-            document = _document(frame.payload)
+            shown = _shown(frame.payload, parse)
             if with_position:
                 position = Position(number, frame.offset)
-                document["_spool"] = {
+                shown["_spool"] = {
                     "id": event_id(identity, position), "segment": number,
                     "offset": frame.offset, "written_at": frame.written_at,
                 }
-            line = orjson.dumps(document, default=_jsonable, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+            line = orjson.dumps(shown, default=_jsonable, option=orjson.OPT_NON_STR_KEYS) + b"\n"
             if text:
                 cast(TextIO, out).write(line.decode())
             else:
@@ -218,41 +208,54 @@ def dump_pending(directory: Path, out: BinaryIO | TextIO, with_position: bool = 
     return written
 
 
-def _document(payload: bytes) -> dict[str, Any]:
+def _shown(payload: bytes, parse: Parse | None) -> dict[str, Any]:
     try:
-        return decode_event(payload).document()
-    except (EventDecodeError, ValueError) as error:  # a record we cannot read is shown, not hidden
-        return {"_spool_error": f"not an event record: {error}",
-                "payload_base64": base64.b64encode(payload).decode()}
+        record = decode(payload)
+    except EventDecodeError as error:  # a record we cannot read is shown, not hidden
+        return {"_spool_error": str(error), "payload_base64": base64.b64encode(payload).decode()}
+    if isinstance(record, Document):
+        try:
+            return record.document()
+        except (EventDecodeError, ValueError) as error:
+            return {"_spool_error": f"not a document: {error}",
+                    "payload_base64": base64.b64encode(payload).decode()}
+    if parse is not None:
+        return parse(record)
+    return {"received_at": record.received_at, "listener": record.listener,
+            "source": record.source, "port": record.port, "cut": record.cut,
+            "frame": record.frame.decode("utf-8", "backslashreplace")}
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    if isinstance(value, msgpack.ExtType):
-        return {"ext": value.code, "data": base64.b64encode(value.data).decode()}
     raise TypeError(f"cannot show {type(value).__name__} as JSON")
 
 
-def collector(directory: Path, held: Callable[[], int] | None = None) -> CallbackCollector:
-    """Scrape-time gauges: spool bytes, segments, events pending, oldest pending age.
-
-    `held` (SpoolWriter.held_by_shipper) adds the pending events whose segment drop_oldest
-    deleted while the shipper held them: they are still on their way, not dropped."""
-    counter = RecordCounter()
+def collector(directory: Path, ledger: Ledger) -> CallbackCollector:
+    """Scrape-time gauges of the running spool: bytes, segments, events pending (the ledger's
+    count: what is spooled and not yet acknowledged, delivered or counted dropped) and the age
+    of the oldest pending event."""
 
     def rows() -> list[tuple[str, str, float]]:
-        stats = spool_stats(directory, counter)
-        if held is not None:
-            stats.events_pending += held()
+        segments = list_segments(directory)
+        size = 0
+        for number in segments:
+            try:
+                size += (directory / segment_name(number)).stat().st_size
+            except FileNotFoundError:
+                continue
+        oldest = ledger.oldest_pending()
+        written = None if oldest is None else _written_at(directory / segment_name(oldest[0]),
+                                                          oldest[1])
         return [
-            ("spool_bytes", "Bytes of spool segment files on disk.", float(stats.bytes)),
-            ("spool_segments", "Spool segment files on disk.", float(stats.segments)),
+            ("spool_bytes", "Bytes of spool segment files on disk.", float(size)),
+            ("spool_segments", "Spool segment files on disk.", float(len(segments))),
             ("spool_events_pending", "Spooled events not yet acknowledged by the output.",
-             float(stats.events_pending)),
+             float(ledger.pending())),
             ("spool_oldest_pending_seconds",
              "Age of the oldest unacknowledged event (0 when none): the shipping lag.",
-             stats.oldest_pending_age_seconds or 0.0),
+             0.0 if written is None else max(0.0, time.time() - written)),
         ]
 
     return CallbackCollector(rows)

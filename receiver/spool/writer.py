@@ -1,58 +1,62 @@
-"""The spool writer: appends batches of msgpack payloads to the active segment, rolls segments,
-enforces `max_bytes` with the `when_full` policy, survives a full disk, and fsyncs by policy.
+"""The spool writer: owns the spool directory (lock, identity, start-up repair, ledger) and
+appends batches of records to the active segment; rolls segments, enforces `max_bytes` with the
+`when_full` policy, survives a full disk, and fsyncs by policy.
 
-One `writev()` per batch (per segment touched) of the frames and the payloads as they are (no
-copy into a buffer); `append` is thread-safe (an internal lock serialises callers).
+One `writev()` per batch (per segment touched) of the frame heads and the payloads as they are
+(no copy into a buffer); `append` is thread-safe (an internal lock serialises callers).
 Durability: an appended batch survives a kill of the process as soon as `append` returns (it is
 in the kernel's page cache); it survives a power cut once fsynced: at once with
 `fsync = "always"`, within `fsync_interval` with `"interval"` (a background thread, never the
 receive path), whenever the kernel writes back with `"never"`.
+
+A full disk never wedges the spool: a write that fails for lack of space seals the active
+segment where its last whole record ends, so readers can finish it and the ledger delete it;
+a new segment is started only once the disk has room again (`spool.segment_bytes` is a ceiling,
+not a reservation).
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import errno
 import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import google_crc32c
-
 from receiver.config import SpoolSettings
-from receiver.metrics import Metrics
+from receiver.metrics import SpoolMetrics
+from receiver.ratelimit import RateLimitedLog
 from receiver.spool import notify
 from receiver.spool.directory import (
     DirectoryLock,
-    ReadPosition,
     ensure_directory,
     fsync_directory,
     load_identity,
-    read_checkpoint,
+    make_private,
 )
 from receiver.spool.errors import SpoolError
 from receiver.spool.format import (
-    CHECKED,
-    FRAME,
     FRAME_SIZE,
-    RECORD_MARKER,
-    list_segments,
+    HEADER_SIZE,
     pack_footer,
     pack_header,
+    pack_record_head,
     segment_name,
 )
-from receiver.spool.oversize import cut_to_fit
+from receiver.spool.fs import FileSystem, write_all
+from receiver.spool.ledger import Ledger
 from receiver.spool.recovery import recover
 
 log = logging.getLogger(__name__)
 
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_LOG_EVERY = 10.0  # seconds between two log lines about the same kind of drop
+# Room a new segment needs beyond its first record: its header and, one day, its footer.
+_SEGMENT_OVERHEAD = HEADER_SIZE + FRAME_SIZE
 
 
 class _ShortWrite(Exception):
@@ -63,51 +67,26 @@ class _ShortWrite(Exception):
         self.done, self.error = done, error
 
 
-@dataclass(slots=True)
-class _Segment:
-    size: int
-    records: int
-
-
-class _Throttled:
-    """Logs a repeated warning at most every `_LOG_EVERY` seconds, with the count since."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-        self._pending: dict[str, int] = {}
-
-    def warn(self, key: str, count: int, message: str, *args: object) -> None:
-        self._pending[key] = self._pending.get(key, 0) + count
-        now = time.monotonic()
-        if now - self._last.get(key, -_LOG_EVERY) >= _LOG_EVERY:
-            if self._pending[key]:
-                message += f" ({self._pending[key]} events since the last such message)"
-            log.warning(message, *args)
-            self._last[key] = now
-            self._pending[key] = 0
-
-
 class SpoolWriter:
-    """Appends events to the spool directory it owns (exclusive lock) until `close()`."""
+    """Appends records to the spool directory it owns (exclusive lock) until `close()`."""
 
-    def __init__(self, settings: SpoolSettings, metrics: Metrics) -> None:
+    def __init__(self, settings: SpoolSettings, metrics: SpoolMetrics,
+                 fs: FileSystem | None = None) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._fs = fs or FileSystem()
         self._directory = Path(settings.dir)
         ensure_directory(self._directory)
         self._lock_file = DirectoryLock(self._directory)
-        self._read_position = ReadPosition(self._directory)
-        self._held_by_shipper: dict[int, int] = {}  # deleted segment → events still in flight
         self._lock = threading.Lock()
         self._condition = notify.condition_for(self._directory)
-        self._throttled = _Throttled()
-        self._parts: list[bytes] = []  # frame, payload, frame, payload, ... for one writev
+        self._log = RateLimitedLog(log)
+        self._parts: list[bytes] = []  # head, payload, head, payload, ... for one writev
         self._ends: list[int] = []
         self._fd: int | None = None
         self._number = 0
         self._size = 0
         self._records = 0
-        self._sealed: dict[int, _Segment] = {}
         self._disk_full = False
         self._wanted = FRAME_SIZE
         self._dirty = False
@@ -115,17 +94,22 @@ class SpoolWriter:
         self._unsynced_closed: list[int] = []  # old segment fds the fsync thread syncs and closes
         self._closed = False
         try:
+            make_private(self._directory)
             self.identity = load_identity(self._directory)
-            checkpoint = read_checkpoint(self._directory)
-            recovery = recover(
-                self._directory, self.identity, checkpoint, metrics, settings.max_record_bytes
-            )
-            self._sealed = {n: _Segment(s.size, s.records) for n, s in sorted(recovery.segments.items())}
+            self.ledger = Ledger(self._directory, metrics, self._fs)
+            self.ledger.on_freed(lambda: notify.signal(self._condition))
+            recovery = recover(self._directory, self.identity, self.ledger.highest_segment)
+            if recovery.lost_records:
+                metrics.spool_corrupt_records.inc(recovery.lost_records)
+            recovered = self.ledger.restore(
+                (s.number, s.size, s.records, s.end) for s in recovery.segments)
+            metrics.events_recovered.inc(recovered)
+            if recovered:
+                log.info("spool %s: %d events from before the start are pending", self._directory,
+                         recovered)
             self._next_number = recovery.next_segment
-            self._total = sum(s.size for s in self._sealed.values())
             self._open_next()
         except BaseException:
-            self._read_position.close()
             self._lock_file.release()
             raise
         self._stop = threading.Event()
@@ -135,6 +119,10 @@ class SpoolWriter:
                 target=self._fsync_loop, name="spool-fsync", daemon=True
             )
             self._fsync_thread.start()
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
 
     # --- appending -------------------------------------------------------------------------
 
@@ -149,10 +137,10 @@ class SpoolWriter:
             if refused and self._settings.when_full != "block":
                 reason = "disk_full" if self._disk_full else "spool_full"
                 self._metrics.events_dropped.labels(reason).inc(refused)
-                self._throttled.warn(
-                    reason, refused, "spool %s: dropping new events (%s)", self._directory,
+                self._log(
+                    logging.WARNING, reason, "spool %s: dropping new events (%s)", self._directory,
                     "the disk is full" if self._disk_full
-                    else f"spool.max_bytes = {self._settings.max_bytes} reached",
+                    else f"spool.max_bytes = {self._settings.max_bytes} reached", count=refused,
                 )
             if accepted:
                 self._metrics.events_spooled.inc(accepted)
@@ -163,12 +151,14 @@ class SpoolWriter:
         return accepted
 
     def _append(self, payloads: Sequence[bytes]) -> int:
-        limit = self._settings.max_record_bytes
         index, count = 0, len(payloads)
+        largest = self._settings.segment_bytes // 2
         while index < count:
-            first = len(payloads[index])
-            if not self._room_for(FRAME_SIZE + min(first, limit)):
-                self._wanted = FRAME_SIZE + min(first, limit)
+            needed = FRAME_SIZE + len(payloads[index])
+            if needed > largest:
+                raise ValueError(f"a spool record of {needed} bytes exceeds half a segment")
+            if not self._room_for(needed):
+                self._wanted = needed
                 break
             if self._fd is None and not self._open_next():
                 break
@@ -176,53 +166,40 @@ class SpoolWriter:
             if filled:
                 written = self._write(filled)
                 index += written
-                if written < filled:  # disk full: only deleting old data can make room now
-                    if self._settings.when_full == "drop_oldest" and self._drop_oldest():
+                if written < filled:  # the disk is full: only deleting segments makes room now
+                    self._seal()
+                    if self._settings.when_full == "drop_oldest" and self.ledger.drop_oldest():
                         continue
                     break
             if stop == "roll":
                 self._roll()
+            elif stop == "full" and not filled:
+                break
         return index
 
     def _fill(self, payloads: Sequence[bytes], start: int) -> tuple[int, str]:
-        """Frame payloads[start:] (a frame per record, the payload itself not copied) until the
+        """Frame payloads[start:] (a head per record, the payload itself not copied) until the
         segment or the spool is full."""
-        limit = self._settings.max_record_bytes
         segment_room = self._settings.segment_bytes - self._size - FRAME_SIZE  # keep the footer's
-        spool_room = self._settings.max_bytes - self._total - FRAME_SIZE
+        spool_room = self._settings.max_bytes - self.ledger.bytes_on_disk() - FRAME_SIZE
         now = time.time()
         ends, parts = self._ends, self._parts
         ends.clear()
         parts.clear()
-        keep_end, keep_part = ends.append, parts.append
-        frame, checked = FRAME.pack, CHECKED.pack
-        crc_of, crc_on = google_crc32c.value, google_crc32c.extend
+        keep_end, keep_part, head = ends.append, parts.append, pack_record_head
         position = 0
         for index in range(start, len(payloads)):
             payload = payloads[index]
-            if len(payload) > limit:
-                payload = self._cut(payload)
-            length = len(payload)
-            end = position + FRAME_SIZE + length
+            end = position + FRAME_SIZE + len(payload)
             if end > segment_room and (self._records or ends):
                 return len(ends), "roll"
             if end > spool_room:
                 return len(ends), "full"
-            # format.record_crc, inline: a call less per record
-            keep_part(frame(RECORD_MARKER, crc_on(crc_of(checked(length, now)), payload), length, now))
+            keep_part(head(payload, now))
             keep_part(payload)
             position = end
             keep_end(end)
         return len(ends), "done"
-
-    def _cut(self, payload: bytes) -> bytes:
-        limit = self._settings.max_record_bytes
-        self._metrics.spool_records_cut.inc()
-        self._throttled.warn(
-            "cut", 1, "spool %s: an event of %d bytes exceeded spool.max_record_bytes (%d); cut to fit",
-            self._directory, len(payload), limit,
-        )
-        return cut_to_fit(payload, limit)
 
     def _write(self, records: int) -> int:
         """Write the framed records; returns how many complete records reached the file."""
@@ -251,11 +228,11 @@ class SpoolWriter:
             wanted = sum(map(len, chunk))
             written = 0
             try:
-                written = os.writev(fd, chunk)
+                written = self._fs.writev(fd, chunk)
                 if written < wanted:
-                    rest = memoryview(b"".join(chunk))
+                    rest = b"".join(chunk)
                     while written < wanted:
-                        written += os.write(fd, rest[written:])
+                        written += self._fs.write(fd, rest[written:])
             except OSError as error:
                 raise _ShortWrite(done + written, error) from None
             done += written
@@ -263,9 +240,10 @@ class SpoolWriter:
 
     def _account(self, size: int, records: int) -> None:
         self._size += size
-        self._total += size
         self._records += records
         self._dirty = self._dirty or size > 0
+        if records:
+            self.ledger.appended(self._number, self._size, self._records)
 
     def _write_failed(self, error: OSError, keep: int) -> None:
         """A failed write leaves no partial record behind: the file is cut back to the last
@@ -274,17 +252,13 @@ class SpoolWriter:
         assert self._fd is not None
         self._disk_full = True
         if error.errno in _DISK_ERRORS:
-            self._throttled.warn(
-                "enospc", 0, "spool %s: disk full (%s); waiting for space",
-                self._directory, error.strerror,
-            )
+            self._log(logging.WARNING, "enospc", "spool %s: disk full (%s); sealing segment %d "
+                      "and waiting for space", self._directory, error.strerror, self._number)
         else:
-            log.error(
-                "spool %s: writing segment failed: %s; treated like a full disk",
-                self._directory, error,
-            )
+            log.error("spool %s: writing segment %d failed: %s; treated like a full disk",
+                      self._directory, self._number, error)
         try:
-            os.ftruncate(self._fd, keep)
+            self._fs.ftruncate(self._fd, keep)
             os.lseek(self._fd, keep, os.SEEK_SET)
         except OSError as failure:
             log.error("spool %s: cannot cut the failed write back: %s", self._directory, failure)
@@ -295,25 +269,24 @@ class SpoolWriter:
         number = self._next_number
         path = self._directory / segment_name(number)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = self._fs.create(path)
         except OSError as error:
             self._disk_full = True
-            log.error("spool %s: cannot create segment %s: %s", self._directory, path.name, error.strerror)
+            self._log(logging.ERROR, "create", "spool %s: cannot create segment %s: %s",
+                      self._directory, path.name, error.strerror)
             return False
-        header = pack_header(self.identity, number, time.time())
         try:
-            os.write(fd, header)
+            write_all(self._fs, fd, pack_header(self.identity, number, time.time()))
         except OSError as error:
             os.close(fd)
             path.unlink(missing_ok=True)
             self._disk_full = True
-            self._throttled.warn(
-                "enospc", 0, "spool %s: cannot start a segment: %s", self._directory, error.strerror
-            )
+            self._log(logging.WARNING, "enospc", "spool %s: cannot start a segment: %s",
+                      self._directory, error.strerror)
             return False
         self._fd, self._number, self._next_number = fd, number, number + 1
-        self._size, self._records = len(header), 0
-        self._total += len(header)
+        self._size, self._records = HEADER_SIZE, 0
+        self.ledger.opened(number, HEADER_SIZE)
         self._dirty = True
         if self._settings.fsync == "always":
             fsync_directory(self._directory)
@@ -321,20 +294,21 @@ class SpoolWriter:
             self._directory_dirty = True
         return True
 
-    def _roll(self) -> None:
-        """Close the active segment with its footer and start the next one."""
+    def _seal(self) -> None:
+        """Close the active segment: its footer (best effort: the ledger knows where its records
+        end either way), then hand its descriptor to the fsync policy."""
         assert self._fd is not None
+        end = self._size
         try:
-            footer = pack_footer(self._records, time.time())
-            os.write(self._fd, footer)
-            self._size += len(footer)
-            self._total += len(footer)
-        except OSError as error:  # a segment without footer is still read; stats scan it
-            log.warning(
-                "spool %s: cannot write the footer of segment %d: %s",
-                self._directory, self._number, error.strerror,
-            )
-        self._sealed[self._number] = _Segment(self._size, self._records)
+            write_all(self._fs, self._fd, pack_footer(self._records, time.time()))
+            self._size += FRAME_SIZE
+        except OSError as error:  # a full disk: without its footer the segment still ends here
+            log.warning("spool %s: segment %d sealed without its footer: %s",
+                        self._directory, self._number, error.strerror)
+            with contextlib.suppress(OSError):
+                self._fs.ftruncate(self._fd, end)
+            self._size = end
+        self.ledger.sealed(self._number, end, self._size)
         old, self._fd = self._fd, None
         if self._settings.fsync == "always":
             self._sync(old)
@@ -343,112 +317,49 @@ class SpoolWriter:
             self._unsynced_closed.append(old)
         else:
             os.close(old)
+
+    def _roll(self) -> None:
+        """Seal the active segment and start the next one."""
+        self._seal()
         self._open_next()
 
     # --- room ------------------------------------------------------------------------------
 
     def _room_for(self, needed: int) -> bool:
-        if self._disk_full and not self._disk_has_space():
-            return self._settings.when_full == "drop_oldest" and self._drop_oldest()
+        if self._disk_full and not self._disk_has_space(needed):
+            return self._settings.when_full == "drop_oldest" and self._make_room(needed)
         if self._fits(needed):
             return True
-        if self._settings.when_full == "drop_oldest":
-            while not self._fits(needed):
-                if not self._drop_oldest():
-                    return False
-            return True
-        return False
+        return self._settings.when_full == "drop_oldest" and self._make_room(needed)
 
     def _fits(self, needed: int) -> bool:
-        if self._total + needed + FRAME_SIZE <= self._settings.max_bytes:
-            return True
-        self._forget_deleted()
-        return self._total + needed + FRAME_SIZE <= self._settings.max_bytes
+        return self.ledger.bytes_on_disk() + needed + FRAME_SIZE <= self._settings.max_bytes
 
-    def _forget_deleted(self) -> None:
-        """Segments the reader deleted (maybe in another process) no longer take room."""
-        present = set(list_segments(self._directory))
-        for number in [n for n in self._sealed if n not in present]:
-            self._total -= self._sealed.pop(number).size
+    def _make_room(self, needed: int) -> bool:
+        """drop_oldest: delete old segments until `needed` bytes fit (on disk and in max_bytes)."""
+        while not (self._fits(needed) and (not self._disk_full or self._disk_has_space(needed))):
+            if self.ledger.drop_oldest() is None:
+                return False
+            self._disk_full = False  # to be found out again by the next write
+        return True
 
-    def _disk_has_space(self) -> bool:
+    def _disk_has_space(self, needed: int) -> bool:
         try:
-            stats = os.statvfs(self._directory)
+            free = self._fs.free_bytes(self._directory)
         except OSError:
             return False
-        if stats.f_bavail * stats.f_frsize >= self._wanted + 2 * FRAME_SIZE + 4096:
+        extra = _SEGMENT_OVERHEAD if self._fd is None else 0
+        if free >= needed + extra + FRAME_SIZE + 4096:
             self._disk_full = False
             return True
         return False
-
-    def _drop_oldest(self) -> bool:
-        """Delete the oldest closed segment the shipper has not started on, counting its
-        unacknowledged events as dropped.
-
-        Events already handed to the shipper sit in bulk requests that keep being retried:
-        deleting their segment would not stop their delivery, only make them counted twice
-        (dropped, then shipped). So the oldest segment *not yet read* goes; only when every
-        closed segment is being read does the oldest one go, and then only its unread events
-        count as dropped (the rest are delivered).
-        """
-        self._forget_deleted()
-        if not self._sealed:
-            return False
-        with self._read_position.exclusive():  # the reader cannot start on it meanwhile
-            unread = [n for n, seg in self._sealed.items()
-                      if self._read_position.handed_out(n, seg.records) == 0]
-            number = unread[0] if unread else next(iter(self._sealed))
-            segment = self._sealed.pop(number)
-            try:
-                (self._directory / segment_name(number)).unlink()
-            except FileNotFoundError:
-                return True  # the reader deleted it: it was delivered
-            except OSError as error:
-                log.error("spool %s: cannot delete segment %d: %s", self._directory, number,
-                          error.strerror)
-                self._sealed = dict(sorted({number: segment, **self._sealed}.items()))
-                return False
-            acknowledged = self._acknowledged(number, segment.records)
-            taken = max(acknowledged, self._read_position.handed_out(number, segment.records))
-        self._total -= segment.size
-        self._disk_full = False
-        held = taken - acknowledged
-        if held:
-            self._held_by_shipper[number] = held
-        dropped = segment.records - taken
-        if dropped:
-            self._metrics.events_dropped.labels("spool_full_oldest").inc(dropped)
-            self._throttled.warn(
-                "oldest", dropped, "spool %s full: deleted the oldest segment %d with %d unshipped events",
-                self._directory, number, dropped,
-            )
-        return True
-
-    def held_by_shipper(self) -> int:
-        """Events of segments deleted by drop_oldest that the shipper still delivers (they count
-        as pending until the checkpoint passes their segment)."""
-        with self._lock:
-            if not self._held_by_shipper:
-                return 0
-            checkpoint = read_checkpoint(self._directory)
-            passed = checkpoint.segment if checkpoint is not None else 0
-            for number in [n for n in self._held_by_shipper if n < passed]:
-                del self._held_by_shipper[number]
-            return sum(self._held_by_shipper.values())
-
-    def _acknowledged(self, number: int, records: int) -> int:
-        """How many of segment `number`'s records the checkpoint has passed."""
-        checkpoint = read_checkpoint(self._directory)
-        if checkpoint is None or checkpoint.segment < number:
-            return 0
-        return records if checkpoint.segment > number else min(checkpoint.ordinal, records)
 
     def has_room(self) -> bool:
         """True when `append` may accept the next event (the last refused one, if any)."""
         with self._lock:
             if self._settings.when_full == "drop_oldest" and not self._disk_full:
                 return True
-            if self._disk_full and not self._disk_has_space():
+            if self._disk_full and not self._disk_has_space(self._wanted):
                 return False
             return self._fits(self._wanted)
 
@@ -470,7 +381,7 @@ class SpoolWriter:
             return
         started = time.perf_counter()
         try:
-            os.fdatasync(fd)
+            self._fs.fdatasync(fd)
         except OSError as error:
             log.error("spool %s: fsync failed: %s", self._directory, error.strerror)
             return
@@ -509,22 +420,15 @@ class SpoolWriter:
                 return
             self._closed = True
             if self._fd is not None:
-                try:
-                    os.write(self._fd, pack_footer(self._records, time.time()))
-                except OSError as error:
-                    log.warning("spool %s: cannot write the last footer: %s", self._directory, error.strerror)
-                if self._settings.fsync != "never":
-                    self._sync(self._fd)
-                os.close(self._fd)
-                self._fd = None
+                self._seal()
             for fd in self._unsynced_closed:
                 if self._settings.fsync != "never":
                     self._sync(fd)
                 os.close(fd)
             self._unsynced_closed = []
-            self._read_position.close()
             if self._settings.fsync != "never":
                 fsync_directory(self._directory)
+            self.ledger.close()
         self._lock_file.release()
         notify.signal(self._condition)
 

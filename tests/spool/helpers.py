@@ -1,5 +1,5 @@
 """Shared helpers of the spool tests: settings for a temporary directory, numbered payloads,
-draining a reader, reading counters."""
+a reader on a writer's ledger, draining it, reading counters."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from receiver.config import ByteSize, SpoolSettings
-from receiver.event import decode_event, encode_event
+from receiver.event import Document, decode, encode_document
 from receiver.metrics import Metrics
-from receiver.spool import SpoolReader
+from receiver.spool import LocalLedger, SpoolReader, SpoolWriter
 
 KIB = 1024
 
@@ -18,18 +18,29 @@ KIB = 1024
 def settings(directory: Path, **overrides: Any) -> SpoolSettings:
     base = SpoolSettings(
         dir=str(directory), segment_bytes=ByteSize(64 * KIB), max_bytes=ByteSize(1024 * KIB),
-        max_record_bytes=ByteSize(4 * KIB), fsync="never",
+        max_record_bytes=ByteSize(8 * KIB), fsync="never",
     )
     return replace(base, **overrides)
 
 
 def payloads(start: int, count: int, pad: int = 400) -> list[bytes]:
-    return [encode_event({"@timestamp": "2026-11-25T18:21:08.761Z", "n": n, "pad": "x" * pad})
+    """Numbered records (documents: the spool does not look inside its payloads)."""
+    return [encode_document({"@timestamp": "2026-11-25T18:21:08.761Z", "n": n, "pad": "x" * pad})
             for n in range(start, start + count)]
 
 
 def numbers(records: list[bytes]) -> list[int]:
-    return [int(decode_event(p).document()["n"]) for p in records]
+    out = []
+    for payload in records:
+        record = decode(payload)
+        assert isinstance(record, Document)
+        out.append(int(record.document()["n"]))
+    return out
+
+
+def reader_of(writer: SpoolWriter, worker: str = "local") -> SpoolReader:
+    """A reader in this process, leasing from the writer's ledger."""
+    return SpoolReader(writer.directory, LocalLedger(writer.ledger, worker))
 
 
 def drain(reader: SpoolReader, acknowledge: bool = True, max_records: int = 100) -> list[int]:

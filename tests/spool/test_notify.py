@@ -1,5 +1,6 @@
 """Wake-ups across processes: the inotify watch a spool reader sleeps on reports writes to
-segment files made by another process, and nothing else in the directory."""
+segment files made by another process (the writer lives in the receiving process, readers in
+workers), and nothing else in the directory."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from receiver.metrics import Metrics
-from receiver.spool import SpoolReader, SpoolWriter
+from receiver.spool import SpoolWriter
 from receiver.spool.format import SEGMENT_SUFFIX
 from receiver.spool.notify import SegmentWatch
-from tests.spool.helpers import drain, settings
-from tests.support import REPO
+from tests.spool.helpers import drain, payloads, reader_of, settings
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 
@@ -55,8 +55,8 @@ def test_a_new_segment_is_reported(tmp_path: Path) -> None:
 
 def test_writes_to_other_files_do_not_wake_the_reader(tmp_path: Path) -> None:
     watch = _watch(tmp_path)
-    _append_in_another_process(tmp_path / "checkpoint", b"x" * 64)
-    _append_in_another_process(tmp_path / "read-position", b"x" * 16)
+    _append_in_another_process(tmp_path / "ledger", b"x" * 64)
+    _append_in_another_process(tmp_path / "identity", b"x" * 16)
     assert not watch.wait(0.05)
     watch.close()
 
@@ -72,32 +72,22 @@ def test_close_waits_for_a_wait_in_progress_and_can_be_repeated(tmp_path: Path) 
     assert watch.wait(30), "a closed watch answers at once"
 
 
-_WRITER = """
-import sys
-from pathlib import Path
-from receiver.metrics import Metrics
-from receiver.spool import SpoolWriter
-from tests.spool.helpers import payloads, settings
-writer = SpoolWriter(settings(Path(sys.argv[1])), Metrics())
-writer.append(payloads(int(sys.argv[2]), 1))
-writer.close()
-"""
-
-
-def test_reader_sleeps_on_the_watch_and_wakes_for_another_process(tmp_path: Path) -> None:
-    SpoolWriter(settings(tmp_path), Metrics()).close()
+def test_reader_sleeps_on_the_watch_and_wakes_for_writes(tmp_path: Path) -> None:
+    writer = SpoolWriter(settings(tmp_path), Metrics())
     before = _inotify_instances()
-    reader = SpoolReader(tmp_path)
+    reader = reader_of(writer)
     assert reader.read(10, 1 << 20) is None
     assert not reader.wait(0.1)
     for n in range(3):
-        subprocess.run([sys.executable, "-c", _WRITER, str(tmp_path), str(n)], cwd=REPO,
-                       check=True, timeout=60)
+        appending = threading.Thread(target=writer.append, args=(payloads(n, 1),))
+        appending.start()
         assert reader.wait(30)
+        appending.join()
         assert drain(reader) == [n]
     assert _inotify_instances() == before + 1, "the reader sleeps on one watch"
     reader.close()
     assert _inotify_instances() == before, "closing the reader frees its watch"
+    writer.close()
 
 
 def _inotify_instances() -> int:

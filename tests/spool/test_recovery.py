@@ -1,7 +1,7 @@
 """Start-up with damaged spool directories: torn tails, flipped bits, cut or empty segments,
-damaged headers, missing or damaged checkpoints and identity files, and writers killed -9 in
-the middle of writing. The start always succeeds, every valid record is read, damage is
-quarantined and counted."""
+damaged headers, missing or damaged ledgers, an older version's checkpoint, lost, damaged or
+copied identity files, and writers killed -9 in the middle of writing. The start always
+succeeds, every valid record is read, damage is quarantined and the records it held counted."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import textwrap
 from pathlib import Path
 
 from receiver.metrics import Metrics
-from receiver.spool import SpoolReader, SpoolWriter
-from receiver.spool.directory import CHECKPOINT_FILE, IDENTITY_FILE, QUARANTINE_DIR
-from receiver.spool.format import FRAME_SIZE, HEADER_SIZE, list_segments, segment_name
-from tests.spool.helpers import counter, drain, payloads, settings
+from receiver.spool import SpoolWriter
+from receiver.spool.directory import IDENTITY_FILE, LEGACY_CHECKPOINT_FILE, QUARANTINE_DIR, place_of
+from receiver.spool.format import FRAME_SIZE, HEADER_SIZE, iter_records, list_segments, segment_name
+from receiver.spool.ledger import LEDGER_FILE
+from tests.spool.helpers import counter, drain, numbers, payloads, reader_of, settings
 from tests.support import REPO
 
 
@@ -49,9 +50,10 @@ def test_torn_tail_is_truncated_and_everything_before_it_kept(tmp_path: Path) ->
     writer = SpoolWriter(settings(tmp_path), metrics)
     assert counter(metrics, "spool_corrupt_records") == 1
     assert len(_quarantined(tmp_path)) == 1
-    assert drain(SpoolReader(tmp_path)) == list(range(600))
+    reader = reader_of(writer)
+    assert drain(reader) == list(range(600))
     writer.append(payloads(600, 1))
-    assert drain(SpoolReader(tmp_path)) == [600]  # the checkpoint moved on; new data follows
+    assert drain(reader) == [600]  # new data follows
     writer.close()
 
 
@@ -62,11 +64,13 @@ def test_flipped_bits_in_a_closed_segment_skip_only_that_record(tmp_path: Path) 
     record = FRAME_SIZE + len(payloads(0, 1)[0])  # every test record has the same size
     data[HEADER_SIZE + 3 * record + 100] ^= 0x10  # inside the payload of the 4th record
     path.write_bytes(bytes(data))
-    writer = SpoolWriter(settings(tmp_path), Metrics())
     metrics = Metrics()
-    seen = drain(SpoolReader(tmp_path, metrics))
+    writer = SpoolWriter(settings(tmp_path), metrics)
+    assert counter(metrics, "spool_corrupt_records") == 0  # closed: recovery does not scan it
+    seen = drain(reader_of(writer))
     assert seen == [n for n in range(600) if n != 3]
-    assert counter(metrics, "spool_corrupt_records") == 1
+    assert counter(metrics, "spool_corrupt_records") == 1  # the one record, counted by its reader
+    assert writer.ledger.pending() == 0
     assert len(_quarantined(tmp_path)) == 1
     writer.close()
 
@@ -79,10 +83,11 @@ def test_flipped_bits_in_the_last_segment_of_a_crashed_writer(tmp_path: Path) ->
     path.write_bytes(bytes(data))
     metrics = Metrics()
     writer = SpoolWriter(settings(tmp_path), metrics)
-    assert counter(metrics, "spool_corrupt_records") == 1
-    seen = drain(SpoolReader(tmp_path, metrics))
+    assert len(_quarantined(tmp_path)) == 1  # recovery found and copied it
+    seen = drain(reader_of(writer))
     assert len(seen) == 599 and seen == sorted(seen)
-    assert counter(metrics, "spool_corrupt_records") == 1  # found once, not again by the reader
+    assert counter(metrics, "spool_corrupt_records") == 1  # counted once, by the reader
+    assert len(_quarantined(tmp_path)) == 1
     writer.close()
 
 
@@ -92,11 +97,12 @@ def test_cut_header_and_empty_segments_are_removed(tmp_path: Path) -> None:
     _segment(tmp_path, segments[-1] + 2).write_bytes(b"")
     metrics = Metrics()
     writer = SpoolWriter(settings(tmp_path), metrics)
-    assert counter(metrics, "spool_corrupt_records") == 1
+    assert counter(metrics, "spool_corrupt_records") == 0  # no record was in them
+    assert len(_quarantined(tmp_path)) == 1  # the cut header is kept for a look
     assert not _segment(tmp_path, segments[-1] + 1).exists()
     assert not _segment(tmp_path, segments[-1] + 2).exists()
     writer.append(payloads(600, 1))
-    seen = drain(SpoolReader(tmp_path))
+    seen = drain(reader_of(writer))
     assert seen == list(range(601))
     assert list_segments(tmp_path)[-1] > segments[-1] + 2  # numbers are never reused
     writer.close()
@@ -110,32 +116,89 @@ def test_damaged_header_is_rewritten_and_records_kept(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     metrics = Metrics()
     writer = SpoolWriter(settings(tmp_path), metrics)
-    assert counter(metrics, "spool_corrupt_records") == 1
+    assert counter(metrics, "spool_corrupt_records") == 0  # every record is kept
     assert path.read_bytes()[:8] == b"HRSPOOL\x00"
-    assert drain(SpoolReader(tmp_path)) == list(range(600))
+    assert drain(reader_of(writer)) == list(range(600))
     writer.close()
 
 
-def test_missing_or_damaged_checkpoint_reads_from_the_oldest_segment(tmp_path: Path) -> None:
+def test_missing_or_damaged_ledger_reads_from_the_oldest_segment(tmp_path: Path) -> None:
     _filled(tmp_path)
     writer = SpoolWriter(settings(tmp_path), Metrics())
-    reader = SpoolReader(tmp_path)
+    reader = reader_of(writer)
     for _ in range(3):
         batch = reader.read(10, 10**6)
         assert batch is not None
         reader.acknowledge(batch)
     reader.close()
-    (tmp_path / CHECKPOINT_FILE).write_bytes(b"\x00garbage")
-    assert drain(SpoolReader(tmp_path), acknowledge=False) == list(range(600))
-    (tmp_path / CHECKPOINT_FILE).unlink()
-    assert drain(SpoolReader(tmp_path), acknowledge=False) == list(range(600))
     writer.close()
+    (tmp_path / LEDGER_FILE).write_bytes(b"\x00garbage")
+    writer = SpoolWriter(settings(tmp_path), Metrics())
+    assert drain(reader_of(writer), acknowledge=False) == list(range(600))
+    writer.close()
+    (tmp_path / LEDGER_FILE).unlink()
+    writer = SpoolWriter(settings(tmp_path), Metrics())
+    assert drain(reader_of(writer), acknowledge=False) == list(range(600))
+    writer.close()
+
+
+def test_an_older_versions_checkpoint_is_taken_over(tmp_path: Path) -> None:
+    # The checkpoint file of versions before the ledger: two slots of
+    # magic, version, sequence, segment, offset, ordinal, saved at, CRC32C.
+    import struct
+
+    import google_crc32c
+
+    segments = _filled(tmp_path)
+    in_first = len(list(iter_records(_segment(tmp_path, segments[0]).read_bytes(), HEADER_SIZE)))
+    (tmp_path / LEDGER_FILE).unlink()
+    record = FRAME_SIZE + len(payloads(0, 1)[0])
+    body = struct.pack("<8sIQQQQd", b"HRCKPT\x00\x00", 1, 5, segments[1], HEADER_SIZE + 7 * record,
+                       7, 0.0)
+    slot = body + struct.pack("<I", google_crc32c.value(body))
+    (tmp_path / LEGACY_CHECKPOINT_FILE).write_bytes(slot + bytes(len(slot)))
+    (tmp_path / "read-position").write_bytes(bytes(16))
+    writer = SpoolWriter(settings(tmp_path), Metrics())
+    seen = drain(reader_of(writer))
+    # The first segment and 7 records of the second were acknowledged before the upgrade.
+    assert seen == list(range(in_first + 7, 600))
+    assert segments[0] not in list_segments(tmp_path)
+    assert not (tmp_path / LEGACY_CHECKPOINT_FILE).exists()
+    assert not (tmp_path / "read-position").exists()
+    writer.close()
+
+
+def test_a_copied_spool_gets_a_new_identity_and_keeps_the_old_ids(tmp_path: Path) -> None:
+    original = tmp_path / "a"
+    _filled(original, 100)
+    identity = (original / IDENTITY_FILE).read_text().split()[0]
+    copy = tmp_path / "b"
+    copy.mkdir()
+    for path in original.iterdir():  # a snapshot of the volume, restored elsewhere
+        if path.is_file():
+            (copy / path.name).write_bytes(path.read_bytes())
+    assert (copy / IDENTITY_FILE).read_text().split()[1] != place_of(copy)
+    writer = SpoolWriter(settings(copy), Metrics())
+    assert writer.identity != identity
+    writer.append(payloads(100, 1))
+    reader = reader_of(writer)
+    ids: dict[int, str] = {}
+    while (batch := reader.read(1000, 10**7)) is not None:
+        ids.update((n, batch.identity) for n in numbers([r.payload for r in batch.records]))
+        reader.acknowledge(batch)
+    assert sorted(ids) == list(range(101))
+    assert {ids[n] for n in range(100)} == {identity}  # the copied events: the same ids
+    assert ids[100] == writer.identity  # new events: new ids
+    writer.close()
+    again = SpoolWriter(settings(original), Metrics())  # the original keeps its identity
+    assert again.identity == identity
+    again.close()
 
 
 def test_lost_identity_is_taken_back_from_the_segments(tmp_path: Path) -> None:
     _filled(tmp_path)
-    identity = (tmp_path / IDENTITY_FILE).read_text().strip()
-    (tmp_path / IDENTITY_FILE).write_text("!!")
+    identity = (tmp_path / IDENTITY_FILE).read_text().split()[0]
+    (tmp_path / IDENTITY_FILE).write_text("!!\n")
     writer = SpoolWriter(settings(tmp_path), Metrics())
     assert writer.identity == identity  # pending events keep their ids: no duplicates
     writer.close()
@@ -152,25 +215,24 @@ def test_random_garbage_segment_never_stops_the_start(tmp_path: Path) -> None:
     (tmp_path / "not-a-segment.txt").write_text("hello")
     writer = SpoolWriter(settings(tmp_path), Metrics())
     writer.append(payloads(600, 1))
-    assert drain(SpoolReader(tmp_path)) == list(range(601))
+    assert drain(reader_of(writer)) == list(range(601))
     writer.close()
 
 
 _WRITER = textwrap.dedent(
     """
     import sys
-    from receiver.event import decode_event, encode_event
-    from pathlib import Path
+    from receiver.event import encode_document
     from receiver.config import SpoolSettings
     from receiver.metrics import Metrics
     from receiver.spool import SpoolWriter
     directory, start = sys.argv[1], int(sys.argv[2])
     writer = SpoolWriter(SpoolSettings(dir=directory, segment_bytes=65536, max_bytes=1 << 30,
-                                       max_record_bytes=4096, fsync="never"), Metrics())
+                                       max_record_bytes=8192, fsync="never"), Metrics())
     print("ready", flush=True)
     n = start
     while True:
-        batch = [encode_event({"n": i, "pad": "y" * 300}) for i in range(n, n + 200)]
+        batch = [encode_document({"n": i, "pad": "y" * 300}) for i in range(n, n + 200)]
         n += writer.append(batch)
         print(n, flush=True)
     """
@@ -193,7 +255,7 @@ def test_kill_9_while_writing_loses_nothing_accepted_and_leaves_no_gap(tmp_path:
         child.send_signal(signal.SIGKILL)
         child.wait()
         writer = SpoolWriter(settings(tmp_path, max_bytes=1 << 30), Metrics())  # recovers
-        seen = drain(SpoolReader(tmp_path))
+        seen = drain(reader_of(writer))
         writer.close()
         # every accepted event is there, in order, once; a batch cut by the kill leaves a
         # contiguous prefix of itself and nothing after

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from receiver.event import encode_event
+from receiver.config import ParseSettings
+from receiver.event import FrameEncoder, encode_document
 from receiver.metrics import Metrics
+from receiver.parse import Parser
 from receiver.spool import (
-    SpoolReader,
     SpoolWriter,
     collector,
     dump_pending,
@@ -20,7 +21,7 @@ from receiver.spool import (
     spool_stats,
 )
 from receiver.spool.format import FRAME_SIZE, list_segments, segment_name
-from tests.spool.helpers import payloads, settings
+from tests.spool.helpers import payloads, reader_of, settings
 
 
 def test_stats_of_a_live_spool(tmp_path: Path) -> None:
@@ -37,7 +38,7 @@ def test_stats_of_a_live_spool(tmp_path: Path) -> None:
     assert stats.events_pending == 500
     assert stats.oldest_pending_age_seconds is not None and stats.oldest_pending_age_seconds > 0
     assert stats.identity == writer.identity
-    reader = SpoolReader(tmp_path)
+    reader = reader_of(writer)
     acknowledged = 0
     for _ in range(3):  # batches stop at segment ends, so count what they held
         batch = reader.read(100, 10**6)
@@ -45,7 +46,7 @@ def test_stats_of_a_live_spool(tmp_path: Path) -> None:
         reader.acknowledge(batch)
         acknowledged += len(batch.records)
     assert spool_stats(tmp_path).events_pending == 500 - acknowledged
-    assert spool_stats(tmp_path).checkpoint == reader.checkpoint
+    assert spool_stats(tmp_path).acknowledged == {batch.segment: batch.end}
     writer.close()
 
 
@@ -63,8 +64,8 @@ def test_pending_count_works_without_footers(tmp_path: Path) -> None:
 def test_dump_writes_pending_events_as_json_lines(tmp_path: Path) -> None:
     writer = SpoolWriter(settings(tmp_path), Metrics())
     writer.append(payloads(0, 20))
-    writer.append([encode_event({"n": 20, "raw": "\ufffdbytes", "7": "int key"})])
-    reader = SpoolReader(tmp_path)
+    writer.append([encode_document({"n": 20, "raw": "\ufffdbytes", "7": "int key"})])
+    reader = reader_of(writer)
     first = reader.read(5, 10**6)
     assert first is not None
     reader.acknowledge(first)
@@ -82,10 +83,28 @@ def test_dump_writes_pending_events_as_json_lines(tmp_path: Path) -> None:
     writer.close()
 
 
+def test_dump_shows_received_messages_as_received_or_as_documents(tmp_path: Path) -> None:
+    writer = SpoolWriter(settings(tmp_path), Metrics())
+    line = b'<134>Nov 25 18:21:08 haproxy[1]: {"ci":"10.0.0.1","ST":404}'
+    writer.append(FrameEncoder("udp://127.0.0.1:5140").encode([line], 1795631000.5,
+                                                             ("192.0.2.7", 40000)))
+    text = io.StringIO()
+    assert dump_pending(tmp_path, text) == 1
+    assert json.loads(text.getvalue()) == {
+        "received_at": 1795631000.5, "listener": "udp://127.0.0.1:5140", "source": "192.0.2.7",
+        "port": 40000, "cut": False, "frame": line.decode()}
+    text = io.StringIO()
+    parser = Parser(ParseSettings())
+    assert dump_pending(tmp_path, text, parse=lambda r: parser.parse(r.frame, r.received_at)) == 1
+    document = json.loads(text.getvalue())
+    assert document["http.response.status_code"] == 404 and document["source.ip"] == "10.0.0.1"
+    writer.close()
+
+
 def test_collector_exposes_bytes_pending_and_lag(tmp_path: Path) -> None:
     writer = SpoolWriter(settings(tmp_path), Metrics())
     registry = CollectorRegistry()
-    registry.register(collector(tmp_path))
+    registry.register(collector(tmp_path, writer.ledger))
     writer.append(payloads(0, 120))
     value = registry.get_sample_value
     assert value("haproxy_receiver_spool_events_pending") == 120

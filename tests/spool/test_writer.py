@@ -1,5 +1,6 @@
-"""Appending: the `when_full` policies with counts that add up, oversized records, fsync
-policies, the directory lock held by another process, and a real full disk (tmpfs)."""
+"""Appending: the `when_full` policies with counts that add up, fsync policies, the directory
+lock held by another process, private files, and a real full disk (tmpfs) smaller than a
+segment."""
 
 from __future__ import annotations
 
@@ -14,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from receiver.event import decode_event, encode_event
 from receiver.metrics import Metrics
-from receiver.spool import SpoolError, SpoolLocked, SpoolReader, SpoolWriter, spool_stats
-from tests.spool.helpers import KIB, counter, drain, numbers, payloads, settings
+from receiver.spool import SpoolError, SpoolLocked, SpoolWriter, spool_stats
+from tests.spool.helpers import KIB, counter, drain, payloads, reader_of, settings
 from tests.support import REPO, wait_for
 
 SMALL = {"segment_bytes": 64 * KIB, "max_bytes": 192 * KIB}
@@ -47,7 +47,7 @@ def test_drop_newest_refuses_and_counts_then_accepts_again(tmp_path: Path) -> No
     stats = spool_stats(tmp_path)
     assert stats.bytes <= 192 * KIB and stats.events_pending == accepted
     assert not writer.has_room()
-    reader = SpoolReader(tmp_path)
+    reader = reader_of(writer)
     assert drain(reader) == list(range(accepted))
     assert writer.has_room()
     assert writer.append(payloads(10_000, 50)) == 50
@@ -57,7 +57,7 @@ def test_drop_newest_refuses_and_counts_then_accepts_again(tmp_path: Path) -> No
 def test_drop_oldest_deletes_old_segments_and_counts_what_they_held(tmp_path: Path) -> None:
     metrics = Metrics()
     writer = SpoolWriter(settings(tmp_path, when_full="drop_oldest", **SMALL), metrics)
-    reader = SpoolReader(tmp_path)
+    reader = reader_of(writer)
     shipped = drain(reader)[:0]
     total = 2000
     for start in range(0, total, 50):
@@ -85,7 +85,7 @@ def test_block_appends_what_fits_and_waits_for_room(tmp_path: Path) -> None:
     delivered: list[int] = []
 
     def ship() -> None:
-        reader = SpoolReader(tmp_path)
+        reader = reader_of(writer)
         while len(delivered) < 3000:
             if reader.wait(0.05):
                 delivered.extend(drain(reader))
@@ -102,23 +102,34 @@ def test_block_appends_what_fits_and_waits_for_room(tmp_path: Path) -> None:
     writer.close()
 
 
-def test_oversized_record_is_cut_to_fit_and_keeps_its_fields(tmp_path: Path) -> None:
-    metrics = Metrics()
-    writer = SpoolWriter(settings(tmp_path, max_record_bytes=2 * KIB), metrics)
-    big = encode_event({"n": 1, "event.original": "z" * 50_000, "tags": ["a"]})
-    junk = b"\xc1" * 10_000  # not msgpack at all
-    assert writer.append([big, junk, payloads(2, 1)[0]]) == 3
-    assert counter(metrics, "spool_records_cut") == 2
-    batch = SpoolReader(tmp_path).read(10, 10**6)
-    assert batch is not None
-    cut, described, normal = (decode_event(r.payload).document() for r in batch.records)
-    assert all(len(r.payload) <= 2 * KIB for r in batch.records)
-    assert cut["n"] == 1 and cut["tags"] == ["a", "spool_record_cut"]
-    assert cut["event.original"].startswith("zzz") and cut["event.original"].endswith("…[cut]")
-    assert "50" in cut["error.message"]
-    assert "10000 bytes" in described["message"] and described["tags"] == ["spool_record_cut"]
-    assert normal["n"] == 2
+def test_a_record_larger_than_half_a_segment_is_refused_as_a_bug(tmp_path: Path) -> None:
+    # Configuration keeps records below this (spool.max_record_bytes, tests/test_config.py):
+    # a larger one can only be a bug, and must not be written torn.
+    writer = SpoolWriter(settings(tmp_path), Metrics())
+    with pytest.raises(ValueError, match="half a segment"):
+        writer.append([b"x" * 40 * KIB])
+    assert writer.append(payloads(0, 1)) == 1
     writer.close()
+
+
+def test_spool_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        directory = tmp_path / "spool"
+        writer = SpoolWriter(settings(directory), Metrics())
+        writer.append(payloads(0, 10))
+        reader = reader_of(writer)
+        drain(reader)
+        (directory / "quarantine").mkdir()
+        writer.close()
+        os.chmod(directory / "identity", 0o644)  # as an older version left it
+        SpoolWriter(settings(directory), Metrics()).close()
+    finally:
+        os.umask(old)
+    assert os.stat(directory).st_mode & 0o777 == 0o700
+    modes = {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir()}
+    assert modes.pop("quarantine") == 0o700
+    assert modes and set(modes.values()) == {0o600}, modes
 
 
 @pytest.mark.parametrize("policy", ["always", "interval", "never"])
@@ -200,22 +211,33 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
+@pytest.mark.parametrize("segment", [64 * KIB, 64 * 1024**2])
 @pytest.mark.parametrize("policy", ["block", "drop_newest"])
-def test_full_disk_behaves_like_a_full_spool_and_recovers(small_disk: Path, policy: str) -> None:
+def test_full_disk_behaves_like_a_full_spool_and_recovers(
+    small_disk: Path, policy: str, segment: int
+) -> None:
+    # With segments larger than the disk (64 MiB on 1 MiB) the segment being written is where
+    # the disk fills up: it must be sealed there, shipped and deleted, or nothing ever frees.
     metrics = Metrics()
     spool = small_disk / "spool"
-    writer = SpoolWriter(settings(spool, when_full=policy, max_bytes=64 * 1024**2), metrics)
+    writer = SpoolWriter(
+        settings(spool, when_full=policy, segment_bytes=segment, max_bytes=256 * 1024**2),
+        metrics)
     sent, accepted = _fill_until_refused(writer)
     assert 1000 < accepted < 2500  # about 1 MiB of 430-byte records
     assert not writer.has_room()
     dropped = counter(metrics, "events_dropped", reason="disk_full")
     assert dropped == (sent - accepted if policy == "drop_newest" else 0)
-    reader = SpoolReader(spool)
+    reader = reader_of(writer)
     assert drain(reader) == list(range(accepted))  # nothing torn, nothing lost
+    assert writer.ledger.pending() == 0
     assert writer.wait_for_room(5)  # space came back when acknowledged segments went
-    assert writer.append(payloads(sent, 50)) == 50
-    assert drain(reader) == list(range(sent, sent + 50))
-    assert numbers([p for p in payloads(0, 1)]) == [0]
+    for round_ in range(3):  # and again: the disk fills and frees, never wedges
+        start = sent + round_ * 10_000
+        _, more = _fill_until_refused(writer, start)
+        assert more > 1000
+        assert drain(reader) == list(range(start, start + more))
+        assert writer.wait_for_room(5)
     writer.close()
 
 
@@ -227,7 +249,7 @@ def test_full_disk_with_drop_oldest_keeps_the_newest(small_disk: Path) -> None:
     for start in range(0, total, 50):
         assert writer.append(payloads(start, 50)) == 50
     dropped = counter(metrics, "events_dropped", reason="spool_full_oldest")
-    delivered = drain(SpoolReader(spool))
+    delivered = drain(reader_of(writer))
     assert len(delivered) + dropped == total
     assert delivered == list(range(total - len(delivered), total))  # the newest, no gap
     writer.close()
