@@ -196,12 +196,28 @@ def spool_stats_command(
 def spool_dump_command(
     config: ConfigOption = None,
     spool_dir: Annotated[str | None, typer.Option(help="Spool directory.")] = None,
+    documents: Annotated[bool, typer.Option(
+        "--documents", help="Show each message as the document it becomes (parse settings of "
+        "the configuration), not as received.")] = False,
 ) -> None:
-    """Print the pending events as JSON lines."""
+    """Print the pending events as JSON lines: each message as received (time, sender,
+    listener, the syslog frame), or with --documents what it becomes."""
     from receiver.spool import dump_pending
 
     settings = _settings(config, {"spool.dir": spool_dir})
-    dump_pending(Path(settings.spool.dir), sys.stdout.buffer)
+    parse = None
+    if documents:
+        from prometheus_client import CollectorRegistry
+
+        from receiver.metrics import ParseMetrics
+        from receiver.parse import Parser
+        from receiver.ship.encode import BulkEncoder
+        from receiver.spool import event_id
+
+        encoder = BulkEncoder(settings.elasticsearch, Parser(settings.parse),
+                              ParseMetrics(CollectorRegistry()), event_id)
+        parse = encoder.document
+    dump_pending(Path(settings.spool.dir), sys.stdout.buffer, parse=parse)
     sys.stdout.flush()
 
 

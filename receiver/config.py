@@ -38,6 +38,7 @@ def setting(default: Any, doc: str, *, unit: str = "") -> Any:
 
 ByteSize = typing.NewType("ByteSize", int)
 Seconds = typing.NewType("Seconds", float)
+Workers = typing.NewType("Workers", int)  # `auto` is read as the cores but one
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,9 @@ class SpoolSettings:
         unit="bytes",
     )
     max_record_bytes: ByteSize = setting(
-        ByteSize(1024**2), "Largest event record; a larger event is cut to fit.", unit="bytes"
+        ByteSize(1024**2),
+        "Largest spool record: must hold the longest message (`listen.max_message_bytes`, and "
+        "64 KiB for datagrams) with its receive data (1 KiB).", unit="bytes"
     )
     when_full: Literal["block", "drop_newest", "drop_oldest"] = setting(
         "block",
@@ -194,13 +197,11 @@ class ElasticsearchSettings:
         ByteSize(5 * 1024**2), "Most uncompressed bytes in one bulk request.", unit="bytes"
     )
     batch_age: Seconds = setting(
-        Seconds(0.5), "Send a partial batch once its oldest event waited this long.", unit="s"
-    )
-    batch_linger: Seconds = setting(
-        Seconds(0.005),
-        "With nothing in flight and the spool read to its end, a partial batch waits this long "
-        "for company: lower is fresher, higher means fewer, larger requests (what Elasticsearch "
-        "prefers from many senders; documents become searchable at its refresh, 1 s by default).",
+        Seconds(1.0),
+        "The latency budget: a partial batch waits for company until its oldest event waited "
+        "this long, then goes. Lower is fresher, higher means fewer, larger requests: at 2,000 "
+        "events/s, 1 s sends two or three requests a second (what Elasticsearch prefers from "
+        "many senders; documents become searchable at its refresh, 1 s by default).",
         unit="s",
     )
     max_in_flight: int = setting(
@@ -241,6 +242,12 @@ class ServiceSettings:
         Seconds(10.0),
         "On SIGTERM/SIGINT: time to ship what is spooled before exiting (the rest stays spooled).",
         unit="s",
+    )
+    workers: Workers = setting(
+        Workers(1),
+        "Parse-and-ship processes sharing the spool (a segment at a time each). `auto`: one per "
+        "core but one (the receiving process keeps a core). One is enough for a HAProxy host; "
+        "an aggregator fed by a fleet wants `auto`.",
     )
 
 
@@ -341,6 +348,13 @@ def coerce(name: str, hint: Any, value: Any) -> Any:
     """Convert one raw value (TOML value or environment string) to the setting's type."""
     if hint is ByteSize:
         return ByteSize(_byte_size(name, value))
+    if hint is Workers:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return Workers(max(1, (os.cpu_count() or 2) - 1))
+        count = _number(name, value, int, "a number of processes or `auto`")
+        if not 1 <= count <= 256:
+            raise ConfigError(f"{name} = {value!r} is not allowed; allowed: 1 to 256, or auto")
+        return Workers(count)
     if hint is Seconds:
         return Seconds(_number(name, value, float, "a number of seconds"))
     if hint is bool:
@@ -473,8 +487,12 @@ def _check(settings: Settings) -> None:
         raise ConfigError("spool.segment_bytes must be at least 64KiB")
     if spool.max_bytes < 2 * spool.segment_bytes:
         raise ConfigError("spool.max_bytes must be at least twice spool.segment_bytes")
-    if not 1024 <= spool.max_record_bytes <= spool.segment_bytes // 2:
-        raise ConfigError("spool.max_record_bytes must be between 1KiB and half of spool.segment_bytes")
+    longest = max(int(listen.max_message_bytes), 64 * 1024) + 1024
+    if not longest <= spool.max_record_bytes <= spool.segment_bytes // 2:
+        raise ConfigError(
+            f"spool.max_record_bytes must be between {longest} (the longest message, "
+            "listen.max_message_bytes or 64KiB for datagrams, plus 1KiB) and half of "
+            "spool.segment_bytes")
     es = settings.elasticsearch
     for i, host in enumerate(es.hosts):
         if not re.match(r"^https?://[^/\s]+", host):
@@ -546,6 +564,8 @@ def _default_of(f: dataclasses.Field[Any]) -> Any:
 def _type_name(hint: Any, unit: str) -> str:
     if hint is ByteSize:
         return "size"
+    if hint is Workers:
+        return "integer \\| `auto`"
     if hint is Seconds:
         return "seconds"
     if get_origin(hint) is Literal:

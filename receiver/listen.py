@@ -35,8 +35,9 @@ from typing import Protocol
 
 from receiver.addresses import family_of, format_host_port, parse_host_port
 from receiver.config import ListenSettings
+from receiver.event import Peer
 from receiver.frame import StreamFramer
-from receiver.metrics import Metrics
+from receiver.metrics import ListenMetrics
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,14 @@ STREAM_READ = 256 * 1024
 TLS_HANDSHAKE_TIMEOUT = 10.0
 LOG_EVERY = 10.0  # seconds between two warnings about refused connections
 UNIX_SOCKET_MODE = 0o666  # HAProxy runs as its own user; the socket must be writable by it
+_NO_PEER: Peer = (None, None)  # Unix sockets: no address
 
 
 class Sink(Protocol):
     """Where listeners hand batches (`receiver.ingest.Ingest` in the service)."""
 
-    def accept(self, messages: Sequence[bytes], source: str | Sequence[str | None] | None,
-               listener: str, transport: str) -> int: ...
+    def accept(self, messages: Sequence[bytes], peers: Peer | list[Peer], listener: str,
+               transport: str, cut: frozenset[int] = frozenset()) -> int: ...
 
 
 class ListenError(RuntimeError):
@@ -254,7 +256,7 @@ class DatagramReader:
     """Reads one datagram socket in its own thread until `stop()`."""
 
     def __init__(self, listener: Listener, ingest: Sink, wait_for_room: Callable[[float], bool],
-                 metrics: Metrics, allow: SourceFilter | None = None) -> None:
+                 metrics: ListenMetrics, allow: SourceFilter | None = None) -> None:
         self.listener = listener
         self._metrics = metrics
         self._allow = allow
@@ -299,12 +301,12 @@ class DatagramReader:
                 # by more messages. Adds at most COALESCE_WAIT of latency, and none under load.
                 time.sleep(COALESCE_WAIT)
             messages: list[bytes] = []
-            sources: list[str | None] = []
+            sources: list[Peer] = []
             try:
                 while len(messages) < DATAGRAM_BATCH:
                     data, address = recvfrom(MAX_DATAGRAM)
                     messages.append(data)
-                    sources.append(None if unix else address[0])
+                    sources.append(_NO_PEER if unix else address[:2])
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as error:
@@ -318,11 +320,11 @@ class DatagramReader:
                 accept(messages, sources, name, transport)
 
     def _filter(
-        self, messages: list[bytes], sources: list[str | None]
-    ) -> tuple[list[bytes], list[str | None]]:
+        self, messages: list[bytes], sources: list[Peer]
+    ) -> tuple[list[bytes], list[Peer]]:
         assert self._allow is not None
         allows = self._allow.allows
-        kept = [i for i, source in enumerate(sources) if allows(source)]
+        kept = [i for i, source in enumerate(sources) if allows(source[0])]
         if len(kept) < len(messages):
             self._metrics.messages_refused.labels(self.listener.name).inc(len(messages) - len(kept))
             return [messages[i] for i in kept], [sources[i] for i in kept]
@@ -374,6 +376,7 @@ class StreamConnection(asyncio.Protocol):
         self._framer = StreamFramer(server.settings.max_message_bytes)
         self._transport: asyncio.Transport | None = None
         self.peer: str | None = None
+        self._peer: Peer = _NO_PEER
         self.last_activity = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -381,6 +384,7 @@ class StreamConnection(asyncio.Protocol):
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else None
+        self._peer = (peer[0], peer[1]) if isinstance(peer, tuple) else _NO_PEER
         if not self._server.admit(self):
             transport.abort()
             return
@@ -420,7 +424,7 @@ class StreamConnection(asyncio.Protocol):
             self._server.metrics.messages_truncated.labels(self.listener.name).inc(self._framer.truncated)
             self._framer.truncated = 0
         if messages:
-            self._server.ingest.accept(messages, self.peer, self.listener.name, self.listener.transport)
+            self._server.ingest.accept(messages, self._peer, self.listener.name, self.listener.transport)
             self._server.flow.check()
 
 
@@ -435,7 +439,7 @@ class StreamServer:
     """All stream listeners on one asyncio loop in one thread."""
 
     def __init__(self, listeners: list[Listener], settings: ListenSettings, ingest: Sink,
-                 metrics: Metrics, has_room: Callable[[], bool]) -> None:
+                 metrics: ListenMetrics, has_room: Callable[[], bool]) -> None:
         self.listeners = listeners
         self.settings = settings
         self.ingest = ingest

@@ -1,7 +1,9 @@
 """Prometheus metrics of every stage, and the HTTP endpoint that serves them.
 
-All metrics live in one `Metrics` object built on its own `CollectorRegistry`, so a test (or
-two receivers in one process) never share counters. Hot paths increment once per batch
+Each component declares its metrics in a class of its own (listen, spool, parse, ship), built on
+a registry it is given, so a test (or two receivers in one process) never share counters. A
+process registers the components it runs: the receiving process `ReceiverMetrics`, each worker
+`WorkerMetrics`, whose samples the receiving process relays (`Relayed`). Hot paths increment once per batch
 (`inc(n)`), never once per message. Values that exist on disk or in the kernel (spool bytes,
 UDP drops) are read at scrape time by collectors, not updated on the hot path.
 """
@@ -26,82 +28,154 @@ NAMESPACE = "haproxy_receiver"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-class Metrics:
-    """Every metric the receiver exposes, by stage."""
+def _counter(name: str, documentation: str, registry: CollectorRegistry,
+             labels: tuple[str, ...] = ()) -> Counter:
+    return Counter(name, documentation, labels, namespace=NAMESPACE, registry=registry)
+
+
+def _gauge(name: str, documentation: str, registry: CollectorRegistry,
+           labels: tuple[str, ...] = (), merge: str = "sum") -> Gauge:
+    """`merge`: how the service combines this gauge across worker processes (`sum` or `min`)."""
+    if merge != "sum":
+        GAUGE_MERGE[f"{NAMESPACE}_{name}"] = merge
+    return Gauge(name, documentation, labels, namespace=NAMESPACE, registry=registry)
+
+
+def _histogram(name: str, documentation: str, registry: CollectorRegistry) -> Histogram:
+    return Histogram(name, documentation, namespace=NAMESPACE, registry=registry,
+                     buckets=_LATENCY_BUCKETS)
+
+
+# Gauges that are not summed across worker processes, by name (declared where they are made).
+GAUGE_MERGE: dict[str, str] = {}
+
+
+class ListenMetrics:
+    """The listeners (receiving process)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.messages_received = _counter(
+            "messages_received", "Syslog messages received, by listener and transport.", r,
+            ("listener", "transport"))
+        self.bytes_received = _counter(
+            "received_bytes", "Bytes of syslog messages received.", r, ("listener", "transport"))
+        self.messages_truncated = _counter(
+            "messages_truncated", "Stream messages cut at listen.max_message_bytes.", r,
+            ("listener",))
+        self.connections_open = _gauge("connections_open", "Stream connections open.", r,
+                                       ("listener",))
+        self.messages_refused = _counter(
+            "messages_refused", "Datagrams refused because their source is not in listen.allow.",
+            r, ("listener",))
+        self.connections_refused = _counter(
+            "connections_refused", "Stream connections refused or closed, by reason.", r,
+            ("listener", "reason"))
+
+
+class SpoolMetrics:
+    """The spool and its ledger (receiving process): every outcome of an accepted event is
+    counted here, once (spool/ledger.py)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.events_spooled = _counter("events_spooled", "Events appended to the spool.", r)
+        self.events_recovered = _counter(
+            "events_recovered", "Events found pending in the spool at start (spooled by an "
+            "earlier run).", r)
+        self.events_dropped = _counter(
+            "events_dropped", "Events not accepted or removed unshipped, by reason.", r,
+            ("reason",))
+        self.events_shipped = _counter(
+            "events_shipped", "Events acknowledged by the output (created, or 409 already there).",
+            r)
+        self.events_dead_lettered = _counter(
+            "events_dead_lettered",
+            "Events refused by Elasticsearch and written to the dead-letter file.", r, ("reason",))
+        self.spool_corrupt_records = _counter(
+            "spool_corrupt_records", "Spool records lost to damaged bytes (copied to the "
+            "quarantine folder), counted by the record markers in the damage.", r)
+        self.spool_fsyncs = _counter("spool_fsyncs", "fsync calls on spool files.", r)
+        self.spool_fsync_seconds = _histogram("spool_fsync_seconds", "Duration of spool fsyncs.", r)
+
+    # The ledger's counters (spool.ledger.Counters).
+    def shipped(self, count: int) -> None:
+        if count:
+            self.events_shipped.inc(count)
+
+    def dead_lettered(self, reason: str, count: int) -> None:
+        self.events_dead_lettered.labels(reason).inc(count)
+
+    def dropped(self, reason: str, count: int) -> None:
+        if count:
+            self.events_dropped.labels(reason).inc(count)
+
+    def lost(self, count: int) -> None:
+        if count:
+            self.spool_corrupt_records.inc(count)
+
+
+class ParseMetrics:
+    """Parsing (each worker process); a replay after a worker's crash is parsed, and counted,
+    again."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.events_parsed = _counter(
+            "events_parsed", "Messages turned into documents, by detected body format.", r,
+            ("format",))
+        self.parse_failures = _counter(
+            "parse_failures", "Bodies that could not be understood (kept as `message`).", r,
+            ("reason",))
+
+
+class ShipMetrics:
+    """Bulk requests (each worker process)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.events_retried = _counter(
+            "events_retried", "Event deliveries retried after a retriable error.", r)
+        self.bulk_requests = _counter("bulk_requests", "Bulk requests by outcome.", r,
+                                      ("outcome",))
+        self.bulk_seconds = _histogram("bulk_request_seconds", "Bulk request latency.", r)
+        self.bulk_in_flight = _gauge("bulk_requests_in_flight", "Bulk requests in flight.", r)
+        self.bulk_bytes_sent = _counter(
+            "bulk_sent_bytes", "Bytes of bulk request bodies sent (after compression).", r)
+        self.output_up = _gauge(
+            "output_up", "1 while the last request to the output succeeded (every worker's).", r,
+            merge="min")
+
+
+class ReceiverMetrics(ListenMetrics, SpoolMetrics):
+    """The receiving process: listeners, spool and ledger, plus what its workers relay."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        # listen
-        self.messages_received = Counter(
-            "messages_received", "Syslog messages received, by listener and transport.",
-            ["listener", "transport"], namespace=NAMESPACE, registry=r)
-        self.bytes_received = Counter(
-            "received_bytes", "Bytes of syslog messages received.",
-            ["listener", "transport"], namespace=NAMESPACE, registry=r)
-        self.messages_truncated = Counter(
-            "messages_truncated", "Stream messages cut at listen.max_message_bytes.",
-            ["listener"], namespace=NAMESPACE, registry=r)
-        self.connections_open = Gauge(
-            "connections_open", "Stream connections open.", ["listener"],
-            namespace=NAMESPACE, registry=r)
-        self.messages_refused = Counter(
-            "messages_refused", "Datagrams refused because their source is not in listen.allow.",
-            ["listener"], namespace=NAMESPACE, registry=r)
-        self.connections_refused = Counter(
-            "connections_refused", "Stream connections refused, by reason.",
-            ["listener", "reason"], namespace=NAMESPACE, registry=r)
-        # parse
-        self.events_parsed = Counter(
-            "events_parsed", "Messages turned into documents, by detected body format.",
-            ["format"], namespace=NAMESPACE, registry=r)
-        self.parse_failures = Counter(
-            "parse_failures", "Bodies that could not be understood (kept as `message`).",
-            ["reason"], namespace=NAMESPACE, registry=r)
-        # spool
-        self.events_spooled = Counter(
-            "events_spooled", "Events appended to the spool.", namespace=NAMESPACE, registry=r)
-        self.events_dropped = Counter(
-            "events_dropped", "Events not accepted or removed unshipped, by reason.",
-            ["reason"], namespace=NAMESPACE, registry=r)
-        self.spool_fsyncs = Counter(
-            "spool_fsyncs", "fsync calls on spool files.", namespace=NAMESPACE, registry=r)
-        self.spool_fsync_seconds = Histogram(
-            "spool_fsync_seconds", "Duration of spool fsyncs.", namespace=NAMESPACE,
-            registry=r, buckets=_LATENCY_BUCKETS)
-        self.spool_corrupt_records = Counter(
-            "spool_corrupt_records", "Damaged spool records skipped and quarantined.",
-            namespace=NAMESPACE, registry=r)
-        self.spool_records_cut = Counter(
-            "spool_records_cut", "Events larger than spool.max_record_bytes, cut to fit.",
-            namespace=NAMESPACE, registry=r)
-        # ship
-        self.events_shipped = Counter(
-            "events_shipped", "Events acknowledged by the output (created, or 409 already there).",
-            namespace=NAMESPACE, registry=r)
-        self.events_retried = Counter(
-            "events_retried", "Event deliveries retried after a retriable error.",
-            namespace=NAMESPACE, registry=r)
-        self.events_dead_lettered = Counter(
-            "events_dead_lettered", "Events refused by Elasticsearch and written to the dead-letter file.",
-            ["reason"], namespace=NAMESPACE, registry=r)
-        self.bulk_requests = Counter(
-            "bulk_requests", "Bulk requests by outcome.", ["outcome"],
-            namespace=NAMESPACE, registry=r)
-        self.bulk_seconds = Histogram(
-            "bulk_request_seconds", "Bulk request latency.", namespace=NAMESPACE, registry=r,
-            buckets=_LATENCY_BUCKETS)
-        self.bulk_in_flight = Gauge(
-            "bulk_requests_in_flight", "Bulk requests in flight.", namespace=NAMESPACE, registry=r)
-        self.bulk_bytes_sent = Counter(
-            "bulk_sent_bytes", "Bytes of bulk request bodies sent (after compression).",
-            namespace=NAMESPACE, registry=r)
-        self.output_up = Gauge(
-            "output_up", "1 while the last request to the output succeeded.",
-            namespace=NAMESPACE, registry=r)
+        ListenMetrics.__init__(self, self.registry)
+        SpoolMetrics.__init__(self, self.registry)
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)
+
+
+class WorkerMetrics(ParseMetrics, ShipMetrics):
+    """A parse-and-ship worker process: everything it counts is relayed to the receiving
+    process (receiver/ship/process.py), which serves it."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        ParseMetrics.__init__(self, self.registry)
+        ShipMetrics.__init__(self, self.registry)
+
+
+class Metrics(ReceiverMetrics, ParseMetrics, ShipMetrics):
+    """Every component in one registry: one process doing everything (tests, tools)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        ParseMetrics.__init__(self, self.registry)
+        ShipMetrics.__init__(self, self.registry)
 
 
 class CallbackCollector(Collector):
@@ -152,10 +226,9 @@ def udp_rcvbuf_errors(proc_net: str = "/proc/net") -> int:
 HealthCheck = Callable[[], tuple[bool, str]]
 
 
-def serve(metrics: Metrics, listen: str, ready: HealthCheck) -> ThreadingHTTPServer:
+def serve(registry: CollectorRegistry, listen: str, ready: HealthCheck) -> ThreadingHTTPServer:
     """Serve `/metrics`, `/healthz` (alive) and `/readyz` (spool writable, etc.) in a thread."""
     host, port = parse_host_port(listen)
-    registry = metrics.registry
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -187,3 +260,69 @@ def serve(metrics: Metrics, listen: str, ready: HealthCheck) -> ThreadingHTTPSer
     server = Server((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
+
+
+class Relayed(Collector):
+    """Serves what worker processes count (their `WorkerMetrics`), merged into one family per
+    metric: counters and histograms summed over the workers and kept monotonic across a
+    worker's restart (what an exited worker counted stays as a base); gauges summed over the
+    living workers, or their minimum where the metric says so (`GAUGE_MERGE`). Every family a
+    worker exposes is relayed, so a metric added to `WorkerMetrics` needs no list kept here."""
+
+    def __init__(self) -> None:
+        # Zeros until the first worker reports, so a scrape never lacks a family.
+        self._template = list(WorkerMetrics().registry.collect())
+        self._latest: dict[object, list[Metric]] = {}
+        self._bases: dict[str, dict[_SampleKey, float]] = {}  # by family
+        self._lock = threading.Lock()
+
+    def update(self, worker: object, families: list[Metric]) -> None:
+        with self._lock:
+            self._latest[worker] = families
+
+    def gone(self, worker: object) -> None:
+        """The worker exited: its counters become part of the base."""
+        with self._lock:
+            for family in self._latest.pop(worker, []):
+                if family.type in ("counter", "histogram"):
+                    base = self._bases.setdefault(family.name, {})
+                    for sample in family.samples:
+                        if not sample.name.endswith("_created"):
+                            key = (sample.name, tuple(sorted(sample.labels.items())))
+                            base[key] = base.get(key, 0.0) + sample.value
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            snapshots = list(self._latest.values())
+            bases = {name: dict(base) for name, base in self._bases.items()}
+        by_name: dict[str, list[Metric]] = {}
+        for families in snapshots:
+            for family in families:
+                by_name.setdefault(family.name, []).append(family)
+        for template in self._template:
+            yield _merged(template, by_name.get(template.name, []), bases.get(template.name, {}))
+
+
+_SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def _merged(template: Metric, families: list[Metric], bases: dict[_SampleKey, float]) -> Metric:
+    merged = Metric(template.name, template.documentation, template.type, template.unit)
+    cumulative = template.type in ("counter", "histogram")
+    how = GAUGE_MERGE.get(template.name, "sum")
+    values: dict[_SampleKey, list[float]] = {}
+    labels: dict[_SampleKey, dict[str, str]] = {}
+    for family in families or [template]:
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            values.setdefault(key, []).append(sample.value if families else 0.0)
+            labels[key] = sample.labels
+    for key in bases:
+        if key not in values:
+            values[key], labels[key] = [], dict(key[1])
+    combine = min if how == "min" and not cumulative else sum
+    for key, seen in values.items():
+        merged.add_sample(key[0], labels[key], combine(seen or [0.0]) + bases.get(key, 0.0))
+    return merged

@@ -1,13 +1,13 @@
 """The running receiver: open everything in order, run until a signal, stop in order.
 
-Two processes joined by the spool (README, "Process layout"): this one receives, parses and
-appends to the spool; a child (receiver/ship/process.py) reads the spool and ships. Start:
-spool writer (takes the directory lock, recovers) → sockets (bound before any thread starts,
-so a busy address fails the start) → ship process (opens the reader, builds the output; a
-failure there fails the start) → metrics endpoint → listeners. While running, a ship process
-that died is restarted. Stop (SIGTERM/SIGINT): close the listeners, let the ship process
-deliver what it can within `service.shutdown_grace`, close the spool (what is left stays
-there for the next start), exit 0. A second signal skips the grace period.
+Processes joined by the spool (README, "Process layout"): this one receives and appends raw
+messages to the spool; `service.workers` children (receiver/ship/process.py) lease its segments,
+parse and ship. Start: spool writer (takes the directory lock, recovers, opens the ledger) →
+sockets (bound before any thread starts, so a busy address fails the start) → workers (each
+builds its output; a failure there fails the start) → metrics endpoint → listeners. While
+running, a worker that died is restarted. Stop (SIGTERM/SIGINT): close the listeners, let the
+workers deliver what they can within `service.shutdown_grace`, close the spool (what is left
+stays there for the next start), exit 0. A second signal skips the grace period.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from typing import Any
 from receiver.config import Settings
 from receiver.ingest import Ingest
 from receiver.listen import DatagramReader, Listeners, StreamServer, open_listeners, source_filter
-from receiver.metrics import CallbackCollector, Metrics, serve, udp_socket_drops
-from receiver.parse import Parser
+from receiver.metrics import CallbackCollector, ReceiverMetrics, serve, udp_socket_drops
 from receiver.runtime import tune
-from receiver.ship.process import ShipProcess
+from receiver.ship.process import WorkerPool
 from receiver.spool import SpoolWriter, collector
 
 log = logging.getLogger(__name__)
@@ -34,9 +33,9 @@ log = logging.getLogger(__name__)
 class Receiver:
     """Owns every running part; `run()` blocks until a stop signal."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: ReceiverMetrics | None = None) -> None:
         self.settings = settings
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or ReceiverMetrics()
         self.should_exit = threading.Event()
         self.force_exit = threading.Event()  # a second signal: stop without the grace period
         self._readers: list[DatagramReader] = []
@@ -50,7 +49,7 @@ class Receiver:
         self.writer = SpoolWriter(s.spool, self.metrics)
         try:
             self._listeners = open_listeners(s.listen)
-            self.shipping = ShipProcess(s, self.metrics)
+            self.shipping = WorkerPool(s, self.metrics, self.writer.ledger)
             self.shipping.start()
             self._start_metrics()
             tune()
@@ -66,17 +65,17 @@ class Receiver:
 
     def _start_metrics(self) -> None:
         m = self.metrics
-        m.add_collector(collector(Path(self.settings.spool.dir), self.writer.held_by_shipper))
+        m.add_collector(collector(Path(self.settings.spool.dir), self.writer.ledger))
         m.add_collector(CallbackCollector(lambda: [(
             "udp_receive_drops", "Datagrams the kernel dropped on our UDP sockets (buffer full).",
             float(udp_socket_drops(self._listeners.inodes())))]))
         if self.settings.metrics.listen:
-            self._http = serve(m, self.settings.metrics.listen, self.ready)
+            self._http = serve(m.registry, self.settings.metrics.listen, self.ready)
             log.info("metrics on http://%s/metrics", self.settings.metrics.listen)
 
     def _start_listeners(self) -> None:
         block = self.settings.spool.when_full == "block"
-        self.ingest = Ingest(Parser(self.settings.parse), self.writer, self.metrics, block=block)
+        self.ingest = Ingest(self.writer, self.metrics, block=block)
         wait = self.writer.wait_for_room if block else (lambda _timeout: True)
         allow = source_filter(self.settings.listen)
         for listener in self._listeners.datagram:
@@ -90,11 +89,11 @@ class Receiver:
             self._streams.start()
 
     def ready(self) -> tuple[bool, str]:
-        """Readiness: the spool accepts events and the shipper is alive."""
+        """Readiness: the spool accepts events and the workers are alive."""
         if not self.writer.has_room():
             return False, "spool full or not writable"
         if not self.shipping.alive():
-            return False, "ship process not running"
+            return False, "a worker is not running"
         return True, "ready"
 
     # --- run and stop --------------------------------------------------------------------------

@@ -1,14 +1,16 @@
-"""The dead-letter file: documents Elasticsearch refused for good, one JSON line each, with why.
+"""Dead letters: documents Elasticsearch refused for good, kept with why, never silently lost.
 
-Each line: `time`, `index`, `_id`, `status`, `error_type`, `reason` and the `document` itself
-(or `payload_base64` when the spool record could not even be decoded). Written with one
-`write` + fsync per batch of refusals, so a dead-lettered event is on disk before the spool
-forgets it. A failing write raises, and the shipper keeps the events in the spool instead.
+The file: one JSON line each, `time`, `index`, `_id`, `status`, `error_type`, `reason` and the
+`document` itself (or `payload_base64` when the spool record could not even be decoded). Written
+with one `write` + fsync per batch of refusals, so a dead-lettered event is on disk before the
+spool forgets it. A failing write raises, and the shipper keeps the events in the spool instead.
+Optionally they are also indexed (as text) into `elasticsearch.dead_letter_index`, best effort.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import threading
 import time
@@ -18,13 +20,19 @@ from typing import Any
 
 import orjson
 
-from receiver.ship.encode import RecordError, decode_record
+from receiver.ratelimit import RateLimitedLog
+from receiver.ship.encode import action_line
+from receiver.ship.output import Output
+
+log = logging.getLogger(__name__)
+DEAD_LETTER_MODE = 0o640  # readable by the group of operators who investigate refusals
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One refused event."""
+    """One refused event: its document (JSON), or the spool payload it could not be made from."""
 
+    document: bytes | None
     payload: bytes
     index: str
     id: str
@@ -43,14 +51,11 @@ def dead_letter_line(entry: DeadLetter, now: float) -> bytes:
         "error_type": entry.error_type,
         "reason": entry.reason,
     }
-    try:
-        _timestamp, source = decode_record(entry.payload)
-        row["document"] = orjson.loads(source)
-        return orjson.dumps(row) + b"\n"
-    except (RecordError, orjson.JSONDecodeError):  # the record itself is unreadable: keep its bytes
-        row.pop("document", None)
+    if entry.document is not None:
+        row["document"] = orjson.Fragment(entry.document)
+    else:  # the record itself is unreadable: keep its bytes
         row["payload_base64"] = base64.b64encode(entry.payload).decode()
-        return orjson.dumps(row) + b"\n"
+    return orjson.dumps(row) + b"\n"
 
 
 class DeadLetterFile:
@@ -70,7 +75,7 @@ class DeadLetterFile:
             directory = os.path.dirname(self.path)
             if directory:
                 os.makedirs(directory, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, DEAD_LETTER_MODE)
             try:
                 view = memoryview(data)
                 while view:
@@ -79,3 +84,50 @@ class DeadLetterFile:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+class DeadLetters:
+    """The dead-letter file, and the dead-letter index when one is configured."""
+
+    def __init__(self, path: str, output: Output, index_pattern: str = "") -> None:
+        self.file = DeadLetterFile(path)
+        self._output = output
+        self._index_pattern = index_pattern if output.wants_ids else ""
+        self._log = RateLimitedLog(log)
+
+    def keep(self, letters: list[DeadLetter], reason: str) -> bool:
+        """Write them to the file (and index them); False when the file cannot be written (the
+        caller keeps the events in the spool and tries again)."""
+        try:
+            self.file.write(letters)
+        except OSError as error:
+            self._log(logging.ERROR, "dead-letter-file",
+                      "cannot write the dead-letter file %s (%s); %d refused events stay in the "
+                      "spool", self.file.path, error.strerror or error, len(letters))
+            return False
+        self._log(logging.WARNING, f"dead-letter-{reason}",
+                  "%d events refused by the output (%s: %s) written to %s", len(letters), reason,
+                  letters[0].reason[:300], self.file.path, count=len(letters))
+        if self._index_pattern:
+            self._index(letters)
+        return True
+
+    def _index(self, letters: list[DeadLetter]) -> None:
+        """Best effort: the file already holds them; the index is for searching."""
+        lines = bytearray()
+        index = time.strftime(self._index_pattern, time.gmtime())
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for letter in letters:
+            lines += action_line(index, letter.id or None)
+            lines += orjson.dumps({
+                "@timestamp": now, "error.type": letter.error_type,
+                "error.message": letter.reason, "haproxy_receiver.index": letter.index,
+                "event.original": dead_letter_line(letter, time.time()).decode().rstrip("\n"),
+            }) + b"\n"
+        result = self._output.send(bytes(lines), len(letters))
+        if not result.delivered_all:
+            failure = next(iter(result.failures), None)
+            self._log(logging.WARNING, "dead-letter-index",
+                      "could not index %d dead letters into %s (%s); they are in %s",
+                      len(letters), index,
+                      result.message or (failure.reason[:200] if failure else ""), self.file.path)

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from receiver.config import ElasticsearchSettings
-from receiver.metrics import Metrics
+from receiver.metrics import ShipMetrics
 from receiver.ship.bulk_http import BulkClient, BulkConnectionError, BulkTimeout, endpoint, header_lines
 from receiver.ship.classify import (
     Classification,
@@ -174,7 +174,7 @@ class ElasticsearchOutput:
 
     wants_ids = True
 
-    def __init__(self, settings: ElasticsearchSettings, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: ElasticsearchSettings, metrics: ShipMetrics | None = None) -> None:
         if not settings.hosts:
             raise OutputError("elasticsearch.hosts is empty")
         self._settings = settings
@@ -383,6 +383,17 @@ class ElasticsearchOutput:
         except TransportError as error:
             raise OutputUnavailable(self._describe(error)) from None
         return response.meta.status, _loads(response.body)
+
+    def setup(self) -> None:
+        """`elasticsearch.setup_on_start`: install the index template once; failures logged."""
+        from receiver.ship.template import SetupError, install
+
+        try:
+            for step in install(self, self._settings):
+                log.info("setup: %s: %s", step.what, step.note)
+        except (OutputError, SetupError) as error:
+            log.error("setup at start failed (shipping goes on; run `haproxy-receiver setup` "
+                      "to retry): %s", self.redact(str(error)))
 
     def close(self) -> None:
         self._bulk.close()

@@ -1,32 +1,38 @@
-"""Spool records -> one NDJSON bulk body: index naming, `create` action lines and gzip.
+"""Spool records -> documents -> one NDJSON bulk body: parsing, index naming, `create` action
+lines and gzip.
 
-Owns the hot path of the output. A spool payload is an event record (receiver/event.py:
-msgpack `[1, "@timestamp", <document as JSON bytes>]`), so a document is never decoded: its
-JSON is copied after a `create` action (deterministic `_id` from its spool position, so a
-replay never duplicates) into one growing buffer. The index name comes from the timestamp
-(cached per minute or second), the configured zone, and `{field}` references (only then is the
-document parsed), or is the data stream's name. A payload that is a plain msgpack map (a
-document) is accepted too and encoded with orjson.
+Owns the hot path of a worker. A version 2 spool record (receiver/event.py) is a message as it
+was received: it is parsed here (receiver/parse), stamped with its sender, and encoded as JSON
+once; a version 1 record (spooled by an earlier version) already holds its document's JSON,
+which is copied as it is. Each document goes after a `create` action whose `_id` is fixed by the
+record's spool position (`receiver.spool.event_id`), so a replay never duplicates. The index name
+comes from `@timestamp` (cached per minute or second), the configured zone and `{field}`
+references, or is the data stream's name.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter as Tally
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
-import msgspec
 import orjson
 
 from receiver.config import ElasticsearchSettings
+from receiver.event import Document, Received, decode
+from receiver.metrics import ParseMetrics
+from receiver.parse import TAG_FAILURE, TAG_TRUNCATED, Parser
 
 try:
     from isal import isal_zlib as _deflate
 except ImportError:  # pragma: no cover - isal is a dependency; see gzip_body
     import zlib as _deflate  # type: ignore[no-redef]
+
+SOURCE_FIELD = "log.source.address"
 
 # Characters Elasticsearch refuses in index names (plus space, comma, hash and colon).
 _INVALID_INDEX_CHARS = re.compile(r'[\\/*?"<>| ,#:]')
@@ -35,25 +41,6 @@ _FIELD_REFERENCE = re.compile(r"\{([^{}]+)\}")
 _SECOND_DIRECTIVES = ("%S", "%s", "%f", "%c", "%X", "%T", "%r", "%+")
 _MAX_INDEX_BYTES = 255
 _UNKNOWN_FIELD = "unknown"
-
-
-class PositionLike(Protocol):
-    @property
-    def segment(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-
-
-class RecordLike(Protocol):
-    @property
-    def position(self) -> Any: ...
-    @property
-    def payload(self) -> bytes: ...
-    @property
-    def written_at(self) -> float: ...
-
-
-EventId = Callable[[str, Any], str]
 
 
 def sanitise_index_part(value: object) -> str:
@@ -148,21 +135,41 @@ def _parse_prefix(prefix: str) -> datetime | None:
         return None
 
 
+def action_prefix(index: str, with_id: bool) -> bytes:
+    """The start of a `create` action line, up to where the `_id` goes (with_id) or to its end."""
+    return b'{"create":{"_index":' + orjson.dumps(index) + (b',"_id":"' if with_id else b"}}\n")
+
+
+ACTION_END = b'"}}\n'  # after the `_id`
+
+
+def action_line(index: str, doc_id: str | None) -> bytes:
+    """A whole `create` action line: the one definition of the bulk action's layout."""
+    if doc_id is None:
+        return action_prefix(index, False)
+    return action_prefix(index, True) + doc_id.encode() + ACTION_END
+
+
+EventId = Callable[[str, Any], str]
+
+
 @dataclass(slots=True)
 class EncodedBatch:
     """One bulk body and, per item, where its lines are and what it was.
 
     Item `i` occupies `body[offsets[i]:offsets[i + 1]]` (action line + document line), so a
-    retry of some items is a join of slices, without encoding again.
+    retry of some items is a join of slices, without encoding again. `records[i]` is the index
+    of the item's record in the encoded sequence.
     """
 
     body: bytes
     offsets: list[int]
     indices: list[str]
     ids: list[str]
-    records: list[Any]
-    # Records that could not be decoded or encoded: (record, error type, reason).
-    unencodable: list[tuple[Any, str, str]]
+    records: list[int]
+    documents: list[bytes]
+    # Records that could not be decoded: (index in the sequence, error type, reason).
+    unencodable: list[tuple[int, str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -178,107 +185,123 @@ class EncodedBatch:
         return b"".join([view[offsets[i] : offsets[i + 1]] for i in items])
 
 
-# msgspec decodes msgpack ~2.5x faster than msgpack-python.
-_DECODER = msgspec.msgpack.Decoder()
-_EVENT_VERSION = 1
+class BulkEncoder:
+    """Turns spool records into bulk bodies; one per worker thread that encodes (the parser keeps
+    per-second caches)."""
 
+    def __init__(self, settings: ElasticsearchSettings, parser: Parser, metrics: ParseMetrics,
+                 event_id: EventId, with_ids: bool = True) -> None:
+        self._namer = IndexNamer(settings)
+        self._parser = parser
+        self._metrics = metrics
+        self._event_id = event_id
+        self._with_ids = with_ids
+        self._prefixes: dict[str, bytes] = {}
+        self._formats: dict[str, Any] = {}
 
-class RecordError(ValueError):
-    """A spool payload that is neither an event record nor a document."""
+    def document(self, record: Received) -> dict[str, Any]:
+        """The document a received message becomes (what `spool dump --documents` shows)."""
+        document = self._parser.parse(record.frame, record.received_at)
+        if record.source is not None:
+            document[SOURCE_FIELD] = record.source
+        if record.cut:
+            tags = document.setdefault("tags", [])
+            if TAG_TRUNCATED not in tags:
+                tags.append(TAG_TRUNCATED)
+        return document
 
-
-def decode_record(payload: bytes) -> tuple[str, bytes]:
-    """(`@timestamp`, document JSON) of a spool payload; raises RecordError."""
-    try:
-        value = _DECODER.decode(payload)
-    except (msgspec.DecodeError, ValueError, TypeError) as error:
-        raise RecordError(f"not msgpack: {error}") from None
-    if isinstance(value, list):
-        if (len(value) == 3 and value[0] == _EVENT_VERSION and isinstance(value[1], str)
-                and isinstance(value[2], bytes)):
-            return value[1], value[2]
-        raise RecordError(f"unknown event record layout (version {value[:1]!r})")
-    if isinstance(value, dict):
-        timestamp = value.get("@timestamp")
-        try:
-            source = orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
-        except TypeError as error:
-            raise RecordError(f"document cannot be written as JSON: {error}") from None
-        return timestamp if isinstance(timestamp, str) else "", source
-    raise RecordError(f"record is a {type(value).__name__}, not an event")
-
-
-def _default(value: object) -> object:
-    """orjson fallback for the odd value msgpack may carry (bytes, tuples inside lists...)."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", "replace")
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
-def encode_batch(
-    records: Sequence[Any],
-    identity: str,
-    namer: IndexNamer,
-    event_id: EventId,
-    with_id: bool = True,
-) -> EncodedBatch:
-    """Build the NDJSON bulk body for `records` (create actions, deterministic ids)."""
-    decode = _DECODER.decode
-    loads = orjson.loads
-    name_of = namer.name
-    static = namer.static
-    needs_document = namer.needs_document
-    # Dated names straight from the namer's cache (by minute or second), one call less.
-    key_length = namer.key_length
-    cached = namer.names_by_key
-    buffer = bytearray()
-    offsets: list[int] = []
-    indices: list[str] = []
-    ids: list[str] = []
-    kept: list[Any] = []
-    unencodable: list[tuple[Any, str, str]] = []
-    action_prefix: dict[str, bytes] = {}
-    id_key, action_end = (b',"_id":"', b'"}}\n') if with_id else (b"", b"}}\n")
-    for record in records:
-        try:
-            value = decode(record.payload)
-            # The common case inline: an event record [1, timestamp, JSON bytes].
-            if type(value) is list and len(value) == 3 and value[0] == 1:
-                timestamp, source = value[1], value[2]
-                if type(source) is not bytes:
-                    raise RecordError("event record without a JSON document")
+    def encode(self, records: Sequence[Any], identities: Sequence[str]) -> EncodedBatch:
+        """The bulk body of `records` (each with `.payload`, `.position`, `.written_at`);
+        `identities[i]` is the spool identity of record i's segment."""
+        namer = self._namer
+        static, needs_document = namer.static, namer.needs_document
+        key_length, cached, name_of = namer.key_length, namer.names_by_key, namer.name
+        event_id, with_ids = self._event_id, self._with_ids
+        prefixes = self._prefixes
+        formats: Tally[str] = Tally()
+        failures: Tally[str] = Tally()
+        buffer = bytearray()
+        encoded = EncodedBatch(b"", [], [], [], [], [])
+        offsets, indices, ids = encoded.offsets, encoded.indices, encoded.ids
+        for i, record in enumerate(records):
+            try:
+                timestamp, source, document = self._source(decode(record.payload), formats, failures)
+                if static is not None:
+                    index = static
+                elif needs_document:
+                    index = name_of(timestamp, document or orjson.loads(source), record.written_at)
+                else:
+                    index = ((type(timestamp) is str and cached.get(timestamp[:key_length]))
+                             or name_of(timestamp, None, record.written_at))
+            except Exception as error:  # corrupt or odd record: dead-letter it, never crash
+                encoded.unencodable.append((i, "undecodable_record", f"{type(error).__name__}: {error}"))
+                continue
+            prefix = prefixes.get(index)
+            if prefix is None:
+                prefix = prefixes[index] = action_prefix(index, with_ids)
+            offsets.append(len(buffer))
+            # One `+=` per piece: `a + b + source` would copy the document once per `+`.
+            buffer += prefix
+            if with_ids:
+                doc_id = event_id(identities[i], record.position)
+                buffer += doc_id.encode()
+                buffer += ACTION_END
+                ids.append(doc_id)
             else:
-                timestamp, source = decode_record(record.payload)
-            if static is not None:
-                index = static
-            elif needs_document:
-                index = name_of(timestamp, loads(source), record.written_at)
-            else:
-                index = ((type(timestamp) is str and cached.get(timestamp[:key_length]))
-                         or name_of(timestamp, None, record.written_at))
-        except Exception as error:  # corrupt or odd record: dead-letter it, never crash
-            unencodable.append((record, "undecodable_record", f"{type(error).__name__}: {error}"))
-            continue
-        prefix = action_prefix.get(index)
-        if prefix is None:
-            prefix = b'{"create":{"_index":' + orjson.dumps(index) + id_key
-            action_prefix[index] = prefix
+                ids.append("")
+            buffer += source
+            buffer += b"\n"
+            indices.append(index)
+            encoded.records.append(i)
+            encoded.documents.append(source)
         offsets.append(len(buffer))
-        # One `+=` per piece: `a + b + source` would copy the document once per `+`.
-        buffer += prefix
-        if with_id:
-            doc_id = event_id(identity, record.position)
-            buffer += doc_id.encode()
-            ids.append(doc_id)
-        else:
-            ids.append("")
-        buffer += action_end
-        buffer += source
-        buffer += b"\n"
-        indices.append(index)
-        kept.append(record)
-    offsets.append(len(buffer))
-    return EncodedBatch(bytes(buffer), offsets, indices, ids, kept, unencodable)
+        encoded.body = bytes(buffer)
+        self._count(formats, failures)
+        return encoded
+
+    def _source(self, record: Received | Document, formats: Tally[str],
+                failures: Tally[str]) -> tuple[str, bytes, dict[str, Any] | None]:
+        """(@timestamp, document JSON, the document when it was parsed here)."""
+        if type(record) is Document:
+            return record.timestamp, record.source, None
+        assert type(record) is Received
+        document = self.document(record)
+        formats[document.get("haproxy.log_format", "unknown")] += 1
+        tags = document.get("tags")
+        if tags and TAG_FAILURE in tags:
+            failures[str(document.get("error.type", "unknown"))] += 1
+        try:
+            # Every key is a string (field names, JSON keys): orjson's non-string-key option
+            # would cost ~0.5 µs per document for nothing.
+            source = orjson.dumps(document)
+        except (TypeError, ValueError) as error:  # e.g. an integer beyond 64 bits
+            failures["unencodable"] += 1
+            document = _unencodable(document, record.frame, error)
+            source = orjson.dumps(document)
+        return document["@timestamp"], source, document
+
+    def _count(self, formats: Tally[str], failures: Tally[str]) -> None:
+        parsed = self._formats
+        for name, count in formats.items():
+            child = parsed.get(name)
+            if child is None:  # labels() costs µs per call: once per format, not per batch
+                child = parsed[name] = self._metrics.events_parsed.labels(name)
+            child.inc(count)
+        for reason, count in failures.items():
+            self._metrics.parse_failures.labels(reason).inc(count)
+
+
+def _unencodable(document: dict[str, Any], frame: bytes, error: Exception) -> dict[str, Any]:
+    """A document JSON cannot carry: keep the received line as text."""
+    text = frame.decode("utf-8", "backslashreplace")
+    kept = {key: document[key] for key in ("@timestamp", SOURCE_FIELD) if key in document}
+    return {
+        **kept,
+        "event.original": text,
+        "error.type": "unencodable",
+        "error.message": f"document could not be encoded as JSON: {error}",
+        "tags": [TAG_FAILURE],
+    }
 
 
 def gzip_body(body: bytes, level: int = 1) -> bytes:

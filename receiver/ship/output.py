@@ -14,7 +14,7 @@ from receiver.ship.classify import Classification
 
 if TYPE_CHECKING:
     from receiver.config import ElasticsearchSettings
-    from receiver.metrics import Metrics
+    from receiver.metrics import ShipMetrics
 
 
 class Output(Protocol):
@@ -31,10 +31,15 @@ class Output(Protocol):
         """Deliver one bulk body of `items` documents; never raises for delivery problems."""
         ...
 
+    def setup(self) -> None:
+        """`elasticsearch.setup_on_start`: prepare the destination (the index template) at a
+        worker's start; a failure is logged, never raised (shipping goes on)."""
+        ...
+
     def close(self) -> None: ...
 
 
-def make_output(settings: ElasticsearchSettings, metrics: Metrics | None, stdout: BinaryIO) -> Output:
+def make_output(settings: ElasticsearchSettings, metrics: ShipMetrics | None, stdout: BinaryIO) -> Output:
     """Elasticsearch when `hosts` is set, else JSON lines on `stdout`."""
     # Imported here: the outputs import this module for `Output`.
     if settings.hosts:

@@ -1,30 +1,28 @@
-"""The ship process: spool reader + shipper in a child process, so shipping gets its own core.
+"""Parse-and-ship workers: child processes that read the spool, parse, and ship.
 
-The receiving process (listen → parse → spool append) and the shipping process (spool read →
-bulk requests → acknowledgements) share nothing but the spool directory: the reader tails the
-files the writer appends to and takes no lock, and segment deletion is the reader's alone.
-One interpreter per side means one GIL per side: on a 2-core machine each side has a core.
+The receiving process (listen → frame → spool append) and its `service.workers` workers (spool
+read → parse → bulk requests) share the spool directory and nothing else but a socket pair per
+worker carrying small pickled messages: the worker asks for a lease on a segment, reports each
+delivered batch and, every `SNAPSHOT_INTERVAL`, what its metrics counted. The ledger (in the
+receiving process, spool/ledger.py) answers, keeps the acknowledged prefixes and counts shipped
+and dead-lettered events exactly once. One interpreter per process means one GIL each: every
+worker can use a core.
 
-Parent side, `ShipProcess`:
-- starts the child as a fresh interpreter (`python -m receiver.ship.process`: it inherits
-  neither the parent's threads nor the spool's lock file descriptor, only one end of a socket
-  pair carrying pickled messages; no multiprocessing helper processes) and waits until it
-  reports started (or why it could not start, raised as `OutputError`/`SpoolError` as in one
-  process);
-- relays the child's metrics: the child sends a snapshot of its shipping metrics every
-  `SNAPSHOT_INTERVAL`, the parent serves the latest through a collector, and the parent's own
-  copies of those metrics are unregistered so every name is exposed exactly once
-  (`spool_corrupt_records` is the sum of both sides: recovery counts in the parent, reading in
-  the child);
-- restarts a child that died (logged; the spool keeps everything, the event ids make re-sent
-  documents harmless);
-- at stop, asks the child to ship what is spooled within the grace period and waits for it.
+Parent side, `WorkerPool`:
+- starts each worker as a fresh interpreter (`python -m receiver.ship.process FD`: it inherits
+  neither the parent's threads nor the spool's lock file descriptor, only its end of the pair)
+  and waits until it reports started (or why it could not start, raised as
+  `OutputError`/`SpoolError` as in one process);
+- relays each worker's messages to the ledger and its metrics to a `Relayed` collector;
+- restarts a worker that died (logged; what it held is leased again from the acknowledged
+  prefixes, and the event ids make re-sent documents harmless);
+- at stop, asks every worker to ship what is spooled within the grace period and waits for them.
 
-Child side, `child_main`: builds the spool reader, output and `Shipper` exactly as the one-process
-service did, runs the reader loop in a thread, and answers the parent's commands. It ignores
-SIGINT/SIGTERM (a signal to the process group is the parent's to handle) and dies with the
-parent (PR_SET_PDEATHSIG, and end-of-file on the pipe), so a `kill -9` of the receiver never
-leaves an orphan reading the spool beside the next instance.
+Child side, `child_main`: builds its spool reader, output and `Shipper`, runs the shipper in a
+thread and answers the parent in the main thread. It ignores SIGINT/SIGTERM (a signal to the
+process group is the parent's to handle) and dies with the parent (PR_SET_PDEATHSIG, and
+end-of-file on the pipe), so a `kill -9` of the receiver never leaves an orphan reading the spool
+beside the next instance.
 """
 
 from __future__ import annotations
@@ -39,16 +37,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
-
 from receiver.config import Settings
-from receiver.metrics import Metrics
+from receiver.metrics import ReceiverMetrics, Relayed, WorkerMetrics
+from receiver.spool.ledger import Ack, Lease, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -56,96 +51,55 @@ SNAPSHOT_INTERVAL = 0.5
 START_TIMEOUT = 60.0
 _PR_SET_PDEATHSIG = 1
 _DRAIN_POLL = 0.05
-SHIP_NICENESS = 10  # added to the receiving process's niceness
+WORKER_NICENESS = 10  # added to the receiving process's niceness
 
 
-def ship_metrics(metrics: Metrics) -> list[Any]:
-    """The metrics the ship process owns (all but `spool_corrupt_records`, which both sides count)."""
-    return [
-        metrics.events_shipped, metrics.events_retried, metrics.events_dead_lettered,
-        metrics.bulk_requests, metrics.bulk_seconds, metrics.bulk_in_flight,
-        metrics.bulk_bytes_sent, metrics.output_up,
-    ]
+class _Worker:
+    """One worker process as the parent sees it."""
+
+    def __init__(self, number: int, process: subprocess.Popen[bytes], conn: Connection) -> None:
+        self.number = number
+        self.process = process
+        self.conn = conn
+        self.send_lock = threading.Lock()
+        self.relay: threading.Thread | None = None
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self.send_lock, contextlib.suppress(OSError):
+            self.conn.send(message)
+
+    def grant(self, lease: Lease) -> None:
+        """The ledger found a segment for this worker, which asked earlier."""
+        self.send(("lease", lease))
 
 
-def _snapshot(metrics: Metrics) -> tuple[list[Metric], float]:
-    families = [family for metric in ship_metrics(metrics) for family in metric.collect()]
-    return families, _counter_total(metrics.spool_corrupt_records)
+class WorkerPool:
+    """Starts, supervises, relays and stops the workers (parent side)."""
 
-
-def _counter_total(counter: Any) -> float:
-    for family in counter.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                return float(sample.value)
-    return 0.0
-
-
-class _Relayed(Collector):
-    """Serves the child's latest snapshot in the parent's registry."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._own_corrupt = metrics.spool_corrupt_records
-        self._families, self._child_corrupt = _snapshot(Metrics())  # zeros until the child reports
-        self._corrupt_base = 0.0  # what children that exited had counted
-        self._bases: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-
-    def update(self, families: list[Metric], corrupt: float) -> None:
-        self._families, self._child_corrupt = families, corrupt
-
-    def child_restarted(self) -> None:
-        """A new child counts from zero: keep the counters monotonic across restarts."""
-        self._corrupt_base += self._child_corrupt
-        self._child_corrupt = 0.0
-        for family in self._families:
-            if family.type in ("counter", "histogram"):
-                for sample in family.samples:
-                    if not sample.name.endswith("_created"):
-                        key = (sample.name, tuple(sorted(sample.labels.items())))
-                        self._bases[key] = self._bases.get(key, 0.0) + sample.value
-
-    def collect(self) -> Iterable[Metric]:
-        bases = self._bases
-        for family in self._families:
-            if bases and family.type in ("counter", "histogram"):
-                family = _shifted(family, bases)
-            yield family
-        corrupt = next(iter(self._own_corrupt.collect()))
-        total = _counter_total(self._own_corrupt) + self._corrupt_base + self._child_corrupt
-        corrupt.samples = [
-            sample._replace(value=total) if sample.name.endswith("_total") else sample
-            for sample in corrupt.samples
-        ]
-        yield corrupt
-
-
-def _shifted(family: Metric, bases: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> Metric:
-    copy = Metric(family.name, family.documentation, family.type, family.unit)
-    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
-    for sample in family.samples:
-        key = (sample.name, tuple(sorted(sample.labels.items())))
-        seen.add(key)
-        copy.samples.append(sample._replace(value=sample.value + bases.get(key, 0.0)))
-    return copy
-
-
-class ShipProcess:
-    """Starts, supervises, relays and stops the ship process (parent side)."""
-
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: ReceiverMetrics, ledger: Ledger) -> None:
         self._settings = settings
-        self._process: subprocess.Popen[bytes] | None = None
-        self._conn: Connection | None = None
-        self._relay_thread: threading.Thread | None = None
+        self._ledger = ledger
+        self._workers: dict[int, _Worker] = {}
         self._stopping = False
         self.restarts = 0
-        for metric in [*ship_metrics(metrics), metrics.spool_corrupt_records]:
-            metrics.registry.unregister(metric)
-        self._relayed = _Relayed(metrics)
+        self._relayed = Relayed()
         metrics.add_collector(self._relayed)
+        ledger.on_sealed(self._sealed)
+
+    @property
+    def size(self) -> int:
+        return int(self._settings.service.workers)
 
     def start(self) -> None:
-        """Start the child and wait until it runs; raises what it could not start with."""
+        """Start every worker and wait until each runs; raises what one could not start with."""
+        try:
+            for number in range(self.size):
+                self._start(number)
+        except BaseException:
+            self.stop(0.0)
+            raise
+
+    def _start(self, number: int) -> None:
         ours, theirs = socket.socketpair()
         try:
             process = subprocess.Popen(
@@ -154,18 +108,18 @@ class ShipProcess:
             )
         finally:
             theirs.close()
-        parent_end = Connection(ours.detach())
-        self._process, self._conn = process, parent_end
-        parent_end.send(self._settings)
-        self._await_start(parent_end, process)
-        self._relay_thread = threading.Thread(
-            target=self._relay, args=(parent_end,), name="ship-relay", daemon=True
-        )
-        self._relay_thread.start()
-        log.info("ship process started (pid %d)", process.pid)
+        worker = _Worker(number, process, Connection(ours.detach()))
+        worker.send((self._settings, number))
+        self._await_start(worker)
+        self._workers[number] = worker
+        worker.relay = threading.Thread(target=self._relay, args=(worker,),
+                                        name=f"worker-{number}-relay", daemon=True)
+        worker.relay.start()
+        log.info("worker %d started (pid %d)", number, process.pid)
 
-    def _await_start(self, conn: Connection, process: subprocess.Popen[bytes]) -> None:
+    def _await_start(self, worker: _Worker) -> None:
         deadline = time.monotonic() + START_TIMEOUT
+        conn, process = worker.conn, worker.process
         while time.monotonic() < deadline:
             if conn.poll(0.1):
                 try:
@@ -177,71 +131,90 @@ class ShipProcess:
                 if kind == "failed":
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         process.wait(5.0)
+                    conn.close()
                     _raise_start_failure(*rest)
-                if kind == "metrics":
-                    self._relayed.update(*rest)
             elif process.poll() is not None:
                 break
         process.kill()
         process.wait()
-        raise RuntimeError(f"the ship process did not start (exit status {process.returncode})")
+        conn.close()
+        raise RuntimeError(f"worker {worker.number} did not start (exit status {process.returncode})")
 
-    def _relay(self, conn: Connection) -> None:
+    def _relay(self, worker: _Worker) -> None:
+        """Everything a worker says, until it exits."""
+        ledger, number = self._ledger, worker.number
         while True:
             try:
-                message = conn.recv()
+                message = worker.conn.recv()
             except (EOFError, OSError):
                 return
-            if message[0] == "metrics":
-                self._relayed.update(*message[1:])
+            kind = message[0]
+            if kind == "ack":
+                ledger.acknowledge(number, message[1])
+            elif kind == "lease":  # answered at once: a lease, or None and one comes later
+                worker.send(("lease", ledger.lease(number, worker.grant)))
+            elif kind == "release":
+                ledger.release(number, *message[1:])
+            elif kind == "metrics":
+                self._relayed.update(number, message[1])
+
+    def _sealed(self, worker: object, segment: int, end: int) -> None:
+        target = self._workers.get(worker) if isinstance(worker, int) else None
+        if target is not None:
+            target.send(("sealed", segment, end))
 
     def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return bool(self._workers) and all(
+            w.process.poll() is None for w in self._workers.values())
 
     def supervise(self) -> None:
-        """Restart a child that died (called periodically by the service's main thread)."""
-        if self._stopping or self._process is None or self._process.poll() is None:
+        """Restart a worker that died (called periodically by the service's main thread)."""
+        if self._stopping:
             return
-        log.error("the ship process exited unexpectedly (exit status %s); restarting it; "
-                  "spooled events are shipped from the checkpoint", self._process.returncode)
-        self._close_conn()
-        self._relayed.child_restarted()
-        self.restarts += 1
-        try:
-            self.start()
-        except Exception as error:  # keep receiving; try again at the next supervision
-            log.error("restarting the ship process failed: %s", error)
+        for number, worker in list(self._workers.items()):
+            if worker.process.poll() is None:
+                continue
+            log.error("worker %d exited unexpectedly (exit status %s); restarting it; what it "
+                      "held is shipped again from the acknowledged prefixes", number,
+                      worker.process.returncode)
+            self._forget(worker)
+            self.restarts += 1
+            try:
+                self._start(number)
+            except Exception as error:  # keep receiving; try again at the next supervision
+                log.error("restarting worker %d failed: %s", number, error)
+
+    def _forget(self, worker: _Worker) -> None:
+        """After the worker's exit: read what it still said, then give back what it held."""
+        if worker.relay is not None:
+            worker.relay.join(5.0)
+        worker.conn.close()
+        self._workers.pop(worker.number, None)
+        self._relayed.gone(worker.number)
+        self._ledger.worker_gone(worker.number)
 
     def stop(self, grace: float, force: threading.Event | None = None) -> None:
-        """Ask the child to ship what is spooled within `grace` seconds, then wait for it."""
+        """Ask every worker to ship what is spooled within `grace` seconds, then wait for them."""
         self._stopping = True
-        process, conn = self._process, self._conn
-        if process is None or conn is None:
-            return
+        workers = list(self._workers.values())
         deadline = time.monotonic() + grace
+        for worker in workers:
+            worker.send(("stop", grace))
         forced = False
-        with contextlib.suppress(OSError):
-            conn.send(("stop", grace))
-        while process.poll() is None and time.monotonic() < deadline + 5.0:
+        while any(w.process.poll() is None for w in workers) and time.monotonic() < deadline + 5.0:
             if force is not None and force.is_set() and not forced:
                 forced = True
-                with contextlib.suppress(OSError):
-                    conn.send(("force",))
+                for worker in workers:
+                    worker.send(("force",))
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(_DRAIN_POLL)
-        if process.poll() is None:
-            log.warning("the ship process did not stop in time; killing it (its unacknowledged "
-                        "events stay in the spool)")
-            process.kill()
-            process.wait()
-        if self._relay_thread is not None:
-            self._relay_thread.join(1.0)  # the final snapshot, sent just before it exited
-        self._close_conn()
-
-    def _close_conn(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+                workers[0].process.wait(_DRAIN_POLL)
+        for worker in workers:
+            if worker.process.poll() is None:
+                log.warning("worker %d did not stop in time; killing it (its unacknowledged "
+                            "events stay in the spool)", worker.number)
+                worker.process.kill()
+                worker.process.wait()
+            self._forget(worker)
 
 
 def _raise_start_failure(kind: str, message: str) -> None:
@@ -252,10 +225,68 @@ def _raise_start_failure(kind: str, message: str) -> None:
         raise OutputError(message)
     if kind == "spool":
         raise SpoolError(message)
-    raise RuntimeError(f"the ship process could not start: {message}")
+    raise RuntimeError(f"a worker could not start: {message}")
 
 
 # --- child side --------------------------------------------------------------------------------
+
+class RemoteLedger:
+    """The worker's `LedgerClient` (spool/reader.py): the ledger is in the parent, across the
+    socket pair. Leases and seals arrive in the worker's main thread (`on_message`)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._send_lock = threading.Lock()
+        self._news = threading.Condition()
+        self._granted: list[Lease] = []
+        self._asked = False  # a request the parent has not granted yet
+        self._answered = False  # ... but answered: it grants one later
+        self._sealed: dict[int, int] = {}
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._send_lock:
+            self._conn.send(message)
+
+    def on_message(self, message: tuple[Any, ...]) -> None:
+        with self._news:
+            if message[0] == "lease":
+                if message[1] is None:
+                    self._answered = True
+                else:
+                    self._granted.append(message[1])
+                    self._asked = False
+            elif message[0] == "sealed":
+                self._sealed[message[1]] = message[2]
+            self._news.notify_all()
+
+    def lease(self) -> Lease | None:
+        with self._news:
+            if self._granted:
+                return self._granted.pop(0)
+            if self._asked:
+                return None
+            self._asked, self._answered = True, False
+        self.send(("lease",))
+        with self._news:  # the parent answers at once
+            self._news.wait_for(lambda: bool(self._granted) or self._answered, 5.0)
+            return self._granted.pop(0) if self._granted else None
+
+    def wait_for_lease(self, timeout: float) -> bool:
+        with self._news:
+            return self._news.wait_for(lambda: bool(self._granted), timeout)
+
+    def sealed_end(self, segment: int) -> int | None:
+        with self._news:
+            return self._sealed.get(segment)
+
+    def acknowledge(self, ack: Ack) -> None:
+        self.send(("ack", ack))
+
+    def release(self, segment: int, read: int, offset: int) -> None:
+        with self._news:
+            self._sealed.pop(segment, None)
+        self.send(("release", segment, read, offset))
+
 
 def _die_with_parent() -> None:
     try:
@@ -266,20 +297,19 @@ def _die_with_parent() -> None:
 
 
 def child_main(fd: int) -> None:
-    """Entry point of the ship process: `fd` is its end of the socket pair."""
+    """Entry point of a worker process: `fd` is its end of the socket pair."""
     _die_with_parent()
     with contextlib.suppress(OSError):
         # Receiving comes first: a datagram not read in time is lost, an event not yet shipped
-        # waits in the spool. When both want the CPU (udp-100k on two cores: 27-28 % -> 17-25 %
-        # lost), the ship process yields and catches up afterwards.
-        os.nice(SHIP_NICENESS)
+        # waits in the spool. When both want the CPU, the workers yield and catch up afterwards.
+        os.nice(WORKER_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conn = Connection(fd)
     if os.getppid() == 1:  # the parent died before PR_SET_PDEATHSIG took effect
         return
     try:
-        settings: Settings = conn.recv()
+        settings, number = conn.recv()
     except EOFError:
         return
     from receiver.runtime import tune
@@ -290,18 +320,19 @@ def child_main(fd: int) -> None:
     )
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     tune()
-    _ChildShipper(settings, conn).run()
+    _Child(settings, number, conn).run()
 
 
-class _ChildShipper:
-    def __init__(self, settings: Settings, conn: Connection) -> None:
+class _Child:
+    def __init__(self, settings: Settings, number: int, conn: Connection) -> None:
         self._settings = settings
+        self._number = number
         self._conn = conn
-        self._metrics = Metrics()
+        self._ledger = RemoteLedger(conn)
+        self._metrics = WorkerMetrics()
+        self._forced = threading.Event()
 
     def run(self) -> None:
-        import sys
-
         from receiver.ship.errors import OutputError
         from receiver.ship.output import make_output
         from receiver.ship.shipper import Shipper
@@ -309,10 +340,12 @@ class _ChildShipper:
 
         s = self._settings
         try:
-            reader = SpoolReader(Path(s.spool.dir), self._metrics)
+            reader = SpoolReader(Path(s.spool.dir), self._ledger)
             output = make_output(s.elasticsearch, self._metrics, sys.stdout.buffer)
+            if s.elasticsearch.setup_on_start and self._number == 0:
+                output.setup()
             shipper = Shipper(s.elasticsearch, reader, output, self._metrics,
-                              dead_letter_path=str(dead_letter_path(s)))
+                              str(dead_letter_path(s)), s.parse)
         except OutputError as error:
             self._conn.send(("failed", "output", str(error)))
             return
@@ -320,64 +353,63 @@ class _ChildShipper:
             self._conn.send(("failed", "spool", str(error)))
             return
         except Exception as error:
-            log.exception("the ship process could not start")
+            log.exception("worker %d could not start", self._number)
             self._conn.send(("failed", "other", f"{type(error).__name__}: {error}"))
             return
+        self._ledger.send(("started",))  # before the shipper asks for its first lease
         stop = threading.Event()
         thread = threading.Thread(target=shipper.run, args=(stop,), name="shipper", daemon=True)
         thread.start()
-        self._conn.send(("started",))
         grace = self._serve(thread)
-        force = threading.Event()
         deadline = time.monotonic() + grace
-        self._ship_what_is_spooled(deadline, thread, force)
+        shipper.finish()
+        while time.monotonic() < deadline and thread.is_alive() and not self._forced.is_set():
+            if shipper.caught_up():
+                break
+            self._poll(_DRAIN_POLL)
         stop.set()
-        shipper.drain(0.0 if force.is_set() else deadline)
+        shipper.drain(time.monotonic() if self._forced.is_set() else deadline)
         thread.join(max(deadline - time.monotonic(), 1.0))
         reader.close()
+        output.close()
         self._send_snapshot()
 
     def _serve(self, thread: threading.Thread) -> float:
-        """Send metrics snapshots until the parent says stop; returns the grace period."""
+        """Answer the parent until it says stop; returns the grace period."""
+        next_snapshot = 0.0
         while True:
-            self._send_snapshot()
+            now = time.monotonic()
+            if now >= next_snapshot:
+                self._send_snapshot()
+                next_snapshot = now + SNAPSHOT_INTERVAL
             try:
-                if self._conn.poll(SNAPSHOT_INTERVAL):
+                if self._conn.poll(max(0.0, next_snapshot - time.monotonic())):
                     message = self._conn.recv()
                     if message[0] == "stop":
                         return float(message[1])
+                    self._ledger.on_message(message)
             except (EOFError, OSError):  # the parent is gone: nothing left to report to
                 return 0.0
             if not thread.is_alive():
-                log.error("the shipper thread stopped; exiting so the receiver restarts us")
+                log.error("worker %d: the shipper thread stopped; exiting so the receiver "
+                          "restarts us", self._number)
                 raise SystemExit(3)
 
-    def _ship_what_is_spooled(self, deadline: float, thread: threading.Thread,
-                              force: threading.Event) -> None:
-        from receiver.spool import spool_stats
-
-        directory = Path(self._settings.spool.dir)
-        while time.monotonic() < deadline and thread.is_alive():
-            if self._forced():
-                force.set()
-                return
-            if spool_stats(directory).events_pending == 0:
-                return
-            time.sleep(_DRAIN_POLL)
-        pending = spool_stats(directory).events_pending
-        if pending:
-            log.warning("shutdown: %d events stay in the spool and ship after the next start",
-                        pending)
-
-    def _forced(self) -> bool:
+    def _poll(self, timeout: float) -> None:
+        """While draining: leases, seals and a `force` still arrive."""
         try:
-            return self._conn.poll(0) and self._conn.recv()[0] == "force"
+            if self._conn.poll(timeout):
+                message = self._conn.recv()
+                if message[0] == "force":
+                    self._forced.set()
+                else:
+                    self._ledger.on_message(message)
         except (EOFError, OSError):
-            return True
+            self._forced.set()
 
     def _send_snapshot(self) -> None:
         with contextlib.suppress(OSError):
-            self._conn.send(("metrics", *_snapshot(self._metrics)))
+            self._ledger.send(("metrics", list(self._metrics.registry.collect())))
 
 
 def dead_letter_path(settings: Settings) -> Path:

@@ -33,6 +33,9 @@ class StdoutOutput:
             return transport_failure("connection_error", f"cannot write to stdout: {error}")
         return Classification(RequestOutcome.OK, "ok", 200)
 
+    def setup(self) -> None:
+        """Nothing to prepare on a stream."""
+
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             self._stream.flush()
