@@ -1,10 +1,10 @@
-"""CPU µs per message of the receiving process's hot path: `Ingest.accept` (parse → encode → spool
-append) on batches of loadgen-shaped lines into a real spool, plus each stage alone.
+"""CPU µs per message of the receive path (`Ingest.accept`: encode the record, append to the
+spool) on batches of loadgen-shaped lines into a real spool, and of what the workers do with
+each message behind the spool (parse, encode the bulk body).
 
     python3 bench/ingest_bench.py [--messages 200000] [--batch 64] [--profile]
 
-The lines are what ../shared/bench/loadgen.c sends (RFC 3164 + HAProxy JSON log-format, varying
-client address, `seq` and `sent_us`). `--profile` prints the cProfile top functions.
+`--profile` prints the cProfile top functions of the receive path.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -19,36 +20,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import msgpack
+from prometheus_client import CollectorRegistry
 
-from receiver.config import ParseSettings, SpoolSettings
-from receiver.event import encode_event
+from bench.workload import lines
+from receiver.config import ElasticsearchSettings, ParseSettings, SpoolSettings
+from receiver.event import FrameEncoder, Peer
 from receiver.ingest import Ingest
-from receiver.metrics import Metrics
+from receiver.metrics import Metrics, ParseMetrics
 from receiver.parse import Parser
 from receiver.runtime import tune
-from receiver.spool import SpoolWriter
-
-TEMPLATE = (
-    '<134>{date} localhost haproxy[22]: {{"ci":"10.0.{a}.{b}","cp":{port},'
-    '"t":"25/Nov/2026:19:47:11.{ms:03d}","ft":"fe_http","b":"be_app","s":"app1","Tl":"-",'
-    '"Tw":0,"Tc":0,"Tr":0,"Tt":1,"ST":200,"r":"GET /api/v1/items?id={n} HTTP/1.1", '
-    '"HM":"GET", "HP":"/api/v1/items", "B":200, "HQ":"?id={n}", "HU":"/api/v1/items?id={n}", '
-    '"HV":"HTTP/1.1", "seq":{n}, "sent_us":{us}}}'
-)
-
-
-def lines(count: int) -> list[bytes]:
-    base = int(time.time() * 1e6)
-    return [
-        TEMPLATE.format(date="Nov 25 19:47:11", a=n // 256 % 256, b=n % 256, port=1024 + n % 60000,
-                        ms=n % 1000, n=n, us=base + n * 10).encode()
-        for n in range(count)
-    ]
+from receiver.ship.encode import BulkEncoder
+from receiver.spool import Position, Record, SpoolWriter, event_id
 
 
 def per_message(label: str, count: int, started: float) -> None:
-    print(f"{label:<28} {(time.process_time() - started) / count * 1e6:6.2f} µs/msg")
+    print(f"{label:<44} {(time.process_time() - started) / count * 1e6:6.2f} µs/msg")
 
 
 def main() -> None:
@@ -59,39 +45,52 @@ def main() -> None:
     args = parser.parse_args()
     messages = lines(args.messages)
     tune()
-    parse = Parser(ParseSettings()).parse
+    print("receiving process")
+    encoder = FrameEncoder("udp://127.0.0.1:5140")
+    peers: list[Peer] = [("10.0.0.1", 40000)] * args.batch
     now = time.time()
     started = time.process_time()
-    documents = [parse(m, now) for m in messages]
-    per_message("parse", len(messages), started)
-    pack = msgpack.Packer().pack
-    started = time.process_time()
-    payloads = [encode_event(d, pack) for d in documents]
-    per_message("encode (orjson + msgpack)", len(messages), started)
-    del documents
+    payloads = [p for i in range(0, len(messages), args.batch)
+                for p in encoder.encode_each(messages[i : i + args.batch], now,
+                                             peers[: len(messages[i : i + args.batch])])]
+    per_message("  record encoding", len(messages), started)
     with tempfile.TemporaryDirectory() as directory:
         metrics = Metrics()
         writer = SpoolWriter(SpoolSettings(dir=f"{directory}/a"), metrics)
         started = time.process_time()
         for i in range(0, len(payloads), args.batch):
             writer.append(payloads[i : i + args.batch])
-        per_message("spool append", len(payloads), started)
+        per_message("  spool append", len(payloads), started)
         writer.close()
-        del payloads
         writer = SpoolWriter(SpoolSettings(dir=f"{directory}/b"), metrics)
-        ingest = Ingest(Parser(ParseSettings()), writer, metrics, block=True)
-        sources = ["127.0.0.1"] * args.batch
+        ingest = Ingest(writer, metrics, block=True)
         profile = cProfile.Profile() if args.profile else None
         started = time.process_time()
         if profile:
             profile.enable()
         for i in range(0, len(messages), args.batch):
             batch = messages[i : i + args.batch]
-            ingest.accept(batch, sources[: len(batch)], "udp://bench", "udp")
+            ingest.accept(batch, peers[: len(batch)], "udp://127.0.0.1:5140", "udp")
         if profile:
             profile.disable()
-        per_message("Ingest.accept (all stages)", len(messages), started)
+        per_message("  Ingest.accept (all of the receive path)", len(messages), started)
         writer.close()
+    print("each worker")
+    parse = Parser(ParseSettings()).parse
+    started = time.process_time()
+    for message in messages:
+        parse(message, now)
+    per_message("  parse", len(messages), started)
+    bulk = BulkEncoder(ElasticsearchSettings(), Parser(ParseSettings()),
+                       ParseMetrics(CollectorRegistry()), event_id)
+    records = [Record(Position(1, i), p, now) for i, p in enumerate(payloads)]
+    started = time.process_time()
+    for i in range(0, len(records), 1000):
+        chunk = records[i : i + 1000]
+        bulk.encode(chunk, ["benchspool"] * len(chunk))
+    per_message("  decode + parse + bulk body (BulkEncoder)", len(records), started)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this benchmark: {peak:.0f} MiB")
     if profile:
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
 

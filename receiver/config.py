@@ -81,8 +81,8 @@ class ListenSettings:
     )
     max_message_bytes: ByteSize = setting(
         ByteSize(64 * 1024),
-        "Longest syslog message accepted on a stream; a longer line is cut at this size and "
-        "marked truncated (memory stays bounded). Datagrams are limited to 64 KiB by UDP.",
+        "Longest syslog message accepted; a longer line or datagram is cut at this size and "
+        "marked truncated (what one message costs in memory and on disk stays bounded).",
         unit="bytes",
     )
     max_connections: int = setting(1000, "Most TCP/Unix stream connections open at once.")
@@ -146,8 +146,8 @@ class SpoolSettings:
     )
     max_record_bytes: ByteSize = setting(
         ByteSize(1024**2),
-        "Largest spool record: must hold the longest message (`listen.max_message_bytes`, and "
-        "64 KiB for datagrams) with its receive data (1 KiB).", unit="bytes"
+        "Largest spool record: must hold the longest message (`listen.max_message_bytes`) "
+        "with its receive data (1 KiB).", unit="bytes"
     )
     when_full: Literal["block", "drop_newest", "drop_oldest"] = setting(
         "block",
@@ -487,12 +487,11 @@ def _check(settings: Settings) -> None:
         raise ConfigError("spool.segment_bytes must be at least 64KiB")
     if spool.max_bytes < 2 * spool.segment_bytes:
         raise ConfigError("spool.max_bytes must be at least twice spool.segment_bytes")
-    longest = max(int(listen.max_message_bytes), 64 * 1024) + 1024
+    longest = int(listen.max_message_bytes) + 1024
     if not longest <= spool.max_record_bytes <= spool.segment_bytes // 2:
         raise ConfigError(
-            f"spool.max_record_bytes must be between {longest} (the longest message, "
-            "listen.max_message_bytes or 64KiB for datagrams, plus 1KiB) and half of "
-            "spool.segment_bytes")
+            f"spool.max_record_bytes must be between {longest} (listen.max_message_bytes and "
+            "1KiB of receive data) and half of spool.segment_bytes")
     es = settings.elasticsearch
     for i, host in enumerate(es.hosts):
         if not re.match(r"^https?://[^/\s]+", host):

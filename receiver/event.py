@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import orjson
@@ -42,9 +41,9 @@ class EventDecodeError(ValueError):
     """A spool payload that is not a record of a known version."""
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    """A version 2 record: one message as it arrived."""
+class Received(NamedTuple):
+    """A version 2 record: one message as it arrived (a tuple: the workers make one per event,
+    and a frozen dataclass costs ~0.5 µs more to build)."""
 
     received_at: float
     listener: str
@@ -62,8 +61,7 @@ class Received:
         return bool(self.flags & FLAG_CUT)
 
 
-@dataclass(frozen=True, slots=True)
-class Document:
+class Document(NamedTuple):
     """A version 1 record: a document parsed before it was spooled."""
 
     timestamp: str  # "2026-11-25T18:21:08.761Z"
@@ -91,23 +89,19 @@ def encode_document(document: dict[str, Any]) -> bytes:
 
 
 def decode(payload: bytes) -> Record:
-    """A spool payload -> the record it holds; raises EventDecodeError."""
+    """A spool payload -> the record it holds; raises EventDecodeError. (The payload passed the
+    spool's CRC: the checks are of the layout, not of every value.)"""
     try:
         value = msgpack.unpackb(payload, use_list=False)
     except (ValueError, TypeError, msgpack.UnpackException) as error:
         raise EventDecodeError(f"not a spool record: {error}") from None
     if type(value) is tuple and value:
-        if value[0] == FRAME_VERSION and len(value) == _FIELDS:
-            _, received_at, listener, source, port, flags, frame = value
-            if (isinstance(received_at, float) and isinstance(listener, str)
-                    and isinstance(frame, bytes) and isinstance(flags, int)
-                    and (source is None or isinstance(source, str))
-                    and (port is None or isinstance(port, int))):
-                return Received(received_at, listener, source, port, flags, frame)
-        elif value[0] == DOCUMENT_VERSION and len(value) == 3:
-            _, timestamp, source_json = value
-            if isinstance(timestamp, str) and isinstance(source_json, bytes):
-                return Document(timestamp, source_json)
+        if value[0] == FRAME_VERSION and len(value) == _FIELDS and type(value[6]) is bytes \
+                and type(value[1]) is float:
+            return Received._make(value[1:])
+        if value[0] == DOCUMENT_VERSION and len(value) == 3 and type(value[1]) is str \
+                and type(value[2]) is bytes:
+            return Document(value[1], value[2])
         raise EventDecodeError(f"unknown spool record layout (version {value[0]!r})")
     raise EventDecodeError(f"a spool record is an array, not {type(value).__name__}")
 
@@ -159,8 +153,8 @@ class FrameEncoder:
                 Received(received_at, self.listener, *peer, FLAG_CUT, frames[index]))
         return payloads
 
-    def encode_each(self, frames: Sequence[bytes], received_at: float,
-                    peers: Sequence[Peer]) -> list[bytes]:
+    def encode_each(self, frames: Sequence[bytes], received_at: float, peers: Sequence[Peer],
+                    cut: frozenset[int] = frozenset()) -> list[bytes]:
         """Payloads for `frames` with one sender each (datagrams)."""
         heads: dict[Peer, bytes] = {}
         head_of = self.head
@@ -172,4 +166,7 @@ class FrameEncoder:
             if head is None:
                 head = heads[peer] = head_of(received_at, *peer)
             keep(b"".join((head, bin_header(len(frame)), frame)))
+        for index in cut:
+            payloads[index] = encode_frame(
+                Received(received_at, self.listener, *peers[index], FLAG_CUT, frames[index]))
         return payloads

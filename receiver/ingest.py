@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 class Ingest:
     """Appends message batches to the spool; safe to call from any thread."""
 
-    def __init__(self, writer: SpoolWriter, metrics: ReceiverMetrics, *, block: bool) -> None:
+    def __init__(self, writer: SpoolWriter, metrics: ReceiverMetrics, *, block: bool,
+                 max_message: int = 64 * 1024) -> None:
         self._block = block
+        self._max = max_message
         self._writer = writer
         self._metrics = metrics
         self._lock = threading.Lock()
@@ -50,16 +52,27 @@ class Ingest:
         if not messages:
             return 0
         self._count(messages, listener, transport)
+        if max(map(len, messages)) > self._max:
+            messages, cut = self._cut(messages, listener, cut)
         now = time.time()
         with self._lock:
             encoder = self._encoders.get(listener)
             if encoder is None:
                 encoder = self._encoders[listener] = FrameEncoder(listener)
             if isinstance(peers, list):
-                payloads = encoder.encode_each(messages, now, peers)
+                payloads = encoder.encode_each(messages, now, peers, cut)
             else:
                 payloads = encoder.encode(messages, now, peers, cut)
             return self._append_all(payloads)
+
+    def _cut(self, messages: Sequence[bytes], listener: str,
+             cut: frozenset[int]) -> tuple[list[bytes], frozenset[int]]:
+        """Messages longer than `listen.max_message_bytes` (a datagram: streams are cut by their
+        framer) are cut to it and flagged, so one message costs at most that much anywhere."""
+        limit = self._max
+        long = {i for i, message in enumerate(messages) if len(message) > limit}
+        self._metrics.messages_truncated.labels(listener).inc(len(long))
+        return [m[:limit] if i in long else m for i, m in enumerate(messages)], cut | long
 
     def _append_all(self, payloads: list[bytes]) -> int:
         accepted: int = self._writer.append(payloads)

@@ -169,7 +169,7 @@ class WorkerMetrics(ParseMetrics, ShipMetrics):
         ShipMetrics.__init__(self, self.registry)
 
 
-class Metrics(ReceiverMetrics, ParseMetrics, ShipMetrics):
+class Metrics(ReceiverMetrics, WorkerMetrics):
     """Every component in one registry: one process doing everything (tests, tools)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

@@ -75,7 +75,8 @@ class Receiver:
 
     def _start_listeners(self) -> None:
         block = self.settings.spool.when_full == "block"
-        self.ingest = Ingest(self.writer, self.metrics, block=block)
+        self.ingest = Ingest(self.writer, self.metrics, block=block,
+                             max_message=self.settings.listen.max_message_bytes)
         wait = self.writer.wait_for_room if block else (lambda _timeout: True)
         allow = source_filter(self.settings.listen)
         for listener in self._listeners.datagram:

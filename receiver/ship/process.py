@@ -342,8 +342,6 @@ class _Child:
         try:
             reader = SpoolReader(Path(s.spool.dir), self._ledger)
             output = make_output(s.elasticsearch, self._metrics, sys.stdout.buffer)
-            if s.elasticsearch.setup_on_start and self._number == 0:
-                output.setup()
             shipper = Shipper(s.elasticsearch, reader, output, self._metrics,
                               str(dead_letter_path(s)), s.parse)
         except OutputError as error:

@@ -100,6 +100,8 @@ class Shipper:
 
     def _run(self, stop: threading.Event) -> None:
         log.info("shipping to %s", self._output.describe())
+        if self._settings.setup_on_start:
+            self._output.setup()
         policy = self._policy
         shipment = Shipment()
         while not stop.is_set():

@@ -41,6 +41,7 @@ from typing import Protocol
 
 import google_crc32c
 
+from receiver.ratelimit import RateLimitedLog
 from receiver.spool.directory import LEGACY_FILES, read_legacy_checkpoint
 from receiver.spool.format import HEADER_SIZE, segment_name
 from receiver.spool.fs import FileSystem
@@ -136,6 +137,7 @@ class Ledger:
         self._sequence = 0
         self._fd: int | None = None
         self._saved: dict[int, tuple[int, int]] = {}
+        self._log = RateLimitedLog(log)
         self._written: tuple[int, dict[int, tuple[int, int]]] | None = None
         self._legacy_before: int | None = None  # an older version's checkpoint had passed these
         self._load()
@@ -254,13 +256,20 @@ class Ledger:
             freed = victim.size
             self._on_freed()
             if victim.reading:
-                victim.revoked = True
+                victim.revoked = True  # what it had not read yet is counted when it lets go
             elif victim.reader is None:  # nobody holds any of it: every pending event is lost
-                self._counters.dropped(DROPPED_OLDEST, victim.pending)
+                self._dropped(victim.number, victim.pending)
                 del self._segments[victim.number]
             # else: read to its end, in delivery: kept until acknowledged (or its reader dies)
             self._save()
             return freed
+
+    def _dropped(self, number: int, count: int) -> None:
+        self._counters.dropped(DROPPED_OLDEST, count)
+        if count:
+            self._log(logging.WARNING, "oldest", "spool %s full (spool.when_full = drop_oldest): "
+                      "deleted the oldest segment %d with %d unshipped events", self._directory,
+                      number, count, count=count)
 
     # --- the readers' side ---------------------------------------------------------------------
 
@@ -309,7 +318,7 @@ class Ledger:
                 return
             segment.reading = False
             if segment.revoked:
-                self._counters.dropped(DROPPED_OLDEST, max(0, segment.records - read))
+                self._dropped(number, max(0, segment.records - read))
                 segment.records, segment.end = min(segment.records, read), offset
             if segment.done:
                 self._finish(segment)
@@ -344,7 +353,7 @@ class Ledger:
                 segment.reader, segment.reading = None, False
                 segment.early.clear()
                 if not segment.present:  # deleted while it held it: what it had is lost now
-                    self._counters.dropped(DROPPED_OLDEST, segment.pending)
+                    self._dropped(segment.number, segment.pending)
                     del self._segments[segment.number]
             grants = self._grant_waiting()
         _deliver(grants)

@@ -54,6 +54,7 @@ ENV = {
     "HAPROXY_RECEIVER_ELASTICSEARCH__REQUEST_TIMEOUT": "10",
     "HAPROXY_RECEIVER_SPOOL__SEGMENT_BYTES": "256KiB",  # rolls and deletions happen too
     "HAPROXY_RECEIVER_SPOOL__MAX_RECORD_BYTES": "64KiB",
+    "HAPROXY_RECEIVER_LISTEN__MAX_MESSAGE_BYTES": "32KiB",
 }
 
 SPOOLED = "haproxy_receiver_events_spooled_total"

@@ -39,7 +39,8 @@ def test_live_metrics_pass_promtool_and_status_reports_the_pipeline(tmp_path: Pa
         exposition = http_get_text(receiver.metrics_url)
         udp = f"udp://127.0.0.1:{receiver.udp_port}"
         assert receiver.metric("haproxy_receiver_messages_received_total", listener=udp) == 3
-        assert receiver.metric("haproxy_receiver_events_parsed_total", format="json") == 3
+        wait_for(lambda: receiver.metric("haproxy_receiver_events_parsed_total", format="json")
+                 == 3, 10, "events_parsed relayed from the worker")
         wait_for(lambda: receiver.metric("haproxy_receiver_spool_events_pending") == 0, 10,
                  "the checkpoint to pass the shipped events")
         promtool = shutil.which("promtool")
@@ -89,8 +90,12 @@ def test_one_instance_per_spool_directory_and_spool_commands_while_running(tmp_p
         assert stats.returncode == 0, stats.stderr
         assert json.loads(stats.stdout)["events_pending"] == 4
         dump = cli("spool", "dump", "--spool-dir", str(tmp_path / "spool"))
+        received = [json.loads(line) for line in dump.stdout.splitlines()]
+        assert [r["frame"] for r in received] == [LINE.decode()] * 4  # as it arrived
+        assert {r["listener"] for r in received} == {f"udp://127.0.0.1:{first.udp_port}"}
+        dump = cli("spool", "dump", "--documents", "--spool-dir", str(tmp_path / "spool"))
         documents = [json.loads(line) for line in dump.stdout.splitlines()]
-        assert [d["url.path"] for d in documents] == ["/ops"] * 4
+        assert [d["url.path"] for d in documents] == ["/ops"] * 4  # what it becomes
         second = Receiver(tmp_path / "b", unreachable, spool_dir=tmp_path / "spool")
         with pytest.raises(AssertionError, match="receiver exited 1"):
             second.start()

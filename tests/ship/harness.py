@@ -15,7 +15,8 @@ from receiver.config import ElasticsearchSettings
 from receiver.metrics import Metrics
 from receiver.ship.elasticsearch import ElasticsearchOutput
 from receiver.ship.output import Output
-from receiver.ship.shipper import Shipper, SpoolReader
+from receiver.ship.shipper import Shipper, SpoolSource
+from tests.ship.memory_spool import MemorySpool
 
 FAST = {
     "batch_events": 50, "batch_age": 0.05, "retry_initial": 0.01, "retry_max": 0.05,
@@ -47,10 +48,12 @@ class Running:
 
 @contextmanager
 def running_shipper(
-    settings: ElasticsearchSettings, spool: SpoolReader, tmp_path: Path,
+    settings: ElasticsearchSettings, spool: SpoolSource, tmp_path: Path,
     output: Output | None = None, drain_seconds: float = 5.0, dead_letter: Path | None = None,
 ) -> Iterator[Running]:
     metrics = Metrics()
+    if isinstance(spool, MemorySpool):
+        spool.counters = metrics  # what the ledger counts: shipped and dead-lettered events
     out = output if output is not None else ElasticsearchOutput(settings, metrics)
     dead_letter = dead_letter or tmp_path / "dead-letter.jsonl"
     shipper = Shipper(settings, spool, out, metrics, str(dead_letter))
@@ -65,4 +68,4 @@ def running_shipper(
         thread.join(10)
         out.close()
         overlaps = getattr(spool, "overlaps", [])
-        assert overlaps == [], "the spool reader was used from two threads at once"
+        assert overlaps == [], "the spool reader was read from two threads at once"

@@ -1,10 +1,10 @@
-"""An in-memory stand-in for receiver.spool's reader (same four members), for shipper tests.
+"""An in-memory stand-in for receiver.spool's reader (its three members), for shipper tests.
 
-Records are real event records (receiver/event.py) at real `Position`s; `acknowledge` records
-which batches came back, so a test can check that exactly the delivered or dead-lettered ones
-were acknowledged.
-Like the real reader it must be used from one thread at a time: overlapping calls are recorded
-in `overlaps` (the harness asserts there are none).
+Records are real spool records (receiver/event.py: documents, or messages as received) at real
+`Position`s; `acknowledge` records which batches came back and what they said was shipped and
+dead-lettered, so a test can check that exactly the delivered or dead-lettered ones were
+acknowledged. `read` and `wait` belong to one thread (overlaps are recorded in `overlaps`: the
+harness asserts there are none); `acknowledge` may come from any.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import threading
 import time
 from typing import Any
 
-from receiver.event import encode_event
+from receiver.event import encode_document
+from receiver.spool.ledger import Counters
 from receiver.spool.records import Batch, Position, Record
 
 
@@ -39,20 +40,20 @@ class MemorySpool:
                  batch_records: int = 100) -> None:
         self._records: list[Record] = []
         self._next = 0
-        self._seq = 0
         self._batch_records = batch_records
         self._cond = threading.Condition()
         self.acknowledged: list[Batch] = []
         self.overlaps: list[str] = []
         self._guard = threading.Lock()
-        self.outstanding: dict[int, Batch] = {}
+        self.outstanding: dict[int, Batch] = {}  # by start
+        self.counters: Counters | None = None  # what the ledger would count into
         self.add(documents or [])
 
     def add(self, documents: list[dict[str, Any]]) -> None:
         with self._cond:
             for doc in documents:
                 position = Position(1, len(self._records) * 64)
-                self._records.append(Record(position, encode_event(doc), time.time()))
+                self._records.append(Record(position, encode_document(doc), time.time()))
             self._cond.notify_all()
 
     def add_payload(self, payload: bytes) -> None:
@@ -78,11 +79,10 @@ class MemorySpool:
                 return None
             count = min(max_records, self._batch_records, len(self._records) - self._next)
             records = self._records[self._next : self._next + count]
+            start = self._next * 64
             self._next += count
-            self._seq += 1
-            end = Position(1, self._next * 64)
-            batch = Batch(self._seq, records, end)
-            self.outstanding[batch.seq] = batch
+            batch = Batch(1, self.identity, start, self._next * 64, self._next, records)
+            self.outstanding[batch.start] = batch
             return batch
 
     def wait(self, timeout: float) -> bool:
@@ -93,14 +93,15 @@ class MemorySpool:
         finally:
             self._guard.release()
 
-    def acknowledge(self, batch: Batch) -> None:
-        self._enter("acknowledge")
-        try:
-            with self._cond:
-                self.outstanding.pop(batch.seq)
-                self.acknowledged.append(batch)
-        finally:
-            self._guard.release()
+    def acknowledge(self, batch: Batch, shipped: int = 0,
+                    dead: tuple[tuple[str, int], ...] = ()) -> None:
+        with self._cond:
+            self.outstanding.pop(batch.start)
+            self.acknowledged.append(batch)
+        if self.counters is not None:  # as the ledger does, for a batch acknowledged in order
+            self.counters.shipped(shipped)
+            for reason, count in dead:
+                self.counters.dead_lettered(reason, count)
 
     def acknowledged_records(self) -> int:
         with self._cond:

@@ -1,4 +1,5 @@
-"""Bulk body encoding: action lines, deterministic ids, index names, gzip, odd records."""
+"""Bulk body encoding: received messages parsed into documents, documents of earlier versions
+copied, action lines, deterministic ids, index names, gzip, odd records."""
 
 from __future__ import annotations
 
@@ -9,16 +10,38 @@ import time
 from typing import Any
 
 import msgpack
+from prometheus_client import CollectorRegistry
 
-from receiver.config import ElasticsearchSettings
-from receiver.event import encode_event
-from receiver.ship.encode import IndexNamer, encode_batch, gzip_body, sanitise_index_part
+from receiver.config import ElasticsearchSettings, ParseSettings
+from receiver.event import FrameEncoder, encode_document
+from receiver.metrics import ParseMetrics
+from receiver.parse import TAG_FAILURE, TAG_TRUNCATED, Parser
+from receiver.ship.encode import (
+    BulkEncoder,
+    EncodedBatch,
+    IndexNamer,
+    action_line,
+    gzip_body,
+    sanitise_index_part,
+)
 from receiver.spool.records import Position, Record, event_id
 from tests.ship.memory_spool import document
 
+LINE = b'<134>Nov 25 18:21:08 haproxy[1]: {"ci":"10.0.0.1","ST":503,"ft":"web"}'
+
 
 def records(docs: list[dict[str, Any]]) -> list[Record]:
-    return [Record(Position(3, 100 * i), encode_event(d), 1764094868.0) for i, d in enumerate(docs)]
+    return [Record(Position(3, 100 * i), encode_document(d), 1764094868.0)
+            for i, d in enumerate(docs)]
+
+
+def encode_batch(records: list[Record], identity: str, namer: IndexNamer, event_id: Any,
+                 with_id: bool = True, parser: Parser | None = None,
+                 metrics: ParseMetrics | None = None) -> EncodedBatch:
+    encoder = BulkEncoder(ElasticsearchSettings(), parser or Parser(ParseSettings()),
+                          metrics or ParseMetrics(CollectorRegistry()), event_id, with_id)
+    encoder._namer = namer  # the namer under test
+    return encoder.encode(records, [identity] * len(records))
 
 
 def settings(**changes: object) -> ElasticsearchSettings:
@@ -89,21 +112,59 @@ def test_without_ids_for_stdout() -> None:
 def test_undecodable_records_are_set_aside() -> None:
     bad = [Record(Position(1, 0), b"\xc1\xc1garbage", 0.0),
            Record(Position(1, 8), msgpack.packb([1, 2]), 0.0),
-           Record(Position(1, 12), msgpack.packb([2, "2026-11-25T18:21:08.761Z", b"{}"]), 0.0),
-           Record(Position(1, 16), encode_event(document(5)), 0.0)]
+           Record(Position(1, 12), msgpack.packb([3, "2026-11-25T18:21:08.761Z", b"{}"]), 0.0),
+           Record(Position(1, 14), msgpack.packb({"@timestamp": "x"}), 0.0),
+           Record(Position(1, 16), encode_document(document(5)), 0.0)]
     encoded = encode_batch(bad, "x", IndexNamer(settings()), event_id)
-    assert len(encoded) == 1
-    assert [r.position.offset for r, _, _ in encoded.unencodable] == [0, 8, 12]
+    assert len(encoded) == 1 and encoded.records == [4]
+    assert [index for index, _, _ in encoded.unencodable] == [0, 1, 2, 3]
     assert encoded.unencodable[0][1] == "undecodable_record"
 
 
-def test_plain_document_payloads_are_accepted() -> None:
-    doc = {"@timestamp": "2026-11-25T18:21:08.761Z", "raw": b"ab\xff", "n": 1}
-    encoded = encode_batch([Record(Position(1, 0), msgpack.packb(doc), 0.0)], "x",
-                           IndexNamer(settings()), event_id)
-    assert encoded.indices == ["haproxy-2026.11.25"]
-    assert lines(encoded.body)[1] == {"@timestamp": "2026-11-25T18:21:08.761Z",
-                                      "raw": "ab\ufffd", "n": 1}
+def test_received_messages_are_parsed_stamped_and_counted() -> None:
+    metrics = ParseMetrics(CollectorRegistry())
+    payloads = FrameEncoder("udp://127.0.0.1:5140").encode(
+        [LINE, b"<134>not haproxy", LINE[:40]], 1795631000.0, ("192.0.2.9", 514), frozenset({2}))
+    batch = [Record(Position(2, 100 * i), p, 0.0) for i, p in enumerate(payloads)]
+    encoded = encode_batch(batch, "ident", IndexNamer(settings()), event_id, metrics=metrics)
+    docs = lines(encoded.body)[1::2]
+    assert docs[0]["http.response.status_code"] == 503 and docs[0]["source.ip"] == "10.0.0.1"
+    assert all(d["log.source.address"] == "192.0.2.9" for d in docs)
+    assert docs[1]["tags"] == [TAG_FAILURE]
+    assert TAG_TRUNCATED in str(docs[2]["tags"])  # the listener cut it
+    assert encoded.documents[0] == encoded.body.splitlines()[1]
+    assert encoded.ids == [event_id("ident", Position(2, 100 * i)) for i in range(3)]
+    assert metrics.events_parsed.labels("json")._value.get() >= 1
+    assert metrics.parse_failures.labels("unknown_format")._value.get() == 1
+
+
+class _HugeNumberParser(Parser):
+    """A parser whose document JSON cannot carry (an integer beyond 64 bits)."""
+
+    def parse(self, message: bytes, received_at: float) -> dict[str, Any]:
+        document = super().parse(message, received_at)
+        document["haproxy.bytes"] = 2**70
+        return document
+
+
+def test_an_unencodable_document_keeps_the_received_line() -> None:
+    metrics = ParseMetrics(CollectorRegistry())
+    payload = FrameEncoder("udp://x").encode([LINE], 1795631000.0, ("192.0.2.1", 1))[0]
+    encoded = encode_batch([Record(Position(1, 42), payload, 0.0)], "x", IndexNamer(settings()),
+                           event_id, parser=_HugeNumberParser(ParseSettings()), metrics=metrics)
+    [document_] = lines(encoded.body)[1::2]
+    assert document_["event.original"] == LINE.decode() and document_["tags"] == [TAG_FAILURE]
+    assert "could not be encoded as JSON" in str(document_["error.message"])
+    assert document_["log.source.address"] == "192.0.2.1"
+    assert metrics.parse_failures.labels("unencodable")._value.get() == 1
+
+
+def test_action_lines_have_one_definition() -> None:
+    assert json.loads(action_line("i", "a-1-2")) == {"create": {"_index": "i", "_id": "a-1-2"}}
+    assert json.loads(action_line("i", None)) == {"create": {"_index": "i"}}
+    encoded = encode_batch(records([document(1)]), "x", IndexNamer(settings()), event_id)
+    assert encoded.body.splitlines(keepends=True)[0] == action_line(encoded.indices[0],
+                                                                    encoded.ids[0])
 
 
 def test_document_json_is_copied_verbatim() -> None:
@@ -113,7 +174,7 @@ def test_document_json_is_copied_verbatim() -> None:
 
 
 def encode_event_json(doc: dict[str, Any]) -> bytes:
-    return bytes(msgpack.unpackb(encode_event(doc))[2])
+    return bytes(msgpack.unpackb(encode_document(doc))[2])
 
 
 def test_gzip_round_trip() -> None:

@@ -76,7 +76,8 @@ def test_shipping_runs_in_a_child_whose_metrics_the_parent_serves_once(
                      "haproxy_receiver_output_up", "haproxy_receiver_spool_corrupt_records",
                      "haproxy_receiver_events_spooled"):
             assert any(family.startswith(name) for family in families), name
-        assert receiver.metric("haproxy_receiver_output_up") == 1
+        wait_for(lambda: receiver.metric("haproxy_receiver_output_up") == 1, 10,
+                 "output_up relayed from the worker")
         assert http_get_text(receiver.metrics_url.replace("/metrics", "/readyz")) == "ready\n"
     finally:
         assert receiver.stop() == 0

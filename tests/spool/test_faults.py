@@ -57,7 +57,7 @@ class Faulty(FileSystem):
 
 
 def _writer(directory: Path, fs: Faulty, **changes: object) -> SpoolWriter:
-    return SpoolWriter(settings(directory, **changes), Metrics(), fs)  # type: ignore[arg-type]
+    return SpoolWriter(settings(directory, **changes), Metrics(), fs)
 
 
 def test_a_write_cut_short_keeps_whole_records_only(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def test_stats_of_a_live_spool(tmp_path: Path) -> None:
         reader.acknowledge(batch)
         acknowledged += len(batch.records)
     assert spool_stats(tmp_path).events_pending == 500 - acknowledged
-    assert spool_stats(tmp_path).acknowledged == {batch.segment: batch.end}
+    assert batch is not None and spool_stats(tmp_path).acknowledged == {batch.segment: batch.end}
     writer.close()
 
 
