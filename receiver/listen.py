@@ -17,7 +17,8 @@ maximum backlog unless `listen.backlog` says otherwise.
 Stop (`stop(deadline)`) loses nothing the kernel already took: datagram readers read their
 socket's queue until it is empty; stream connections, including those still in the listen
 backlog, are half-closed and read until their sender closes (HAProxy does at once), all within
-the deadline; a partial last message is kept and counted as cut.
+the deadline; a partial last message is kept and counted as cut. Only a sender that ignores
+the half-close and sends until the deadline loses what its own socket still held.
 """
 
 from __future__ import annotations
