@@ -87,7 +87,28 @@ class ListenSettings:
     )
     max_connections: int = setting(1000, "Most TCP/Unix stream connections open at once.")
     idle_timeout: Seconds = setting(
-        Seconds(0.0), "Close a stream connection idle this long; 0 keeps it open.", unit="s"
+        Seconds(600.0),
+        "Close a stream connection that sent nothing for this long; 0 keeps it open. HAProxy "
+        "keeps its log connection open however long it is idle and reconnects within a second "
+        "when it is closed, so this costs a quiet sender one reconnect per period and frees the "
+        "connections of senders that vanished without closing (a terminated instance). Closed "
+        "gracefully: the receiver half-closes, reads until the sender closes, nothing is lost.",
+        unit="s",
+    )
+    evict_idle_after: Seconds = setting(
+        Seconds(10.0),
+        "When `max_connections` or `max_connections_per_source` is reached, a new connection "
+        "is admitted by closing (gracefully, as `idle_timeout`) an open one that sent nothing "
+        "for at least this long: the longest idle of the same source, or when all are full, of "
+        "the source holding the most connections. Idle connections then never lock senders "
+        "out. 0: refuse the new connection instead.",
+        unit="s",
+    )
+    backlog: int = setting(
+        0,
+        "Listen backlog of TCP and Unix stream sockets: connections the kernel completes while "
+        "the receiver has not accepted them yet (a reconnect storm of a whole fleet after a "
+        "restart). 0: the kernel's maximum, `net.core.somaxconn`; larger values are capped to it.",
     )
 
 
@@ -240,7 +261,9 @@ class ServiceSettings:
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "Log level.")
     shutdown_grace: Seconds = setting(
         Seconds(10.0),
-        "On SIGTERM/SIGINT: time to ship what is spooled before exiting (the rest stays spooled).",
+        "On SIGTERM/SIGINT: time to read what senders already sent (stream connections to "
+        "their end, queued datagrams; usually milliseconds) and to ship what is spooled before "
+        "exiting (the rest stays spooled).",
         unit="s",
     )
     workers: Workers = setting(

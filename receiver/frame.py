@@ -8,7 +8,8 @@ keeps the framing it started with.
 
 Memory is bounded by `max_message`: a longer LF line is cut at that size (the rest up to the next
 LF is discarded) and an octet-counted message longer than that is cut the same way. Cut
-messages are counted in `truncated` so the listener can report them.
+messages, and a partial last message when the connection ends (`finish`), are counted in
+`truncated` so the listener can report them.
 """
 
 from __future__ import annotations
@@ -43,12 +44,22 @@ class StreamFramer:
             self._octet = first[0] in _DIGITS
         return self._feed_octet(chunk) if self._octet else self._feed_lf(chunk)
 
-    def finish(self) -> list[bytes]:
-        """The connection closed: a last line without LF is still a message."""
+    def finish(self, cut: bool = False) -> list[bytes]:
+        """The connection closed: a last line without LF is still a message.
+
+        An incomplete octet-counted frame is counted in `truncated`; so is a last LF line when
+        `cut` says the receiver ended the connection (at stop, idle or evicted), since the
+        sender was then interrupted rather than done. The bytes are kept either way."""
         rest, self._buffer = self._buffer, b""
-        if self._octet and rest:
-            self.truncated += 1  # an octet-counted frame cut by the close
-        return [rest] if rest and not self._discarding else []
+        if not rest or self._discarding:
+            return []
+        if self._octet or cut:
+            self.truncated += 1
+        if self._octet:  # `<len> <part of the message>`: keep the part, which the parser reads
+            length, space, part = rest.partition(b" ")
+            if length.isdigit():
+                return [part] if space and part else []
+        return [rest]
 
     def _feed_lf(self, chunk: bytes) -> list[bytes]:
         data = self._buffer + chunk if self._buffer else chunk

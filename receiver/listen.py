@@ -4,13 +4,21 @@
   blocking-style loop: wait for readability, then drain the socket without blocking (up to
   `DATAGRAM_BATCH` datagrams) and hand the whole batch to `Ingest`. A thread per socket costs
   ~3 µs per datagram here, a third of asyncio's datagram protocol (PERF-NOTES).
-- Stream sockets (TCP, Unix stream) share one asyncio loop in one thread: each read is cut into
-  messages by `StreamFramer` and handed over in one batch. When the spool is full under the
+- Stream sockets (TCP, TLS, Unix stream) share one asyncio loop in one thread: each read is cut
+  into messages by `StreamFramer` and handed over in one batch. When the spool is full under the
   `block` policy, `FlowControl` pauses reading every connection until there is room again, so
-  senders feel TCP backpressure instead of losing data.
+  senders feel TCP backpressure instead of losing data. Connection limits cannot be exhausted
+  by idle connections: the one idle longest gives way to a newcomer (`StreamServer.admit`).
 
 All sockets are bound by `open_listeners()` before anything starts, so an address in use is
-reported at start with the setting that named it.
+reported at start with the setting that named it; stream sockets listen with the kernel's
+maximum backlog unless `listen.backlog` says otherwise.
+
+Stop (`stop(deadline)`) loses nothing the kernel already took: datagram readers read their
+socket's queue until it is empty; stream connections, including those still in the listen
+backlog, are half-closed and read until their sender closes (HAProxy does at once), all within
+the deadline; a partial last message is kept and counted as cut. Only a sender that ignores
+the half-close and sends until the deadline loses what its own socket still held.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import functools
 import ipaddress
 import logging
@@ -26,6 +35,8 @@ import select
 import socket
 import ssl
 import stat
+import struct
+import termios
 import threading
 import time
 from collections import Counter as Tally
@@ -50,6 +61,16 @@ TLS_HANDSHAKE_TIMEOUT = 10.0
 LOG_EVERY = 10.0  # seconds between two warnings about refused connections
 UNIX_SOCKET_MODE = 0o666  # HAProxy runs as its own user; the socket must be writable by it
 _NO_PEER: Peer = (None, None)  # Unix sockets: no address
+SOMAXCONN_FILE = "/proc/sys/net/core/somaxconn"
+# Ending a connection gracefully (StreamConnection): HAProxy 2.6 answered the receiver's FIN by
+# closing within 10 ms (and reconnected at once); a sender silent for DRAIN_QUIET after the FIN,
+# with nothing queued, is done. CLOSE_WAIT bounds an idle or evicted connection's close.
+DRAIN_QUIET = 0.5
+CLOSE_WAIT = 5.0
+STOP_WAIT = 5.0  # stop deadline when the caller gives none
+STOP_MARGIN = 2.0  # for the last reads after the deadline and the loop's own end
+HOUSEKEEPING_EVERY = 0.05
+SETTLE_EVERY = 0.02
 
 
 class Sink(Protocol):
@@ -122,6 +143,10 @@ def open_listeners(settings: ListenSettings) -> Listeners:
     except BaseException:
         opened.close()
         raise
+    maximum = kernel_somaxconn()
+    if opened.stream and settings.backlog > maximum:
+        log.warning("listen.backlog = %d: the kernel caps it to net.core.somaxconn = %d; raise "
+                    "that sysctl for a longer queue", settings.backlog, maximum)
     return opened
 
 
@@ -164,11 +189,25 @@ def _open(sock: socket.socket, bind: Callable[[], None], described: str,
         if sock.type == socket.SOCK_DGRAM:
             _set_receive_buffer(sock, settings.udp_receive_buffer, described)
         else:
-            sock.listen(1024)
+            sock.listen(listen_backlog(settings))
     except OSError as error:
         sock.close()
         raise ListenError(f"{described}: cannot listen: {error.strerror}") from None
     sock.setblocking(False)
+
+
+def kernel_somaxconn() -> int:
+    """net.core.somaxconn: the kernel caps every listen backlog to it (4096 since Linux 5.4)."""
+    try:
+        with open(SOMAXCONN_FILE) as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
+def listen_backlog(settings: ListenSettings) -> int:
+    """The backlog to listen with: `listen.backlog`, or the kernel's maximum for 0."""
+    return settings.backlog or kernel_somaxconn()
 
 
 def _remove_stale_socket(setting: str, path: str) -> None:
@@ -253,7 +292,8 @@ def source_filter(settings: ListenSettings) -> SourceFilter | None:
 # --- datagram sockets --------------------------------------------------------------------------
 
 class DatagramReader:
-    """Reads one datagram socket in its own thread until `stop()`."""
+    """Reads one datagram socket in its own thread until `stop()`, then reads what the kernel
+    still holds for it (until the socket would block, bounded by the stop deadline)."""
 
     def __init__(self, listener: Listener, ingest: Sink, wait_for_room: Callable[[float], bool],
                  metrics: ListenMetrics, allow: SourceFilter | None = None) -> None:
@@ -263,12 +303,16 @@ class DatagramReader:
         self._ingest = ingest
         self._wait_for_room = wait_for_room
         self._stop = threading.Event()
+        self._deadline = 0.0
         self._thread = threading.Thread(target=self._run, name=f"recv {listener.name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, deadline: float | None = None) -> None:
+        """Stop waiting for datagrams; what is queued is read until `deadline` (monotonic time;
+        default: STOP_WAIT from now), then the thread ends. `join()` waits for that."""
+        self._deadline = time.monotonic() + STOP_WAIT if deadline is None else deadline
         self._stop.set()
 
     def join(self, timeout: float) -> None:
@@ -281,14 +325,12 @@ class DatagramReader:
             log.exception("%s: reader failed; restarting it", self.listener.name)
             if not self._stop.is_set():
                 self._run()
+                return
+        self._drain()
 
     def _loop(self) -> None:
-        sock = self.listener.sock
-        recvfrom = sock.recvfrom
         poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        unix = self.listener.transport == "unix"
-        name, transport, accept = self.listener.name, self.listener.transport, self._ingest.accept
+        poller.register(self.listener.sock, select.POLLIN)
         trickle = False
         while not self._stop.is_set():
             if not self._wait_for_room(0.2):
@@ -300,24 +342,52 @@ class DatagramReader:
                 # per-batch costs (spool write, locks, metric updates: tens of µs) are shared
                 # by more messages. Adds at most COALESCE_WAIT of latency, and none under load.
                 time.sleep(COALESCE_WAIT)
-            messages: list[bytes] = []
-            sources: list[Peer] = []
-            try:
-                while len(messages) < DATAGRAM_BATCH:
-                    data, address = recvfrom(MAX_DATAGRAM)
-                    messages.append(data)
-                    sources.append(_NO_PEER if unix else address[:2])
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as error:
-                if self._stop.is_set():
-                    break
-                log.warning("%s: receive failed: %s", name, error.strerror)
+            messages, sources = self._receive()
             trickle = len(messages) < COALESCE_BELOW
-            if self._allow is not None:
-                messages, sources = self._filter(messages, sources)
-            if messages:
-                accept(messages, sources, name, transport)
+            self._hand_over(messages, sources)
+
+    def _drain(self) -> None:
+        """At stop: read the queue until it is empty, the deadline, or one receive buffer's
+        worth (the queue cannot hold more, so a sender still flooding cannot keep us here).
+        A full spool does not stop this: the sink counts what it cannot take."""
+        try:
+            limit = self.listener.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        except OSError:
+            return  # already closed
+        read = datagrams = 0
+        while read < limit and time.monotonic() < self._deadline:
+            messages, sources = self._receive()
+            if not messages:
+                break
+            read += sum(map(len, messages))
+            datagrams += len(messages)
+            self._hand_over(messages, sources)
+        if datagrams:
+            log.info("%s: read %d datagrams the kernel held at stop", self.listener.name, datagrams)
+
+    def _receive(self) -> tuple[list[bytes], list[Peer]]:
+        """Up to DATAGRAM_BATCH datagrams without blocking, with their senders."""
+        recvfrom = self.listener.sock.recvfrom
+        unix = self.listener.transport == "unix"
+        messages: list[bytes] = []
+        sources: list[Peer] = []
+        try:
+            while len(messages) < DATAGRAM_BATCH:
+                data, address = recvfrom(MAX_DATAGRAM)
+                messages.append(data)
+                sources.append(_NO_PEER if unix else address[:2])
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as error:
+            if not self._stop.is_set():
+                log.warning("%s: receive failed: %s", self.listener.name, error.strerror)
+        return messages, sources
+
+    def _hand_over(self, messages: list[bytes], sources: list[Peer]) -> None:
+        if self._allow is not None:
+            messages, sources = self._filter(messages, sources)
+        if messages:
+            self._ingest.accept(messages, sources, self.listener.name, self.listener.transport)
 
     def _filter(
         self, messages: list[bytes], sources: list[Peer]
@@ -340,6 +410,7 @@ class FlowControl:
         self._has_room = has_room
         self._transports: set[asyncio.Transport] = set()
         self.paused = False
+        self.released = False  # at stop: every connection is read to its end, room or not
 
     def add(self, transport: asyncio.Transport) -> None:
         self._transports.add(transport)
@@ -351,37 +422,62 @@ class FlowControl:
 
     def check(self) -> None:
         """Called after every batch and periodically: pause or resume all readers."""
+        if self.released:
+            return
         room = self._has_room()
         if room == (not self.paused):
             return
-        self.paused = not room
-        for transport in self._transports:
-            if transport.is_closing():
-                continue
-            if self.paused:
-                transport.pause_reading()
-            else:
-                transport.resume_reading()
+        self._set(paused=not room)
         log.warning("spool %s: %s reading from %d stream connections",
                     "full" if self.paused else "has room again",
                     "paused" if self.paused else "resumed", len(self._transports))
 
+    def release(self) -> None:
+        """At stop: resume every reader for good. What a full spool cannot take then is counted
+        as dropped by the sink; left unread, it would be lost uncounted when the socket closes."""
+        self.released = True
+        if self.paused:
+            self._set(paused=False)
+
+    def _set(self, *, paused: bool) -> None:
+        self.paused = paused
+        for transport in self._transports:
+            if transport.is_closing():
+                continue
+            if paused:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
 
 class StreamConnection(asyncio.Protocol):
-    """One TCP/Unix stream connection: frame, hand over, count."""
+    """One TCP/Unix/TLS stream connection: frame, hand over, count; and end it gracefully.
+
+    The receiver ends a connection (at stop, idle, evicted) by half-closing it: a FIN, to which
+    HAProxy's log forwarder answers by closing its side (and reconnecting; what it had not sent
+    stays in its ring). Reading goes on until the sender's own FIN, so every byte it sent is
+    read; a sender that neither sends nor closes for DRAIN_QUIET, or that is still sending at
+    the deadline, is closed after what its socket holds was read.
+    """
 
     def __init__(self, server: StreamServer, listener: Listener) -> None:
         self._server = server
         self.listener = listener
         self._framer = StreamFramer(server.settings.max_message_bytes)
         self._transport: asyncio.Transport | None = None
+        self._raw: asyncio.Transport | None = None  # the socket's own transport (below TLS)
+        self._secured = listener.transport != "tls"
         self.peer: str | None = None
         self._peer: Peer = _NO_PEER
         self.last_activity = time.monotonic()
+        self.closing = False  # the receiver is ending this connection
+        self.closing_since = 0.0
+        self.close_by = 0.0  # monotonic deadline of the graceful close
+        self.lost = False  # the transport is gone (closed by either side)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = self._raw = transport
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else None
         self._peer = (peer[0], peer[1]) if isinstance(peer, tuple) else _NO_PEER
@@ -397,7 +493,10 @@ class StreamConnection(asyncio.Protocol):
         """The TLS handshake succeeded: from now on read through the TLS transport."""
         self._server.flow.discard(self._transport)  # type: ignore[arg-type]
         self._transport = transport
+        self._secured = True
         self._server.flow.add(transport)
+        if self.closing:
+            transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
@@ -405,26 +504,97 @@ class StreamConnection(asyncio.Protocol):
         self._deliver(messages)
 
     def eof_received(self) -> bool:
-        self._deliver(self._framer.finish())
+        self._finish()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.forget(self)
 
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
     @property
     def transport(self) -> asyncio.Transport | None:
         return self._transport
 
-    def _deliver(self, messages: list[bytes]) -> None:
+    # --- ending it -------------------------------------------------------------------------------
+    def begin_close(self, deadline: float) -> None:
+        """Half-close and keep reading (see the class); `settle()` finishes the job."""
+        if self.closing:
+            self.close_by = min(self.close_by, deadline)
+            return
+        self.closing, self.closing_since, self.close_by = True, time.monotonic(), deadline
+        if self.lost or self._transport is None:
+            return
+        if not self._secured:  # a TLS handshake in progress: no log data can have come yet
+            self._transport.abort()
+            return
+        self._transport.resume_reading()  # also if paused for a full spool: see FlowControl
+        raw = self._raw
+        if raw is not None and not raw.is_closing() and raw.can_write_eof():
+            with contextlib.suppress(OSError, RuntimeError):
+                raw.write_eof()  # below TLS too: HAProxy treats a bare FIN as the end as well
+
+    def settle(self, now: float, force: bool) -> str:
+        """Finish a graceful close if it is due; returns how it ended ("" while it goes on)."""
+        if self.lost:
+            return "closed by the sender"
+        if force or now >= self.close_by:
+            outcome = "cut at the deadline"
+        elif now - max(self.closing_since, self.last_activity) >= DRAIN_QUIET \
+                and self.queued_bytes() == 0:
+            outcome = "quiet"
+        else:
+            return ""
+        self._read_queued()
+        self._finish()
+        if self._transport is not None:
+            self._transport.abort()
+        return outcome
+
+    def queued_bytes(self) -> int:
+        """Bytes the kernel holds for this connection, not read yet (SIOCINQ)."""
+        sock = self._raw.get_extra_info("socket") if self._raw is not None else None
+        if sock is None:
+            return 0
+        try:
+            value = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return 0
+        return int(struct.unpack("i", value)[0])
+
+    def _read_queued(self) -> None:
+        """Before closing a sender that has not closed: read what its socket already holds
+        (no more: a sender still flooding would keep us here). Not under TLS: the bytes would
+        have to go through the TLS layer, which only reads from the event loop."""
+        if self.listener.transport == "tls" or self._raw is None or self._raw.is_closing():
+            return
+        sock = self._raw.get_extra_info("socket")
+        left = self.queued_bytes()
+        while left > 0:
+            try:
+                data = os.read(sock.fileno(), min(left, STREAM_READ))
+            except OSError:  # BlockingIOError included: nothing more after all
+                return
+            if not data:
+                return
+            left -= len(data)
+            self.data_received(data)
+
+    def _finish(self) -> None:
+        """The end of the stream: a partial last message is kept (counted as cut when the
+        receiver ended the connection)."""
+        tail = self._framer.finish(cut=self.closing)
+        if tail and self.closing:
+            self._server.cut_tails += 1
+        self._deliver(tail, frozenset({0}) if tail and self.closing else frozenset())
+
+    def _deliver(self, messages: list[bytes], cut: frozenset[int] = frozenset()) -> None:
         if self._framer.truncated:
             self._server.metrics.messages_truncated.labels(self.listener.name).inc(self._framer.truncated)
             self._framer.truncated = 0
         if messages:
-            self._server.ingest.accept(messages, self._peer, self.listener.name, self.listener.transport)
+            if self.closing:
+                self._server.drained_messages += len(messages)
+            self._server.ingest.accept(messages, self._peer, self.listener.name,
+                                       self.listener.transport, cut)
             self._server.flow.check()
 
 
@@ -433,10 +603,21 @@ _REFUSALS = {
     "max_connections": "listen.max_connections reached",
     "max_connections_per_source": "listen.max_connections_per_source reached for this address",
 }
+# Reasons a connection is closed by the receiver, counted in the same metric as refusals
+_EVICTIONS = {
+    "evicted_per_source": "listen.max_connections_per_source",
+    "evicted_max_connections": "listen.max_connections",
+}
 
 
 class StreamServer:
-    """All stream listeners on one asyncio loop in one thread."""
+    """All stream listeners on one asyncio loop in one thread.
+
+    Admission: `listen.allow`, then the connection limits; when a limit is reached, the
+    connection idle longest (at least `evict_idle_after`) is ended to make room, so idle
+    connections cannot lock senders out. Stop: accept what the listen backlog holds, stop
+    listening, end every connection gracefully (StreamConnection), within the deadline.
+    """
 
     def __init__(self, listeners: list[Listener], settings: ListenSettings, ingest: Sink,
                  metrics: ListenMetrics, has_room: Callable[[], bool]) -> None:
@@ -447,10 +628,20 @@ class StreamServer:
         self.flow = FlowControl(has_room)
         self._allow = source_filter(settings)
         self._tls = tls_context(settings)
-        self._per_source: Tally[str | None] = Tally()
+        self._backlog = listen_backlog(settings)
         self._handshakes: set[asyncio.Task[None]] = set()
-        self._last_refusal_log: dict[tuple[str, str], float] = {}
-        self._connections: set[StreamConnection] = set()
+        self._last_warning: dict[tuple[str, str], float] = {}
+        self._connections: set[StreamConnection] = set()  # every open one, closing ones too
+        # What the limits count: connections not being closed.
+        self._admitted = 0
+        self._per_source: Tally[str | None] = Tally()
+        self._closing: set[StreamConnection] = set()
+        self._ended: Tally[str] = Tally()
+        self.cut_tails = 0
+        self.drained_messages = 0
+        self.stopping = False
+        self._stop_deadline = 0.0
+        self._stop_requested: threading.Event | None = None
         self._loop = asyncio.new_event_loop()
         self._servers: list[asyncio.Server] = []
         self._thread = threading.Thread(target=self._run, name="recv streams", daemon=True)
@@ -460,28 +651,57 @@ class StreamServer:
     def connection_count(self) -> int:
         return len(self._connections)
 
+    # --- admission -------------------------------------------------------------------------------
     def admit(self, connection: StreamConnection) -> bool:
         reason = self._refusal(connection)
         if reason:
             self.metrics.connections_refused.labels(connection.listener.name, reason).inc()
-            self._refusal_log(connection.listener.name, connection.peer, _REFUSALS[reason])
+            self._warn_sometimes(connection.listener.name, reason, "refused a connection from %s: %s",
+                                 connection.peer or "a local process", _REFUSALS[reason])
             return False
-        self._per_source[connection.peer] += 1
         self._connections.add(connection)
+        self._admitted += 1
+        self._per_source[connection.peer] += 1
         self.metrics.connections_open.labels(connection.listener.name).inc()
         assert connection.transport is not None
         self.flow.add(connection.transport)
+        if self.stopping:  # accepted by asyncio just before the listener closed
+            self.end(connection, self._stop_deadline)
         return True
 
     def _refusal(self, connection: StreamConnection) -> str:
         if self._allow is not None and not self._allow.allows(connection.peer):
             return "source_not_allowed"
-        if len(self._connections) >= self.settings.max_connections:
-            return "max_connections"
+        if self.stopping:  # from the listen backlog, to be read and closed like all others
+            return ""
         limit = self.settings.max_connections_per_source
-        if limit and connection.peer is not None and self._per_source[connection.peer] >= limit:
-            return "max_connections_per_source"
+        peer = connection.peer
+        if limit and peer is not None and self._per_source[peer] >= limit:
+            same = [c for c in self._connections if c.peer == peer and not c.closing]
+            if not self._evict(same, "evicted_per_source"):
+                return "max_connections_per_source"
+        if self._admitted >= self.settings.max_connections and not self._evict(
+                [c for c in self._connections if not c.closing], "evicted_max_connections"):
+            return "max_connections"
         return ""
+
+    def _evict(self, candidates: list[StreamConnection], reason: str) -> bool:
+        """End the candidate idle longest, if idle at least `evict_idle_after`; among all
+        connections, one of the source holding the most, so a flood from a few addresses
+        gives way before the one connection of a quiet HAProxy host."""
+        after = self.settings.evict_idle_after
+        now = time.monotonic()
+        idle = [c for c in candidates if now - c.last_activity >= after] if after else []
+        if not idle:
+            return False
+        victim = max(idle, key=lambda c: (self._per_source[c.peer], now - c.last_activity))
+        name = victim.listener.name
+        self.metrics.connections_refused.labels(name, reason).inc()
+        self._warn_sometimes(name, reason, "%s reached: closing the connection from %s idle for "
+                             "%.0f s to admit a new one", _EVICTIONS[reason],
+                             victim.peer or "a local process", now - victim.last_activity)
+        self.end(victim, now + CLOSE_WAIT)
+        return True
 
     def secure(self, connection: StreamConnection) -> None:
         """Start the TLS handshake of a freshly accepted `tls` connection."""
@@ -496,9 +716,11 @@ class StreamServer:
             secure = await self._loop.start_tls(raw, connection, self._tls, server_side=True,
                                                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
         except (OSError, TimeoutError, ConnectionError, asyncio.CancelledError) as error:
-            name = connection.listener.name
-            self.metrics.connections_refused.labels(name, "tls_handshake_failed").inc()
-            self._refusal_log(name, connection.peer, f"TLS handshake failed: {error}")
+            if not self.stopping:
+                name = connection.listener.name
+                self.metrics.connections_refused.labels(name, "tls_handshake_failed").inc()
+                self._warn_sometimes(name, "tls_handshake_failed", "refused a connection from %s: "
+                                     "TLS handshake failed: %s", connection.peer, error)
             raw.abort()
             self.forget(connection)
             return
@@ -509,43 +731,82 @@ class StreamServer:
             return
         connection.upgraded(secure)
 
-    def _refusal_log(self, listener: str, peer: str | None, why: str) -> None:
+    def _warn_sometimes(self, listener: str, reason: str, message: str, *args: object) -> None:
         """One warning per listener and reason every 10 s: a scan must not flood the log."""
         now = time.monotonic()
-        key = (listener, why.split(":")[0])
-        if now - self._last_refusal_log.get(key, -LOG_EVERY) >= LOG_EVERY:
-            self._last_refusal_log[key] = now
-            log.warning("%s: refused a connection from %s: %s", listener, peer or "a local process", why)
+        key = (listener, reason)
+        if now - self._last_warning.get(key, -LOG_EVERY) >= LOG_EVERY:
+            self._last_warning[key] = now
+            log.warning("%s: " + message, listener, *args)
+
+    # --- ending connections ----------------------------------------------------------------------
+    def end(self, connection: StreamConnection, deadline: float) -> None:
+        """End a connection gracefully by `deadline`; it stops counting against the limits."""
+        if not connection.closing and connection in self._connections:
+            self._release(connection)
+            self._closing.add(connection)
+        connection.begin_close(deadline)
+
+    def _release(self, connection: StreamConnection) -> None:
+        self._admitted -= 1
+        self._per_source[connection.peer] -= 1
+        if self._per_source[connection.peer] <= 0:
+            del self._per_source[connection.peer]
 
     def forget(self, connection: StreamConnection) -> None:
+        connection.lost = True
         if connection in self._connections:
             self._connections.discard(connection)
-            self._per_source[connection.peer] -= 1
-            if self._per_source[connection.peer] <= 0:
-                del self._per_source[connection.peer]
+            if not connection.closing:
+                self._release(connection)
             self.metrics.connections_open.labels(connection.listener.name).dec()
         if connection.transport is not None:
             self.flow.discard(connection.transport)
 
+    def _settle_closing(self, force: bool = False) -> None:
+        now = time.monotonic()
+        for connection in list(self._closing):
+            outcome = connection.settle(now, force)
+            if outcome:
+                self._closing.discard(connection)
+                self._ended[outcome] += 1
+
+    # --- running ---------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
         self._started.wait(10)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop accepting, read what each connection already sent, close them."""
+    def stop(self, deadline: float | None = None, interrupt: threading.Event | None = None) -> None:
+        """Stop accepting, read every connection to its end (see StreamConnection), close them.
+
+        `deadline` is a time.monotonic() value (default: STOP_WAIT from now); `interrupt`, when
+        set (a second SIGTERM), closes what is still open at once."""
         if not self._thread.is_alive():
             return
-        future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-        with contextlib.suppress(Exception):
-            future.result(timeout)
+        if deadline is None:
+            deadline = time.monotonic() + STOP_WAIT
+        stopped = self.request_stop(deadline, interrupt)
+        if not stopped.wait(max(0.0, deadline - time.monotonic()) + STOP_MARGIN):
+            log.warning("stream listeners did not stop within the deadline")
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
+        self._thread.join(STOP_MARGIN)
+
+    def request_stop(self, deadline: float, interrupt: threading.Event | None = None) -> threading.Event:
+        """The first half of `stop()`, without waiting: returns an event set once every
+        connection has ended. Asking again returns the same event."""
+        if self._stop_requested is None:
+            self._stop_requested = threading.Event()
+            self._loop.call_soon_threadsafe(self._begin_shutdown, deadline, interrupt,
+                                            self._stop_requested)
+        return self._stop_requested
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         for listener in self.listeners:
             factory = functools.partial(StreamConnection, self, listener)
-            server = self._loop.run_until_complete(self._loop.create_server(factory, sock=listener.sock))
+            # backlog: create_server listens again, with asyncio's default of 100 otherwise
+            server = self._loop.run_until_complete(
+                self._loop.create_server(factory, sock=listener.sock, backlog=self._backlog))
             self._servers.append(server)
         self._housekeeper = self._loop.create_task(self._housekeeping())
         self._started.set()
@@ -553,21 +814,84 @@ class StreamServer:
         self._loop.close()
 
     async def _housekeeping(self) -> None:
-        """Resume paused readers when room returns; close idle connections."""
+        """Resume paused readers when room returns; end idle connections; finish closes."""
         while True:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(HOUSEKEEPING_EVERY)
             self.flow.check()
             idle = self.settings.idle_timeout
             if idle:
-                limit = time.monotonic() - idle
-                for connection in [c for c in self._connections if c.last_activity < limit]:
+                now = time.monotonic()
+                for connection in [c for c in self._connections
+                                   if not c.closing and now - c.last_activity >= idle]:
                     self.metrics.connections_refused.labels(connection.listener.name, "idle_timeout").inc()
-                    connection.close()
+                    self.end(connection, now + CLOSE_WAIT)
+            self._settle_closing()
 
-    async def _shutdown(self) -> None:
+    def _begin_shutdown(self, deadline: float, interrupt: threading.Event | None,
+                        stopped: threading.Event) -> None:
+        """The first step of a stop, run by the loop before the socket events it sees next: no
+        more accepting by asyncio; what the listen backlog holds is taken here."""
+        self.stopping, self._stop_deadline = True, deadline
+        self._ended.clear()  # from here on, for the summary of the stop
+        self.cut_tails = self.drained_messages = 0
         self._housekeeper.cancel()
+        self.flow.release()
+        for listener in self.listeners:
+            if listener.sock.fileno() >= 0:
+                self._loop.remove_reader(listener.sock.fileno())
+        accepted = self._accept_backlog()
+        task = self._loop.create_task(self._shutdown(deadline, interrupt, accepted))
+
+        def done(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("stopping the stream listeners failed", exc_info=task.exception())
+            stopped.set()
+
+        task.add_done_callback(done)
+
+    async def _shutdown(self, deadline: float, interrupt: threading.Event | None,
+                        accepted: list[tuple[Listener, socket.socket]]) -> None:
+        accepted += self._accept_backlog()  # arrived during the last loop iteration
         for server in self._servers:
             server.close()
+        for listener, sock in accepted:
+            factory = functools.partial(StreamConnection, self, listener)
+            await self._loop.connect_accepted_socket(factory, sock)  # admitted, then ended
+        handshakes = list(self._handshakes)
+        for task in handshakes:  # no log data comes before the handshake: nothing to lose
+            task.cancel()
+        await asyncio.gather(*handshakes, return_exceptions=True)
         for connection in list(self._connections):
-            connection.close()
-        await asyncio.sleep(0)
+            self.end(connection, deadline)
+        while self._closing:
+            hurry = time.monotonic() >= deadline or (interrupt is not None and interrupt.is_set())
+            self._settle_closing(force=hurry)
+            if hurry:
+                break
+            await asyncio.sleep(SETTLE_EVERY)
+        await asyncio.sleep(0)  # let the transports' connection_lost run
+        ended = sum(self._ended.values())
+        if ended:
+            log.info("stopping: read %d stream connections to their end (%d from the listen "
+                     "backlog): %s; %d messages read meanwhile, %d cut at the end (kept, counted "
+                     "in messages_truncated_total)", ended, len(accepted),
+                     ", ".join(f"{n} {how}" for how, n in sorted(self._ended.items())),
+                     self.drained_messages, self.cut_tails)
+
+    def _accept_backlog(self) -> list[tuple[Listener, socket.socket]]:
+        """Connections the kernel completed but nobody accepted yet may carry log data already
+        (HAProxy writes as soon as it is connected): take them, to be read like the others,
+        instead of letting the closing listener reset them. Not TLS: no data before our
+        handshake."""
+        accepted: list[tuple[Listener, socket.socket]] = []
+        for listener in self.listeners:
+            if listener.transport == "tls" or listener.sock.fileno() < 0:
+                continue
+            while True:
+                try:
+                    sock, _ = listener.sock.accept()
+                except OSError:  # BlockingIOError: the backlog is empty
+                    break
+                sock.setblocking(False)
+                accepted.append((listener, sock))
+        return accepted

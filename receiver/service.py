@@ -5,9 +5,10 @@ messages to the spool; `service.workers` children (receiver/ship/process.py) lea
 parse and ship. Start: spool writer (takes the directory lock, recovers, opens the ledger) →
 sockets (bound before any thread starts, so a busy address fails the start) → workers (each
 builds its output; a failure there fails the start) → metrics endpoint → listeners. While
-running, a worker that died is restarted. Stop (SIGTERM/SIGINT): close the listeners, let the
-workers deliver what they can within `service.shutdown_grace`, close the spool (what is left
-stays there for the next start), exit 0. A second signal skips the grace period.
+running, a worker that died is restarted. Stop (SIGTERM/SIGINT): stop the listeners (they first
+read what senders already sent), let the workers deliver what they can, both within
+`service.shutdown_grace`, close the spool (what is left stays there for the next start), exit
+0. A second signal skips the grace period.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -119,15 +121,19 @@ class Receiver:
 
     def stop(self) -> None:
         log.info("stopping: closing listeners")
+        # One deadline for the whole stop: the listeners read what the kernel already took
+        # from senders (usually milliseconds), the shipper gets the rest of the grace period.
+        grace = 0.0 if self.force_exit.is_set() else float(self.settings.service.shutdown_grace)
+        deadline = time.monotonic() + grace
         self.ingest.stopping.set()
         for reader in self._readers:
-            reader.stop()
+            reader.stop(deadline)
         if self._streams is not None:
-            self._streams.stop()
+            self._streams.stop(deadline, self.force_exit)
         for reader in self._readers:
-            reader.join(2.0)
+            reader.join(max(0.0, deadline - time.monotonic()) + 2.0)
         self._listeners.close()
-        grace = 0.0 if self.force_exit.is_set() else float(self.settings.service.shutdown_grace)
+        grace = 0.0 if self.force_exit.is_set() else max(0.0, deadline - time.monotonic())
         self.shipping.stop(grace, self.force_exit)
         if self._http is not None:
             self._http.shutdown()

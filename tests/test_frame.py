@@ -87,3 +87,23 @@ def test_last_line_without_newline_is_kept_at_close() -> None:
     framer = StreamFramer(1024)
     assert framer.feed(b"<134>one\n<134>two") == [b"<134>one"]
     assert framer.finish() == [b"<134>two"]
+
+
+def test_a_last_line_cut_by_the_receiver_is_kept_and_counted() -> None:
+    framer = StreamFramer(1024)
+    assert framer.feed(b"<134>one\n<134>tw") == [b"<134>one"]
+    assert framer.finish(cut=True) == [b"<134>tw"]  # the receiver ended the connection
+    assert framer.truncated == 1
+    assert framer.finish(cut=True) == []  # nothing left, nothing counted twice
+    assert framer.truncated == 1
+
+
+def test_an_octet_counted_frame_cut_by_the_close_is_kept_without_its_length_and_counted() -> None:
+    framer = StreamFramer(1024)
+    assert framer.feed(b"5 <134>9 <134>abc") == [b"<134>"]
+    assert framer.finish() == [b"<134>abc"]
+    assert framer.truncated == 1
+    only_length = StreamFramer(1024)
+    assert only_length.feed(b"5 <134>12") == [b"<134>"]
+    assert only_length.finish(cut=True) == []  # nothing of the message arrived
+    assert only_length.truncated == 1

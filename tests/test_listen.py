@@ -1,19 +1,28 @@
 """Listeners with real sockets: UDP (IPv4, IPv6), Unix datagram, TCP with both framings, TLS
-with and without client certificates, the source allowlist and connection limits."""
+with and without client certificates, the source allowlist, connection limits and idle
+connections (issue 17, item 4), the listen backlog (item 10), and what a stop reads before it
+closes (item 2)."""
 
 from __future__ import annotations
 
+import os
+import select
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 import trustme
 
 from receiver.config import ListenSettings, load_settings
+from receiver.event import Peer
 from receiver.listen import (
     DatagramReader,
     ListenError,
@@ -30,14 +39,19 @@ class Collected:
     """The listeners' sink for these tests: records every batch handed over."""
 
     messages: list[tuple[bytes, str | None, str]] = field(default_factory=list)
+    ports: list[int | None] = field(default_factory=list)
+    cut: list[bytes] = field(default_factory=list)  # messages handed over as cut
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def accept(self, messages: Sequence[bytes], source: str | Sequence[str | None] | None,
-               listener: str, transport: str) -> int:
+    def accept(self, messages: Sequence[bytes], peers: Peer | list[Peer], listener: str,
+               transport: str, cut: frozenset[int] = frozenset()) -> int:
         with self.lock:
             for i, message in enumerate(messages):
-                sender = source if source is None or isinstance(source, str) else source[i]
+                sender, port = peers[i] if isinstance(peers, list) else peers
                 self.messages.append((message, sender, transport))
+                self.ports.append(port)
+                if i in cut:
+                    self.cut.append(message)
         return len(messages)
 
     def bodies(self) -> list[bytes]:
@@ -61,7 +75,9 @@ class Running:
         raise KeyError(transport)
 
 
-Start = Callable[[ListenSettings], Running]
+class Start(Protocol):
+    def __call__(self, settings: ListenSettings, *, room: Callable[[], bool] = ...,
+                 sink: Collected | None = ...) -> Running: ...
 
 
 def name_of(running: Running, transport: str) -> str:
@@ -88,18 +104,20 @@ def base_settings(**changes: object) -> ListenSettings:
 def start() -> Iterator[Start]:
     started: list[Running] = []
 
-    def run(settings: ListenSettings) -> Running:
+    def run(settings: ListenSettings, *, room: Callable[[], bool] = lambda: True,
+            sink: Collected | None = None) -> Running:
+        """Listeners handing over to `sink`; `room` says whether the spool has room (`block`)."""
         listeners = open_listeners(settings)
-        sink, metrics = Collected(), Metrics()
+        sink, metrics = sink or Collected(), Metrics()
         from receiver.listen import source_filter
 
-        readers = [DatagramReader(item, sink, lambda _t: True, metrics, source_filter(settings))
+        readers = [DatagramReader(item, sink, lambda _t: room(), metrics, source_filter(settings))
                    for item in listeners.datagram]
         for reader in readers:
             reader.start()
         streams = None
         if listeners.stream:
-            streams = StreamServer(listeners.stream, settings, sink, metrics, lambda: True)
+            streams = StreamServer(listeners.stream, settings, sink, metrics, room)
             streams.start()
         running = Running(listeners, sink, metrics, streams, readers)
         started.append(running)
@@ -119,16 +137,19 @@ def start() -> Iterator[Start]:
 def test_udp_ipv4_and_ipv6_datagrams_arrive_whole_with_sender(start: Start) -> None:
     running = start(base_settings(udp=["127.0.0.1:0", "[::1]:0"], tcp=[]))
     big = b"<134>" + b"x" * 65000
+    client_ports = set()
     for listener in running.listeners.datagram:
         host, port = listener.sock.getsockname()[:2]
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_DGRAM) as client:
             client.sendto(b"<134>hello " + host.encode() + b"\n", (host, port))
             client.sendto(big, (host, port))
+            client_ports.add(client.getsockname()[1])
     wait_for(lambda: len(running.sink.bodies()) == 4, 10, "4 datagrams")
     assert sorted(running.sink.bodies()) == sorted(
         [b"<134>hello 127.0.0.1\n", b"<134>hello ::1\n", big, big])
     assert {sender for _, sender, _ in running.sink.messages} == {"127.0.0.1", "::1"}
+    assert set(running.sink.ports) == client_ports  # the sender's port travels with it
 
 
 def test_unix_datagram_socket(start: Start, tmp_path: Path) -> None:
@@ -178,7 +199,8 @@ def test_allowlist_refuses_other_sources_and_counts_them(start: Start) -> None:
 
 
 def test_connection_limits_per_source_and_total(start: Start) -> None:
-    running = start(base_settings(udp=[], max_connections=3, max_connections_per_source=2))
+    running = start(base_settings(udp=[], max_connections=3, max_connections_per_source=2,
+                                  evict_idle_after=0))  # refuse instead of evicting
     address = running.address("tcp")
     first, second = socket.create_connection(address), socket.create_connection(address)
     first.sendall(b"<134>1\n")
@@ -244,3 +266,242 @@ def test_a_busy_address_is_reported_with_its_setting() -> None:
         expected = r"listen.udp\[0\] = '127.0.0.1:\d+': cannot listen: Address already in use"
         with pytest.raises(ListenError, match=expected):
             open_listeners(settings)
+
+
+# --- idle connections never lock senders out (issue 17, item 4) ---------------------------------
+
+def connect_from(source: str, address: tuple[str, int]) -> socket.socket:
+    """A TCP connection from `source` (any 127.0.0.0/8 address is local: one per simulated host)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((source, 0))
+    sock.connect(address)
+    return sock
+
+
+def opened(running: Running, count: int) -> None:
+    gauge = running.metrics.connections_open.labels(name_of(running, "tcp"))
+    wait_for(lambda: gauge._value.get() == count, 10, f"{count} connections open")
+
+
+def admitted(running: Running, source: str, line: bytes) -> socket.socket:
+    """Connect from `source` and send `line` until it arrives: as HAProxy does, which reconnects
+    every second while it is refused."""
+    held: list[socket.socket] = []
+
+    def attempt() -> bool:
+        sock = connect_from(source, running.address("tcp"))
+        sock.sendall(line + b"\n")
+
+        def answered() -> str:
+            if line in running.sink.bodies():
+                return "admitted"
+            readable, _, _ = select.select([sock], [], [], 0)
+            return "refused" if readable else ""  # reset (or closed) by the receiver
+
+        if wait_for(answered, 10, "the line, or a refusal") == "refused":
+            sock.close()
+            return False
+        held.append(sock)
+        return True
+
+    wait_for(attempt, 20, f"a connection from {source} admitted")
+    return held[0]
+
+
+def test_idle_connections_from_one_address_do_not_lock_out_that_address_or_another(
+    start: Start,
+) -> None:
+    # defaults: max_connections_per_source 100, max_connections 1000
+    running = start(base_settings(udp=[], evict_idle_after=0.05))
+    idle = [connect_from("127.0.0.2", running.address("tcp")) for _ in range(100)]
+    opened(running, 100)
+
+    newcomer = admitted(running, "127.0.0.2", b"<134>same host, new connection")
+    assert closed_by_peer(idle[0]), "the connection idle longest was not the one closed"
+    idle[0].close()
+    opened(running, 100)  # 99 idle + the newcomer
+    other = admitted(running, "127.0.0.3", b"<134>another host")
+    opened(running, 101)
+    name = name_of(running, "tcp")
+    refused = running.metrics.connections_refused
+    assert refused.labels(name, "evicted_per_source")._value.get() == 1
+    assert refused.labels(name, "evicted_max_connections")._value.get() == 0
+    for sock in [*idle[1:], newcomer, other]:
+        sock.close()
+
+
+def test_when_every_slot_is_taken_the_biggest_source_gives_way(start: Start) -> None:
+    running = start(base_settings(udp=[], max_connections=30, evict_idle_after=0.05))
+    address = running.address("tcp")
+    crowd = {source: [connect_from(source, address) for _ in range(count)]
+             for source, count in (("127.0.0.2", 5), ("127.0.0.3", 20), ("127.0.0.4", 5))}
+    opened(running, 30)
+    last = time.monotonic()  # every connection evictable: idle for evict_idle_after at least
+    wait_for(lambda: time.monotonic() - last > 0.05, 1, "evict_idle_after to pass", interval=0.01)
+
+    newcomer = admitted(running, "127.0.0.9", b"<134>a new host")
+    assert closed_by_peer(crowd["127.0.0.3"][0]), "not the oldest of the biggest source"
+    crowd["127.0.0.3"][0].close()
+    opened(running, 30)
+    name = name_of(running, "tcp")
+    assert running.metrics.connections_refused.labels(name, "evicted_max_connections")._value.get() == 1
+    for sock in [newcomer, *crowd["127.0.0.2"], *crowd["127.0.0.3"][1:], *crowd["127.0.0.4"]]:
+        sock.close()
+
+
+def test_an_idle_connection_is_ended_gracefully_what_comes_after_the_fin_is_kept(
+    start: Start,
+) -> None:
+    running = start(base_settings(udp=[], idle_timeout=0.2))
+    with socket.create_connection(running.address("tcp")) as sock:
+        sock.sendall(b"<134>before\n")
+        sock.settimeout(10)
+        assert sock.recv(10) == b"", "no FIN after idle_timeout"
+        # What HAProxy had in flight when our FIN arrived: still read.
+        sock.sendall(b"<134>in flight\n<134>cut")
+    wait_for(lambda: running.sink.bodies() == [b"<134>before", b"<134>in flight", b"<134>cut"], 10,
+             "every byte sent before the sender closed")
+    name = name_of(running, "tcp")
+    assert running.metrics.connections_refused.labels(name, "idle_timeout")._value.get() == 1
+    assert running.metrics.messages_truncated.labels(name)._value.get() == 1
+    assert running.sink.cut == [b"<134>cut"]  # handed over as cut: its document is tagged
+
+
+# --- the listen backlog is what was asked (issue 17, item 10) -----------------------------------
+
+def listen_queue_limit(port: int) -> int:
+    """Send-Q of a listening TCP socket in `ss`: the kernel's backlog limit for it."""
+    done = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                          check=True)
+    rows = [row.split() for row in done.stdout.splitlines() if row.strip()]
+    assert len(rows) == 1, done.stdout
+    return int(rows[0][2])
+
+
+@pytest.mark.parametrize("asked", [0, 777])
+def test_the_listening_socket_has_the_backlog_asked_for(start: Start, asked: int) -> None:
+    if shutil.which("ss") is None:
+        pytest.skip("`ss` (iproute2) is needed to read a listening socket's backlog")
+    running = start(base_settings(udp=[], backlog=asked))
+    expected = asked or int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert listen_queue_limit(running.address("tcp")[1]) == expected
+
+
+# --- a stop reads what the kernel already took (issue 17, item 2) -------------------------------
+
+def test_stop_reads_paused_connections_to_the_end(start: Start) -> None:
+    """The spool is full (`block`): reading is paused and the lines wait in the kernel. A stop
+    reads all of it (the sink counts what a full spool cannot take), closes with a FIN rather
+    than a reset, and keeps a partial last line, counted as cut."""
+    full = threading.Event()
+    running = start(base_settings(udp=[]), room=lambda: not full.is_set())
+    assert running.streams is not None
+    full.set()
+    sock = socket.create_connection(running.address("tcp"))
+    sock.sendall(b"<134>first\n")
+    wait_for(lambda: running.streams is not None and running.streams.flow.paused, 10, "paused")
+    waiting = [b"<134>queued %d" % i for i in range(20_000)]  # ~360 KB
+    sock.sendall(b"\n".join(waiting) + b"\n<134>no newline")
+
+    running.streams.stop(time.monotonic() + 20)
+
+    assert running.sink.bodies() == [b"<134>first", *waiting, b"<134>no newline"]
+    sock.settimeout(10)
+    assert sock.recv(10) == b""  # a FIN, not a reset
+    sock.close()
+    assert running.metrics.messages_truncated.labels(running.listeners.stream[0].name)._value.get() == 1
+    assert running.sink.cut == [b"<134>no newline"]
+
+
+@dataclass
+class Gated(Collected):
+    """A sink that holds the event loop in its first call until `opened`: meanwhile new
+    connections wait in the listen backlog, as in a reconnect storm on a busy receiver."""
+
+    entered: threading.Event = field(default_factory=threading.Event)
+    opened: threading.Event = field(default_factory=threading.Event)
+
+    def accept(self, messages: Sequence[bytes], peers: Peer | list[Peer], listener: str,
+               transport: str, cut: frozenset[int] = frozenset()) -> int:
+        self.entered.set()
+        self.opened.wait(30)
+        return super().accept(messages, peers, listener, transport, cut)
+
+
+def test_stop_reads_the_connections_waiting_in_the_listen_backlog(start: Start) -> None:
+    sink = Gated()
+    running = start(base_settings(udp=[]), sink=sink)
+    assert running.streams is not None
+    address = running.address("tcp")
+    first = socket.create_connection(address)
+    first.sendall(b"<134>first\n")
+    assert sink.entered.wait(10)
+    waiting = [socket.create_connection(address) for _ in range(3)]  # not accepted yet
+    for i, sock in enumerate(waiting):
+        sock.sendall(b"<134>waiting %d\n" % i)
+
+    deadline = time.monotonic() + 20
+    running.streams.request_stop(deadline)  # runs first when the loop is free again
+    sink.opened.set()
+    running.streams.stop(deadline)
+
+    assert sorted(sink.bodies()) == [b"<134>first", b"<134>waiting 0", b"<134>waiting 1",
+                                     b"<134>waiting 2"]
+    for sock in [first, *waiting]:
+        sock.settimeout(10)
+        assert sock.recv(10) == b""  # read and closed with a FIN, not reset by the listener
+        sock.close()
+
+
+def udp_queue_bytes(sock: socket.socket) -> int:
+    """rx_queue of a UDP socket in /proc/net/udp: bytes the kernel holds for it."""
+    inode = os.fstat(sock.fileno()).st_ino
+    for row in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        cols = row.split()
+        if int(cols[9]) == inode:
+            return int(cols[4].split(":")[1], 16)
+    raise AssertionError("socket not in /proc/net/udp")
+
+
+def test_stop_reads_the_datagrams_the_kernel_holds(start: Start) -> None:
+    full = threading.Event()
+    full.set()  # the spool is full (`block`): the reader leaves datagrams to the kernel
+    running = start(base_settings(tcp=[]), room=lambda: not full.is_set())
+    (reader,) = running.readers
+    sent = [b"<134>datagram %d" % i for i in range(2000)]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for message in sent:
+            client.sendto(message, running.address("udp"))
+    assert udp_queue_bytes(running.listeners.datagram[0].sock) > 0
+    assert running.sink.bodies() == []
+
+    reader.stop(time.monotonic() + 20)
+    reader.join(25)
+
+    assert running.sink.bodies() == sent
+    assert udp_queue_bytes(running.listeners.datagram[0].sock) == 0
+
+
+def test_stop_reads_tls_connections_to_the_end(start: Start, pki: dict[str, object]) -> None:
+    paths = pki["paths"]
+    ca = pki["ca"]
+    assert isinstance(paths, dict) and isinstance(ca, trustme.CA)
+    settings = base_settings(udp=[], tcp=[], tls=["127.0.0.1:0"], tls_cert=str(paths["cert"]),
+                             tls_key=str(paths["key"]))
+    full = threading.Event()
+    running = start(settings, room=lambda: not full.is_set())
+    assert running.streams is not None
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    lines = [b"<134>tls %d" % i for i in range(5000)]
+    with socket.create_connection(running.address("tls")) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"<134>first\n")
+        wait_for(lambda: running.sink.bodies() == [b"<134>first"], 10, "the first line")
+        full.set()
+        wait_for(lambda: running.streams is not None and running.streams.flow.paused, 10, "paused")
+        tls.sendall(b"".join(line + b"\n" for line in lines))
+        running.streams.stop(time.monotonic() + 20)
+        tls.settimeout(10)
+        assert tls.recv(10) == b""
+    assert running.sink.bodies() == [b"<134>first", *lines]
