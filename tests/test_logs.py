@@ -51,8 +51,9 @@ def test_json_lines_carry_the_ecs_fields(restore_logging: None) -> None:
 def test_exceptions_become_error_fields_on_one_line(restore_logging: None) -> None:
     out = io.StringIO()
     setup_logging("info", "json", stream=out)
+    empty: dict[str, int] = {}
     try:
-        {}["missing"]
+        empty["missing"]
     except KeyError:
         logging.getLogger("receiver.ship").exception("bulk request failed\nsecond line")
     (line,) = out.getvalue().splitlines()
