@@ -3,6 +3,7 @@ call the module that owns the behaviour; exit status 2 means a wrong setting or 
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import sys
 import time
@@ -124,6 +125,9 @@ def run(
     }, log_level, log_format)
     log.info("haproxy-receiver %s, configuration %s", __version__,
              config_file(config) or "built in (no file)")
+    # The systemd watchdog ends a wedged receiver with SIGABRT: every thread's stack then goes
+    # to stderr (the journal), which shows the loop that stopped and where.
+    faulthandler.enable()
     from receiver.listen import ListenError
     from receiver.service import Receiver
     from receiver.ship.errors import OutputError
