@@ -104,3 +104,15 @@ def test_every_command_that_logs_refuses_an_unknown_format(command: list[str]) -
                             capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 2
     assert "service.log_format = 'xml' is not allowed; allowed: text, json" in result.stderr
+
+
+def test_readme_log_example_has_the_fields_a_line_has(restore_logging: None) -> None:
+    out = io.StringIO()
+    setup_logging("info", "json", stream=out)
+    logging.getLogger("receiver.service").info("listening on udp://127.0.0.1:5140")
+    produced = json.loads(out.getvalue())
+    readme = (REPO / "README.md").read_text()
+    (shown,) = [json.loads(line) for line in readme.splitlines()
+                if line.strip().startswith('{"@timestamp"') and '"log.level"' in line]
+    assert list(shown) == list(produced)
+    assert shown["ecs.version"] == produced["ecs.version"]

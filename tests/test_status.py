@@ -6,11 +6,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from receiver.status import Status, Watch, rates, render_watch, status_from_families
+from receiver.metrics import Metrics
+from receiver.status import Status, Watch, rates, render_watch, status_from_families, summary_line
 from tests.support import REPO, Receiver, wait_for
 
 EXPOSITION = """\
@@ -114,3 +117,20 @@ def test_watch_against_a_running_receiver_whose_output_is_down(tmp_path: Path) -
     assert "…" in screens[0] and "…" not in screens[-1]
     assert "not draining at this rate" in screens[-1]
     assert "bulk requests failed: connection_error" in screens[-1]
+
+
+def test_summary_line_for_systemd_is_what_the_readme_shows() -> None:
+    class Spool:
+        def collect(self) -> Iterable[Metric]:
+            yield GaugeMetricFamily("haproxy_receiver_spool_events_pending", "", value=44)
+            yield GaugeMetricFamily("haproxy_receiver_spool_oldest_pending_seconds", "", value=0.21)
+
+    metrics = Metrics()
+    metrics.add_collector(Spool())
+    metrics.messages_received.labels("udp://127.0.0.1:5140", "udp").inc(182000)
+    metrics.messages_received.labels("tcp://127.0.0.1:5140", "tcp").inc(344)
+    metrics.events_shipped.inc(182300)
+    metrics.output_up.set(1)
+    line = summary_line(metrics.registry, (True, "ready"))
+    assert f'Status: "{line}"' in (REPO / "README.md").read_text()
+    assert summary_line(metrics.registry, (False, "spool full")).startswith("NOT READY (spool full); ")
