@@ -162,14 +162,16 @@ def version() -> None:
 
 @app.command()
 def parse(
-    lines: Annotated[list[str] | None, typer.Argument(help="Syslog lines; none: read stdin.")] = None,
+    lines: Annotated[list[str] | None, typer.Argument(
+        metavar="LINE", show_default=False, hidden=True)] = None,  # said in the docstring
     config: ConfigOption = None,
     pretty: Annotated[bool | None, typer.Option(
         "--pretty/--compact", help="Indent output (default: when stdout is a terminal).")] = None,
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
 ) -> None:
-    """Show the document each syslog line becomes (instead of regex trial and error)."""
+    """Show the document each syslog LINE becomes (instead of regex trial and error); with no
+    LINE, read lines from stdin."""
     from receiver.parse.command import run_parse_command
 
     settings = _logged_settings(config, {}, log_level, log_format)
