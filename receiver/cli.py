@@ -3,8 +3,11 @@ call the module that owns the behaviour; exit status 2 means a wrong setting or 
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import sys
+import time
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,32 +15,82 @@ import orjson
 import typer
 
 from receiver import __version__
-from receiver.config import ConfigError, Settings, load_settings, redacted, reference_markdown
+from receiver.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_FILE,
+    ConfigError,
+    Settings,
+    config_file,
+    load_settings,
+    redacted,
+    reference_markdown,
+    sections,
+)
+from receiver.logs import setup_logging
 
 app = typer.Typer(
     name="haproxy-receiver",
     help="Receive HAProxy syslog, parse it into typed documents, spool it, ship it to Elasticsearch.",
     no_args_is_help=True,
-    add_completion=False,
+    # Plain help: the rich one labels every flag `<bool>` (typer 0.29) and boxes it in.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-spool_app = typer.Typer(help="Inspect the spool (safe while the receiver runs).", no_args_is_help=True)
+spool_app = typer.Typer(help="Inspect the spool (safe while the receiver runs).", no_args_is_help=True,
+                        rich_markup_mode=None)
 app.add_typer(spool_app, name="spool")
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
-]
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", "-c", metavar="FILE", show_default=False,
+    help=f"TOML configuration file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_FILE} when it "
+         "exists, else the built-in defaults).")]
+
+
+def _allowed(section: str, key: str) -> list[str]:
+    """The values a `Literal` setting allows (for shell completion), from its one declaration."""
+    return [str(value) for value in typing.get_args(typing.get_type_hints(sections()[section])[key])]
+
+
+LogLevelOption = Annotated[str | None, typer.Option(
+    metavar="LEVEL", autocompletion=lambda: _allowed("service", "log_level"),
+    help="debug, info, warning or error (service.log_level).")]
+LogFormatOption = Annotated[str | None, typer.Option(
+    metavar="FORMAT", autocompletion=lambda: _allowed("service", "log_format"),
+    help="text, or json for ECS-shaped lines (service.log_format).")]
 log = logging.getLogger("receiver")
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"haproxy-receiver {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Receive HAProxy syslog, parse it into typed documents, spool it, ship it to Elasticsearch."""
 
 
 def _settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
     """Load and validate settings; a wrong one ends the program with status 2."""
     given = {key: _empty_means_none(value) for key, value in overrides.items() if value is not None}
     try:
-        return load_settings(config, overrides=given)
+        return load_settings(config_file(config), overrides=given)
     except ConfigError as error:
         typer.echo(f"haproxy-receiver: configuration error: {error}", err=True)
         raise typer.Exit(2) from None
+
+
+def _logged_settings(config: Path | None, overrides: dict[str, Any], log_level: str | None,
+                     log_format: str | None) -> Settings:
+    """`_settings` for commands that log: also sets up the log as the settings say."""
+    settings = _settings(config, {**overrides, "service.log_level": log_level,
+                                  "service.log_format": log_format})
+    setup_logging(settings.service.log_level, settings.service.log_format)
+    return settings
 
 
 def _empty_means_none(value: Any) -> Any:
@@ -47,36 +100,34 @@ def _empty_means_none(value: Any) -> Any:
     return value
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
-
-
 @app.command()
 def run(
     config: ConfigOption = None,
     udp: Annotated[list[str] | None, typer.Option(
-        help="UDP HOST:PORT (repeatable); replaces listen.udp; '' for none.")] = None,
+        metavar="HOST:PORT", help="UDP address (repeatable); replaces listen.udp; '' for none.")] = None,
     tcp: Annotated[list[str] | None, typer.Option(
-        help="TCP HOST:PORT (repeatable); replaces listen.tcp; '' for none.")] = None,
-    unix: Annotated[list[str] | None, typer.Option(help="Unix datagram socket path (repeatable).")] = None,
+        metavar="HOST:PORT", help="TCP address (repeatable); replaces listen.tcp; '' for none.")] = None,
+    unix: Annotated[list[str] | None, typer.Option(
+        metavar="PATH", help="Unix datagram socket path (repeatable).")] = None,
     elasticsearch: Annotated[list[str] | None, typer.Option(
-        "--elasticsearch", "-e", help="Elasticsearch URL (repeatable); none: JSON lines on stdout.")] = None,
-    spool_dir: Annotated[str | None, typer.Option(help="Spool directory (spool.dir).")] = None,
+        "--elasticsearch", "-e", metavar="URL",
+        help="Elasticsearch URL (repeatable); none: JSON lines on stdout.")] = None,
+    spool_dir: Annotated[str | None, typer.Option(metavar="DIR", help="Spool directory (spool.dir).")] = None,
     metrics: Annotated[str | None, typer.Option(
-        help="Metrics HOST:PORT; '' disables (metrics.listen).")] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+        metavar="HOST:PORT", help="Metrics address; '' disables (metrics.listen).")] = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run the receiver until SIGTERM or SIGINT."""
-    settings = _settings(config, {
+    settings = _logged_settings(config, {
         "listen.udp": udp, "listen.tcp": tcp, "listen.unix": unix,
         "elasticsearch.hosts": elasticsearch, "spool.dir": spool_dir, "metrics.listen": metrics,
-        "service.log_level": log_level,
-    })
-    _setup_logging(settings.service.log_level)
+    }, log_level, log_format)
+    log.info("haproxy-receiver %s, configuration %s", __version__,
+             config_file(config) or "built in (no file)")
+    # The systemd watchdog ends a wedged receiver with SIGABRT: every thread's stack then goes
+    # to stderr (the journal), which shows the loop that stopped and where.
+    faulthandler.enable()
     from receiver.listen import ListenError
     from receiver.service import Receiver
     from receiver.ship.errors import OutputError
@@ -105,21 +156,25 @@ def config_reference() -> None:
 
 @app.command()
 def version() -> None:
-    """Print the version."""
+    """Print the version (as --version does)."""
     typer.echo(f"haproxy-receiver {__version__}")
 
 
 @app.command()
 def parse(
-    lines: Annotated[list[str] | None, typer.Argument(help="Syslog lines; none: read stdin.")] = None,
+    lines: Annotated[list[str] | None, typer.Argument(
+        metavar="LINE", show_default=False, hidden=True)] = None,  # said in the docstring
     config: ConfigOption = None,
     pretty: Annotated[bool | None, typer.Option(
         "--pretty/--compact", help="Indent output (default: when stdout is a terminal).")] = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
-    """Show the document each syslog line becomes (instead of regex trial and error)."""
+    """Show the document each syslog LINE becomes (instead of regex trial and error); with no
+    LINE, read lines from stdin."""
     from receiver.parse.command import run_parse_command
 
-    settings = _settings(config, {})
+    settings = _logged_settings(config, {}, log_level, log_format)
     source = [line.encode("utf-8", "surrogateescape") for line in lines] if lines else sys.stdin.buffer
     indent = sys.stdout.isatty() if pretty is None else pretty
     raise typer.Exit(run_parse_command(source, settings.parse, sys.stdout, indent))
@@ -129,12 +184,15 @@ def parse(
 def setup(
     config: ConfigOption = None,
     elasticsearch: Annotated[list[str] | None, typer.Option(
-        "--elasticsearch", "-e", help="Elasticsearch URL.")] = None,
-    kibana: Annotated[str | None, typer.Option(help="Kibana URL: also import the dashboards.")] = None,
+        "--elasticsearch", "-e", metavar="URL", help="Elasticsearch URL.")] = None,
+    kibana: Annotated[str | None, typer.Option(
+        metavar="URL", help="Kibana URL: also import the dashboards (data view on the indices "
+        "elasticsearch.index or data_stream writes to).")] = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Install the index template (and ILM policy where supported); optionally Kibana dashboards."""
-    settings = _settings(config, {"elasticsearch.hosts": elasticsearch})
-    _setup_logging(settings.service.log_level)
+    settings = _logged_settings(config, {"elasticsearch.hosts": elasticsearch}, log_level, log_format)
     from receiver.ship.template import run_setup
 
     status = run_setup(settings.elasticsearch)
@@ -144,24 +202,32 @@ def setup(
 
 
 def _import_dashboards(kibana: str, settings: Settings) -> int:
-    from receiver.kibana import KibanaError, import_dashboards
+    from receiver.kibana import KibanaError, data_view_pattern, import_dashboards
 
     es = settings.elasticsearch
+    pattern = data_view_pattern(es)
     try:
         result = import_dashboards(kibana, username=es.username or None, password=es.password or None,
                                    api_key=es.api_key or None, ca_file=es.ca_file or None,
-                                   verify=es.verify_certs)
+                                   verify=es.verify_certs, index_pattern=pattern)
     except KibanaError as error:
         log.error("kibana: %s", error)
         return 1
-    typer.echo(f"kibana: {result}")
+    typer.echo(f"kibana: {result}; data view on {pattern}")
     return 0 if result.success else 1
 
 
 @app.command()
 def status(
     config: ConfigOption = None,
-    metrics: Annotated[str | None, typer.Option(help="The instance's metrics HOST:PORT.")] = None,
+    metrics: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT", help="The instance's metrics address (metrics.listen).")] = None,
+    watch: Annotated[bool, typer.Option(
+        "--watch", "-w", help="Refresh until Ctrl-C, with rates, drain time and the last error.")] = False,
+    interval: Annotated[float, typer.Option(
+        metavar="SECONDS", min=0.1, help="Time between refreshes with --watch.")] = 2.0,
+    count: Annotated[int, typer.Option(
+        metavar="N", min=0, help="With --watch: stop after N refreshes (0: until Ctrl-C).")] = 0,
 ) -> None:
     """Show a running instance: listeners, spool depth and lag, the output's state."""
     from receiver.status import StatusError, fetch_status, render
@@ -170,8 +236,11 @@ def status(
     if not settings.metrics.listen:
         typer.echo("haproxy-receiver: status needs metrics.listen (the instance's metrics address)", err=True)
         raise typer.Exit(2)
+    url = f"http://{settings.metrics.listen}"
+    if watch:
+        raise typer.Exit(_watch(url, interval, count))
     try:
-        report = fetch_status(f"http://{settings.metrics.listen}")
+        report = fetch_status(url)
     except StatusError as error:
         typer.echo(f"haproxy-receiver: {error}", err=True)
         raise typer.Exit(1) from None
@@ -179,15 +248,41 @@ def status(
     raise typer.Exit(0 if report.ready else 1)
 
 
+def _watch(url: str, interval: float, count: int) -> int:
+    """Redraw the screen every `interval` (on a terminal; elsewhere print one block each time)."""
+    from receiver.status import StatusError, Watch, fetch_status
+
+    watch = Watch(url, interval)
+    terminal = sys.stdout.isatty()
+    shown = 0
+    try:
+        while True:
+            started = time.monotonic()
+            clock = time.strftime("%H:%M:%S")
+            try:
+                screen = watch.update(fetch_status(url), clock)
+            except StatusError as error:  # keep watching: the instance may be restarting
+                screen = f"haproxy-receiver {url} at {clock}: {error}"
+            typer.echo(("\033[H\033[2J" if terminal else "") + screen + ("" if terminal else "\n"))
+            shown += 1
+            if count and shown >= count:
+                return 0
+            time.sleep(max(interval - (time.monotonic() - started), 0.0))
+    except KeyboardInterrupt:
+        return 0
+
+
 @spool_app.command("stats")
 def spool_stats_command(
     config: ConfigOption = None,
-    spool_dir: Annotated[str | None, typer.Option(help="Spool directory.")] = None,
+    spool_dir: Annotated[str | None, typer.Option(metavar="DIR", help="Spool directory.")] = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Segments, bytes, events pending and the age of the oldest pending event."""
     from receiver.spool import spool_stats
 
-    settings = _settings(config, {"spool.dir": spool_dir})
+    settings = _logged_settings(config, {"spool.dir": spool_dir}, log_level, log_format)
     stats = spool_stats(Path(settings.spool.dir))
     typer.echo(orjson.dumps(stats.as_dict(), option=orjson.OPT_INDENT_2).decode())
 
@@ -195,16 +290,18 @@ def spool_stats_command(
 @spool_app.command("dump")
 def spool_dump_command(
     config: ConfigOption = None,
-    spool_dir: Annotated[str | None, typer.Option(help="Spool directory.")] = None,
+    spool_dir: Annotated[str | None, typer.Option(metavar="DIR", help="Spool directory.")] = None,
     documents: Annotated[bool, typer.Option(
         "--documents", help="Show each message as the document it becomes (parse settings of "
         "the configuration), not as received.")] = False,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Print the pending events as JSON lines: each message as received (time, sender,
     listener, the syslog frame), or with --documents what it becomes."""
     from receiver.spool import dump_pending
 
-    settings = _settings(config, {"spool.dir": spool_dir})
+    settings = _logged_settings(config, {"spool.dir": spool_dir}, log_level, log_format)
     parse = None
     if documents:
         from prometheus_client import CollectorRegistry

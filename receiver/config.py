@@ -1,10 +1,15 @@
 """Every setting of haproxy-receiver, defined once: type, default and documentation side by side.
 
-Settings come from three layers, later ones winning: the TOML file (`--config`), environment
-variables `HAPROXY_RECEIVER_<SECTION>__<KEY>` (e.g. `HAPROXY_RECEIVER_SPOOL__MAX_BYTES=1GiB`),
-then command-line flags. `load_settings()` validates everything before anything starts and raises
-`ConfigError` naming the setting and what is allowed. The README's configuration reference is
-generated from these classes (`haproxy-receiver config-reference`) and a test checks they agree.
+Settings come from three layers, later ones winning: the TOML file (`--config`, else the file
+named by `HAPROXY_RECEIVER_CONFIG`, else `/etc/haproxy-receiver/config.toml` when it exists:
+`config_file()`), environment variables `HAPROXY_RECEIVER_<SECTION>__<KEY>` (e.g.
+`HAPROXY_RECEIVER_SPOOL__MAX_BYTES=1GiB`), then command-line flags. Every secret setting (listed
+once in `SECRET_SETTINGS`) can instead be read from a file named by `<key>_file` in any layer
+(`password_file`, `HAPROXY_RECEIVER_ELASTICSEARCH__PASSWORD_FILE`), as container secrets and
+systemd credentials are mounted. `load_settings()` validates everything before anything starts
+and raises `ConfigError` naming the setting and what is allowed. The README's configuration
+reference is generated from these classes (`haproxy-receiver config-reference`) and a test
+checks they agree.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 ENV_PREFIX = "HAPROXY_RECEIVER_"
+CONFIG_ENV = "HAPROXY_RECEIVER_CONFIG"  # names the configuration file when --config is not given
+DEFAULT_CONFIG_FILE = Path("/etc/haproxy-receiver/config.toml")
+SECRET_FILE_SUFFIX = "_file"
 
 
 class ConfigError(ValueError):
@@ -259,6 +267,11 @@ class ServiceSettings:
     """The process itself."""
 
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "Log level.")
+    log_format: Literal["text", "json"] = setting(
+        "text",
+        "Log lines on stderr: `text` for people, `json` for log collectors (one ECS-shaped object "
+        "per line: `@timestamp`, `log.level`, `log.logger`, `message`, `process.pid`, `error.*`).",
+    )
     shutdown_grace: Seconds = setting(
         Seconds(10.0),
         "On SIGTERM/SIGINT: time to read what senders already sent (stream connections to "
@@ -284,6 +297,7 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
 
 
+# Hidden by `redacted()`; each can also be given as `<key>_file` (see `_read_secret_files`).
 SECRET_SETTINGS = frozenset({"elasticsearch.password", "elasticsearch.api_key", "elasticsearch.bearer_token"})
 
 
@@ -301,6 +315,21 @@ def sections() -> dict[str, type[Any]]:
     return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
 
 
+def config_file(given: Path | None, env: Mapping[str, str] | None = None,
+                default: Path = DEFAULT_CONFIG_FILE) -> Path | None:
+    """The configuration file to read: `--config`, else `$HAPROXY_RECEIVER_CONFIG`, else `default`
+    when it exists, else none (the embedded defaults). A file named explicitly must exist."""
+    if given is not None:
+        return given
+    named = (os.environ if env is None else env).get(CONFIG_ENV, "")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={named}: no such configuration file")
+        return path
+    return default if default.is_file() else None
+
+
 def load_settings(
     file: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -314,6 +343,7 @@ def load_settings(
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         raw.setdefault(section, {})[key] = value
+    _read_secret_files(raw)
     return _build(raw)
 
 
@@ -339,6 +369,38 @@ def _merge(raw: dict[str, dict[str, Any]], data: Mapping[str, Any], origin: str)
         raw[section].update(values)
 
 
+def secret_file_keys() -> dict[str, str]:
+    """`section.<key>_file` → the secret setting `section.<key>` it fills."""
+    return {f"{name}{SECRET_FILE_SUFFIX}": name for name in sorted(SECRET_SETTINGS)}
+
+
+def _read_secret_files(raw: dict[str, dict[str, Any]]) -> None:
+    """Replace each `<secret>_file` by the file's contents (one trailing newline removed, as
+    `echo` and editors leave one). A secret given both ways is refused: which one wins would
+    depend on the layer, and a forgotten variable silently overriding a file is how a rotated
+    password stays unrotated."""
+    for file_setting, secret in secret_file_keys().items():
+        section, _, key = file_setting.partition(".")
+        values = raw.get(section, {})
+        if key not in values:
+            continue
+        path = values.pop(key)
+        if not isinstance(path, str):
+            raise ConfigError(f"{file_setting} must be a file path, got {path!r}")
+        if not path:
+            continue
+        secret_key = secret.partition(".")[2]
+        if values.get(secret_key):
+            raise ConfigError(f"{secret} and {file_setting} are both set; keep one")
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as error:
+            raise ConfigError(f"{file_setting}: cannot read {path}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file_setting}: {path} is not UTF-8 text") from None
+        values[secret_key] = text.removesuffix("\n").removesuffix("\r")
+
+
 def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, value in env.items():
@@ -357,6 +419,8 @@ def _build(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in names:
+                names += [file_key.partition(".")[2] for file_key in secret_file_keys()
+                          if file_key.startswith(f"{section}.")]
                 raise ConfigError(
                     f"unknown setting {section}.{key}; allowed in [{section}]: {', '.join(names)}"
                 )
@@ -573,6 +637,12 @@ def reference_markdown() -> str:
                 f"| `{f.name}` | {_type_name(hints[f.name], f.metadata.get('unit', ''))} | "
                 f"`{_toml_value(default)}` | {f.metadata['doc']} |"
             )
+            if f"{section}.{f.name}" in SECRET_SETTINGS:
+                lines.append(
+                    f"| `{f.name}{SECRET_FILE_SUFFIX}` | str | `\"\"` | File holding `{f.name}` "
+                    "(one trailing newline removed), e.g. a mounted Kubernetes Secret or "
+                    "systemd credential; instead of `" + f.name + "`. |"
+                )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

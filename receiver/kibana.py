@@ -3,7 +3,10 @@
 `import_dashboards()` POSTs the NDJSON file as a multipart upload to
 `/api/saved_objects/_import?overwrite=true` with the `kbn-xsrf` header, as Kibana documents it,
 and returns what Kibana reported object by object. It is what `haproxy-receiver setup --kibana
-URL` runs; re-running it replaces the objects (stable ids), so it is safe to repeat.
+URL` runs; re-running it replaces the objects (stable ids), so it is safe to repeat. The
+dashboards' data view is pointed at the indices the configuration writes to
+(`data_view_pattern()`: the data stream, or `elasticsearch.index` up to its first variable),
+so a custom `index` or a `data_stream` gets dashboards that show its documents.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from receiver.config import _redact_url
+from receiver.config import ElasticsearchSettings, _redact_url
 
 DASHBOARDS_FILE = "haproxy-receiver.ndjson"
 DEFAULT_INDEX_PATTERN = "haproxy-*"
@@ -43,6 +46,13 @@ class ImportResult:
             return f"imported {self.success_count} saved objects"
         return (f"imported {self.success_count} saved objects, {len(self.errors)} failed: "
                 + "; ".join(self.errors))
+
+
+def data_view_pattern(settings: ElasticsearchSettings) -> str:
+    """The data view pattern for what `run` writes: the pattern the index template covers."""
+    from receiver.ship.template import index_pattern  # late: keeps the Elasticsearch client out
+
+    return index_pattern(settings)
 
 
 def default_ndjson_path() -> Path:

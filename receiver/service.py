@@ -28,6 +28,8 @@ from receiver.metrics import CallbackCollector, ReceiverMetrics, serve, udp_sock
 from receiver.runtime import tune
 from receiver.ship.process import WorkerPool
 from receiver.spool import SpoolWriter, collector
+from receiver.status import summary_line
+from receiver.systemd import ServiceNotifier
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class Receiver:
         self._streams: StreamServer | None = None
         self._listeners = Listeners()
         self._http: Any = None
+        # systemd: READY=1 once listening, STATUS= summary, STOPPING=1, watchdog (receiver/systemd.py)
+        self.systemd = ServiceNotifier(lambda: summary_line(self.metrics.registry, self.ready()))
 
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -64,6 +68,7 @@ class Receiver:
             raise
         for listener in self._listeners.all():
             log.info("listening on %s", listener.name)
+            self.metrics.messages_received.labels(listener.name, listener.transport)  # idle ones too
 
     def _start_metrics(self) -> None:
         m = self.metrics
@@ -104,11 +109,17 @@ class Receiver:
         """Start, wait for SIGTERM/SIGINT, stop gracefully; returns the exit status."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
+            self.systemd.starting("starting: opening the spool and binding the listeners")
             self.start()
+            self.systemd.ready()
             while not self.should_exit.wait(1.0):
                 self.shipping.supervise()
+                self.systemd.tick()
+            self.systemd.stopping(f"stopping: shipping what is spooled for up to "
+                                  f"{self.settings.service.shutdown_grace:g} s")
             self.stop()
         finally:
+            self.systemd.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return 0

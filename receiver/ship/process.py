@@ -312,13 +312,10 @@ def child_main(fd: int) -> None:
         settings, number = conn.recv()
     except EOFError:
         return
+    from receiver.logs import setup_logging
     from receiver.runtime import tune
 
-    logging.basicConfig(  # as the parent's (receiver/cli.py); stderr is shared
-        level=settings.service.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    setup_logging(settings.service.log_level, settings.service.log_format)  # as the parent's
     tune()
     _Child(settings, number, conn).run()
 

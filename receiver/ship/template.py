@@ -118,8 +118,8 @@ def install(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> lis
     else:
         steps.append(SetupStep(
             "ILM policy", False,
-            f"{server.describe()} has no ILM; not installed (use OpenSearch ISM to delete old "
-            "indices)",
+            f"skipped: {server.describe()} has no ILM (delete old indices with an OpenSearch "
+            "ISM policy)",
         ))
     name = template_name(settings)
     template = build_template(settings, server)
@@ -159,10 +159,11 @@ def _ensure(
         return SetupStep(what, False, "already up to date")
     if status not in (200, 404):
         raise SetupError(f"reading {what} failed: HTTP {status}: {_text(body)}")
+    done = "updated" if status == 200 else "installed"
     status, body = output.request("PUT", path, desired)
     if status not in (200, 201):
         raise SetupError(f"installing {what} failed: HTTP {status}: {_text(body)}")
-    return SetupStep(what, True, "installed")
+    return SetupStep(what, True, done)
 
 
 def _text(body: Any) -> str:
@@ -189,5 +190,5 @@ def run_setup(settings: ElasticsearchSettings) -> int:
     assert output.server is not None
     print(f"setup: {output.describe()}")
     for step in steps:
-        print(f"  {step.what}: {'changed' if step.changed else 'unchanged'} ({step.note})")
+        print(f"  {step.what}: {step.note}")
     return 0

@@ -1,9 +1,13 @@
 """The Helm chart renders in every mode through the Helm SDK, lints clean, every manifest
 validates against the Kubernetes schemas, and the rendered TOML is a configuration the receiver
-accepts."""
+accepts. The PrometheusRule and the Grafana dashboard ConfigMap carry the repository's one copy
+of the alert rules and the dashboard (promtool checks the rendered rules)."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,10 @@ from receiver.config import load_settings
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) bundles Helm")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "haproxy-receiver"
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "haproxy-receiver"
+ALERTS = REPO / "dashboards" / "prometheus" / "alerts.yml"
+GRAFANA = REPO / "dashboards" / "grafana" / "haproxy-receiver.json"
 KUBE_VERSION = "1.30.0"
 RELEASE = "rcv"
 
@@ -36,6 +43,37 @@ MODES: dict[str, dict[str, Any]] = {
     "tls-only-daemonset": {"mode": "daemonset", "tls": {**TLS_VALUES["tls"], "plainTcp": False}},
     "servicemonitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "no-persistence": {"persistence": {"enabled": False}},
+    "extras": {
+        "envFrom": [{"secretRef": {"name": "receiver-env"}}],
+        "extraVolumes": [{"name": "es-password", "secret": {"secretName": "es-shipper"}}],
+        "extraVolumeMounts": [{"name": "es-password", "mountPath": "/etc/haproxy-receiver/es-password",
+                               "readOnly": True}],
+        "podAnnotations": {"example.com/team": "edge"},
+        "config": {"elasticsearch": {"username": "shipper",
+                                     "password_file": "/etc/haproxy-receiver/es-password/password"}},
+    },
+    "monitoring": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Logging"}},
+    },
+    "networkpolicy": {
+        "tls": TLS_VALUES["tls"],
+        "networkPolicy": {
+            "enabled": True,
+            "syslogFrom": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "monitoring"}}}],
+            "egress": {"enabled": True, "rules": [{"to": [{"ipBlock": {"cidr": "10.30.0.0/16"}}],
+                                                   "ports": [{"port": 9200, "protocol": "TCP"}]}]},
+        },
+    },
+    "geoip-claim": {"geoip": {"enabled": True, "existingClaim": "geoip-databases",
+                              "asnFile": "GeoLite2-ASN.mmdb"}},
+    "geoip-secret": {"mode": "daemonset", "geoip": {"enabled": True, "secretName": "geoip",
+                                                    "cityFile": "GeoLite2-Country.mmdb"}},
+    "geoip-configmap": {"geoip": {"enabled": True, "configMapName": "geoip",
+                                  "cityFile": "", "asnFile": "GeoLite2-ASN.mmdb"}},
 }
 
 
@@ -64,10 +102,20 @@ def container(documents: list[dict[str, Any]]) -> dict[str, Any]:
     return receiver
 
 
+def named(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [doc for doc in by_kind(documents, kind) if doc["metadata"]["name"] == name]
+    return found
+
+
 def config_toml(documents: list[dict[str, Any]]) -> dict[str, Any]:
-    (config_map,) = by_kind(documents, "ConfigMap")
+    config_map = named(documents, "ConfigMap", f"{RELEASE}-haproxy-receiver")
     config: dict[str, Any] = tomllib.loads(config_map["data"]["config.toml"])
     return config
+
+
+def pod_spec(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload(documents)["spec"]["template"]["spec"]
+    return spec
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -91,8 +139,12 @@ def test_lint_is_clean(mode: str) -> None:
 def test_rendered_configuration_is_accepted_by_the_receiver(mode: str, tmp_path: Path) -> None:
     documents = render(MODES[mode])
     settings_file = tmp_path / "config.toml"
-    (config_map,) = by_kind(documents, "ConfigMap")
+    config_map = named(documents, "ConfigMap", f"{RELEASE}-haproxy-receiver")
     settings_file.write_text(config_map["data"]["config.toml"])
+    secret_files = config_toml(documents).get("elasticsearch", {}).get("password_file")
+    if secret_files:  # mounted from a Secret in a pod; stand one in here
+        (tmp_path / "password").write_text("from-the-secret\n")
+        settings_file.write_text(settings_file.read_text().replace(secret_files, str(tmp_path / "password")))
     settings = load_settings(settings_file, env={})
     assert settings.listen.udp == ["0.0.0.0:5140"]
     assert settings.metrics.listen == "0.0.0.0:9514"
@@ -218,3 +270,125 @@ def test_config_values_reach_the_toml_with_their_types() -> None:
     assert config["parse"]["timezone"] == "Europe/Paris"
     assert config["elasticsearch"]["batch_events"] == 5000
     assert config["elasticsearch"]["compression"] is False
+
+
+# --- extra volumes, environment, annotations ---------------------------------------------------
+
+def test_extra_volumes_env_from_and_pod_annotations_reach_the_pod() -> None:
+    documents = render(MODES["extras"])
+    pod = pod_spec(documents)
+    receiver = container(documents)
+    assert receiver["envFrom"] == [{"secretRef": {"name": "receiver-env"}}]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["es-password"]["secret"] == {"secretName": "es-shipper"}
+    mounts = {m["name"]: m for m in receiver["volumeMounts"]}
+    assert mounts["es-password"]["mountPath"] == "/etc/haproxy-receiver/es-password"
+    assert config_toml(documents)["elasticsearch"]["password_file"].startswith(
+        mounts["es-password"]["mountPath"] + "/")
+    annotations = workload(documents)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["example.com/team"] == "edge" and "checksum/config" in annotations
+    assert "envFrom" not in container(render({}))
+
+
+# --- alert rules and dashboard: one source each -------------------------------------------------
+
+@pytest.mark.parametrize(("link", "source"), [("alerts.yml", ALERTS), ("grafana-dashboard.json", GRAFANA)])
+def test_chart_files_are_links_to_the_repository_copies(link: str, source: Path) -> None:
+    # Helm reads only inside the chart; a symbolic link (followed by Helm and `helm package`)
+    # keeps one definition instead of a hand copy that drifts.
+    path = CHART / "files" / link
+    assert path.is_symlink()
+    assert path.resolve() == source.resolve()
+
+
+def test_prometheus_rule_carries_the_shipped_alert_rules() -> None:
+    assert not by_kind(render({}), "PrometheusRule")
+    documents = render(MODES["monitoring"])
+    (rule,) = by_kind(documents, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    assert rule["spec"]["groups"] == yaml.safe_load(ALERTS.read_text())["groups"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing: apt-get install prometheus")
+def test_prometheus_rule_passes_promtool(tmp_path: Path) -> None:
+    (rule,) = by_kind(render(MODES["monitoring"]), "PrometheusRule")
+    rules_file = tmp_path / "rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    result = subprocess.run(["promtool", "check", "rules", str(rules_file)], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
+
+
+def test_grafana_dashboard_config_map_for_the_sidecar() -> None:
+    documents = render(MODES["monitoring"])
+    dashboard = named(documents, "ConfigMap", f"{RELEASE}-haproxy-receiver-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Logging"}
+    assert json.loads(dashboard["data"]["haproxy-receiver.json"]) == json.loads(GRAFANA.read_text())
+    other = render({"grafanaDashboard": {"enabled": True, "label": "dashboards", "labelValue": "grafana",
+                                         "namespace": "monitoring"}})
+    moved = named(other, "ConfigMap", f"{RELEASE}-haproxy-receiver-dashboard")
+    assert moved["metadata"]["labels"]["dashboards"] == "grafana"
+    assert moved["metadata"]["namespace"] == "monitoring"
+
+
+# --- network policy -----------------------------------------------------------------------------
+
+def test_network_policy_opens_exactly_the_served_ports_to_the_named_peers() -> None:
+    assert not by_kind(render({}), "NetworkPolicy")
+    documents = render(MODES["networkpolicy"])
+    (policy,) = by_kind(documents, "NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"] == workload(documents)["spec"]["selector"]["matchLabels"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    syslog, metrics = spec["ingress"]
+    served = {(p["protocol"], p["containerPort"]) for p in container(documents)["ports"]}
+    opened = {(p["protocol"], p["port"]) for rule in spec["ingress"] for p in rule["ports"]}
+    assert opened == served
+    assert syslog["from"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    assert metrics["ports"] == [{"port": 9514, "protocol": "TCP"}]
+    assert metrics["from"][0]["namespaceSelector"]
+    dns, elasticsearch = spec["egress"]
+    assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
+    assert elasticsearch["ports"] == [{"port": 9200, "protocol": "TCP"}]
+    open_policy = by_kind(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy")[0]["spec"]
+    assert open_policy["policyTypes"] == ["Ingress"] and "egress" not in open_policy
+    assert all("from" not in rule for rule in open_policy["ingress"])  # anyone, ports only
+
+
+# --- GeoIP ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("mode", "source", "settings"), [
+    ("geoip-claim", {"persistentVolumeClaim": {"claimName": "geoip-databases", "readOnly": True}},
+     {"geoip_database": "/usr/share/GeoIP/GeoLite2-City.mmdb",
+      "asn_database": "/usr/share/GeoIP/GeoLite2-ASN.mmdb"}),
+    ("geoip-secret", {"secret": {"secretName": "geoip"}},
+     {"geoip_database": "/usr/share/GeoIP/GeoLite2-Country.mmdb"}),
+    ("geoip-configmap", {"configMap": {"name": "geoip"}},
+     {"asn_database": "/usr/share/GeoIP/GeoLite2-ASN.mmdb"}),
+])
+def test_geoip_databases_are_mounted_where_the_settings_point(
+        mode: str, source: dict[str, Any], settings: dict[str, str]) -> None:
+    documents = render(MODES[mode])
+    (volume,) = [v for v in pod_spec(documents)["volumes"] if v["name"] == "geoip"]
+    assert {k: v for k, v in volume.items() if k != "name"} == source
+    mounts = {m["name"]: m for m in container(documents)["volumeMounts"]}
+    assert mounts["geoip"] == {"name": "geoip", "mountPath": "/usr/share/GeoIP", "readOnly": True}
+    parse = config_toml(documents)["parse"]
+    assert {k: parse[k] for k in ("geoip_database", "asn_database") if k in parse} == settings
+    for path in settings.values():
+        assert path.startswith(mounts["geoip"]["mountPath"] + "/")
+
+
+def test_geoip_needs_exactly_one_source_and_owns_the_database_settings() -> None:
+    with pytest.raises(helm.HelmError, match=r"exactly one of geoip\.existingClaim"):
+        render({"geoip": {"enabled": True}})
+    with pytest.raises(helm.HelmError, match=r"exactly one of geoip\.existingClaim"):
+        render({"geoip": {"enabled": True, "existingClaim": "a", "secretName": "b"}})
+    with pytest.raises(helm.HelmError, match=r"config\.parse\.geoip_database is set by the chart"):
+        render({"geoip": {"enabled": True, "existingClaim": "a"},
+                "config": {"parse": {"geoip_database": "/elsewhere.mmdb"}}})
+    # Without the chart's GeoIP volume, the setting is the user's (e.g. with extraVolumes).
+    assert config_toml(render({"config": {"parse": {"geoip_database": "/data/City.mmdb"}}}))[
+        "parse"]["geoip_database"] == "/data/City.mmdb"

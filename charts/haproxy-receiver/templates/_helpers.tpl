@@ -54,6 +54,9 @@ refused in `config` so the two never disagree.
 {{- define "haproxy-receiver.settings" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
 {{- $owned := dict "listen" (list "udp" "tcp" "tls" "tls_cert" "tls_key" "tls_client_ca") "metrics" (list "listen") "spool" (list "dir") "elasticsearch" (list "hosts" "ca_file" "password" "api_key") -}}
+{{- if .Values.geoip.enabled -}}
+{{- $_ := set $owned "parse" (list "geoip_database" "asn_database") -}}
+{{- end -}}
 {{- range $section, $keys := $owned -}}
 {{- $values := get $cfg $section | default dict -}}
 {{- range $key := $keys -}}
@@ -96,7 +99,45 @@ refused in `config` so the two never disagree.
 {{- $_ := set $es "ca_file" "/etc/haproxy-receiver/es-ca/ca.crt" -}}
 {{- end -}}
 {{- $_ := set $cfg "elasticsearch" $es -}}
+{{- if .Values.geoip.enabled -}}
+{{- $parse := get $cfg "parse" | default dict -}}
+{{- if .Values.geoip.cityFile -}}
+{{- $_ := set $parse "geoip_database" (printf "%s/%s" (trimSuffix "/" .Values.geoip.mountPath) .Values.geoip.cityFile) -}}
+{{- end -}}
+{{- if .Values.geoip.asnFile -}}
+{{- $_ := set $parse "asn_database" (printf "%s/%s" (trimSuffix "/" .Values.geoip.mountPath) .Values.geoip.asnFile) -}}
+{{- end -}}
+{{- $_ := set $cfg "parse" $parse -}}
+{{- end -}}
 {{- toJson $cfg -}}
+{{- end -}}
+
+{{/*
+The volume holding the MaxMind databases: exactly one of a PersistentVolumeClaim, a Secret or
+a ConfigMap. Secrets and ConfigMaps stop at 1 MiB (etcd's object limit), which fits small
+Country or ASN databases only; GeoLite2-City (~70 MB) needs a claim, e.g. one kept current by
+a geoipupdate CronJob.
+*/}}
+{{- define "haproxy-receiver.geoipVolume" -}}
+{{- $g := .Values.geoip -}}
+{{- $sources := compact (list $g.existingClaim $g.secretName $g.configMapName) -}}
+{{- if ne (len $sources) 1 -}}
+{{- fail "geoip.enabled needs exactly one of geoip.existingClaim, geoip.secretName, geoip.configMapName" -}}
+{{- end -}}
+{{- if not (or $g.cityFile $g.asnFile) -}}
+{{- fail "geoip.enabled needs geoip.cityFile or geoip.asnFile (a file name in the volume)" -}}
+{{- end -}}
+{{- if $g.existingClaim -}}
+persistentVolumeClaim:
+  claimName: {{ $g.existingClaim }}
+  readOnly: true
+{{- else if $g.secretName -}}
+secret:
+  secretName: {{ $g.secretName }}
+{{- else -}}
+configMap:
+  name: {{ $g.configMapName }}
+{{- end -}}
 {{- end -}}
 
 {{/*

@@ -76,6 +76,10 @@ spec:
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- with .Values.envFrom }}
+      envFrom:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       ports:
         - name: syslog-udp
           containerPort: {{ .Values.ports.syslog }}
@@ -141,6 +145,14 @@ spec:
           mountPath: /etc/haproxy-receiver/es-ca
           readOnly: true
         {{- end }}
+        {{- if .Values.geoip.enabled }}
+        - name: geoip
+          mountPath: {{ .Values.geoip.mountPath }}
+          readOnly: true
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -170,6 +182,13 @@ spec:
     - name: es-ca
       secret:
         secretName: {{ .Values.elasticsearch.caSecret }}
+    {{- end }}
+    {{- if .Values.geoip.enabled }}
+    - name: geoip
+      {{- include "haproxy-receiver.geoipVolume" . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
