@@ -159,6 +159,37 @@ def _import_dashboards(kibana: str, settings: Settings) -> int:
 
 
 @app.command()
+def export(
+    kind: Annotated[str, typer.Argument(
+        help="kibana-dashboards, index-template, systemd-unit, haproxy-config, grafana-dashboard "
+             "or alert-rules.", show_default=False)],
+    name: Annotated[str | None, typer.Option(
+        help="haproxy-config: which configuration (omit it to list them).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to this file instead of stdout.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a file the deployment needs (carried in the package), like `filebeat export`."""
+    from receiver.assets import AssetError, read
+
+    settings = _settings(config, {}) if config is not None else None
+    try:
+        data = read(kind, name, settings.elasticsearch if settings else None)
+    except AssetError as error:
+        typer.echo(f"haproxy-receiver: export: {error}", err=True)
+        raise typer.Exit(2) from None
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as error:
+        typer.echo(f"haproxy-receiver: export: cannot write {output}: {error.strerror}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
 def status(
     config: ConfigOption = None,
     metrics: Annotated[str | None, typer.Option(help="The instance's metrics HOST:PORT.")] = None,
