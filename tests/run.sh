@@ -5,7 +5,7 @@
 #   bash tests/run.sh [PYTEST ARGUMENTS...]
 #
 # As root it installs the Debian packages the tests use (haproxy; prometheus for promtool;
-# systemd for systemd-analyze). Another user cannot: tests that need a missing program skip and
+# systemd for systemd-analyze; python3-venv). Another user cannot: tests that need a missing program skip and
 # name its package. Python packages go into a virtual environment, never into the system's
 # Python (which PEP 668 protects on Debian 12 and Ubuntu 24.04): the active one ($VIRTUAL_ENV),
 # else .venv in the checkout, made by deploy/venv.sh (which copes without python3-venv).
@@ -17,6 +17,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     command -v haproxy >/dev/null || missing="$missing haproxy"
     command -v promtool >/dev/null || missing="$missing prometheus"
     command -v systemd-analyze >/dev/null || missing="$missing systemd"
+    # venv's pip (deploy/venv.sh would install it too; one apt-get run for everything)
+    "${PYTHON:-python3}" -c 'import ensurepip' 2>/dev/null || missing="$missing python3-venv"
     if [ -n "$missing" ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
