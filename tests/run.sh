@@ -5,10 +5,11 @@
 #   bash tests/run.sh [PYTEST ARGUMENTS...]
 #
 # As root it installs the Debian packages the tests use (haproxy; prometheus for promtool;
-# systemd for systemd-analyze; python3-venv). Another user cannot: tests that need a missing program skip and
-# name its package. Python packages go into a virtual environment, never into the system's
-# Python (which PEP 668 protects on Debian 12 and Ubuntu 24.04): the active one ($VIRTUAL_ENV),
-# else .venv in the checkout, made by deploy/venv.sh (which copes without python3-venv).
+# systemd for systemd-analyze; python3-venv). Another user cannot: tests that need a missing
+# program skip and name its package. Python packages go into a virtual environment, never into
+# the system's Python (which PEP 668 protects on Debian 12 and Ubuntu 24.04): the active one
+# ($VIRTUAL_ENV), else .venv in the checkout, made by deploy/venv.sh (which copes without
+# python3-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
