@@ -12,6 +12,7 @@ import orjson
 import typer
 
 from receiver import __version__
+from receiver.assets import KINDS, AssetError, read
 from receiver.config import ConfigError, Settings, load_settings, redacted, reference_markdown
 
 app = typer.Typer(
@@ -161,8 +162,7 @@ def _import_dashboards(kibana: str, settings: Settings) -> int:
 @app.command()
 def export(
     kind: Annotated[str, typer.Argument(
-        help="kibana-dashboards, index-template, systemd-unit, haproxy-config, grafana-dashboard "
-             "or alert-rules.", show_default=False)],
+        help="; ".join(f"{k.name}: {k.summary}" for k in KINDS.values()) + ".", show_default=False)],
     name: Annotated[str | None, typer.Option(
         help="haproxy-config: which configuration (omit it to list them).")] = None,
     output: Annotated[Path | None, typer.Option(
@@ -170,8 +170,6 @@ def export(
     config: ConfigOption = None,
 ) -> None:
     """Write a file the deployment needs (carried in the package), like `filebeat export`."""
-    from receiver.assets import AssetError, read
-
     settings = _settings(config, {}) if config is not None else None
     try:
         data = read(kind, name, settings.elasticsearch if settings else None)

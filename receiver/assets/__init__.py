@@ -39,7 +39,7 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Kind("kibana-dashboards", "Kibana saved objects (NDJSON): data view, searches, dashboard",
+    Kind("kibana-dashboards", "Kibana saved objects (NDJSON: data view, searches, dashboard)",
          "dashboards/kibana/haproxy-receiver.ndjson"),
     Kind("index-template", "the composable index template `setup` installs (JSON, for --config)",
          ""),
