@@ -7,6 +7,9 @@
 #     -e HAPROXY_RECEIVER_ELASTICSEARCH__USERNAME=shipper \
 #     -e HAPROXY_RECEIVER_ELASTICSEARCH__PASSWORD=... haproxy-receiver
 #
+# GeoIP (source.geo.*, the Kibana map): the image has the geoip extra; mount a MaxMind database
+# and set HAPROXY_RECEIVER_PARSE__GEOIP_DATABASE to its path.
+#
 # The default command binds 0.0.0.0 (the program's own default is 127.0.0.1, right for a host
 # install but useless in a container). Any other command replaces it, e.g.
 # `docker run --rm -i haproxy-receiver parse < haproxy.log` or `... check-config`.
@@ -15,9 +18,15 @@
 # or build cache.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY receiver ./receiver
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# receiver/assets/ links to these folders: the wheel carries their files (dashboards, HAProxy
+# configurations, systemd unit) for `haproxy-receiver export` and `setup --kibana`.
+COPY dashboards ./dashboards
+COPY haproxy ./haproxy
+COPY deploy/systemd ./deploy/systemd
+# The geoip extra: source.geo.* (the Kibana map) needs maxminddb once a database is mounted.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[geoip]'
 
 FROM python:3.11-slim
 # A fixed numeric id so Kubernetes' runAsNonRoot can verify it and volumes can be chowned to it.
@@ -27,10 +36,8 @@ RUN groupadd --system --gid 10001 haproxy-receiver \
  && install -d -o haproxy-receiver -g haproxy-receiver -m 0750 \
       /var/lib/haproxy-receiver /var/lib/haproxy-receiver/spool
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels haproxy-receiver \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels 'haproxy-receiver[geoip]' \
  && rm -rf /wheels
-# Saved objects for `haproxy-receiver setup --kibana URL` (found under sys.prefix/share).
-COPY dashboards/kibana /usr/local/share/haproxy-receiver/kibana
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001

@@ -4,6 +4,9 @@
 #   bash bench/peerbench.sh                                   # every default scenario, 2 runs
 #   bash bench/peerbench.sh --scenarios udp-50k,tcp-max --repeat 1 --scale 0.5
 # Extra arguments go to peerbench.py. Results: bench/results/peerbench.{json,md}.
+# The one file of this repository that reads outside it: the peer harness (load generator,
+# null sink, the peers' installers, peerbench.py) is shared with other projects and lives in
+# ../shared/bench (SHARED_BENCH points elsewhere). Nothing in tests/ or CI uses it.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bench=${SHARED_BENCH:-$repo/../shared/bench}

@@ -1,4 +1,4 @@
-"""Shipping throughput: a full spool -> Shipper -> ../shared/bench/nullsink.py, gzip on and off.
+"""Shipping throughput: a full spool -> Shipper -> bench/nullsink.py, gzip on and off.
 
     python3 bench/ship_bench.py                 # 200k events, spool source, gzip off and on
     python3 bench/ship_bench.py --events 500000 --source memory --gzip on
@@ -35,7 +35,7 @@ from receiver.ship.elasticsearch import ElasticsearchOutput
 from receiver.ship.shipper import Shipper
 from receiver.spool import Batch, Position, Record, SpoolReader, SpoolWriter
 
-NULLSINK = Path(__file__).resolve().parents[2] / "shared" / "bench" / "nullsink.py"
+NULLSINK = Path(__file__).resolve().parent / "nullsink.py"  # the repository's own null Elasticsearch
 _MALLOC = {"MALLOC_TRIM_THRESHOLD_": "268435456", "MALLOC_TOP_PAD_": "67108864"}
 
 
@@ -112,8 +112,7 @@ def sink_stats(url: str) -> dict[str, Any]:
 def start_sink(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     ready = workdir / "sink.ready"
     sink = subprocess.Popen(
-        [sys.executable, str(NULLSINK), "--port", str(port), "--no-track",
-         "--ready-file", str(ready)],
+        [sys.executable, str(NULLSINK), "--port", str(port), "--ready-file", str(ready)],
     )
     deadline = time.monotonic() + 15
     while not ready.exists():

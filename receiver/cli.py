@@ -15,6 +15,7 @@ import orjson
 import typer
 
 from receiver import __version__
+from receiver.assets import KINDS, AssetError, read
 from receiver.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG_FILE,
@@ -215,6 +216,34 @@ def _import_dashboards(kibana: str, settings: Settings) -> int:
         return 1
     typer.echo(f"kibana: {result}; data view on {pattern}")
     return 0 if result.success else 1
+
+
+@app.command()
+def export(
+    kind: Annotated[str, typer.Argument(
+        help="; ".join(f"{k.name}: {k.summary}" for k in KINDS.values()) + ".", show_default=False)],
+    name: Annotated[str | None, typer.Option(
+        help="haproxy-config: which configuration (omit it to list them).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to this file instead of stdout.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a file the deployment needs (carried in the package), like `filebeat export`."""
+    settings = _settings(config, {}) if config is not None else None
+    try:
+        data = read(kind, name, settings.elasticsearch if settings else None)
+    except AssetError as error:
+        typer.echo(f"haproxy-receiver: export: {error}", err=True)
+        raise typer.Exit(2) from None
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as error:
+        typer.echo(f"haproxy-receiver: export: cannot write {output}: {error.strerror}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

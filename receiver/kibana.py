@@ -15,7 +15,6 @@ import base64
 import json
 import secrets
 import ssl
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from receiver import assets
 from receiver.config import ElasticsearchSettings, _redact_url
 
 DASHBOARDS_FILE = "haproxy-receiver.ndjson"
@@ -55,19 +55,9 @@ def data_view_pattern(settings: ElasticsearchSettings) -> str:
     return index_pattern(settings)
 
 
-def default_ndjson_path() -> Path:
-    """The dashboards file: in a source checkout, or installed under `<prefix>/share`."""
-    candidates = [
-        Path(__file__).resolve().parents[1] / "dashboards" / "kibana" / DASHBOARDS_FILE,
-        Path(sys.prefix) / "share" / "haproxy-receiver" / "kibana" / DASHBOARDS_FILE,
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise KibanaError(
-        "dashboards file not found; looked in " + ", ".join(str(c) for c in candidates)
-        + " (pass ndjson_path)"
-    )
+def default_ndjson() -> bytes:
+    """The dashboards the package carries (`haproxy-receiver export kibana-dashboards`)."""
+    return assets.read("kibana-dashboards")
 
 
 def import_dashboards(
@@ -89,13 +79,17 @@ def import_dashboards(
     write to `haproxy-*`). `api_key` is Kibana's encoded key or `id:key`. Raises `KibanaError`
     when Kibana cannot be reached or refuses the request as a whole.
     """
-    path = Path(ndjson_path) if ndjson_path is not None else default_ndjson_path()
-    try:
-        body_ndjson = _with_index_pattern(path.read_bytes(), index_pattern)
-    except OSError as error:
-        raise KibanaError(f"cannot read dashboards file {path}: {error.strerror}") from None
+    if ndjson_path is None:
+        filename, ndjson = DASHBOARDS_FILE, default_ndjson()
+    else:
+        path = Path(ndjson_path)
+        try:
+            filename, ndjson = path.name, path.read_bytes()
+        except OSError as error:
+            raise KibanaError(f"cannot read dashboards file {path}: {error.strerror}") from None
+    body_ndjson = _with_index_pattern(ndjson, index_pattern)
     boundary = "haproxy-receiver-" + secrets.token_hex(16)
-    body = _multipart(boundary, "file", path.name, body_ndjson)
+    body = _multipart(boundary, "file", filename, body_ndjson)
     headers = {
         "kbn-xsrf": "true",  # Kibana refuses API writes without it (CSRF protection)
         "Content-Type": f"multipart/form-data; boundary={boundary}",

@@ -22,6 +22,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "data" / "corpus"  # origin and capture: its README.md
 T = TypeVar("T")
@@ -217,10 +219,19 @@ class Backend:
         self.server.server_close()
 
 
+def haproxy_binary() -> str:
+    """The `haproxy` program, or a skip that names its package (only root can install it)."""
+    binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+    if binary is None:
+        pytest.skip("haproxy is not installed: apt-get install haproxy as root "
+                    "(tests/run.sh does, when run as root)")
+    return binary
+
+
 @contextmanager
 def haproxy(config: Path, env: dict[str, str], workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A real haproxy in the foreground (-db) with `config`, stopped (soft stop) afterwards."""
-    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    binary = haproxy_binary()
     check = subprocess.run([binary, "-c", "-f", str(config)], env={**os.environ, **env},
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from receiver.kibana import KibanaError, default_ndjson_path, import_dashboards
+from receiver.kibana import KibanaError, default_ndjson, import_dashboards
 from tests.fakes.kibana_server import running_kibana
 
 NDJSON = Path(__file__).resolve().parents[2] / "dashboards" / "kibana" / "haproxy-receiver.ndjson"
@@ -89,7 +89,7 @@ def test_unreachable_kibana_and_missing_file_raise_clear_errors(tmp_path: Path) 
 
 
 def test_default_file_is_the_shipped_dashboards() -> None:
-    assert default_ndjson_path() == NDJSON
+    assert default_ndjson() == NDJSON.read_bytes()
 
 
 def test_https_with_a_private_ca(tmp_path: Path) -> None:

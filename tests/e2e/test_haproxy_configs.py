@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
-import shutil
 import socket
 import ssl
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 import trustme
 
 from tests.parse.helpers import parse
-from tests.support import REPO, Backend, Receiver, free_port, haproxy, search_all, wait_for
+from tests.support import REPO, Backend, Receiver, free_port, haproxy, haproxy_binary, search_all, wait_for
 
 CONFIGS = REPO / "haproxy"
 # Run end to end by tests/e2e/test_haproxy_to_elasticsearch.py; not repeated here.
@@ -376,10 +375,10 @@ def test_tls_aggregator_config_sends_nothing_to_an_unverified_receiver(
 def test_every_shipped_config_is_checked_and_tested(tmp_path: Path) -> None:
     """A new file in haproxy/ must pass `haproxy -c` without warnings and be run by a test.
     (json-3x.cfg is for 3.0+: 2.6's `haproxy -c` accepts it, which proves nothing.)"""
-    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     tested = {case.config for case in HTTP_CASES} | COVERED_ELSEWHERE | {"tcplog-udp.cfg"}
     shipped = {path.name for path in CONFIGS.glob("*.cfg")}
     assert shipped - {"json-3x.cfg"} == tested
+    binary = haproxy_binary()
     env = {"RECEIVER_SOCKET": str(tmp_path / "log.sock"),
            "RECEIVER_CA": str(_tls_files(tmp_path)["ca"])}
     for name in sorted(tested):
