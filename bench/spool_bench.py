@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from receiver.config import ByteSize, Seconds, SpoolSettings
 from receiver.metrics import Metrics
-from receiver.spool import SpoolReader, SpoolWriter, event_id
+from receiver.spool import LocalLedger, SpoolReader, SpoolWriter, event_id
+from receiver.spool.ledger import LEDGER_FILE
 
 
 def document(n: int) -> bytes:
@@ -69,19 +70,21 @@ def append_run(directory: Path, policy: str, events: int, batch: int) -> tuple[f
 
 
 def replay_run(directory: Path, max_records: int, with_ids: bool) -> tuple[float, int]:
-    (directory / "checkpoint").unlink(missing_ok=True)  # a restart that replays everything
-    reader = SpoolReader(directory)
+    (directory / LEDGER_FILE).unlink(missing_ok=True)  # a restart that replays everything
+    writer = SpoolWriter(SpoolSettings(dir=str(directory), max_bytes=ByteSize(16 * 1024**3),
+                                       segment_bytes=ByteSize(64 * 1024**2)), Metrics())
+    reader = SpoolReader(directory, LocalLedger(writer.ledger))
     started = time.perf_counter()
     count = 0
-    identity = reader.identity
     while (batch := reader.read(max_records, 5 * 1024**2)) is not None:
         if with_ids:
             for record in batch.records:
-                event_id(identity, record.position)
+                event_id(batch.identity, record.position)
         count += len(batch.records)
-        reader.acknowledge(batch)
+        reader.acknowledge(batch, len(batch.records))
     elapsed = time.perf_counter() - started
     reader.close()
+    writer.close()
     return count / elapsed, count
 
 
