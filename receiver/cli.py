@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,11 +76,17 @@ def _main(
     """Receive HAProxy syslog, parse it into typed documents, spool it, ship it to Elasticsearch."""
 
 
+def _loader(config: Path | None, overrides: dict[str, Any]) -> Callable[[], Settings]:
+    """Reads the settings from the file, the environment and these flags (raises ConfigError):
+    at start, and again at each reload (SIGHUP)."""
+    given = {key: _empty_means_none(value) for key, value in overrides.items() if value is not None}
+    return lambda: load_settings(config_file(config), overrides=given)
+
+
 def _settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
     """Load and validate settings; a wrong one ends the program with status 2."""
-    given = {key: _empty_means_none(value) for key, value in overrides.items() if value is not None}
     try:
-        return load_settings(config_file(config), overrides=given)
+        return _loader(config, overrides)()
     except ConfigError as error:
         typer.echo(f"haproxy-receiver: configuration error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -120,10 +127,12 @@ def run(
     log_format: LogFormatOption = None,
 ) -> None:
     """Run the receiver until SIGTERM or SIGINT."""
-    settings = _logged_settings(config, {
+    flags = {
         "listen.udp": udp, "listen.tcp": tcp, "listen.unix": unix,
         "elasticsearch.hosts": elasticsearch, "spool.dir": spool_dir, "metrics.listen": metrics,
-    }, log_level, log_format)
+        "service.log_level": log_level, "service.log_format": log_format,
+    }
+    settings = _logged_settings(config, flags, log_level, log_format)
     log.info("haproxy-receiver %s, configuration %s", __version__,
              config_file(config) or "built in (no file)")
     # The systemd watchdog ends a wedged receiver with SIGABRT: every thread's stack then goes
@@ -135,7 +144,7 @@ def run(
     from receiver.spool import SpoolError
 
     try:
-        status = Receiver(settings).run()
+        status = Receiver(settings, loader=_loader(config, flags)).run()
     except (ListenError, SpoolError, OutputError) as error:
         log.error("%s", error)
         raise typer.Exit(1) from None

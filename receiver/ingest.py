@@ -23,6 +23,7 @@ from typing import Any
 from receiver.event import FrameEncoder, Peer
 from receiver.metrics import ReceiverMetrics
 from receiver.spool import SpoolWriter
+from receiver.systemd import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,15 @@ class Ingest:
     def __init__(self, writer: SpoolWriter, metrics: ReceiverMetrics, *, block: bool,
                  max_message: int = 64 * 1024) -> None:
         self._block = block
-        self._max = max_message
+        self.max_message = max_message  # listen.max_message_bytes (a reload changes it)
         self._writer = writer
         self._metrics = metrics
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self._encoders: dict[str, FrameEncoder] = {}
+        # The receive loops' watchdog heartbeats: waiting for room under `block` is how a full
+        # spool pushes back, not a wedged loop, so the wait keeps them beating.
+        self.heartbeats: list[Heartbeat] = []
         self._received: dict[str, tuple[Any, Any]] = {}
 
     def accept(self, messages: Sequence[bytes], peers: Peer | list[Peer], listener: str,
@@ -52,7 +56,7 @@ class Ingest:
         if not messages:
             return 0
         self._count(messages, listener, transport)
-        if max(map(len, messages)) > self._max:
+        if max(map(len, messages)) > self.max_message:
             messages, cut = self._cut(messages, listener, cut)
         now = time.time()
         with self._lock:
@@ -69,7 +73,7 @@ class Ingest:
              cut: frozenset[int]) -> tuple[list[bytes], frozenset[int]]:
         """Messages longer than `listen.max_message_bytes` (a datagram: streams are cut by their
         framer) are cut to it and flagged, so one message costs at most that much anywhere."""
-        limit = self._max
+        limit = self.max_message
         long = {i for i, message in enumerate(messages) if len(message) > limit}
         self._metrics.messages_truncated.labels(listener).inc(len(long))
         return [m[:limit] if i in long else m for i, m in enumerate(messages)], cut | long
@@ -82,6 +86,8 @@ class Ingest:
                 self._metrics.events_dropped.labels("shutdown_spool_full").inc(lost)
                 log.error("stopping with a full spool: %d received events could not be spooled", lost)
                 break
+            for heartbeat in self.heartbeats:
+                heartbeat.beat()
             if self._writer.wait_for_room(0.5):
                 accepted += self._writer.append(payloads[accepted:])
         return accepted

@@ -49,6 +49,7 @@ from receiver.config import ListenSettings
 from receiver.event import Peer
 from receiver.frame import StreamFramer
 from receiver.metrics import ListenMetrics
+from receiver.systemd import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Listener:
     transport: str  # udp | tcp | tls | unix | unix_stream
     sock: socket.socket
     path: str = ""  # Unix socket file, removed on close
+    configured: str = ""  # "<transport> <address or path>" as the settings name it (reload)
 
     @property
     def address(self) -> str:
@@ -124,24 +126,41 @@ class Listeners:
             item.close()
 
 
-def open_listeners(settings: ListenSettings) -> Listeners:
-    """Bind every configured socket, or raise ListenError naming the one that failed."""
-    opened = Listeners()
+def open_listeners(settings: ListenSettings, reuse: Listeners | None = None) -> Listeners:
+    """Bind every configured socket, or raise ListenError naming the one that failed (and close
+    what this call opened). With `reuse` (a reload), a socket the settings still name is taken
+    over as it is, bound and with whatever the kernel queued for it."""
+    kept = {item.configured: item for item in reuse.all()} if reuse else {}
+    opened, fresh = Listeners(), []
+
+    def take(kind: str, key: str, bind: Callable[[], Listener]) -> Listener:
+        listener = kept.get(f"{kind} {key}")
+        if listener is None:
+            listener = bind()
+            listener.configured = f"{kind} {key}"
+            fresh.append(listener)
+        return listener
+
+    dgram, stream = socket.SOCK_DGRAM, socket.SOCK_STREAM
     try:
         for i, address in enumerate(settings.udp):
-            opened.datagram.append(_bind_inet(f"listen.udp[{i}]", address, socket.SOCK_DGRAM, settings))
+            opened.datagram.append(take("udp", address, functools.partial(
+                _bind_inet, f"listen.udp[{i}]", address, dgram, settings)))
         for i, path in enumerate(settings.unix):
-            opened.datagram.append(_bind_unix(f"listen.unix[{i}]", path, socket.SOCK_DGRAM, settings))
+            opened.datagram.append(take("unix", path, functools.partial(
+                _bind_unix, f"listen.unix[{i}]", path, dgram, settings)))
         for i, address in enumerate(settings.tcp):
-            opened.stream.append(_bind_inet(f"listen.tcp[{i}]", address, socket.SOCK_STREAM, settings))
+            opened.stream.append(take("tcp", address, functools.partial(
+                _bind_inet, f"listen.tcp[{i}]", address, stream, settings)))
         for i, address in enumerate(settings.tls):
-            listener = _bind_inet(f"listen.tls[{i}]", address, socket.SOCK_STREAM, settings)
-            listener.transport, listener.name = "tls", listener.name.replace("tcp://", "tls://")
-            opened.stream.append(listener)
+            opened.stream.append(take("tls", address, functools.partial(
+                _bind_tls, f"listen.tls[{i}]", address, settings)))
         for i, path in enumerate(settings.unix_stream):
-            opened.stream.append(_bind_unix(f"listen.unix_stream[{i}]", path, socket.SOCK_STREAM, settings))
+            opened.stream.append(take("unix_stream", path, functools.partial(
+                _bind_unix, f"listen.unix_stream[{i}]", path, stream, settings)))
     except BaseException:
-        opened.close()
+        for listener in fresh:
+            listener.close()
         raise
     maximum = kernel_somaxconn()
     if opened.stream and settings.backlog > maximum:
@@ -165,6 +184,12 @@ def _bind_inet(setting: str, address: str, kind: int, settings: ListenSettings) 
     _open(sock, bind, f"{setting} = {address!r}", settings)
     listener = Listener("", transport, sock)
     listener.name = f"{transport}://{listener.address}"
+    return listener
+
+
+def _bind_tls(setting: str, address: str, settings: ListenSettings) -> Listener:
+    listener = _bind_inet(setting, address, socket.SOCK_STREAM, settings)
+    listener.transport, listener.name = "tls", listener.name.replace("tcp://", "tls://")
     return listener
 
 
@@ -299,7 +324,8 @@ class DatagramReader:
                  metrics: ListenMetrics, allow: SourceFilter | None = None) -> None:
         self.listener = listener
         self._metrics = metrics
-        self._allow = allow
+        self.allow = allow  # replaced by a reload
+        self.heartbeat: Heartbeat | None = None  # the watchdog's view of this loop (receiver/systemd.py)
         self._ingest = ingest
         self._wait_for_room = wait_for_room
         self._stop = threading.Event()
@@ -333,6 +359,8 @@ class DatagramReader:
         poller.register(self.listener.sock, select.POLLIN)
         trickle = False
         while not self._stop.is_set():
+            if self.heartbeat is not None:
+                self.heartbeat.beat()
             if not self._wait_for_room(0.2):
                 continue  # spool full under `block`: leave datagrams to the kernel buffer
             if not poller.poll(200):
@@ -384,7 +412,7 @@ class DatagramReader:
         return messages, sources
 
     def _hand_over(self, messages: list[bytes], sources: list[Peer]) -> None:
-        if self._allow is not None:
+        if self.allow is not None:
             messages, sources = self._filter(messages, sources)
         if messages:
             self._ingest.accept(messages, sources, self.listener.name, self.listener.transport)
@@ -392,8 +420,8 @@ class DatagramReader:
     def _filter(
         self, messages: list[bytes], sources: list[Peer]
     ) -> tuple[list[bytes], list[Peer]]:
-        assert self._allow is not None
-        allows = self._allow.allows
+        assert self.allow is not None
+        allows = self.allow.allows
         kept = [i for i, source in enumerate(sources) if allows(source[0])]
         if len(kept) < len(messages):
             self._metrics.messages_refused.labels(self.listener.name).inc(len(messages) - len(kept))
@@ -626,6 +654,7 @@ class StreamServer:
         self.ingest = ingest
         self.metrics = metrics
         self.flow = FlowControl(has_room)
+        self.heartbeat: Heartbeat | None = None  # the watchdog's view of the loop (receiver/systemd.py)
         self._allow = source_filter(settings)
         self._tls = tls_context(settings)
         self._backlog = listen_backlog(settings)
@@ -813,10 +842,43 @@ class StreamServer:
         self._loop.run_forever()
         self._loop.close()
 
+    def reconfigure(self, settings: ListenSettings, listeners: list[Listener],
+                    deadline: float) -> None:
+        """A reload: new limits, allowlist, TLS and idle settings from now on; listeners the
+        settings no longer name stop (their connections are ended as at stop, by `deadline`),
+        new ones start. Connections of the listeners kept go on undisturbed."""
+        future = asyncio.run_coroutine_threadsafe(
+            self._reconfigure(settings, listeners, deadline), self._loop)
+        future.result(max(1.0, deadline - time.monotonic()) + STOP_MARGIN)
+
+    async def _reconfigure(self, settings: ListenSettings, listeners: list[Listener],
+                           deadline: float) -> None:
+        tls = tls_context(settings)  # raises ListenError before anything changes
+        self.settings, self._allow, self._tls = settings, source_filter(settings), tls
+        self._backlog = listen_backlog(settings)
+        servers = dict(zip(map(id, self.listeners), self._servers, strict=True))
+        keep = {id(listener) for listener in listeners}
+        for listener in self.listeners:
+            if id(listener) not in keep:
+                servers[id(listener)].close()  # closes the listening socket
+                for connection in [c for c in self._connections if c.listener is listener]:
+                    self.end(connection, deadline)
+        self.listeners, self._servers = [], []
+        for listener in listeners:
+            server = servers.get(id(listener))
+            if server is None:
+                factory = functools.partial(StreamConnection, self, listener)
+                server = await self._loop.create_server(factory, sock=listener.sock,
+                                                        backlog=self._backlog)
+            self.listeners.append(listener)
+            self._servers.append(server)
+
     async def _housekeeping(self) -> None:
         """Resume paused readers when room returns; end idle connections; finish closes."""
         while True:
             await asyncio.sleep(HOUSEKEEPING_EVERY)
+            if self.heartbeat is not None:
+                self.heartbeat.beat()
             self.flow.check()
             idle = self.settings.idle_timeout
             if idle:

@@ -5,25 +5,41 @@ messages to the spool; `service.workers` children (receiver/ship/process.py) lea
 parse and ship. Start: spool writer (takes the directory lock, recovers, opens the ledger) →
 sockets (bound before any thread starts, so a busy address fails the start) → workers (each
 builds its output; a failure there fails the start) → metrics endpoint → listeners. While
-running, a worker that died is restarted. Stop (SIGTERM/SIGINT): stop the listeners (they first
-read what senders already sent), let the workers deliver what they can, both within
+running, a worker that died or wedged is restarted. Reload (SIGHUP): the configuration is read
+again; an invalid one is refused and the running one kept; listeners, allowlist, limits, TLS,
+logging, parsing, Elasticsearch and batching change live (listeners the new file still names
+keep their sockets and connections; workers are restarted, and what they held is shipped again
+from the acknowledged prefixes, recognised by its ids); `spool.*` and `metrics.*` need a
+restart, which is logged. Stop (SIGTERM/SIGINT): stop the listeners (they first read what
+senders already sent), let the workers deliver what they can, both within
 `service.shutdown_grace`, close the spool (what is left stays there for the next start), exit
 0. A second signal skips the grace period.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from receiver.config import Settings
+from receiver.config import ConfigError, ListenSettings, Settings
 from receiver.ingest import Ingest
-from receiver.listen import DatagramReader, Listeners, StreamServer, open_listeners, source_filter
+from receiver.listen import (
+    DatagramReader,
+    ListenError,
+    Listeners,
+    StreamServer,
+    open_listeners,
+    source_filter,
+    tls_context,
+)
+from receiver.logs import setup_logging
 from receiver.metrics import CallbackCollector, ReceiverMetrics, serve, udp_socket_drops
 from receiver.runtime import tune
 from receiver.ship.process import WorkerPool
@@ -33,13 +49,18 @@ from receiver.systemd import ServiceNotifier
 
 log = logging.getLogger(__name__)
 
+_RESTART_ONLY = ("spool", "metrics")  # sections a reload cannot change
+
 
 class Receiver:
     """Owns every running part; `run()` blocks until a stop signal."""
 
-    def __init__(self, settings: Settings, metrics: ReceiverMetrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: ReceiverMetrics | None = None,
+                 loader: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or ReceiverMetrics()
+        self._loader = loader  # reads the configuration again (SIGHUP); None: no reload
+        self._reload = threading.Event()
         self.should_exit = threading.Event()
         self.force_exit = threading.Event()  # a second signal: stop without the grace period
         self._readers: list[DatagramReader] = []
@@ -84,17 +105,27 @@ class Receiver:
         block = self.settings.spool.when_full == "block"
         self.ingest = Ingest(self.writer, self.metrics, block=block,
                              max_message=self.settings.listen.max_message_bytes)
+        self._start_readers(self._listeners.datagram, self.settings.listen)
+        if self._listeners.stream:
+            self._start_streams(self._listeners, self.settings.listen)
+
+    def _start_readers(self, listeners: list[Any], settings: ListenSettings) -> None:
+        block = self.settings.spool.when_full == "block"
         wait = self.writer.wait_for_room if block else (lambda _timeout: True)
-        allow = source_filter(self.settings.listen)
-        for listener in self._listeners.datagram:
+        allow = source_filter(settings)
+        for listener in listeners:
             reader = DatagramReader(listener, self.ingest, wait, self.metrics, allow)
+            reader.heartbeat = self.systemd.watchdog.heartbeat(listener.name)
+            self.ingest.heartbeats.append(reader.heartbeat)
             reader.start()
             self._readers.append(reader)
-        if self._listeners.stream:
-            has_room = self.writer.has_room if block else (lambda: True)
-            self._streams = StreamServer(self._listeners.stream, self.settings.listen,
-                                         self.ingest, self.metrics, has_room)
-            self._streams.start()
+
+    def _start_streams(self, listeners: Listeners, settings: ListenSettings) -> None:
+        has_room = self.writer.has_room if self.settings.spool.when_full == "block" else (lambda: True)
+        self._streams = StreamServer(listeners.stream, settings, self.ingest, self.metrics, has_room)
+        self._streams.heartbeat = self.systemd.watchdog.heartbeat("stream listeners")
+        self.ingest.heartbeats.append(self._streams.heartbeat)
+        self._streams.start()
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: the spool accepts events and the workers are alive."""
@@ -108,11 +139,15 @@ class Receiver:
     def run(self) -> int:
         """Start, wait for SIGTERM/SIGINT, stop gracefully; returns the exit status."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
         try:
             self.systemd.starting("starting: opening the spool and binding the listeners")
             self.start()
             self.systemd.ready()
-            while not self.should_exit.wait(1.0):
+            while not self.should_exit.wait(0.25):
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
                 self.shipping.supervise()
                 self.systemd.tick()
             self.systemd.stopping(f"stopping: shipping what is spooled for up to "
@@ -129,6 +164,96 @@ class Receiver:
             self.force_exit.set()
             log.warning("second %s: stopping without waiting for the shipper", signal.Signals(signum).name)
         self.should_exit.set()
+
+    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
+        self._reload.set()
+
+    # --- reload ----------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Read the configuration again and apply what changed (see the module docstring)."""
+        if self._loader is None:
+            log.warning("reload: this instance was started without a configuration to read again")
+            return
+        log.info("reload: reading the configuration again")
+        try:
+            new = self._loader()
+        except ConfigError as error:
+            log.error("reload: the new configuration is refused, the running one stays: %s", error)
+            return
+        old = self.settings
+        fixed = [f"{section}.{name}" for section in _RESTART_ONLY
+                 for name, value in dataclasses.asdict(getattr(new, section)).items()
+                 if value != dataclasses.asdict(getattr(old, section))[name]]
+        if fixed:
+            log.warning("reload: %s change only at a restart; the running values stay",
+                        ", ".join(fixed))
+            new = dataclasses.replace(new, **{section: getattr(old, section)
+                                              for section in _RESTART_ONLY})
+        if new == old:
+            log.info("reload: nothing else changed")
+            return
+        self.systemd.reloading()
+        try:
+            self._apply(old, new)
+        finally:
+            self.systemd.ready()
+
+    def _apply(self, old: Settings, new: Settings) -> None:
+        changed = [section for section in dataclasses.asdict(new)
+                   if getattr(new, section) != getattr(old, section)]
+        if (new.service.log_level, new.service.log_format) != (old.service.log_level,
+                                                                 old.service.log_format):
+            setup_logging(new.service.log_level, new.service.log_format)
+        if new.listen != old.listen:
+            try:
+                self._reload_listeners(new.listen)
+            except ListenError as error:
+                log.error("reload: the new listeners cannot be used, the running ones stay: %s",
+                          error)
+                new = dataclasses.replace(new, listen=old.listen)
+        workers = (new.parse, new.elasticsearch, new.service.workers)
+        if workers != (old.parse, old.elasticsearch, old.service.workers):
+            self.shipping.restart(new, float(new.service.shutdown_grace))
+            if self.shipping.settings is not new:  # refused: the old workers run again
+                new = dataclasses.replace(new, parse=old.parse, elasticsearch=old.elasticsearch,
+                                          service=dataclasses.replace(
+                                              new.service, workers=old.service.workers))
+        self.settings = new
+        log.info("reload: done (%s)", ", ".join(changed))
+
+    def _reload_listeners(self, settings: ListenSettings) -> None:
+        """New listeners bound, the ones still named kept with their sockets, the rest ended as
+        at stop (what their senders already sent is read)."""
+        tls_context(settings)  # refuse an unusable certificate before anything changes
+        opened = open_listeners(settings, reuse=self._listeners)
+        kept = {id(listener) for listener in opened.all()}
+        deadline = time.monotonic() + float(self.settings.service.shutdown_grace)
+        allow = source_filter(settings)
+        for reader in list(self._readers):
+            if id(reader.listener) in kept:
+                reader.allow = allow
+                continue
+            reader.stop(deadline)
+            reader.join(max(0.0, deadline - time.monotonic()) + 2.0)
+            if reader.heartbeat is not None:
+                self.systemd.watchdog.remove(reader.heartbeat)
+                self.ingest.heartbeats.remove(reader.heartbeat)
+            self._readers.remove(reader)
+        reading = {id(reader.listener) for reader in self._readers}
+        self._start_readers([item for item in opened.datagram if id(item) not in reading], settings)
+        if self._streams is not None:
+            self._streams.reconfigure(settings, opened.stream, deadline)
+        elif opened.stream:
+            self._start_streams(opened, settings)
+        for listener in self._listeners.all():
+            if id(listener) not in kept:
+                listener.close()
+                log.info("reload: stopped listening on %s", listener.name)
+        for listener in opened.all():
+            if listener not in self._listeners.all():
+                log.info("reload: listening on %s", listener.name)
+        self._listeners = opened
+        self.ingest.max_message = settings.max_message_bytes
 
     def stop(self) -> None:
         log.info("stopping: closing listeners")

@@ -116,7 +116,7 @@ class Receiver:
 
     def __init__(self, workdir: Path, es_url: str | None, *, udp: bool = True, tcp: bool = True,
                  extra: list[str] | None = None, env: dict[str, str] | None = None,
-                 spool_dir: Path | None = None) -> None:
+                 spool_dir: Path | None = None, listen_flags: bool = True) -> None:
         self.workdir = workdir
         self.udp_port = free_port(socket.SOCK_DGRAM) if udp else 0
         self.tcp_port = free_port() if tcp else 0
@@ -125,8 +125,9 @@ class Receiver:
         self.es_url = es_url
         args = [sys.executable, "-m", "receiver", "run", "--spool-dir", str(self.spool_dir),
                 "--metrics", f"127.0.0.1:{self.metrics_port}"]
-        args += ["--udp", f"127.0.0.1:{self.udp_port}"] if udp else ["--udp", ""]
-        args += ["--tcp", f"127.0.0.1:{self.tcp_port}"] if tcp else ["--tcp", ""]
+        if listen_flags:  # else the listeners come from a configuration file (`extra`)
+            args += ["--udp", f"127.0.0.1:{self.udp_port}"] if udp else ["--udp", ""]
+            args += ["--tcp", f"127.0.0.1:{self.tcp_port}"] if tcp else ["--tcp", ""]
         if es_url:
             args += ["--elasticsearch", es_url]
         self.args = args + (extra or [])

@@ -39,16 +39,22 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from receiver.config import Settings
 from receiver.metrics import ReceiverMetrics, Relayed, WorkerMetrics
 from receiver.spool.ledger import Ack, Lease, Ledger
 
+if TYPE_CHECKING:
+    from receiver.ship.shipper import Shipper
+
 log = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL = 0.5
 START_TIMEOUT = 60.0
+# A worker silent this long, or whose shipper loop has not turned for this long (it turns at
+# least 4 times a second), is wedged: it is killed and started again.
+WEDGED_AFTER = 60.0
 _PR_SET_PDEATHSIG = 1
 _DRAIN_POLL = 0.05
 WORKER_NICENESS = 10  # added to the receiving process's niceness
@@ -63,6 +69,8 @@ class _Worker:
         self.conn = conn
         self.send_lock = threading.Lock()
         self.relay: threading.Thread | None = None
+        self.last_report = time.monotonic()
+        self.loop_silence = 0.0  # how long its shipper loop had not turned, at the last report
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self.send_lock, contextlib.suppress(OSError):
@@ -89,6 +97,28 @@ class WorkerPool:
     @property
     def size(self) -> int:
         return int(self._settings.service.workers)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the running workers were started with."""
+        return self._settings
+
+    def restart(self, settings: Settings, grace: float) -> None:
+        """A reload: stop the workers (they ship what they hold within `grace`; the rest is
+        shipped again from the acknowledged prefixes) and start them with `settings`; if those
+        cannot start (an output refused), the previous ones run again."""
+        previous = self._settings
+        self.stop(grace)
+        self._stopping = False
+        self._settings = settings
+        try:
+            self.start()
+        except Exception as error:
+            log.error("reload: workers cannot start with the new configuration (%s); they run "
+                      "with the previous one", error)
+            self._stopping = False
+            self._settings = previous
+            self.start()
 
     def start(self) -> None:
         """Start every worker and wait until each runs; raises what one could not start with."""
@@ -157,6 +187,7 @@ class WorkerPool:
                 ledger.release(number, *message[1:])
             elif kind == "metrics":
                 self._relayed.update(number, message[1])
+                worker.last_report, worker.loop_silence = time.monotonic(), message[2]
 
     def _sealed(self, worker: object, segment: int, end: int) -> None:
         target = self._workers.get(worker) if isinstance(worker, int) else None
@@ -173,7 +204,12 @@ class WorkerPool:
             return
         for number, worker in list(self._workers.items()):
             if worker.process.poll() is None:
-                continue
+                silent = max(time.monotonic() - worker.last_report, worker.loop_silence)
+                if silent < WEDGED_AFTER:
+                    continue
+                log.error("worker %d made no progress for %.0f s; killing it", number, silent)
+                worker.process.kill()
+                worker.process.wait()
             log.error("worker %d exited unexpectedly (exit status %s); restarting it; what it "
                       "held is shipped again from the acknowledged prefixes", number,
                       worker.process.returncode)
@@ -303,8 +339,8 @@ def child_main(fd: int) -> None:
         # Receiving comes first: a datagram not read in time is lost, an event not yet shipped
         # waits in the spool. When both want the CPU, the workers yield and catch up afterwards.
         os.nice(WORKER_NICENESS)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # the receiving process's to handle
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
     conn = Connection(fd)
     if os.getppid() == 1:  # the parent died before PR_SET_PDEATHSIG took effect
         return
@@ -328,6 +364,7 @@ class _Child:
         self._ledger = RemoteLedger(conn)
         self._metrics = WorkerMetrics()
         self._forced = threading.Event()
+        self._shipper: Shipper | None = None
 
     def run(self) -> None:
         from receiver.ship.errors import OutputError
@@ -351,6 +388,7 @@ class _Child:
             log.exception("worker %d could not start", self._number)
             self._conn.send(("failed", "other", f"{type(error).__name__}: {error}"))
             return
+        self._shipper = shipper
         self._ledger.send(("started",))  # before the shipper asks for its first lease
         stop = threading.Event()
         thread = threading.Thread(target=shipper.run, args=(stop,), name="shipper", daemon=True)
@@ -403,8 +441,9 @@ class _Child:
             self._forced.set()
 
     def _send_snapshot(self) -> None:
+        silence = 0.0 if self._shipper is None else time.monotonic() - self._shipper.last_turn
         with contextlib.suppress(OSError):
-            self._ledger.send(("metrics", list(self._metrics.registry.collect())))
+            self._ledger.send(("metrics", list(self._metrics.registry.collect()), silence))
 
 
 def dead_letter_path(settings: Settings) -> Path:

@@ -86,6 +86,9 @@ class Shipper:
         self._read_all = False  # the last read found nothing
         self._building = 0  # events in the shipment being collected
         self._log = RateLimitedLog(log)
+        # When the reading loop last went round (it does at least every _IDLE_WAIT): a worker
+        # whose loop stops turning is wedged, and the receiving process restarts it.
+        self.last_turn = time.monotonic()
         metrics.output_up.set(0)
 
     # --- the reading thread --------------------------------------------------------------
@@ -105,6 +108,7 @@ class Shipper:
         policy = self._policy
         shipment = Shipment()
         while not stop.is_set():
+            self.last_turn = time.monotonic()
             if policy.due(shipment) or (self._read_all and shipment.records
                                         and self._finishing.is_set()):
                 if not self._submit(shipment, stop):
