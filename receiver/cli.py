@@ -148,9 +148,7 @@ def _import_dashboards(kibana: str, settings: Settings) -> int:
 
     es = settings.elasticsearch
     try:
-        result = import_dashboards(kibana, username=es.username or None, password=es.password or None,
-                                   api_key=es.api_key or None, ca_file=es.ca_file or None,
-                                   verify=es.verify_certs)
+        result = import_dashboards(kibana, settings=es)
     except KibanaError as error:
         log.error("kibana: %s", error)
         return 1

@@ -3,24 +3,33 @@
 `import_dashboards()` POSTs the NDJSON file as a multipart upload to
 `/api/saved_objects/_import?overwrite=true` with the `kbn-xsrf` header, as Kibana documents it,
 and returns what Kibana reported object by object. It is what `haproxy-receiver setup --kibana
-URL` runs; re-running it replaces the objects (stable ids), so it is safe to repeat.
+URL` runs; re-running it replaces the objects (stable ids), so it is safe to repeat. The request
+goes through receiver.ship.http with the Elasticsearch output's TLS configuration, proxy rule
+and credentials, and every message is redacted.
 """
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import json
 import secrets
-import ssl
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from receiver.config import _redact_url
+from receiver.config import ElasticsearchSettings
+from receiver.redaction import redact
+from receiver.ship.http import (
+    USER_AGENT,
+    ConnectionOptions,
+    HttpClient,
+    HttpError,
+    TlsConfig,
+    authorization,
+    connection_options,
+)
 
 DASHBOARDS_FILE = "haproxy-receiver.ndjson"
 DEFAULT_INDEX_PATTERN = "haproxy-*"
@@ -63,6 +72,7 @@ def default_ndjson_path() -> Path:
 def import_dashboards(
     kibana_url: str,
     *,
+    settings: ElasticsearchSettings | None = None,
     username: str | None = None,
     password: str | None = None,
     api_key: str | None = None,
@@ -75,9 +85,11 @@ def import_dashboards(
 ) -> ImportResult:
     """Import the saved objects into Kibana (optionally into `space`), replacing older copies.
 
-    `index_pattern` becomes the data view's pattern (set it when `elasticsearch.index` does not
-    write to `haproxy-*`). `api_key` is Kibana's encoded key or `id:key`. Raises `KibanaError`
-    when Kibana cannot be reached or refuses the request as a whole.
+    `settings`: the Elasticsearch output's settings, whose TLS configuration, proxy and
+    credentials then apply (as `setup --kibana` does); without them, `username`/`password` or
+    `api_key` (Kibana's encoded key or `id:key`), `ca_file` and `verify` do. `index_pattern`
+    becomes the data view's pattern (set it when `elasticsearch.index` does not write to
+    `haproxy-*`). Raises `KibanaError` when Kibana cannot be reached or refuses the request.
     """
     path = Path(ndjson_path) if ndjson_path is not None else default_ndjson_path()
     try:
@@ -88,55 +100,44 @@ def import_dashboards(
     body = _multipart(boundary, "file", path.name, body_ndjson)
     headers = {
         "kbn-xsrf": "true",  # Kibana refuses API writes without it (CSRF protection)
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
-        "Accept": "application/json",
+        "content-type": f"multipart/form-data; boundary={boundary}",
+        "accept": "application/json",
     }
-    auth = _authorization(username, password, api_key)
-    if auth:
-        headers["Authorization"] = auth
-    url = _import_url(kibana_url, space)
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    client = HttpClient([kibana_url], _options(settings, username, password, api_key, ca_file,
+                                               verify, timeout))
     try:
-        with urllib.request.urlopen(request, timeout=timeout,
-                                    context=_tls_context(url, ca_file, verify)) as response:
-            answer = response.read()
-    except urllib.error.HTTPError as error:
-        detail = _error_message(error.read())
+        response = client.request("POST", _import_path(space), body, headers)
+    except HttpError as error:
+        raise KibanaError(f"cannot reach Kibana: {error}") from None
+    finally:
+        client.close()
+    if response.status != 200:
+        detail = client.redact(_error_message(response.body))
         raise KibanaError(
-            f"Kibana at {_redact_url(kibana_url)} refused the import: HTTP {error.code} {detail}"
-        ) from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise KibanaError(f"cannot reach Kibana at {_redact_url(kibana_url)}: {reason}") from None
-    return _result(answer)
+            f"Kibana at {redact(kibana_url)} refused the import: HTTP {response.status} {detail}")
+    return _result(response.body)
 
 
-def _import_url(kibana_url: str, space: str | None) -> str:
-    base = kibana_url.rstrip("/")
+def _options(settings: ElasticsearchSettings | None, username: str | None, password: str | None,
+             api_key: str | None, ca_file: str | None, verify: bool,
+             timeout: float) -> ConnectionOptions:
+    if settings is not None:
+        return dataclasses.replace(connection_options(settings), timeout=timeout)
+    auth = authorization(username or "", password or "", api_key or "")
+    headers = {"user-agent": USER_AGENT}
+    if auth:
+        headers["authorization"] = auth
+    return ConnectionOptions(
+        TlsConfig(verify=verify, ca_file=ca_file or ""), "", headers, timeout,
+        tuple(s for s in (password, api_key, auth.partition(" ")[2]) if s))
+
+
+def _import_path(space: str | None) -> str:
+    """The import API's path (the client puts the Kibana URL, with any path prefix, before it)."""
+    path = ""
     if space and space != "default":
-        base += "/s/" + urllib.parse.quote(space, safe="")
-    return base + "/api/saved_objects/_import?overwrite=true"
-
-
-def _authorization(username: str | None, password: str | None, api_key: str | None) -> str | None:
-    if api_key:
-        # Kibana takes the base64 of `id:key`; an `id:key` pair is encoded here.
-        encoded = base64.b64encode(api_key.encode()).decode() if ":" in api_key else api_key
-        return f"ApiKey {encoded}"
-    if username:
-        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-        return f"Basic {token}"
-    return None
-
-
-def _tls_context(url: str, ca_file: str | None, verify: bool) -> ssl.SSLContext | None:
-    if not url.startswith("https://"):
-        return None
-    context = ssl.create_default_context(cafile=ca_file or None)
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+        path += "/s/" + urllib.parse.quote(space, safe="")
+    return path + "/api/saved_objects/_import?overwrite=true"
 
 
 def _multipart(boundary: str, field_name: str, filename: str, content: bytes) -> bytes:
