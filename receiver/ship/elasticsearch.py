@@ -160,7 +160,7 @@ class ElasticsearchOutput:
             try:
                 response = self._http.request("GET", "/", headers={"accept": "application/json"})
             except (HttpUnavailable, HttpTimeout) as error:
-                raise OutputUnavailable(f"cannot reach {', '.join(self.urls)}: {error}") from None
+                raise OutputUnavailable(f"cannot reach {error}") from None
             info = self._server_info(response)
             self._choose_headers(info)
             self.server = info

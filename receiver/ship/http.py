@@ -405,6 +405,10 @@ class HttpClient:
         text = self.redact(f"{host.url}: {message}")
         if code == pycurl.E_OPERATION_TIMEDOUT and handle.curl.getinfo(pycurl.PRETRANSFER_TIME) > 0:
             return HttpTimeout(f"no answer within {self.options.timeout:g}s from {text}")
+        if code == pycurl.E_PEER_FAILED_VERIFICATION and not self.options.tls.fingerprint and (
+                "issuer" in message or "self-signed" in message or "self signed" in message):
+            text += ("; trust its CA with elasticsearch.ca_file, ca_dir or "
+                     "ca_trusted_fingerprint, or in the OS trust store")
         if code in _TLS_REFUSED and self.options.tls.fingerprint and host.https:
             if not host.anchors:
                 text += ("; no certificate it presented matches "
