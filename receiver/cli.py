@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 spool_app = typer.Typer(help="Inspect the spool (safe while the receiver runs).", no_args_is_help=True)
 app.add_typer(spool_app, name="spool")
+test_app = typer.Typer(help="Check what `run` needs before going live.", no_args_is_help=True)
+app.add_typer(test_app, name="test")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML configuration file.", show_default=False)
@@ -154,6 +156,20 @@ def _import_dashboards(kibana: str, settings: Settings) -> int:
         return 1
     typer.echo(f"kibana: {result}")
     return 0 if result.success else 1
+
+
+@test_app.command("output")
+def test_output(
+    config: ConfigOption = None,
+    elasticsearch: Annotated[list[str] | None, typer.Option(
+        "--elasticsearch", "-e", help="Elasticsearch URL (repeatable).")] = None,
+) -> None:
+    """Reach every Elasticsearch host as `run` would: version, credentials, privileges, template."""
+    settings = _settings(config, {"elasticsearch.hosts": elasticsearch})
+    _setup_logging(settings.service.log_level)
+    from receiver.ship.output_check import run_output_check
+
+    raise typer.Exit(run_output_check(settings.elasticsearch, typer.echo))
 
 
 @app.command()
