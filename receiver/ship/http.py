@@ -51,7 +51,8 @@ USER_AGENT = "haproxy-receiver"
 # items without filter_path); anything larger is not Elasticsearch and must not fill memory.
 MAX_ANSWER = 64 * 1024 * 1024
 # libcurl sends a POSTFIELDS body in pieces of its upload buffer (64 KiB by default): 8 send
-# calls, polls and reads for a 500 KB body instead of 1; 1 MiB holds a gzipped full batch.
+# calls, polls and reads for a 500 KB body instead of 1. Measured (min of 8 rounds of 500): a
+# 500 KB POST took 190-220 µs of CPU with 64 KiB, 115-145 µs with 256 KiB to 2 MiB.
 UPLOAD_BUFFER = 1024 * 1024
 _TLS_VERSIONS = {"1.2": pycurl.SSLVERSION_TLSv1_2, "1.3": pycurl.SSLVERSION_TLSv1_3}
 _TLS_REFUSED = frozenset({

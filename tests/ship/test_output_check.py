@@ -96,3 +96,29 @@ def test_an_unreachable_host_fails_and_the_others_are_still_checked(es_url: str)
     assert lines[at + 1].startswith(f"  FAIL cannot reach {dead}: ")
     assert "check elasticsearch.hosts, the network, the proxy" in lines[at + 1]
     assert "ok   OpenSearch" in text  # the second host was checked too
+
+
+def test_the_readme_examples_are_what_the_code_produces(secured: FakeElasticsearch) -> None:
+    """README, "TLS, credentials, proxies, Elastic Cloud": the `test output` transcript and the
+    cloud_id example."""
+    import re
+    import tomllib
+
+    from receiver.config import cloud_id_url
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### TLS, credentials, proxies, Elastic Cloud"):]
+    toml = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert toml is not None
+    cloud = tomllib.loads(toml.group(1))["elasticsearch"]["cloud_id"]
+    stated = re.search(r"into `(https://[^`]+)`, which then stands in `hosts`", section)
+    assert stated is not None and cloud_id_url(cloud) == stated.group(1)
+
+    transcript = re.search(r"```\n\$ haproxy-receiver test output -e (\S+)\n(.*?)```", section, re.S)
+    assert transcript is not None
+    shown_url, shown = transcript.groups()
+    assert command("setup", hosts=secured.url, username="admin", password="admin-pw")[0] == 0
+    status, text = command("test", "output", hosts=secured.url, username="reader",
+                           password="reader-pw")
+    assert status == 1
+    assert text.split("--- log\n")[0] == shown.replace(shown_url, secured.url)
