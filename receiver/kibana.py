@@ -15,6 +15,7 @@ import json
 import secrets
 import sys
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ def import_dashboards(
         detail = client.redact(_error_message(response.body))
         raise KibanaError(
             f"Kibana at {redact(kibana_url)} refused the import: HTTP {response.status} {detail}")
-    return _result(response.body)
+    return _result(response.body, client.redact)
 
 
 def _options(settings: ElasticsearchSettings | None, username: str | None, password: str | None,
@@ -164,18 +165,19 @@ def _with_index_pattern(ndjson: bytes, pattern: str) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-def _result(answer: bytes) -> ImportResult:
+def _result(answer: bytes, redact: Callable[[str], str]) -> ImportResult:
+    """Kibana's answer object by object; every text from it redacted."""
     try:
         data: Any = json.loads(answer)
         success = bool(data["success"])
         success_count = int(data.get("successCount", 0))
     except (ValueError, KeyError, TypeError):
         raise KibanaError(
-            f"Kibana answered something that is not an import result: {answer[:200]!r}"
+            redact(f"Kibana answered something that is not an import result: {answer[:200]!r}")
         ) from None
     errors = [
-        f"{item.get('type')} {item.get('id')} ({item.get('title', '')}): "
-        f"{(item.get('error') or {}).get('type', 'unknown')}"
+        redact(f"{item.get('type')} {item.get('id')} ({item.get('title', '')}): "
+               f"{(item.get('error') or {}).get('type', 'unknown')}")
         for item in data.get("errors") or []
     ]
     return ImportResult(success=success, success_count=success_count, errors=errors)
