@@ -547,18 +547,14 @@ PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
 
 
 def _check_connection(es: ElasticsearchSettings) -> None:
-    """Cloud ID, TLS files, fingerprint and proxy: refused at start, naming the setting."""
+    """Cloud ID, TLS settings and proxy: refused at start, naming the setting."""
     if es.cloud_id:
         if es.hosts:
             raise ConfigError(
                 "elasticsearch.cloud_id and elasticsearch.hosts are both set; set one of them")
         cloud_id_url(es.cloud_id)
-    for name in ("ca_file", "client_cert", "client_key"):
-        path = getattr(es, name)
-        if path and not os.access(path, os.R_OK):
-            raise ConfigError(f"elasticsearch.{name} = {path!r}: no readable file there")
-    if es.ca_dir and not os.path.isdir(es.ca_dir):
-        raise ConfigError(f"elasticsearch.ca_dir = {es.ca_dir!r} is not a directory")
+    # Whether the TLS files exist is checked where they are used (receiver/ship/http.py): a
+    # configuration is also validated on machines that do not hold them (check-config, CI).
     if es.client_key and not es.client_cert:
         raise ConfigError("elasticsearch.client_key is set but elasticsearch.client_cert is empty")
     if es.client_key_passphrase and not (es.client_key or es.client_cert):

@@ -104,8 +104,11 @@ def import_dashboards(
         "content-type": f"multipart/form-data; boundary={boundary}",
         "accept": "application/json",
     }
-    client = HttpClient([kibana_url], _options(settings, username, password, api_key, ca_file,
-                                               verify, timeout))
+    try:
+        client = HttpClient([kibana_url], _options(settings, username, password, api_key,
+                                                   ca_file, verify, timeout))
+    except HttpError as error:
+        raise KibanaError(str(error)) from None
     try:
         response = client.request("POST", _import_path(space), body, headers)
     except HttpError as error:

@@ -34,7 +34,14 @@ from receiver.ship.classify import (
 )
 from receiver.ship.encode import gzip_body
 from receiver.ship.errors import OutputError, OutputUnavailable
-from receiver.ship.http import HttpClient, HttpTimeout, HttpUnavailable, Response, connection_options
+from receiver.ship.http import (
+    HttpClient,
+    HttpError,
+    HttpTimeout,
+    HttpUnavailable,
+    Response,
+    connection_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +142,10 @@ class ElasticsearchOutput:
         self._settings = settings
         self._metrics = metrics
         self.compress = compresses(settings)
-        self._http = HttpClient(settings.hosts, connection_options(settings))
+        try:
+            self._http = HttpClient(settings.hosts, connection_options(settings))
+        except HttpError as error:  # a TLS file that cannot be read
+            raise OutputError(str(error)) from None
         self.urls = self._http.urls
         self._lock = threading.Lock()
         self.server: ServerInfo | None = None

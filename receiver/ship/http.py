@@ -5,7 +5,7 @@ The probe, `setup`, `test output`, every bulk request and the Kibana import go t
 redaction rule (receiver.redaction) apply to all of them.
 
 Why libcurl: it is maintained, it is what rsyslog's omelasticsearch and many shippers use, and
-it gets right what a hand-written client did not (issue 18): an unsolicited `100 Continue`, an
+it gets right what our hand-written client did not: an unsolicited `100 Continue`, an
 answer (413) that arrives while the body is still being sent, `204`/`304` without a length,
 HTTP/1.0 answers delimited by the connection's end, a reset after a complete answer, chunked
 trailers, proxies (CONNECT, SOCKS) and every TLS option. Its cost per bulk request is within a
@@ -62,7 +62,8 @@ _TLS_REFUSED = frozenset({
 
 
 class HttpError(Exception):
-    """No usable answer; the message is redacted and names the host."""
+    """No usable answer (the message is redacted and names the host), or a TLS file that
+    cannot be read when the client is made."""
 
 
 class HttpUnavailable(HttpError):
@@ -122,6 +123,15 @@ class TlsConfig:
             client_cert=settings.client_cert, client_key=settings.client_key,
             key_passphrase=settings.client_key_passphrase, min_version=settings.tls_min_version,
         )
+
+    def check_files(self) -> None:
+        """Raise HttpError naming the setting when a TLS file or directory cannot be read."""
+        for name, path in (("ca_file", self.ca_file), ("client_cert", self.client_cert),
+                           ("client_key", self.client_key)):
+            if path and not os.access(path, os.R_OK):
+                raise HttpError(f"elasticsearch.{name} = {path!r}: no readable file there")
+        if self.ca_dir and not os.path.isdir(self.ca_dir):
+            raise HttpError(f"elasticsearch.ca_dir = {self.ca_dir!r} is not a directory")
 
     def apply(self, curl: pycurl.Curl, anchors: bytes = b"") -> None:
         """Set this configuration on a handle, for the server and for an HTTPS proxy.
@@ -317,6 +327,7 @@ class HttpClient:
     def __init__(self, urls: Sequence[str], options: ConnectionOptions) -> None:
         if not urls:
             raise ValueError("no URL to connect to")
+        options.tls.check_files()
         self.options = options
         # Credentials embedded in a URL travel as Basic authentication (libcurl does that).
         secrets = list(options.secrets)

@@ -37,7 +37,11 @@ def run_output_check(settings: ElasticsearchSettings, say: Say = print) -> int:
         return 1
     failures = 0
     for host in settings.hosts:
-        output = ElasticsearchOutput(dataclasses.replace(settings, hosts=[host]))
+        try:
+            output = ElasticsearchOutput(dataclasses.replace(settings, hosts=[host]))
+        except OutputError as error:  # a TLS file that cannot be read: the same for every host
+            say(f"{FAIL} {error}")
+            return 1
         try:
             say(output.urls[0])
             failures += _check_host(output, settings, lambda line: say("  " + line))

@@ -197,7 +197,11 @@ def run_setup(settings: ElasticsearchSettings) -> int:
     if not settings.hosts:
         print("setup: elasticsearch.hosts is empty; nothing to set up (documents go to stdout)")
         return 1
-    output = ElasticsearchOutput(settings)
+    try:
+        output = ElasticsearchOutput(settings)
+    except OutputError as error:
+        print(f"setup failed: {error}")
+        return 1
     try:
         steps = install(output, settings)
     except (OutputError, SetupError) as error:

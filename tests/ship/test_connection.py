@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import hashlib
 import logging
+import re
 import ssl
 import subprocess
 import warnings
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 import receiver.ship.http as http
 from receiver.config import ConfigError, Seconds, load_settings
 from receiver.ship.elasticsearch import ElasticsearchOutput
-from receiver.ship.errors import OutputUnavailable
+from receiver.ship.errors import OutputError, OutputUnavailable
 from tests.fakes.es_server import FakeElasticsearch
 from tests.ship.harness import es_settings, running_shipper
 from tests.ship.memory_spool import MemorySpool, document
@@ -266,8 +267,22 @@ def test_without_verification_a_warning_and_no_secret_in_the_log(
 # --- settings -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("key", "value", "message"), [
-    ("ca_file", "/no/such/ca.pem", "elasticsearch.ca_file"),
-    ("ca_dir", "/no/such/dir", "elasticsearch.ca_dir"),
+    ("ca_file", "/no/such/ca.pem", "elasticsearch.ca_file = '/no/such/ca.pem': no readable file"),
+    ("ca_dir", "/no/such/dir", "elasticsearch.ca_dir = '/no/such/dir' is not a directory"),
+    ("client_cert", "/no/such/cert.pem", "elasticsearch.client_cert = '/no/such/cert.pem'"),
+])
+def test_tls_files_that_cannot_be_read_stop_the_output_naming_the_setting(
+    key: str, value: str, message: str,
+) -> None:
+    """Checked where they are used, not in the configuration: `check-config` and CI validate
+    configurations on machines without those files."""
+    settings = load_settings(env={"HAPROXY_RECEIVER_ELASTICSEARCH__HOSTS": "https://es:9200",
+                                  f"HAPROXY_RECEIVER_ELASTICSEARCH__{key.upper()}": value})
+    with pytest.raises(OutputError, match=re.escape(message)):
+        ElasticsearchOutput(settings.elasticsearch)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
     ("ca_trusted_fingerprint", "abc", "64 hex digits"),
     ("tls_min_version", "1.1", "allowed: 1.2, 1.3"),
     ("proxy", "ftp://proxy:21", "not a proxy URL"),
