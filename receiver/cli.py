@@ -41,6 +41,8 @@ app = typer.Typer(
 spool_app = typer.Typer(help="Inspect the spool (safe while the receiver runs).", no_args_is_help=True,
                         rich_markup_mode=None)
 app.add_typer(spool_app, name="spool")
+test_app = typer.Typer(help="Check what `run` needs before going live.", no_args_is_help=True)
+app.add_typer(test_app, name="test")
 
 ConfigOption = Annotated[Path | None, typer.Option(
     "--config", "-c", metavar="FILE", show_default=False,
@@ -217,14 +219,27 @@ def _import_dashboards(kibana: str, settings: Settings) -> int:
     es = settings.elasticsearch
     pattern = data_view_pattern(es)
     try:
-        result = import_dashboards(kibana, username=es.username or None, password=es.password or None,
-                                   api_key=es.api_key or None, ca_file=es.ca_file or None,
-                                   verify=es.verify_certs, index_pattern=pattern)
+        result = import_dashboards(kibana, settings=es, index_pattern=pattern)
     except KibanaError as error:
         log.error("kibana: %s", error)
         return 1
     typer.echo(f"kibana: {result}; data view on {pattern}")
     return 0 if result.success else 1
+
+
+@test_app.command("output")
+def test_output(
+    config: ConfigOption = None,
+    elasticsearch: Annotated[list[str] | None, typer.Option(
+        "--elasticsearch", "-e", help="Elasticsearch URL (repeatable).")] = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """Reach every Elasticsearch host as `run` would: version, credentials, privileges, template."""
+    settings = _logged_settings(config, {"elasticsearch.hosts": elasticsearch}, log_level, log_format)
+    from receiver.ship.output_check import run_output_check
+
+    raise typer.Exit(run_output_check(settings.elasticsearch, typer.echo))
 
 
 @app.command()

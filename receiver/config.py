@@ -14,6 +14,7 @@ checks they agree.
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import ipaddress
 import os
@@ -25,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+
+from receiver.redaction import redact
 
 ENV_PREFIX = "HAPROXY_RECEIVER_"
 CONFIG_ENV = "HAPROXY_RECEIVER_CONFIG"  # names the configuration file when --config is not given
@@ -208,14 +211,45 @@ class ElasticsearchSettings:
     data_stream: str = setting(
         "", "Write to this data stream (e.g. `logs-haproxy-default`) instead of `index`."
     )
+    cloud_id: str = setting(
+        "",
+        "Elastic Cloud deployment ID (`name:base64…` from the Cloud console), decoded as the "
+        "official clients do into `https://<es-uuid>.<host>:<port>`; replaces `hosts` (set one "
+        "of the two). Use it with `api_key`.",
+    )
     username: str = setting("", "Basic-auth user.")
     password: str = setting("", "Basic-auth password (prefer the environment variable).")
     api_key: str = setting("", "API key (`id:key` or the encoded form).")
     bearer_token: str = setting("", "Bearer token.")
-    ca_file: str = setting("", "CA certificate file to verify the server.")
-    client_cert: str = setting("", "Client certificate file (TLS client authentication).")
-    client_key: str = setting("", "Client key file.")
-    verify_certs: bool = setting(True, "Verify TLS certificates; off only with a warning.")
+    ca_file: str = setting(
+        "",
+        "CA certificates (PEM) to verify the servers with, instead of the default trust: the "
+        "OS store (SSL_CERT_FILE/SSL_CERT_DIR or OpenSSL's default) plus certifi's bundle.",
+    )
+    ca_dir: str = setting(
+        "",
+        "Directory of CA certificates in OpenSSL's hashed layout (`openssl rehash DIR`), like "
+        "SSL_CERT_DIR; with or instead of `ca_file`, it replaces the default trust.",
+    )
+    ca_trusted_fingerprint: str = setting(
+        "",
+        "SHA-256 of a CA (or server) certificate the server presents in its chain, in hex (colons "
+        "allowed), as Elasticsearch 8 prints at first start: that certificate is trusted in "
+        "addition to the others. The host name is still checked.",
+    )
+    client_cert: str = setting("", "Client certificate file, PEM (TLS client authentication).")
+    client_key: str = setting("", "Private key of `client_cert`, PEM; may be encrypted.")
+    client_key_passphrase: str = setting("", "Passphrase of an encrypted `client_key`.")
+    tls_min_version: Literal["1.2", "1.3"] = setting("1.2", "Lowest TLS version accepted.")
+    verify_certs: bool = setting(
+        True, "Verify TLS certificates and host names; `false` only with a warning at start."
+    )
+    proxy: str = setting(
+        "",
+        "Proxy for every host and Kibana: `http://[user:password@]host:port`, `https://…` or "
+        "`socks5h://…`. Empty: HTTPS_PROXY/HTTP_PROXY/NO_PROXY (either case) from the "
+        "environment, as curl and the Python standard library read them.",
+    )
     request_timeout: Seconds = setting(Seconds(30.0), "Timeout of one bulk request.", unit="s")
     batch_events: int = setting(
         1000,
@@ -298,7 +332,10 @@ class Settings:
 
 
 # Hidden by `redacted()`; each can also be given as `<key>_file` (see `_read_secret_files`).
-SECRET_SETTINGS = frozenset({"elasticsearch.password", "elasticsearch.api_key", "elasticsearch.bearer_token"})
+SECRET_SETTINGS = frozenset({
+    "elasticsearch.password", "elasticsearch.api_key", "elasticsearch.bearer_token",
+    "elasticsearch.client_key_passphrase",
+})
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -428,6 +465,10 @@ def _build(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
         built[section] = cls(**kwargs)
     settings = Settings(**built)
     _check(settings)
+    es = settings.elasticsearch
+    if es.cloud_id:  # from here on, the cloud's endpoint is an ordinary host
+        settings = dataclasses.replace(
+            settings, elasticsearch=dataclasses.replace(es, hosts=[cloud_id_url(es.cloud_id)]))
     return settings
 
 
@@ -583,9 +624,10 @@ def _check(settings: Settings) -> None:
     for i, host in enumerate(es.hosts):
         if not re.match(r"^https?://[^/\s]+", host):
             raise ConfigError(
-                f"elasticsearch.hosts[{i}] = {_redact_url(host)!r} is not a URL; "
+                f"elasticsearch.hosts[{i}] = {redact(host)!r} is not a URL; "
                 "allowed: http://host:port or https://host:port"
             )
+    _check_connection(es)
     if es.batch_events < 1 or es.max_in_flight < 1:
         raise ConfigError("elasticsearch.batch_events and max_in_flight must be at least 1")
     if es.retry_initial <= 0 or es.retry_max < es.retry_initial:
@@ -605,9 +647,62 @@ def _check_zone(name: str, zone: str) -> None:
         ) from None
 
 
-def _redact_url(url: str) -> str:
-    """Hide credentials embedded in a URL (`https://user:secret@host`)."""
-    return re.sub(r"//[^/@\s]*@", "//***@", url)
+PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+
+
+def _check_connection(es: ElasticsearchSettings) -> None:
+    """Cloud ID, TLS settings and proxy: refused at start, naming the setting."""
+    if es.cloud_id:
+        if es.hosts:
+            raise ConfigError(
+                "elasticsearch.cloud_id and elasticsearch.hosts are both set; set one of them")
+        cloud_id_url(es.cloud_id)
+    # Whether the TLS files exist is checked where they are used (receiver/ship/http.py): a
+    # configuration is also validated on machines that do not hold them (check-config, CI).
+    if es.client_key and not es.client_cert:
+        raise ConfigError("elasticsearch.client_key is set but elasticsearch.client_cert is empty")
+    if es.client_key_passphrase and not (es.client_key or es.client_cert):
+        raise ConfigError("elasticsearch.client_key_passphrase is set but no client_key")
+    if es.ca_trusted_fingerprint:
+        fingerprint_hex(es.ca_trusted_fingerprint)
+    if es.proxy:
+        match = re.match(r"^([a-z0-9]+)://[^/\s]+", es.proxy)
+        if match is None or match.group(1) not in PROXY_SCHEMES:
+            raise ConfigError(
+                f"elasticsearch.proxy = {redact(es.proxy)!r} is not a proxy URL; allowed: "
+                + ", ".join(f"{scheme}://host:port" for scheme in PROXY_SCHEMES))
+
+
+def fingerprint_hex(text: str) -> str:
+    """`elasticsearch.ca_trusted_fingerprint` as 64 lower-case hex digits (colons and spaces
+    dropped, as OpenSSL prints them), or ConfigError."""
+    digits = re.sub(r"[\s:]", "", text).lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digits):
+        raise ConfigError(
+            f"elasticsearch.ca_trusted_fingerprint = {text!r} is not a SHA-256 fingerprint; "
+            "allowed: 64 hex digits, colons allowed (e.g. the one Elasticsearch 8 prints)")
+    return digits
+
+
+def cloud_id_url(cloud_id: str) -> str:
+    """The Elasticsearch URL of an Elastic Cloud ID, decoded as the official clients do:
+    `name:` + base64 of `host[:port]$es-uuid$kibana-uuid` -> `https://es-uuid.host:port`
+    (port 443 when absent)."""
+    _name, _, encoded = cloud_id.partition(":")
+    try:
+        parts = binascii.a2b_base64(encoded.encode("ascii")).decode("ascii").split("$")
+        host, es_uuid = parts[0], parts[1] if len(parts) > 1 else ""
+        port = 443
+        if ":" in host:
+            host, _, port_text = host.rpartition(":")
+            port = int(port_text)
+        if not host or not es_uuid:
+            raise ValueError("no host or no Elasticsearch id")
+    except (ValueError, UnicodeError, binascii.Error):
+        raise ConfigError(
+            "elasticsearch.cloud_id is not an Elastic Cloud ID; allowed: `name:base64` as the "
+            "Cloud console shows it") from None
+    return f"https://{es_uuid}.{host}:{port}"
 
 
 def redacted(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -619,7 +714,8 @@ def redacted(settings: Settings) -> dict[str, dict[str, Any]]:
             if f"{section}.{key}" in SECRET_SETTINGS and value:
                 values[key] = "***"
         if section == "elasticsearch":
-            values["hosts"] = [_redact_url(h) for h in values["hosts"]]
+            values["hosts"] = [redact(h) for h in values["hosts"]]
+            values["proxy"] = redact(values["proxy"])
         out[section] = values
     return out
 

@@ -6,24 +6,34 @@ and returns what Kibana reported object by object. It is what `haproxy-receiver 
 URL` runs; re-running it replaces the objects (stable ids), so it is safe to repeat. The
 dashboards' data view is pointed at the indices the configuration writes to
 (`data_view_pattern()`: the data stream, or `elasticsearch.index` up to its first variable),
-so a custom `index` or a `data_stream` gets dashboards that show its documents.
+so a custom `index` or a `data_stream` gets dashboards that show its documents. The request
+goes through receiver.ship.http with the Elasticsearch output's TLS configuration, proxy rule
+and credentials, and every message is redacted.
 """
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import json
 import secrets
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from receiver import assets
-from receiver.config import ElasticsearchSettings, _redact_url
+from receiver.config import ElasticsearchSettings
+from receiver.redaction import redact
+from receiver.ship.http import (
+    USER_AGENT,
+    ConnectionOptions,
+    HttpClient,
+    HttpError,
+    TlsConfig,
+    authorization,
+    connection_options,
+)
 
 DASHBOARDS_FILE = "haproxy-receiver.ndjson"
 DEFAULT_INDEX_PATTERN = "haproxy-*"
@@ -63,6 +73,7 @@ def default_ndjson() -> bytes:
 def import_dashboards(
     kibana_url: str,
     *,
+    settings: ElasticsearchSettings | None = None,
     username: str | None = None,
     password: str | None = None,
     api_key: str | None = None,
@@ -75,9 +86,11 @@ def import_dashboards(
 ) -> ImportResult:
     """Import the saved objects into Kibana (optionally into `space`), replacing older copies.
 
-    `index_pattern` becomes the data view's pattern (set it when `elasticsearch.index` does not
-    write to `haproxy-*`). `api_key` is Kibana's encoded key or `id:key`. Raises `KibanaError`
-    when Kibana cannot be reached or refuses the request as a whole.
+    `settings`: the Elasticsearch output's settings, whose TLS configuration, proxy and
+    credentials then apply (as `setup --kibana` does); without them, `username`/`password` or
+    `api_key` (Kibana's encoded key or `id:key`), `ca_file` and `verify` do. `index_pattern`
+    becomes the data view's pattern (set it when `elasticsearch.index` does not write to
+    `haproxy-*`). Raises `KibanaError` when Kibana cannot be reached or refuses the request.
     """
     if ndjson_path is None:
         filename, ndjson = DASHBOARDS_FILE, default_ndjson()
@@ -92,55 +105,47 @@ def import_dashboards(
     body = _multipart(boundary, "file", filename, body_ndjson)
     headers = {
         "kbn-xsrf": "true",  # Kibana refuses API writes without it (CSRF protection)
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
-        "Accept": "application/json",
+        "content-type": f"multipart/form-data; boundary={boundary}",
+        "accept": "application/json",
     }
-    auth = _authorization(username, password, api_key)
-    if auth:
-        headers["Authorization"] = auth
-    url = _import_url(kibana_url, space)
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout,
-                                    context=_tls_context(url, ca_file, verify)) as response:
-            answer = response.read()
-    except urllib.error.HTTPError as error:
-        detail = _error_message(error.read())
+        client = HttpClient([kibana_url], _options(settings, username, password, api_key,
+                                                   ca_file, verify, timeout))
+    except HttpError as error:
+        raise KibanaError(str(error)) from None
+    try:
+        response = client.request("POST", _import_path(space), body, headers)
+    except HttpError as error:
+        raise KibanaError(f"cannot reach Kibana: {error}") from None
+    finally:
+        client.close()
+    if response.status != 200:
+        detail = client.redact(_error_message(response.body))
         raise KibanaError(
-            f"Kibana at {_redact_url(kibana_url)} refused the import: HTTP {error.code} {detail}"
-        ) from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise KibanaError(f"cannot reach Kibana at {_redact_url(kibana_url)}: {reason}") from None
-    return _result(answer)
+            f"Kibana at {redact(kibana_url)} refused the import: HTTP {response.status} {detail}")
+    return _result(response.body, client.redact)
 
 
-def _import_url(kibana_url: str, space: str | None) -> str:
-    base = kibana_url.rstrip("/")
+def _options(settings: ElasticsearchSettings | None, username: str | None, password: str | None,
+             api_key: str | None, ca_file: str | None, verify: bool,
+             timeout: float) -> ConnectionOptions:
+    if settings is not None:
+        return dataclasses.replace(connection_options(settings), timeout=timeout)
+    auth = authorization(username or "", password or "", api_key or "")
+    headers = {"user-agent": USER_AGENT}
+    if auth:
+        headers["authorization"] = auth
+    return ConnectionOptions(
+        TlsConfig(verify=verify, ca_file=ca_file or ""), "", headers, timeout,
+        tuple(s for s in (password, api_key, auth.partition(" ")[2]) if s))
+
+
+def _import_path(space: str | None) -> str:
+    """The import API's path (the client puts the Kibana URL, with any path prefix, before it)."""
+    path = ""
     if space and space != "default":
-        base += "/s/" + urllib.parse.quote(space, safe="")
-    return base + "/api/saved_objects/_import?overwrite=true"
-
-
-def _authorization(username: str | None, password: str | None, api_key: str | None) -> str | None:
-    if api_key:
-        # Kibana takes the base64 of `id:key`; an `id:key` pair is encoded here.
-        encoded = base64.b64encode(api_key.encode()).decode() if ":" in api_key else api_key
-        return f"ApiKey {encoded}"
-    if username:
-        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-        return f"Basic {token}"
-    return None
-
-
-def _tls_context(url: str, ca_file: str | None, verify: bool) -> ssl.SSLContext | None:
-    if not url.startswith("https://"):
-        return None
-    context = ssl.create_default_context(cafile=ca_file or None)
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+        path += "/s/" + urllib.parse.quote(space, safe="")
+    return path + "/api/saved_objects/_import?overwrite=true"
 
 
 def _multipart(boundary: str, field_name: str, filename: str, content: bytes) -> bytes:
@@ -167,18 +172,19 @@ def _with_index_pattern(ndjson: bytes, pattern: str) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-def _result(answer: bytes) -> ImportResult:
+def _result(answer: bytes, redact: Callable[[str], str]) -> ImportResult:
+    """Kibana's answer object by object; every text from it redacted."""
     try:
         data: Any = json.loads(answer)
         success = bool(data["success"])
         success_count = int(data.get("successCount", 0))
     except (ValueError, KeyError, TypeError):
         raise KibanaError(
-            f"Kibana answered something that is not an import result: {answer[:200]!r}"
+            redact(f"Kibana answered something that is not an import result: {answer[:200]!r}")
         ) from None
     errors = [
-        f"{item.get('type')} {item.get('id')} ({item.get('title', '')}): "
-        f"{(item.get('error') or {}).get('type', 'unknown')}"
+        redact(f"{item.get('type')} {item.get('id')} ({item.get('title', '')}): "
+               f"{(item.get('error') or {}).get('type', 'unknown')}")
         for item in data.get("errors") or []
     ]
     return ImportResult(success=success, success_count=success_count, errors=errors)

@@ -26,8 +26,6 @@ import orjson
 LogFormat = Literal["text", "json"]
 ECS_VERSION = "8.11.0"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Narrates every request at INFO: its news is in our own lines and metrics.
-QUIET_LOGGERS = ("elastic_transport",)
 
 
 class EcsJsonFormatter(logging.Formatter):
@@ -74,5 +72,3 @@ def setup_logging(level: str, log_format: LogFormat = "text", stream: TextIO | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)

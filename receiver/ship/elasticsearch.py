@@ -1,21 +1,21 @@
-"""The Elasticsearch/OpenSearch output: connection, server probe, headers, bulk requests.
+"""The Elasticsearch/OpenSearch output: server probe, media types, bulk requests, setup requests.
 
-Built on `elastic_transport` (the `elasticsearch` package's transport: urllib3 nodes,
-keep-alive pools, failover between hosts). At the first request it probes `GET /` and picks
-the media types each server accepts: Elasticsearch 8/9 get `compatible-with=<major>` types,
-Elasticsearch 7 and OpenSearch 1-3 plain JSON/NDJSON. A server that is neither is refused with
-a clear error. Credentials travel only in the Authorization header and never appear in logs,
-metrics or error messages (`redact`).
+Every request goes through receiver.ship.http (libcurl), so the probe, `setup`, `test output`
+and bulk share one TLS configuration, one proxy rule and failover between hosts. At the first
+request it probes `GET /` and picks the media types each server accepts: Elasticsearch 8/9 get
+`compatible-with=<major>` types, Elasticsearch 7 and OpenSearch 1-3 plain JSON/NDJSON. A server
+that is neither is refused with a clear error. Credentials travel only in the Authorization
+header; every text from the server or the HTTP stack (error messages, per-item reasons) passes
+through `redact` (receiver.redaction) before it leaves this module, so logs, metrics and the
+dead-letter file never see them.
 """
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import ipaddress
 import logging
 import re
-import ssl
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +25,6 @@ import orjson
 
 from receiver.config import ElasticsearchSettings
 from receiver.metrics import ShipMetrics
-from receiver.ship.bulk_http import BulkClient, BulkConnectionError, BulkTimeout, endpoint, header_lines
 from receiver.ship.classify import (
     Classification,
     RequestOutcome,
@@ -35,29 +34,17 @@ from receiver.ship.classify import (
 )
 from receiver.ship.encode import gzip_body
 from receiver.ship.errors import OutputError, OutputUnavailable
-
-# elastic_transport imports `requests` when it is installed, only for a node class we never use
-# (ours is urllib3's): ~5 MiB of the ship process's memory (issue 8: 100 MiB for both
-# processes). Hidden while elastic_transport loads (a None entry makes that import fail, which
-# it expects), visible again afterwards for anyone else.
-_HIDE_REQUESTS = "requests" not in sys.modules
-if _HIDE_REQUESTS:
-    sys.modules["requests"] = None  # type: ignore[assignment]
-try:
-    from elastic_transport import (
-        NodeConfig,
-        Serializer,
-        Transport,
-        TransportError,
-    )
-    from elastic_transport.client_utils import url_to_node_config
-finally:
-    if _HIDE_REQUESTS:
-        del sys.modules["requests"]
+from receiver.ship.http import (
+    HttpClient,
+    HttpError,
+    HttpTimeout,
+    HttpUnavailable,
+    Response,
+    connection_options,
+)
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "haproxy-receiver"
 # Only what the shipper reads: smaller answers to parse (ES and OpenSearch both support it).
 BULK_PATH = "/_bulk?filter_path=errors,items.*.status,items.*.error"
 
@@ -80,26 +67,6 @@ class ServerInfo:
     def describe(self) -> str:
         names = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}
         return f"{names.get(self.flavor, 'a server of unknown version')} {self.version}".strip()
-
-
-_RAW_MIMETYPES = (
-    "application/json", "application/x-ndjson", "application/vnd.elasticsearch+json",
-    "application/vnd.elasticsearch+x-ndjson", "text/plain", "application/*", "text/*",
-)
-
-
-class _RawBytes(Serializer):
-    """Leave bodies as bytes both ways: we encode bulk bodies and parse answers with orjson."""
-
-    mimetype = "application/json"
-
-    def loads(self, data: bytes) -> Any:
-        return data
-
-    def dumps(self, data: Any) -> bytes:
-        if isinstance(data, bytes):
-            return data
-        return orjson.dumps(data)
 
 
 def parse_server_info(url: str, status: int, headers: dict[str, str], body: Any) -> ServerInfo:
@@ -164,13 +131,8 @@ def compresses(settings: ElasticsearchSettings) -> bool:
     return settings.compression == "on"
 
 
-def redact_url(url: str) -> str:
-    """A URL without user information (`https://user:secret@host` -> `https://***@host`)."""
-    return re.sub(r"//[^/@\s]*@", "//***@", url)
-
-
 class ElasticsearchOutput:
-    """Bulk requests to Elasticsearch or OpenSearch through elastic_transport."""
+    """Bulk requests to Elasticsearch or OpenSearch (receiver.ship.http, libcurl)."""
 
     wants_ids = True
 
@@ -180,98 +142,23 @@ class ElasticsearchOutput:
         self._settings = settings
         self._metrics = metrics
         self.compress = compresses(settings)
-        self._secrets = [
-            s for s in (settings.password, settings.api_key, settings.bearer_token) if s
-        ]
-        self.urls = [redact_url(url) for url in settings.hosts]
-        configs = [self._node_config(url) for url in settings.hosts]
-        for config in configs:
-            self._secrets += [
-                value.split(" ", 1)[-1] for key, value in config.headers.items()
-                if key.lower() == "authorization"
-            ]
-        self._transport = Transport(
-            configs,
-            node_class="urllib3",
-            # Bytes in, bytes out for every type (the defaults would append a newline to our
-            # gzip body as "NDJSON" and parse answers with the slower stdlib json).
-            serializers={mimetype: _RawBytes() for mimetype in _RAW_MIMETYPES},
-            # Failover only: a refused connection moves on to the next host; every other
-            # retry is the shipper's (with backoff, metrics and the spool behind it).
-            max_retries=len(configs) - 1,
-            retry_on_status=(),
-            retry_on_timeout=False,
-            meta_header=False,
-        )
-        tls = _tls_context(settings) if any(u.startswith("https:") for u in settings.hosts) else None
-        self._bulk = BulkClient(
-            [endpoint(url, redacted, tls, config.headers)
-             for url, redacted, config in zip(settings.hosts, self.urls, configs, strict=True)],
-            float(settings.request_timeout),
-        )
+        try:
+            self._http = HttpClient(settings.hosts, connection_options(settings))
+        except HttpError as error:  # a TLS file that cannot be read
+            raise OutputError(str(error)) from None
+        self.urls = self._http.urls
         self._lock = threading.Lock()
         self.server: ServerInfo | None = None
-        self._bulk_lines = ""  # the bulk request's own header lines, chosen by the probe
+        self._bulk_headers: dict[str, str] = {}  # chosen by the probe
         self._json_headers: dict[str, str] = {}
-        if any(url.startswith("https:") for url in settings.hosts) and not settings.verify_certs:
-            log.warning(
-                "elasticsearch.verify_certs is off: TLS certificates of %s are NOT verified; "
-                "anyone on the path can read the credentials and the data",
-                ", ".join(self.urls),
-            )
-
-    def _node_config(self, url: str) -> NodeConfig:
-        settings = self._settings
-        base = url_to_node_config(url, use_default_ports_for_scheme=True)
-        headers: dict[str, str] = {"user-agent": USER_AGENT}
-        headers.update(base.headers)
-        if settings.username:
-            raw = f"{settings.username}:{settings.password}".encode()
-            headers["authorization"] = "Basic " + base64.b64encode(raw).decode()
-        elif settings.api_key:
-            key = settings.api_key
-            if ":" in key:
-                key = base64.b64encode(key.encode()).decode()
-            headers["authorization"] = "ApiKey " + key
-        elif settings.bearer_token:
-            headers["authorization"] = "Bearer " + settings.bearer_token
-        tls: dict[str, Any] = {}
-        if urlsplit(url).scheme == "https":
-            tls = {
-                "verify_certs": settings.verify_certs,
-                "ca_certs": settings.ca_file or None,
-                "client_cert": settings.client_cert or None,
-                "client_key": settings.client_key or None,
-                "ssl_show_warn": False,
-            }
-        return NodeConfig(
-            scheme=base.scheme, host=base.host, port=base.port, path_prefix=base.path_prefix,
-            headers=headers, request_timeout=float(settings.request_timeout),
-            connections_per_node=max(4, settings.max_in_flight + 2), http_compress=False, **tls,
-        )
 
     def describe(self) -> str:
         server = f" ({self.server.describe()})" if self.server else ""
         return ", ".join(self.urls) + server
 
     def redact(self, text: str) -> str:
-        """`text` with every credential we know replaced by ***."""
-        text = redact_url(text)
-        for secret in self._secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-    def _describe(self, error: TransportError) -> str:
-        """The transport error with its cause (e.g. the TLS verification failure), redacted."""
-        text = str(error)
-        detail = str(getattr(error, "message", "") or "")
-        if detail and detail not in text:
-            text = f"{text}: {detail}"
-        causes = [str(e) for e in getattr(error, "errors", ()) if str(e) and str(e) not in text]
-        if causes:
-            text = f"{text}: {causes[-1]}"
-        return self.redact(text)[:500]
+        """`text` without any credential (receiver.redaction, with our secrets)."""
+        return self._http.redact(text)
 
     # --- probing -------------------------------------------------------------------------
 
@@ -281,46 +168,39 @@ class ElasticsearchOutput:
             if self.server is not None:
                 return self.server
             try:
-                response = self._transport.perform_request(
-                    "GET", "/", headers={"accept": "application/json"}
-                )
-            except TransportError as error:
-                raise OutputUnavailable(
-                    f"cannot reach {', '.join(self.urls)}: {self._describe(error)}"
-                ) from None
-            status = response.meta.status
-            node = response.meta.node
-            url = f"{node.scheme}://{node.host}:{node.port}{node.path_prefix}"
-
-            body = _loads(response.body)
-            if status == 403:
-                # A writer without the `monitor` privilege may not read `GET /`; plain JSON
-                # media types work on every supported server, so go on with those.
-                log.warning(
-                    "%s does not let us read its version (`GET /` answered HTTP 403); "
-                    "assuming Elasticsearch/OpenSearch and using plain JSON media types",
-                    redact_url(url))
-                info = ServerInfo("unknown", "", 0, 0)
-                self._choose_headers(info)
-                self.server = info
-                return info
-            if status == 401:
-                raise OutputError(
-                    f"{redact_url(url)} refused our credentials for `GET /` (HTTP {status}): "
-                    f"{self.redact(_short(body))}; check elasticsearch.username/password, "
-                    "api_key or bearer_token"
-                )
-            info = parse_server_info(redact_url(url), status, dict(response.meta.headers), body)
+                response = self._http.request("GET", "/", headers={"accept": "application/json"})
+            except (HttpUnavailable, HttpTimeout) as error:
+                raise OutputUnavailable(f"cannot reach {error}") from None
+            info = self._server_info(response)
             self._choose_headers(info)
             self.server = info
-            log.info("output: %s at %s (bulk bodies %s)", info.describe(), redact_url(url),
-                     "gzipped" if self.compress else "not compressed")
             return info
+
+    def _server_info(self, response: Response) -> ServerInfo:
+        status, url = response.status, response.url
+        body = _loads(response.body)
+        if status == 403:
+            # A writer without the `monitor` privilege may not read `GET /`; plain JSON
+            # media types work on every supported server, so go on with those.
+            log.warning(
+                "%s does not let us read its version (`GET /` answered HTTP 403); "
+                "assuming Elasticsearch/OpenSearch and using plain JSON media types", url)
+            return ServerInfo("unknown", "", 0, 0)
+        if status == 401:
+            raise OutputError(
+                f"{url} refused our credentials for `GET /` (HTTP {status}): "
+                f"{self.redact(_short(body))}; check elasticsearch.username/password, "
+                "api_key or bearer_token"
+            )
+        info = parse_server_info(url, status, response.headers, body)
+        log.info("output: %s at %s (bulk bodies %s)", info.describe(), url,
+                 "gzipped" if self.compress else "not compressed")
+        return info
 
     def _choose_headers(self, info: ServerInfo) -> None:
         if info.flavor == "elasticsearch" and info.major >= 8:
             compat = f"; compatible-with={info.major}"
-            bulk = {
+            self._bulk_headers = {
                 "content-type": "application/vnd.elasticsearch+x-ndjson" + compat,
                 "accept": "application/vnd.elasticsearch+json" + compat,
             }
@@ -329,15 +209,10 @@ class ElasticsearchOutput:
                 "accept": "application/vnd.elasticsearch+json" + compat,
             }
         else:
-            bulk = {
-                "content-type": "application/x-ndjson", "accept": "application/json",
-            }
-            self._json_headers = {
-                "content-type": "application/json", "accept": "application/json",
-            }
+            self._bulk_headers = {"content-type": "application/x-ndjson", "accept": "application/json"}
+            self._json_headers = {"content-type": "application/json", "accept": "application/json"}
         if self.compress:
-            bulk["content-encoding"] = "gzip"
-        self._bulk_lines = header_lines(bulk)
+            self._bulk_headers["content-encoding"] = "gzip"
 
     # --- requests ------------------------------------------------------------------------
 
@@ -352,24 +227,29 @@ class ElasticsearchOutput:
             return Classification(RequestOutcome.REJECTED, "rejected", 0, str(error))
         payload = gzip_body(body) if self.compress else body
         try:
-            status, answer = self._bulk.post(BULK_PATH, payload, self._bulk_lines)
-        except BulkTimeout as error:
-            return transport_failure(
-                "timeout", f"bulk request timed out after {self._settings.request_timeout}s: "
-                f"{self.redact(str(error))}")
-        except BulkConnectionError as error:
-            return transport_failure("connection_error", self.redact(str(error)))
+            response = self._http.request("POST", BULK_PATH, payload, self._bulk_headers)
+        except HttpTimeout as error:
+            return transport_failure("timeout", str(error))
+        except HttpUnavailable as error:
+            return transport_failure("connection_error", str(error))
         if self._metrics is not None:
             self._metrics.bulk_bytes_sent.inc(len(payload))
-        if delivered_all_raw(status, answer, items):
-            return Classification(RequestOutcome.OK, "ok", status)
-        result = classify(status, _loads(answer), items)
-        if result.message:
-            return Classification(
-                result.request, result.label, result.status, self.redact(result.message),
-                result.failures,
-            )
-        return result
+        if delivered_all_raw(response.status, response.body, items):
+            return Classification(RequestOutcome.OK, "ok", response.status)
+        return self._redacted(classify(response.status, _loads(response.body), items))
+
+    def _redacted(self, result: Classification) -> Classification:
+        """The classification with every text from the server redacted (an item's reason may
+        echo our Authorization header: it goes to the log and the dead-letter file)."""
+        if not result.message and not result.failures:
+            return result
+        return dataclasses.replace(
+            result, message=self.redact(result.message),
+            failures=tuple(
+                dataclasses.replace(failure, error_type=self.redact(failure.error_type),
+                                    reason=self.redact(failure.reason))
+                for failure in result.failures),
+        )
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """One JSON request (setup: templates, policies). Raises OutputUnavailable."""
@@ -379,10 +259,10 @@ class ElasticsearchOutput:
         if payload is None:
             headers.pop("content-type", None)
         try:
-            response = self._transport.perform_request(method, path, body=payload, headers=headers)
-        except TransportError as error:
-            raise OutputUnavailable(self._describe(error)) from None
-        return response.meta.status, _loads(response.body)
+            response = self._http.request(method, path, payload, headers)
+        except (HttpUnavailable, HttpTimeout) as error:
+            raise OutputUnavailable(str(error)) from None
+        return response.status, _loads(response.body)
 
     def setup(self) -> None:
         """`elasticsearch.setup_on_start`: install the index template once; failures logged."""
@@ -396,32 +276,7 @@ class ElasticsearchOutput:
                       "to retry): %s", self.redact(str(error)))
 
     def close(self) -> None:
-        self._bulk.close()
-        self._transport.close()
-
-
-def _tls_context(settings: ElasticsearchSettings) -> ssl.SSLContext:
-    """The bulk connections' TLS: the same choices elastic_transport makes for the probe (the
-    configured CA, else certifi's bundle; client certificate; verification unless turned off)."""
-    try:
-        cafile = settings.ca_file or _certifi_bundle()
-        context = ssl.create_default_context(cafile=cafile)
-        if settings.client_cert:
-            context.load_cert_chain(settings.client_cert, settings.client_key or None)
-    except (OSError, ssl.SSLError) as error:
-        raise OutputError(f"elasticsearch TLS files: {error}") from None
-    if not settings.verify_certs:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _certifi_bundle() -> str | None:
-    try:
-        import certifi
-    except ImportError:
-        return None
-    return str(certifi.where())
+        self._http.close()
 
 
 def _loads(data: Any) -> Any:

@@ -1,7 +1,7 @@
 """Errors of the output stage, importable without loading the HTTP client.
 
 The receiving process only starts the ship process and reports its start-up failures; keeping
-these here spares it elasticsearch/elastic_transport (~15 MiB of resident imports).
+these here spares it libcurl and the HTTP client (receiver/ship/http.py).
 """
 
 from __future__ import annotations

@@ -121,24 +121,34 @@ def install(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> lis
             f"skipped: {server.describe()} has no ILM (delete old indices with an OpenSearch "
             "ISM policy)",
         ))
+    steps.append(_ensure(output, *_template_target(settings, server)))
+    return steps
+
+
+def template_state(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> tuple[str, str]:
+    """(what, state) of our index template on the server: state is "up to date", "missing" or
+    "outdated" (`setup` would change it). Raises SetupError when it cannot be read."""
+    path, desired, what, extract = _template_target(settings, output.probe())
+    matches = _matches(output, path, desired, what, extract)
+    return what, "missing" if matches is None else "up to date" if matches else "outdated"
+
+
+def _template_target(
+    settings: ElasticsearchSettings, server: ServerInfo,
+) -> tuple[str, dict[str, Any], str, Any]:
+    """(path, desired body, name for messages, how to find it in a GET answer)."""
     name = template_name(settings)
     template = build_template(settings, server)
     if server.has_composable_templates:
-        steps.append(_ensure(
-            output, f"/_index_template/{name}", template, f"index template {name}",
-            _composable_from_get,
-        ))
-    else:
-        legacy = {
-            "index_patterns": template["index_patterns"],
-            "order": TEMPLATE_PRIORITY,
-            **copy.deepcopy(template["template"]),
-        }
-        steps.append(_ensure(
-            output, f"/_template/{name}", legacy, f"legacy index template {name}",
-            lambda body: (body or {}).get(name) if isinstance(body, dict) else None,
-        ))
-    return steps
+        return (f"/_index_template/{name}", template, f"index template {name}",
+                _composable_from_get)
+    legacy = {
+        "index_patterns": template["index_patterns"],
+        "order": TEMPLATE_PRIORITY,
+        **copy.deepcopy(template["template"]),
+    }
+    return (f"/_template/{name}", legacy, f"legacy index template {name}",
+            lambda body: (body or {}).get(name) if isinstance(body, dict) else None)
 
 
 def _composable_from_get(body: Any) -> Any:
@@ -154,16 +164,26 @@ def _ensure(
     output: ElasticsearchOutput, path: str, desired: dict[str, Any], what: str,
     extract: Any,
 ) -> SetupStep:
-    status, body = output.request("GET", path)
-    if status == 200 and contains(extract(body), desired):
+    matches = _matches(output, path, desired, what, extract)
+    if matches:
         return SetupStep(what, False, "already up to date")
-    if status not in (200, 404):
-        raise SetupError(f"reading {what} failed: HTTP {status}: {_text(body)}")
-    done = "updated" if status == 200 else "installed"
+    done = "installed" if matches is None else "updated"
     status, body = output.request("PUT", path, desired)
     if status not in (200, 201):
         raise SetupError(f"installing {what} failed: HTTP {status}: {_text(body)}")
     return SetupStep(what, True, done)
+
+
+def _matches(
+    output: ElasticsearchOutput, path: str, desired: dict[str, Any], what: str, extract: Any,
+) -> bool | None:
+    """Whether the server's copy at `path` holds everything in `desired`; None: it has none."""
+    status, body = output.request("GET", path)
+    if status == 404:
+        return None
+    if status != 200:
+        raise SetupError(f"reading {what} failed: HTTP {status}: {_text(body)}")
+    return contains(extract(body), desired)
 
 
 def _text(body: Any) -> str:
@@ -179,7 +199,11 @@ def run_setup(settings: ElasticsearchSettings) -> int:
     if not settings.hosts:
         print("setup: elasticsearch.hosts is empty; nothing to set up (documents go to stdout)")
         return 1
-    output = ElasticsearchOutput(settings)
+    try:
+        output = ElasticsearchOutput(settings)
+    except OutputError as error:
+        print(f"setup failed: {error}")
+        return 1
     try:
         steps = install(output, settings)
     except (OutputError, SetupError) as error:

@@ -10,7 +10,7 @@ import socket
 import threading
 from pathlib import Path
 
-from tests.support import Receiver, count, free_port, search_sorted, wait_for
+from tests.support import Receiver, free_port, search_sorted, wait_for
 from tests.test_systemd import NotifySocket
 
 LINE = ('<134>Nov 25 18:21:08 haproxy[7]: {{"ci":"10.0.0.1","cp":4000,"ft":"fe","b":"be",'

@@ -11,6 +11,17 @@ HTTPS. `_bulk` requests are answered by a script: each bulk request takes the ne
   "items:201,409,400,429,503"   per-item statuses, cycled over the items (201 stores the doc)
   "cut"                   headers and half a body, then the connection is closed
   "slow:SECONDS"          index the documents, then answer only after SECONDS (a timeout)
+  "echo-auth"             every item refused (400) with a reason quoting our Authorization
+                          header, as a misbehaving proxy or plugin might
+
+`max_content_length=N` answers a bulk request whose Content-Length exceeds N with 413 from the
+headers alone, without reading the body, and closes (Elasticsearch's http.max_content_length,
+nginx's client_max_body_size). `users={"name": ("password", ["create_doc", ...])}` turns on
+security: every request needs Basic credentials of a user (else 401), `GET
+/_security/_authenticate` and `POST /_security/user/_has_privileges` answer as Elasticsearch
+does, with the listed index privileges granted on every index (and `manage_index_templates`
+among them granting that cluster privilege). `tls` is a (certificate, key) pair or a ready
+server `ssl.SSLContext` (client certificates, TLS versions).
 
 Documents with a field listed in `reject_fields` always get a per-item 400
 `mapper_parsing_exception`, like a mapping conflict. Every request is recorded (method, path,
@@ -21,6 +32,7 @@ headers, decompressed body) in `requests`; stored documents are in `documents` (
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import ssl
@@ -76,17 +88,22 @@ _ITEM_ERRORS = {
 class FakeElasticsearch:
     def __init__(self, flavor: str = "es8", strict_compat: bool = False,
                  reject_fields: tuple[str, ...] = (), product_header: bool = True,
-                 tls: tuple[str, str] | None = None, root_forbidden: bool = False) -> None:
+                 tls: tuple[str, str] | ssl.SSLContext | None = None,
+                 root_forbidden: bool = False, max_content_length: int = 0,
+                 users: dict[str, tuple[str, list[str]]] | None = None) -> None:
         self.flavor = flavor
         self.strict_compat = strict_compat
         self.reject_fields = reject_fields
         self.product_header = product_header
-        self.tls = tls  # (certificate file, key file): serve HTTPS
+        self.tls = tls  # (certificate file, key file) or a server context: serve HTTPS
         self.root_forbidden = root_forbidden  # `GET /` needs a privilege the writer lacks
+        self.max_content_length = max_content_length
+        self.users = users
         self.requests: list[RecordedRequest] = []
         self.documents: dict[str, tuple[str, dict[str, Any]]] = {}
         self.stored: dict[tuple[str, str], Any] = {}
         self._script: list[str] = []
+        self._echo = ""
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -159,9 +176,41 @@ class FakeElasticsearch:
                                      f"plain media type refused by this test: {value}")
         return None
 
-    def _bulk(self, body: bytes) -> tuple[str, int, dict[str, Any] | None, float]:
+    def _user(self, headers: dict[str, str]) -> str | None:
+        """The authenticated user's name, or None when the credentials are wrong."""
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme != "Basic":
+            return None
+        name, _, password = base64.b64decode(token).decode().partition(":")
+        known = (self.users or {}).get(name)
+        return name if known is not None and known[0] == password else None
+
+    def _security(self, method: str, path: str, user: str,
+                  body: bytes) -> tuple[int, dict[str, Any]] | None:
+        granted = (self.users or {})[user][1]
+        if path == "/_security/_authenticate" and method == "GET":
+            return 200, {"username": user, "roles": ["test"], "enabled": True,
+                         "authentication_realm": {"name": "native1", "type": "native"}}
+        if path == "/_security/user/_has_privileges" and method in ("GET", "POST"):
+            wanted = json.loads(body)
+            cluster = {p: p in granted for p in wanted.get("cluster", [])}
+            index = {entry_name: {p: p in granted for p in entry["privileges"]}
+                     for entry in wanted.get("index", []) for entry_name in entry["names"]}
+            every = all(cluster.values()) and all(all(v.values()) for v in index.values())
+            return 200, {"username": user, "has_all_requested": every, "cluster": cluster,
+                         "index": index, "application": {}}
+        return None
+
+    def _bulk(self, body: bytes, headers: dict[str, str] | None = None,
+              ) -> tuple[str, int, dict[str, Any] | None, float]:
         """Returns (mode, status, answer, delay)."""
         step = self._next_step()
+        if step == "echo-auth":
+            echoed = (headers or {}).get("authorization", "")
+            step = "items:400"
+            self._echo = f"header [Authorization: {echoed}] is not allowed on this endpoint"
+        else:
+            self._echo = ""
         if step in ("cut",):
             return "cut", 200, None, 0.0
         if step.isdigit():
@@ -198,7 +247,7 @@ class FakeElasticsearch:
                     "index": index, "shard": "0", "index_uuid": "x"}
             elif status >= 300:
                 error_type, reason = _ITEM_ERRORS[status]
-                result["error"] = {"type": error_type, "reason": reason}
+                result["error"] = {"type": error_type, "reason": self._echo or reason}
             else:
                 result.update({"_version": 1, "result": "created", "_seq_no": n,
                                "_primary_term": 1,
@@ -247,6 +296,19 @@ class FakeElasticsearch:
                 return data
 
             def _handle(self) -> None:
+                path = self.path.split("?", 1)[0]
+                length = int(self.headers.get("Content-Length") or 0)
+                if fake.max_content_length and path.endswith("/_bulk") and (
+                        length > fake.max_content_length):
+                    with fake._lock:
+                        fake.requests.append(RecordedRequest(
+                            self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                            b""))
+                    self.close_connection = True  # the body stays unread: closed with a reset
+                    self._send(413, es_error(413, "http_content_too_long",
+                                             f"body larger than {fake.max_content_length} bytes"),
+                               {"Connection": "close"})
+                    return
                 try:
                     body = self._body()
                 except (ValueError, zlib.error) as error:
@@ -255,17 +317,30 @@ class FakeElasticsearch:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with fake._lock:
                     fake.requests.append(RecordedRequest(self.command, self.path, headers, body))
-                path = self.path.split("?", 1)[0]
+                user = None
+                if fake.users is not None:
+                    user = fake._user(headers)
+                    if user is None:
+                        self._send(401, es_error(
+                            401, "security_exception",
+                            "unable to authenticate user [?] for REST request [" + path + "]"),
+                            {"WWW-Authenticate": 'Basic realm="security" charset="UTF-8"'})
+                        return
                 if path == "/" and self.command in ("GET", "HEAD"):
                     status, extra, answer = fake._root()
                     self._send(status, answer, extra)
                     return
+                if user is not None:
+                    answered = fake._security(self.command, path, user, body)
+                    if answered is not None:
+                        self._send(*answered)
+                        return
                 refused = fake._media_type_error(headers)
                 if refused is not None:
                     self._send(refused[0], refused[1])
                     return
                 if path.endswith("/_bulk"):
-                    mode, status, bulk_answer, delay = fake._bulk(body)
+                    mode, status, bulk_answer, delay = fake._bulk(body, headers)
                     if mode == "cut":
                         self._cut()
                         return
@@ -322,8 +397,11 @@ class FakeElasticsearch:
         self._server = Server(("127.0.0.1", 0), Handler)
         scheme = "http"
         if self.tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*self.tls)
+            if isinstance(self.tls, ssl.SSLContext):
+                context = self.tls
+            else:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(*self.tls)
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
             scheme = "https"
         self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"

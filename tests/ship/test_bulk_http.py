@@ -1,187 +1,206 @@
-"""The bulk HTTP client against a scripted server on a real socket: answer framings, closed
-keep-alive connections, cut answers, silence, and failover between hosts."""
+"""The HTTP client (receiver.ship.http) against crafted servers on real sockets, one odd answer
+each: framings, early and unsolicited answers, closes and resets, silence, failover."""
 
 from __future__ import annotations
 
 import select
 import socket
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from receiver.addresses import format_host_port
-from receiver.ship.bulk_http import (
-    BulkClient,
-    BulkConnectionError,
-    BulkTimeout,
-    endpoint,
-    header_lines,
-)
+from receiver.ship.classify import RequestOutcome
+from receiver.ship.http import ConnectionOptions, HttpClient, HttpTimeout, HttpUnavailable
+from tests.fakes.scripted_http import BULK_OK, Request, ok, reset, scripted
+from tests.ship.harness import es_settings
 from tests.support import free_port
 
-BODY = b'{"errors":false,"items":[{"create":{"status":201}}]}'
-Answer = Callable[[socket.socket, bytes], bool]  # answers one request; False: close afterwards
+
+def client(*urls: str, timeout: float = 5.0) -> HttpClient:
+    headers = {"user-agent": "test", "authorization": "ApiKey abcdefghij"}
+    return HttpClient(list(urls), ConnectionOptions(headers=headers, timeout=timeout))
 
 
-def _read_request(conn: socket.socket) -> bytes | None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-    while len(rest) < length:
-        rest += conn.recv(65536)
-    return head + b"\r\n\r\n" + rest
+def post(bulk: HttpClient, body: bytes = b"x", path: str = "/_bulk") -> tuple[int, bytes]:
+    response = bulk.request("POST", path, body, {"content-type": "application/x-ndjson"})
+    return response.status, response.body
 
 
-@contextmanager
-def scripted(*answers: Answer, host: str = "127.0.0.1") -> Iterator[tuple[str, list[bytes]]]:
-    """Serves connections one after another; each request takes the next answer."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.create_server((host, 0), family=family)
-    port = listener.getsockname()[1]
-    requests: list[bytes] = []
-    script = list(answers)
-
-    def serve() -> None:
-        while script:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                while script:
-                    request = _read_request(conn)
-                    if request is None:
-                        break
-                    requests.append(request)
-                    if not script.pop(0)(conn, request):
-                        break
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{format_host_port(host, port)}", requests
-    finally:
-        listener.close()
-        thread.join(5)
-
-
-def length_answer(conn: socket.socket, _: bytes) -> bool:
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                 % (len(BODY), BODY))
-    return True
-
-
-def chunked_answer(conn: socket.socket, _: bytes) -> bool:
+def chunked(conn: socket.socket, request: Request) -> bool:
+    request.read_body()
     conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 + b"".join(b"%x;ext=1\r\n%s\r\n" % (len(part), part) for part in (BODY[:10], BODY[10:]))
+                 + b"".join(b"%x;ext=1\r\n%s\r\n" % (len(part), part)
+                            for part in (BULK_OK[:10], BULK_OK[10:]))
                  + b"0\r\n\r\n")
     return True
 
 
-def closing_answer(conn: socket.socket, _: bytes) -> bool:
-    conn.sendall(b"HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\n\r\n{\"status\":429}")
-    return False
-
-
-def cut_answer(conn: socket.socket, _: bytes) -> bool:
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"errors\":false")
-    return False
-
-
-def close_without_answer(conn: socket.socket, _: bytes) -> bool:
-    return False
-
-
-def client(*urls: str, timeout: float = 5.0) -> BulkClient:
-    headers = {"user-agent": "test", "authorization": "ApiKey abc"}
-    return BulkClient([endpoint(url, url, None, headers) for url in urls], timeout)
-
-
 def test_answers_with_a_length_and_in_chunks_on_one_connection() -> None:
-    with scripted(length_answer, chunked_answer, length_answer) as (url, requests):
-        bulk = client(url + "/prefix/")
+    with scripted(ok, chunked, ok) as served:
+        bulk = client(served.url + "/prefix/")
         for _ in range(3):
-            assert bulk.post("/_bulk", b'{"create":{}}\n{"a":1}\n', header_lines({"x-n": "1"})) == (200, BODY)
+            assert post(bulk, b'{"create":{}}\n{"a":1}\n') == (200, BULK_OK)
         bulk.close()
-    first = requests[0].decode()
-    assert first.startswith("POST /prefix/_bulk HTTP/1.1\r\n")
-    assert "authorization: ApiKey abc\r\n" in first and "x-n: 1\r\n" in first
-    assert first.endswith('content-length: 22\r\n\r\n{"create":{}}\n{"a":1}\n')
+    assert served.connections == 1
+    first = served.requests[0]
+    assert first.head.startswith(b"POST /prefix/_bulk HTTP/1.1\r\n")
+    assert first.header("authorization") == "ApiKey abcdefghij"
+    assert first.header("content-type") == "application/x-ndjson"
+    assert first.header("expect") == ""  # no 100-continue round trip
+    assert first.body == b'{"create":{}}\n{"a":1}\n'
 
 
 def test_chunk_trailers_are_read_to_their_end_before_the_next_request() -> None:
     early: list[bool] = []
 
-    def trailers_in_two_parts(conn: socket.socket, _: bytes) -> bool:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\nX-One: 1\r\n"
-                     % (len(BODY), BODY))
+    def trailers_in_two_parts(conn: socket.socket, request: Request) -> bool:
+        request.read_body()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n"
+                     b"X-One: 1\r\n" % (len(BULK_OK), BULK_OK))
         # A client that took the answer as complete already sends its next request here.
-        readable = select.select([conn], [], [], 0.5)[0]
-        early.append(bool(readable))
+        early.append(bool(select.select([conn], [], [], 0.5)[0]))
         conn.sendall(b"X-Two: 2\r\n\r\n")
         return True
 
-    with scripted(trailers_in_two_parts, length_answer) as (url, requests):
-        bulk = client(url)
-        assert bulk.post("/_bulk", b"a", "") == (200, BODY)
-        assert bulk.post("/_bulk", b"b", "") == (200, BODY)
-    assert early == [False] and len(requests) == 2
+    with scripted(trailers_in_two_parts, ok) as served:
+        bulk = client(served.url)
+        assert post(bulk, b"a") == (200, BULK_OK)
+        assert post(bulk, b"b") == (200, BULK_OK)
+    assert early == [False] and len(served.requests) == 2
+
+
+def test_an_unsolicited_100_continue_is_skipped() -> None:
+    def continue_then_ok(conn: socket.socket, request: Request) -> bool:
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return ok(conn, request)
+
+    with scripted(continue_then_ok, ok) as served:
+        bulk = client(served.url)
+        response = bulk.request("POST", "/_bulk", b"a")
+        assert (response.status, response.body) == (200, BULK_OK)
+        assert response.headers["content-type"] == "application/json"  # the 200's, not the 100's
+        assert post(bulk, b"b") == (200, BULK_OK)
+    assert served.connections == 1
+
+
+@pytest.mark.parametrize("status", [b"204 No Content", b"304 Not Modified"])
+def test_an_answer_without_a_body_or_length_keeps_the_connection(status: bytes) -> None:
+    def no_length(conn: socket.socket, request: Request) -> bool:
+        request.read_body()
+        conn.sendall(b"HTTP/1.1 " + status + b"\r\nX-Proxy: yes\r\n\r\n")
+        return True
+
+    with scripted(no_length, ok) as served:
+        bulk = client(served.url, timeout=3)
+        assert post(bulk) == (int(status[:3]), b"")
+        assert post(bulk) == (200, BULK_OK)
+    assert served.connections == 1
+
+
+def test_an_http_1_0_answer_ends_with_the_connection() -> None:
+    def http10(conn: socket.socket, request: Request) -> bool:
+        request.read_body()
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + BULK_OK)
+        return False
+
+    with scripted(http10, ok) as served:
+        bulk = client(served.url)
+        assert post(bulk) == (200, BULK_OK)
+        assert post(bulk) == (200, BULK_OK)  # a new connection
+    assert served.connections == 2
 
 
 def test_connection_close_and_a_body_ending_with_the_connection() -> None:
-    with scripted(closing_answer, length_answer) as (url, _):
-        bulk = client(url)
-        assert bulk.post("/_bulk", b"x", "") == (429, b'{"status":429}')
-        assert bulk.post("/_bulk", b"x", "") == (200, BODY)  # a new connection
+    def closing(conn: socket.socket, request: Request) -> bool:
+        request.read_body()
+        conn.sendall(b"HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\n\r\n{\"status\":429}")
+        return False
+
+    with scripted(closing, ok) as served:
+        bulk = client(served.url)
+        assert post(bulk) == (429, b'{"status":429}')
+        assert post(bulk) == (200, BULK_OK)
+    assert served.connections == 2
+
+
+def test_a_reset_after_a_whole_answer_keeps_the_answer() -> None:
+    def answer_then_reset(conn: socket.socket, request: Request) -> bool:
+        ok(conn, request)
+        reset(conn)
+        return False
+
+    with scripted(answer_then_reset, ok) as served:
+        bulk = client(served.url)
+        assert post(bulk, b"a") == (200, BULK_OK)
+        assert post(bulk, b"b") == (200, BULK_OK)
+    assert [r.body for r in served.requests] == [b"a", b"b"]
 
 
 def test_a_kept_connection_the_server_closed_is_replaced_once() -> None:
-    with scripted(length_answer, close_without_answer, length_answer) as (url, requests):
-        bulk = client(url)
-        assert bulk.post("/_bulk", b"a", "")[0] == 200
-        assert bulk.post("/_bulk", b"b", "")[0] == 200
-    assert [r.rsplit(b"\n", 1)[-1] for r in requests] == [b"a", b"b", b"b"]
+    def close_without_answer(conn: socket.socket, request: Request) -> bool:
+        return False
+
+    with scripted(ok, close_without_answer, ok) as served:
+        bulk = client(served.url)
+        assert post(bulk, b"a")[0] == 200
+        assert post(bulk, b"b")[0] == 200
+    assert [r.body for r in served.requests] == [b"a", b"", b"b"]
 
 
-def test_a_cut_answer_on_a_new_connection_is_a_connection_error() -> None:
-    with scripted(cut_answer) as (url, _), pytest.raises(BulkConnectionError, match="cut after"):
-        client(url).post("/_bulk", b"a", "")
+def test_a_cut_answer_is_a_connection_error() -> None:
+    def cut(conn: socket.socket, request: Request) -> bool:
+        request.read_body()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"errors\":false")
+        return False
+
+    with scripted(cut) as served, pytest.raises(HttpUnavailable, match=served.url):
+        post(client(served.url))
 
 
 def test_an_answer_larger_than_any_bulk_answer_is_refused() -> None:
-    def huge(conn: socket.socket, _: bytes) -> bool:
+    def huge(conn: socket.socket, request: Request) -> bool:
+        request.read_body()
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n{")
         return False
 
-    with scripted(huge) as (url, _), pytest.raises(BulkConnectionError, match="larger than any"):
-        client(url).post("/_bulk", b"a", "")
+    with scripted(huge) as served, pytest.raises(HttpUnavailable, match="larger than 64 MiB"):
+        post(client(served.url))
+
+
+def test_an_endless_answer_without_a_length_is_cut_off() -> None:
+    def endless(conn: socket.socket, request: Request) -> bool:
+        request.read_body()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        block = b"x" * (1 << 20)
+        try:
+            for _ in range(80):
+                conn.sendall(block)
+        except OSError:
+            pass  # the client hung up: what we want
+        return False
+
+    with scripted(endless) as served, pytest.raises(HttpUnavailable, match="larger than 64 MiB"):
+        post(client(served.url))
 
 
 def test_silence_is_a_timeout() -> None:
-    def silent(conn: socket.socket, _: bytes) -> bool:
+    def silent(conn: socket.socket, request: Request) -> bool:
+        request.read_body()
         conn.recv(1)  # until the client gives up and closes
         return False
 
-    with scripted(silent) as (url, _), pytest.raises(BulkTimeout, match=r"within 0\.2s"):
-        client(url, timeout=0.2).post("/_bulk", b"a", "")
+    with scripted(silent) as served, pytest.raises(HttpTimeout, match=r"within 0\.3s"):
+        post(client(served.url, timeout=0.3))
 
 
 def test_fails_over_to_the_next_host_and_stays_there() -> None:
     refused = f"http://127.0.0.1:{free_port()}"
-    with scripted(length_answer, length_answer) as (url, requests):
-        bulk = client(refused, url)
-        assert bulk.post("/_bulk", b"a", "")[0] == 200
-        assert bulk.post("/_bulk", b"b", "")[0] == 200
-    assert len(requests) == 2
-    with pytest.raises(BulkConnectionError, match="Connection refused"):
-        client(refused).post("/_bulk", b"a", "")
+    with scripted(ok, ok) as served:
+        bulk = client(refused, served.url)
+        assert post(bulk, b"a")[0] == 200
+        assert post(bulk, b"b")[0] == 200
+    assert len(served.requests) == 2
+    with pytest.raises(HttpUnavailable, match=r"127\.0\.0\.1.*(refused|Failed to connect)"):
+        post(client(refused))
 
 
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
@@ -191,7 +210,53 @@ def test_an_ipv6_host_is_named_in_brackets() -> None:
     except OSError:
         pytest.skip("no IPv6 loopback here")
     probe.close()
-    with scripted(length_answer, host="::1") as (url, requests):
-        assert client(url).post("/_bulk", b"a", "")[0] == 200
-    port = url.rsplit(":", 1)[1]
-    assert f"Host: [::1]:{port}\r\n".encode() in requests[0]
+    with scripted(ok, host="::1") as served:
+        assert post(client(served.url))[0] == 200
+    port = served.url.rsplit(":", 1)[1]
+    assert served.requests[0].header("host") == f"[::1]:{port}"
+
+
+# --- an answer that arrives while the body is still being sent --------------------------------
+
+BIG = b'{"create":{}}\n' + b'{"message":"' + b"x" * (16 << 20) + b'"}\n'  # beyond socket buffers
+
+
+def answer_413(conn: socket.socket, request: Request) -> None:
+    """What nginx, ALB and Elasticsearch's http.max_content_length do: answer 413 from the
+    headers alone, with most of the body never read, and close."""
+    assert request.content_length == len(BIG)
+    body = b'{"error":"content too long"}'
+    conn.sendall(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
+                 b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    conn.shutdown(socket.SHUT_WR)
+
+
+def too_large_then_lingering_close(conn: socket.socket, request: Request) -> bool:
+    """nginx's way: after the answer, read and discard until the client hangs up."""
+    answer_413(conn, request)
+    conn.settimeout(10)
+    while conn.recv(1 << 20):
+        pass
+    return False
+
+
+def too_large_then_reset(conn: socket.socket, request: Request) -> bool:
+    """Closed at once: the unread body makes the kernel send a reset after the answer."""
+    answer_413(conn, request)
+    reset(conn)
+    return False
+
+
+@pytest.mark.parametrize("answer", [too_large_then_lingering_close, too_large_then_reset])
+def test_an_early_413_is_read_and_classified_as_too_large(answer: object) -> None:
+    from receiver.ship.elasticsearch import ElasticsearchOutput, ServerInfo
+
+    with scripted(answer) as served:  # type: ignore[arg-type]
+        output = ElasticsearchOutput(es_settings([served.url], compression="off"))
+        output.server = ServerInfo("elasticsearch", "8.15.0", 8, 15)  # probed already
+        output._choose_headers(output.server)
+        try:
+            result = output.send(BIG, 1)
+        finally:
+            output.close()
+    assert (result.request, result.label, result.status) == (RequestOutcome.TOO_LARGE, "too_large", 413)

@@ -291,3 +291,53 @@ def test_unwritable_dead_letter_file_keeps_events_until_it_works(tmp_path: Path)
             assert run.value("events_dead_lettered_total", reason="mapper_parsing_exception") == 1
         assert len((blocker / "dead-letter.jsonl").read_text().splitlines()) == 1
         assert len(server.documents) == 1
+
+
+@pytest.mark.parametrize("credentials", [
+    {"username": "writer", "password": "s3cret-pw-77"},
+    {"api_key": "key-id:key-secret-77"},
+    {"bearer_token": "eyJhbGciOi.bearer-77"},
+])
+def test_an_echoed_authorization_header_reaches_neither_log_nor_dead_letter_file(
+    fake: FakeElasticsearch, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    credentials: dict[str, str],
+) -> None:
+    """Issue 17: a server or proxy that quotes our Authorization header in an item's reason."""
+    caplog.set_level(logging.INFO)
+    fake.script(["echo-auth"])
+    spool = MemorySpool(docs(3), batch_records=3)
+    with running_shipper(es_settings([fake.url], **credentials), spool, tmp_path) as run:
+        settle(run, 3)
+        assert counts(run) == (0, 0, 3)
+        letters = run.dead_letters()
+    sent = fake.bulk_requests()[0].headers["authorization"]
+    token = sent.split(" ", 1)[1]
+    assert "Authorization: " in caplog.text  # the reason was logged...
+    assert len(letters) == 3 and all("[Authorization: " in line for line in letters)
+    for text in [caplog.text, *letters]:  # ...without the credentials
+        assert token not in text
+        for secret in credentials.values():
+            assert secret.rsplit(":", 1)[-1] not in text
+    assert json.loads(letters[0])["reason"] == (
+        f"header [Authorization: {sent.split(' ', 1)[0]} ***] is not allowed on this endpoint")
+
+
+def test_an_early_413_halves_the_batch_until_it_fits(tmp_path: Path) -> None:
+    """Issue 18: a 413 sent from the headers alone, the body unread and the connection reset."""
+    spool = MemorySpool(docs(8), batch_records=8)
+    one = len(encode_for_size(document(0)))
+    with FakeElasticsearch.start("es8", max_content_length=int(2.5 * one)) as server:
+        with running_shipper(es_settings([server.url]), spool, tmp_path) as run:
+            settle(run, 8)
+            assert counts(run) == (8, 0, 0)
+            assert run.value("bulk_requests_total", outcome="too_large") == 2  # of 8, then of 4
+            assert run.value("bulk_requests_total", outcome="connection_error") == 0
+        sizes = [len(r.body.splitlines()) // 2 for r in server.bulk_requests()]
+    assert sizes == [0, 0, 2, 2, 2, 2]  # two 413s (bodies unread), then four requests of 2
+    assert len(server.documents) == 8
+
+
+def encode_for_size(doc: dict[str, object]) -> bytes:
+    """An action line and a document, as the shipper sends them (near enough for a size)."""
+    return json.dumps({"create": {"_index": "haproxy-2026.11.25", "_id": "x" * 30}}).encode() \
+        + b"\n" + json.dumps(doc).encode() + b"\n"
