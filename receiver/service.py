@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from receiver.config import ConfigError, ListenSettings, Settings
+from receiver.config import ConfigError, ListenSettings, Settings, redacted
 from receiver.ingest import Ingest
 from receiver.listen import (
     DatagramReader,
@@ -220,6 +220,7 @@ class Receiver:
                                               new.service, workers=old.service.workers))
         self.settings = new
         log.info("reload: done (%s)", ", ".join(changed))
+        log.debug("reload: running with %s", redacted(new))
 
     def _reload_listeners(self, settings: ListenSettings) -> None:
         """New listeners bound, the ones still named kept with their sockets, the rest ended as

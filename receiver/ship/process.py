@@ -108,7 +108,7 @@ class WorkerPool:
         shipped again from the acknowledged prefixes) and start them with `settings`; if those
         cannot start (an output refused), the previous ones run again."""
         previous = self._settings
-        self.stop(grace)
+        self.stop(grace, catch_up=False)  # receiving goes on: there is always more to read
         self._stopping = False
         self._settings = settings
         try:
@@ -229,13 +229,15 @@ class WorkerPool:
         self._relayed.gone(worker.number)
         self._ledger.worker_gone(worker.number)
 
-    def stop(self, grace: float, force: threading.Event | None = None) -> None:
-        """Ask every worker to ship what is spooled within `grace` seconds, then wait for them."""
+    def stop(self, grace: float, force: threading.Event | None = None,
+             catch_up: bool = True) -> None:
+        """Ask every worker to ship what is spooled (`catch_up`; else only what it holds)
+        within `grace` seconds, then wait for them."""
         self._stopping = True
         workers = list(self._workers.values())
         deadline = time.monotonic() + grace
         for worker in workers:
-            worker.send(("stop", grace))
+            worker.send(("stop", grace, catch_up))
         forced = False
         while any(w.process.poll() is None for w in workers) and time.monotonic() < deadline + 5.0:
             if force is not None and force.is_set() and not forced:
@@ -393,10 +395,11 @@ class _Child:
         stop = threading.Event()
         thread = threading.Thread(target=shipper.run, args=(stop,), name="shipper", daemon=True)
         thread.start()
-        grace = self._serve(thread)
+        grace, catch_up = self._serve(thread)
         deadline = time.monotonic() + grace
         shipper.finish()
-        while time.monotonic() < deadline and thread.is_alive() and not self._forced.is_set():
+        while catch_up and time.monotonic() < deadline and thread.is_alive() \
+                and not self._forced.is_set():
             if shipper.caught_up():
                 break
             self._poll(_DRAIN_POLL)
@@ -407,8 +410,9 @@ class _Child:
         output.close()
         self._send_snapshot()
 
-    def _serve(self, thread: threading.Thread) -> float:
-        """Answer the parent until it says stop; returns the grace period."""
+    def _serve(self, thread: threading.Thread) -> tuple[float, bool]:
+        """Answer the parent until it says stop; returns the grace period and whether to ship
+        what is spooled (at a stop) or only what is held (a reload)."""
         next_snapshot = 0.0
         while True:
             now = time.monotonic()
@@ -419,10 +423,10 @@ class _Child:
                 if self._conn.poll(max(0.0, next_snapshot - time.monotonic())):
                     message = self._conn.recv()
                     if message[0] == "stop":
-                        return float(message[1])
+                        return float(message[1]), bool(message[2])
                     self._ledger.on_message(message)
             except (EOFError, OSError):  # the parent is gone: nothing left to report to
-                return 0.0
+                return 0.0, False
             if not thread.is_alive():
                 log.error("worker %d: the shipper thread stopped; exiting so the receiver "
                           "restarts us", self._number)
