@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from receiver.config import ParseSettings
+from receiver.parse import Parser
 from receiver.spool import dump_pending
 from tests.support import Receiver, TcpProxy, group_members, search_sorted, wait_for
 
@@ -157,12 +159,13 @@ class Ledger:
 def spooled_numbers(spool_dir: Path) -> set[int]:
     """Sequence numbers of the pending events in the spool files (the receiver is dead)."""
     out = io.BytesIO()
-    dump_pending(spool_dir, out)
+    parser = Parser(ParseSettings())
+    dump_pending(spool_dir, out, parse=lambda record: parser.parse(record.frame, record.received_at))
     numbers = set()
     for text in out.getvalue().splitlines():
         document = json.loads(text)
-        if "haproxy.seq" in document:
-            numbers.add(int(document["haproxy.seq"]))
+        assert "haproxy.seq" in document, document  # every spooled line is one of ours
+        numbers.add(int(document["haproxy.seq"]))
     return numbers
 
 

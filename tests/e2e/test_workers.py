@@ -1,0 +1,109 @@
+"""Two workers share the spool (`service.workers = 2`) of a real receiver while they are killed
+with SIGKILL again and again and Elasticsearch comes and goes: every accepted event is indexed
+exactly once, and the counters account for every event exactly at every quiet moment, through
+restarts of the workers and of the receiving process:
+
+    messages_received_total + events_recovered_total
+        == events_shipped_total + events_dead_lettered_total + events_dropped_total
+           + spool_events_pending + spool_corrupt_records_total
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+from tests.e2e.test_crash_loop import Flapper, NumberedSender
+from tests.support import Receiver, TcpProxy, group_members, metric_value, search_sorted, wait_for
+
+SEED = int(os.environ.get("WORKERS_SEED", "77"))
+ENV = {
+    "HAPROXY_RECEIVER_SERVICE__WORKERS": "2",
+    "HAPROXY_RECEIVER_ELASTICSEARCH__BATCH_EVENTS": "200",
+    "HAPROXY_RECEIVER_ELASTICSEARCH__BATCH_AGE": "0.1",
+    "HAPROXY_RECEIVER_ELASTICSEARCH__RETRY_INITIAL": "0.05",
+    "HAPROXY_RECEIVER_ELASTICSEARCH__RETRY_MAX": "0.3",
+    "HAPROXY_RECEIVER_SPOOL__SEGMENT_BYTES": "256KiB",  # many segments: both workers have work
+    "HAPROXY_RECEIVER_SPOOL__MAX_RECORD_BYTES": "64KiB",
+    "HAPROXY_RECEIVER_LISTEN__MAX_MESSAGE_BYTES": "32KiB",
+    "HAPROXY_RECEIVER_SERVICE__SHUTDOWN_GRACE": "2",
+}
+INFLOWS = ("haproxy_receiver_messages_received_total", "haproxy_receiver_events_recovered_total")
+OUTFLOWS = ("haproxy_receiver_events_shipped_total", "haproxy_receiver_events_dead_lettered_total",
+            "haproxy_receiver_events_dropped_total", "haproxy_receiver_spool_events_pending",
+            "haproxy_receiver_spool_corrupt_records_total")
+
+
+def workers(receiver: Receiver) -> list[int]:
+    assert receiver.process is not None
+    return [pid for pid in group_members(receiver.process.pid) if pid != receiver.process.pid]
+
+
+def accounted(receiver: Receiver) -> tuple[float, float]:
+    """(what came in, what became of it) from one scrape."""
+    values = {name: metric_value(receiver.metrics_url, name) for name in INFLOWS + OUTFLOWS}
+    return sum(values[n] for n in INFLOWS), sum(values[n] for n in OUTFLOWS)
+
+
+def quiet(receiver: Receiver, what: str) -> None:
+    """Wait until nothing is pending and both workers run, then check the identity."""
+    wait_for(lambda: receiver.metric("haproxy_receiver_spool_events_pending") == 0
+             and len(workers(receiver)) == 2, 90, f"{what}: everything shipped")
+    inflow, outflow = accounted(receiver)
+    assert inflow == outflow, f"{what}: {inflow} came in, {outflow} accounted for"
+
+
+def test_two_workers_through_kill_9_loops_and_outages(tmp_path: Path, es_url: str) -> None:
+    rng = random.Random(SEED)
+    proxy = TcpProxy(es_url).start()
+    receiver = Receiver(tmp_path, proxy.url, env=ENV)
+    sent = 0
+    try:
+        receiver.start()
+        assert len(wait_for(lambda: len(workers(receiver)) == 2 and workers(receiver), 30,
+                            "two workers")) == 2
+        # Phase 1: events stream in while workers are killed and Elasticsearch flaps.
+        sender = NumberedSender(receiver.tcp_port, 1, 0, rate=2000, limit=16_000)
+        flapper = Flapper(proxy, rng)
+        kills = 0
+        while not sender.done:
+            time.sleep(rng.uniform(0.3, 1.0))  # a random kill moment, not a synchronisation
+            alive = workers(receiver)
+            if alive:
+                os.kill(rng.choice(alive), signal.SIGKILL)
+                kills += 1
+        sender.close()
+        flapper.close()
+        sent = sender.attempted
+        assert sender.error is None and kills >= 4, (sender.error, kills)
+        quiet(receiver, "after worker kills and outages")
+        assert receiver.metric("haproxy_receiver_messages_received_total") == sent
+        assert "exited unexpectedly" in receiver.stderr()
+
+        # Phase 2: the receiving process goes down with a backlog (Elasticsearch down), comes
+        # back: what it finds pending is counted recovered, and the identity holds again.
+        proxy.stop()
+        more = NumberedSender(receiver.tcp_port, 2, sent, limit=4000)
+        wait_for(lambda: more.done, 30, "the second sender")
+        more.close()
+        wait_for(lambda: receiver.metric("haproxy_receiver_events_spooled_total")
+                 >= receiver.metric("haproxy_receiver_messages_received_total") > sent, 30,
+                 "the backlog spooled")
+        assert receiver.stop() == 0
+        sent += 4000
+        receiver.start()
+        assert receiver.metric("haproxy_receiver_events_recovered_total") > 0
+        proxy.start()
+        quiet(receiver, "after a restart of the receiving process")
+        assert receiver.stop() == 0
+    finally:
+        proxy.close()
+        if receiver.process is not None and receiver.process.poll() is None:
+            receiver.kill()
+    rows = search_sorted(es_url, "haproxy.seq", ["haproxy.seq"])
+    numbers = [int(row["haproxy.seq"]) for row in rows]
+    assert len(numbers) == len(set(numbers)), "an event was indexed twice"
+    assert numbers == list(range(sent)), "an accepted event is missing"
