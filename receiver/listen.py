@@ -54,6 +54,9 @@ from receiver.systemd import Heartbeat
 log = logging.getLogger(__name__)
 
 DATAGRAM_BATCH = 512
+# ... or this many bytes, whichever comes first: 512 HAProxy lines are ~200 KB, 512 datagrams of
+# 64 KiB garbage would be 32 MiB held at once (and kept by malloc afterwards).
+DATAGRAM_BATCH_BYTES = 1024 * 1024
 COALESCE_BELOW = 16  # datagrams per drain under which the reader waits for company
 COALESCE_WAIT = 0.001
 MAX_DATAGRAM = 65535 + 1  # one more than UDP allows, so nothing is ever cut by recvfrom
@@ -394,16 +397,19 @@ class DatagramReader:
             log.info("%s: read %d datagrams the kernel held at stop", self.listener.name, datagrams)
 
     def _receive(self) -> tuple[list[bytes], list[Peer]]:
-        """Up to DATAGRAM_BATCH datagrams without blocking, with their senders."""
+        """Up to DATAGRAM_BATCH datagrams or DATAGRAM_BATCH_BYTES without blocking, with their
+        senders."""
         recvfrom = self.listener.sock.recvfrom
         unix = self.listener.transport == "unix"
         messages: list[bytes] = []
         sources: list[Peer] = []
+        size = 0
         try:
-            while len(messages) < DATAGRAM_BATCH:
+            while len(messages) < DATAGRAM_BATCH and size < DATAGRAM_BATCH_BYTES:
                 data, address = recvfrom(MAX_DATAGRAM)
                 messages.append(data)
                 sources.append(_NO_PEER if unix else address[:2])
+                size += len(data)
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as error:

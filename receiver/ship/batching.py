@@ -1,10 +1,14 @@
-"""Collecting spool batches into shipments: when a bulk request is worth sending.
+"""Collecting encoded spool batches into shipments: when a bulk request is worth sending.
 
-A shipment is sent when it holds `batch_events` events or `batch_bytes` bytes, or when its
-oldest event has waited `batch_age` (the latency budget). At everyday rates the budget decides:
-a HAProxy host at 2,000 messages/s sends two or three bulk requests a second instead of hundreds
-(each request costs the cluster and this process ~0.1-0.3 ms of CPU whatever its size); under
-load or from a backlog, shipments fill at once and the budget never comes into play.
+A shipment is sent when it holds `batch_events` events or `batch_bytes` bytes of bulk body, or
+when its oldest event has waited `batch_age` (the latency budget). At everyday rates the budget
+decides: a HAProxy host at 2,000 messages/s sends two or three bulk requests a second instead of
+hundreds (each request costs the cluster and this process ~0.1-0.3 ms of CPU whatever its
+size); under load or from a backlog, shipments fill at once and the budget never comes into
+play. Sizes are those of the encoded bodies, not guesses: a message becomes a document of ~2
+times its size, garbage of up to ~6 (escaped control bytes), and what a shipment holds in
+memory must stay near `batch_bytes` either way; the spool is read in pieces sized by the
+expansion seen so far.
 """
 
 from __future__ import annotations
@@ -13,44 +17,46 @@ import time
 from dataclasses import dataclass, field
 
 from receiver.config import ElasticsearchSettings
-from receiver.spool.records import Batch, Record
+from receiver.ship.encode import EncodedBatch
+from receiver.spool.records import Batch
 
-# Rough size of a `create` action line, counted against batch_bytes with each payload, and
-# what parsing adds to a received message (a document is ~2x the line it came from).
-ACTION_BYTES = 100
-DOCUMENT_GROWTH = 2
+# The expansion (bulk body bytes per spool payload byte) assumed before any batch was encoded.
+FIRST_EXPANSION = 2.0
 
 
 @dataclass(slots=True)
 class Shipment:
-    """Spool batches on their way in one bulk request."""
+    """Spool batches on their way in one bulk request, each already encoded."""
 
     batches: list[Batch] = field(default_factory=list)
-    records: list[Record] = field(default_factory=list)
-    identities: list[str] = field(default_factory=list)  # spool identity of each record
-    size: int = 0  # estimated bulk body bytes
+    parts: list[EncodedBatch] = field(default_factory=list)
+    records: int = 0
+    size: int = 0  # bulk body bytes
     oldest: float = 0.0  # written_at of its first record (wall clock)
 
-    def add(self, batch: Batch) -> None:
+    def add(self, batch: Batch, encoded: EncodedBatch) -> None:
         if not self.records:
             self.oldest = batch.records[0].written_at
         self.batches.append(batch)
-        self.records.extend(batch.records)
-        self.identities.extend([batch.identity] * len(batch.records))
-        self.size += sum(len(r.payload) for r in batch.records) * DOCUMENT_GROWTH
-        self.size += ACTION_BYTES * len(batch.records)
+        self.parts.append(encoded)
+        self.records += len(batch.records)
+        self.size += len(encoded.body)
+
+    def payloads(self) -> list[bytes]:
+        return [record.payload for batch in self.batches for record in batch.records]
 
 
 class BatchPolicy:
-    """When a shipment goes (see the module docstring)."""
+    """When a shipment goes, and how much to read for it (see the module docstring)."""
 
     def __init__(self, settings: ElasticsearchSettings) -> None:
         self.events = settings.batch_events
         self.bytes = int(settings.batch_bytes)
         self.age = float(settings.batch_age)
+        self.expansion = FIRST_EXPANSION
 
     def full(self, shipment: Shipment) -> bool:
-        return len(shipment.records) >= self.events or shipment.size >= self.bytes
+        return shipment.records >= self.events or shipment.size >= self.bytes
 
     def due(self, shipment: Shipment) -> bool:
         return bool(shipment.records) and (self.full(shipment) or self.age_left(shipment) <= 0)
@@ -60,7 +66,13 @@ class BatchPolicy:
         return shipment.oldest + self.age - time.time()
 
     def room(self, shipment: Shipment) -> tuple[int, int]:
-        """(events, payload bytes) the shipment can still take."""
-        events = max(1, self.events - len(shipment.records))
-        payload = max(1, (self.bytes - shipment.size) // DOCUMENT_GROWTH)
+        """(events, spool payload bytes) to read for the shipment."""
+        events = max(1, self.events - shipment.records)
+        payload = max(1, int((self.bytes - shipment.size) / self.expansion))
         return events, payload
+
+    def encoded(self, batch: Batch, encoded: EncodedBatch) -> None:
+        """Learn the expansion from a batch just encoded."""
+        payload = sum(len(record.payload) for record in batch.records)
+        if payload:
+            self.expansion = max(0.5, 0.5 * self.expansion + 0.5 * len(encoded.body) / payload)

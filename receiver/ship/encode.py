@@ -177,6 +177,27 @@ class EncodedBatch:
     def item(self, i: int) -> bytes:
         return self.body[self.offsets[i] : self.offsets[i + 1]]
 
+    @classmethod
+    def join(cls, parts: Sequence[EncodedBatch], sizes: Sequence[int]) -> EncodedBatch:
+        """One batch of `parts`, encoded from consecutive record sequences of `sizes` records:
+        record indexes go on counting across the parts."""
+        if len(parts) == 1:
+            return parts[0]
+        joined = cls(b"".join(part.body for part in parts), [], [], [], [], [])
+        base = first = 0
+        for part, size in zip(parts, sizes, strict=True):
+            joined.offsets += [base + offset for offset in part.offsets[:-1]]
+            joined.indices += part.indices
+            joined.ids += part.ids
+            joined.documents += part.documents
+            joined.records += [first + index for index in part.records]
+            joined.unencodable += [(first + index, kind, why)
+                                   for index, kind, why in part.unencodable]
+            base += len(part.body)
+            first += size
+        joined.offsets.append(base)
+        return joined
+
     def subset(self, items: Sequence[int]) -> bytes:
         if len(items) == len(self.indices):
             return self.body

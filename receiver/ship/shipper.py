@@ -1,10 +1,12 @@
-"""The shipper: spool -> shipments -> parse and deliver in worker threads -> acknowledgements.
+"""The shipper: spool -> parsed and encoded batches -> shipments delivered in worker threads ->
+acknowledgements.
 
-A reading thread (`run`) reads spool batches into a shipment until the batch policy says send
-(ship/batching.py), and hands it to one of `max_in_flight` delivery threads. A delivery thread
-turns the records into a bulk body (ship/encode.py: parsing happens here), delivers it
-(ship/delivery.py: retries, 413 halving, dead letters) and then acknowledges every spool batch
-of the shipment with how many of its events were shipped and dead-lettered. Nothing is
+A reading thread (`run`) reads spool batches, turns each into bulk body lines as it is read
+(ship/encode.py: parsing happens here, so a shipment's size is known, not guessed), and
+collects them into a shipment until the batch policy says send (ship/batching.py); then one of
+`max_in_flight` delivery threads delivers it (ship/delivery.py: retries, 413 halving, dead
+letters) and acknowledges every spool batch of the shipment with how many of its events were
+shipped and dead-lettered. Nothing is
 acknowledged that was not delivered or dead-lettered, so on any failure the events simply stay
 in the spool. HTTP, gzip and the JSON codecs release the GIL part of the time; several workers
 (processes, receiver/ship/process.py) are what use several cores.
@@ -17,7 +19,6 @@ import queue
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable
 from typing import Protocol
 
 from receiver.config import ElasticsearchSettings, ParseSettings
@@ -27,7 +28,7 @@ from receiver.ratelimit import RateLimitedLog
 from receiver.ship.batching import BatchPolicy, Shipment
 from receiver.ship.dead_letter import DeadLetters
 from receiver.ship.delivery import Delivery
-from receiver.ship.encode import BulkEncoder
+from receiver.ship.encode import BulkEncoder, EncodedBatch
 from receiver.ship.output import Output
 from receiver.spool.records import Batch, event_id
 
@@ -65,9 +66,8 @@ class Shipper:
         self._abandon = threading.Event()  # drain's deadline passed: stop retrying
         dead_letters = DeadLetters(dead_letter_path, output, settings.dead_letter_index)
         self._delivery = Delivery(settings, output, metrics, dead_letters, self._abandon)
-        parse_settings = parse or ParseSettings()
-        self._encoder: Callable[[], BulkEncoder] = lambda: BulkEncoder(
-            settings, Parser(parse_settings), metrics, event_id, output.wants_ids)
+        self._encoder = BulkEncoder(settings, Parser(parse or ParseSettings()), metrics, event_id,
+                                    output.wants_ids)
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
         # Daemon workers (not an executor): a request stuck until its timeout must not hold
         # the process at exit once drain's deadline has passed.
@@ -136,8 +136,10 @@ class Shipper:
             if not batch.records:  # a damaged stretch, skipped: nothing to deliver
                 self._reader.acknowledge(batch)
                 continue
-            shipment.add(batch)
-            self._building = len(shipment.records)
+            encoded = self._encoder.encode(batch.records, [batch.identity] * len(batch.records))
+            policy.encoded(batch, encoded)
+            shipment.add(batch, encoded)
+            self._building = shipment.records
         if shipment.records:  # already read: give it a chance during drain
             self._start(shipment)
 
@@ -160,11 +162,10 @@ class Shipper:
     # --- delivery threads ----------------------------------------------------------------
 
     def _work_loop(self) -> None:
-        encoder = self._encoder()  # one per thread: the parser keeps per-second caches
         while (item := self._work.get()) is not None:
             shipment, slot = item
             try:
-                self._deliver(shipment, encoder)
+                self._deliver(shipment)
             finally:
                 if slot:
                     self._slots.release()
@@ -172,11 +173,12 @@ class Shipper:
                     self._busy -= 1
                     self._idle.notify_all()
 
-    def _deliver(self, shipment: Shipment, encoder: BulkEncoder) -> None:
+    def _deliver(self, shipment: Shipment) -> None:
+        encoded = EncodedBatch.join(shipment.parts, [len(b.records) for b in shipment.batches])
+        shipment.parts.clear()  # one copy of the body in memory, not two
         while True:
             try:
-                encoded = encoder.encode(shipment.records, shipment.identities)
-                dead = self._delivery.deliver(encoded, [r.payload for r in shipment.records])
+                dead = self._delivery.deliver(encoded, shipment.payloads())
             except Exception:  # a bug must neither lose the batch nor hold the slot
                 self._log(logging.ERROR, "bug", "shipping a batch failed unexpectedly; trying it "
                           "again", exc_info=True)
