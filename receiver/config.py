@@ -254,7 +254,7 @@ class ElasticsearchSettings:
     batch_events: int = setting(
         1000,
         "Most events in one bulk request (each event in flight is held twice, as spool record "
-        "and in the body: 1000 x 2 in flight kept the ship process near 50 MiB at full speed).",
+        "and in the body: 1000 x 2 in flight kept a worker near 80 MiB at full speed).",
     )
     batch_bytes: ByteSize = setting(
         ByteSize(5 * 1024**2), "Most uncompressed bytes in one bulk request.", unit="bytes"
