@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from receiver.config import Settings
 from receiver.metrics import ReceiverMetrics, Relayed, WorkerMetrics
 from receiver.spool.ledger import Ack, Lease, Ledger
+from receiver.spool.reader import LeaseNews
 
 if TYPE_CHECKING:
     from receiver.ship.shipper import Shipper
@@ -268,34 +269,32 @@ def _raise_start_failure(kind: str, message: str) -> None:
 
 # --- child side --------------------------------------------------------------------------------
 
-class RemoteLedger:
+class RemoteLedger(LeaseNews):
     """The worker's `LedgerClient` (spool/reader.py): the ledger is in the parent, across the
     socket pair. Leases and seals arrive in the worker's main thread (`on_message`)."""
 
     def __init__(self, conn: Connection) -> None:
+        super().__init__()
         self._conn = conn
         self._send_lock = threading.Lock()
-        self._news = threading.Condition()
-        self._granted: list[Lease] = []
         self._asked = False  # a request the parent has not granted yet
         self._answered = False  # ... but answered: it grants one later
-        self._sealed: dict[int, int] = {}
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self._send_lock:
             self._conn.send(message)
 
     def on_message(self, message: tuple[Any, ...]) -> None:
-        with self._news:
-            if message[0] == "lease":
+        if message[0] == "sealed":
+            self.sealed(message[1], message[2])
+        elif message[0] == "lease":
+            with self._news:
                 if message[1] is None:
                     self._answered = True
                 else:
                     self._granted.append(message[1])
                     self._asked = False
-            elif message[0] == "sealed":
-                self._sealed[message[1]] = message[2]
-            self._news.notify_all()
+                self._news.notify_all()
 
     def lease(self) -> Lease | None:
         with self._news:
@@ -309,20 +308,11 @@ class RemoteLedger:
             self._news.wait_for(lambda: bool(self._granted) or self._answered, 5.0)
             return self._granted.pop(0) if self._granted else None
 
-    def wait_for_lease(self, timeout: float) -> bool:
-        with self._news:
-            return self._news.wait_for(lambda: bool(self._granted), timeout)
-
-    def sealed_end(self, segment: int) -> int | None:
-        with self._news:
-            return self._sealed.get(segment)
-
     def acknowledge(self, ack: Ack) -> None:
         self.send(("ack", ack))
 
     def release(self, segment: int, read: int, offset: int) -> None:
-        with self._news:
-            self._sealed.pop(segment, None)
+        self._forget(segment)
         self.send(("release", segment, read, offset))
 
 

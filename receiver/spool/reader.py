@@ -72,33 +72,28 @@ class LedgerClient(Protocol):
     def release(self, segment: int, read: int, offset: int) -> None: ...
 
 
-class LocalLedger:
-    """A `LedgerClient` for a reader in the process that owns the ledger."""
+class LeaseNews:
+    """What the ledger told one reader and it has not taken yet: segments granted to it, and
+    where the segments it reads were sealed. The part every `LedgerClient` shares."""
 
-    def __init__(self, ledger: Ledger, worker: Worker = "local") -> None:
-        self._ledger = ledger
-        self._worker = worker
+    def __init__(self) -> None:
+        self._news = threading.Condition()
         self._granted: list[Lease] = []
         self._sealed: dict[int, int] = {}
-        self._news = threading.Condition()
-        ledger.on_sealed(self._on_sealed)
 
-    def _grant(self, lease: Lease) -> None:
+    def granted(self, lease: Lease) -> None:
         with self._news:
             self._granted.append(lease)
             self._news.notify_all()
 
-    def _on_sealed(self, worker: Worker, segment: int, end: int) -> None:
-        if worker == self._worker:
-            with self._news:
-                self._sealed[segment] = end
-                self._news.notify_all()
-
-    def lease(self) -> Lease | None:
+    def sealed(self, segment: int, end: int) -> None:
         with self._news:
-            if self._granted:
-                return self._granted.pop(0)
-        return self._ledger.lease(self._worker, self._grant)
+            self._sealed[segment] = end
+            self._news.notify_all()
+
+    def _take(self) -> Lease | None:
+        with self._news:
+            return self._granted.pop(0) if self._granted else None
 
     def wait_for_lease(self, timeout: float) -> bool:
         with self._news:
@@ -108,12 +103,32 @@ class LocalLedger:
         with self._news:
             return self._sealed.get(segment)
 
+    def _forget(self, segment: int) -> None:
+        with self._news:
+            self._sealed.pop(segment, None)
+
+
+class LocalLedger(LeaseNews):
+    """A `LedgerClient` for a reader in the process that owns the ledger."""
+
+    def __init__(self, ledger: Ledger, worker: Worker = "local") -> None:
+        super().__init__()
+        self._ledger = ledger
+        self._worker = worker
+        ledger.on_sealed(self._on_sealed)
+
+    def _on_sealed(self, worker: Worker, segment: int, end: int) -> None:
+        if worker == self._worker:
+            self.sealed(segment, end)
+
+    def lease(self) -> Lease | None:
+        return self._take() or self._ledger.lease(self._worker, self.granted)
+
     def acknowledge(self, ack: Ack) -> None:
         self._ledger.acknowledge(self._worker, ack)
 
     def release(self, segment: int, read: int, offset: int) -> None:
-        with self._news:
-            self._sealed.pop(segment, None)
+        self._forget(segment)
         self._ledger.release(self._worker, segment, read, offset)
 
     def gone(self) -> None:
