@@ -49,6 +49,8 @@ def test_live_metrics_pass_promtool_and_status_reports_the_pipeline(tmp_path: Pa
         checked = subprocess.run([promtool, "check", "metrics"], input=exposition,
                                  capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+        wait_for(lambda: receiver.metric("haproxy_receiver_output_up") == 1, 10,
+                 "output_up relayed from the worker")
         status = cli("status", "--metrics", f"127.0.0.1:{receiver.metrics_port}")
         assert status.returncode == 0, status.stderr
         assert f"{udp}" in status.stdout and "3 messages" in status.stdout
