@@ -682,10 +682,6 @@ class StreamServer:
         self._thread = threading.Thread(target=self._run, name="recv streams", daemon=True)
         self._started = threading.Event()
 
-    @property
-    def connection_count(self) -> int:
-        return len(self._connections)
-
     # --- admission -------------------------------------------------------------------------------
     def admit(self, connection: StreamConnection) -> bool:
         reason = self._refusal(connection)

@@ -211,18 +211,6 @@ def udp_socket_drops(inodes: Iterable[int], proc_net: str = "/proc/net") -> int:
     return total
 
 
-def udp_rcvbuf_errors(proc_net: str = "/proc/net") -> int:
-    """System-wide `Udp: RcvbufErrors` from /proc/net/snmp (drops of every UDP socket)."""
-    try:
-        with open(f"{proc_net}/snmp") as handle:
-            rows = [line.split() for line in handle if line.startswith("Udp:")]
-    except OSError:
-        return 0
-    if len(rows) < 2 or "RcvbufErrors" not in rows[0]:
-        return 0
-    return int(rows[1][rows[0].index("RcvbufErrors")])
-
-
 HealthCheck = Callable[[], tuple[bool, str]]
 
 
