@@ -49,6 +49,7 @@ from receiver.config import ListenSettings
 from receiver.event import Peer
 from receiver.frame import StreamFramer
 from receiver.metrics import ListenMetrics
+from receiver.ratelimit import RateLimitedLog
 from receiver.systemd import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,6 @@ COALESCE_WAIT = 0.001
 MAX_DATAGRAM = 65535 + 1  # one more than UDP allows, so nothing is ever cut by recvfrom
 STREAM_READ = 256 * 1024
 TLS_HANDSHAKE_TIMEOUT = 10.0
-LOG_EVERY = 10.0  # seconds between two warnings about refused connections
 UNIX_SOCKET_MODE = 0o666  # HAProxy runs as its own user; the socket must be writable by it
 _NO_PEER: Peer = (None, None)  # Unix sockets: no address
 SOMAXCONN_FILE = "/proc/sys/net/core/somaxconn"
@@ -665,7 +665,7 @@ class StreamServer:
         self._tls = tls_context(settings)
         self._backlog = listen_backlog(settings)
         self._handshakes: set[asyncio.Task[None]] = set()
-        self._last_warning: dict[tuple[str, str], float] = {}
+        self._log = RateLimitedLog(log)
         self._connections: set[StreamConnection] = set()  # every open one, closing ones too
         # What the limits count: connections not being closed.
         self._admitted = 0
@@ -763,12 +763,8 @@ class StreamServer:
         connection.upgraded(secure)
 
     def _warn_sometimes(self, listener: str, reason: str, message: str, *args: object) -> None:
-        """One warning per listener and reason every 10 s: a scan must not flood the log."""
-        now = time.monotonic()
-        key = (listener, reason)
-        if now - self._last_warning.get(key, -LOG_EVERY) >= LOG_EVERY:
-            self._last_warning[key] = now
-            log.warning("%s: " + message, listener, *args)
+        """One warning per listener and reason every few seconds: a scan must not flood the log."""
+        self._log(logging.WARNING, f"{listener} {reason}", "%s: " + message, listener, *args)
 
     # --- ending connections ----------------------------------------------------------------------
     def end(self, connection: StreamConnection, deadline: float) -> None:
