@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import re
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +45,10 @@ from receiver.ship.http import (
 )
 
 log = logging.getLogger(__name__)
+
+# Sets up the destination for `setup_on_start` (receiver.ship.template.install), given by
+# make_output: the template module uses this one, not the other way round.
+Installer = Callable[["ElasticsearchOutput", ElasticsearchSettings], Iterable[object]]
 
 # Only what the shipper reads: smaller answers to parse (ES and OpenSearch both support it).
 BULK_PATH = "/_bulk?filter_path=errors,items.*.status,items.*.error"
@@ -136,10 +141,12 @@ class ElasticsearchOutput:
 
     wants_ids = True
 
-    def __init__(self, settings: ElasticsearchSettings, metrics: ShipMetrics | None = None) -> None:
+    def __init__(self, settings: ElasticsearchSettings, metrics: ShipMetrics | None = None,
+                 installer: Installer | None = None) -> None:
         if not settings.hosts:
             raise OutputError("elasticsearch.hosts is empty")
         self._settings = settings
+        self._installer = installer
         self._metrics = metrics
         self.compress = compresses(settings)
         try:
@@ -265,13 +272,14 @@ class ElasticsearchOutput:
         return response.status, _loads(response.body)
 
     def setup(self) -> None:
-        """`elasticsearch.setup_on_start`: install the index template once; failures logged."""
-        from receiver.ship.template import SetupError, install
-
+        """`elasticsearch.setup_on_start`: what `make_output` gave as the installer (the index
+        template, receiver/ship/template.py); failures are logged, shipping goes on."""
+        if self._installer is None:
+            return
         try:
-            for step in install(self, self._settings):
-                log.info("setup: %s: %s", step.what, step.note)
-        except (OutputError, SetupError) as error:
+            for step in self._installer(self, self._settings):
+                log.info("setup: %s", step)
+        except Exception as error:  # OutputError, SetupError: never a reason to stop shipping
             log.error("setup at start failed (shipping goes on; run `haproxy-receiver setup` "
                       "to retry): %s", self.redact(str(error)))
 

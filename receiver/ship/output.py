@@ -44,8 +44,9 @@ def make_output(settings: ElasticsearchSettings, metrics: ShipMetrics | None, st
     # Imported here: the outputs import this module for `Output`.
     if settings.hosts:
         from receiver.ship.elasticsearch import ElasticsearchOutput
+        from receiver.ship.template import install
 
-        return ElasticsearchOutput(settings, metrics)
+        return ElasticsearchOutput(settings, metrics, install)
     from receiver.ship.stdout import StdoutOutput
 
     return StdoutOutput(stdout)

@@ -100,6 +100,9 @@ class SetupStep:
     changed: bool
     note: str = ""
 
+    def __str__(self) -> str:
+        return f"{self.what}: {self.note}"
+
 
 class SetupError(Exception):
     """The server refused a setup request; the message says which and why."""

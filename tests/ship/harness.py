@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,8 +14,7 @@ from typing import Any
 
 from receiver.config import ElasticsearchSettings
 from receiver.metrics import Metrics
-from receiver.ship.elasticsearch import ElasticsearchOutput
-from receiver.ship.output import Output
+from receiver.ship.output import Output, make_output
 from receiver.ship.shipper import Shipper, SpoolSource
 from tests.ship.memory_spool import MemorySpool
 
@@ -54,7 +54,7 @@ def running_shipper(
     metrics = Metrics()
     if isinstance(spool, MemorySpool):
         spool.counters = metrics  # what the ledger counts: shipped and dead-lettered events
-    out = output if output is not None else ElasticsearchOutput(settings, metrics)
+    out = output if output is not None else make_output(settings, metrics, sys.stdout.buffer)
     dead_letter = dead_letter or tmp_path / "dead-letter.jsonl"
     shipper = Shipper(settings, spool, out, metrics, str(dead_letter))
     stop = threading.Event()
