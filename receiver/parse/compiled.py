@@ -1,34 +1,34 @@
-"""Fast path of `fields.FieldMapper`: straight-line mapping code compiled per key layout.
+"""Straight-line mapping code generated from the field table, once per key layout.
 
 A HAProxy log-format is fixed per deployment, so the keys of its bodies arrive in the same
-order message after message. For each distinct key layout (a "shape") this module generates
-one Python function that unpacks the values in a single step and maps each one with the
-conversion for its kind written inline (type checks, renames, the accept date, the duration,
-the query, the request line's fill-in), calling the generic per-kind handler only for the
-unusual value (text where a number was expected, `-`, `#XX` escapes, absolute URIs). The result
-is exactly what the generic loop in `FieldMapper` (plus its `_finish`) produces; it only skips
-the per-key table lookups and dispatch.
+order message after message (and a text line's tokens always fill the same variables). For
+each distinct key layout (a "shape") this module generates, from `fields.FIELDS`, one Python
+function that unpacks the values in a single step and maps each one with the conversion for its
+kind written inline (type checks, renames, the accept date, the duration, the query, the request
+line's fill-in), calling the kind's handler from `fields.HANDLERS` for the unusual value (text
+where a number was expected, `-`, `#XX` escapes, absolute URIs). The result is exactly what
+`mapper.FieldMapper.map_generic` (plus its `finish`) produces; tests hold the two equal.
 
-Keys are embedded with `repr()`, so any key text is safe. The number of compiled shapes is
-bounded; past the bound, and for very wide objects, the generic loop is used.
+Names and keys are embedded with `repr()`, so any key text is safe. Everything the generated
+code calls is public in `fields`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from receiver.parse import fields as f
 
 if TYPE_CHECKING:
-    from receiver.parse.fields import Collected, FieldMapper
+    from receiver.parse.fields import Collected, Naming
 
 MAX_SHAPES = 256
 MAX_KEYS = 128
 
-Compiled = Callable[[dict[str, Any], dict[str, Any], "Collected", "FieldMapper", bool], None]
+Compiled = Callable[[Iterable[Any], dict[str, Any], "Collected", "Naming", bool], None]
 
-_DATE_KINDS = (f.DATE_MS, f.DATE_OFFSET, f.EPOCH)
+_DATE_KINDS = f.DATE_KINDS
 
 
 def _date_preference(keys: list[str]) -> list[str]:
@@ -40,19 +40,19 @@ def _date_preference(keys: list[str]) -> list[str]:
 
 def compile_shape(keys: tuple[str, ...]) -> Compiled:
     """Generate the mapping function for bodies whose keys are exactly `keys`, in order."""
-    lines = ["def mapped(raw, doc, seen, mapper, http):"]
+    lines = ["def mapped(values, doc, seen, mapper, http):"]
     names = [f"v{i}" for i in range(len(keys))]
     if len(keys) == 1:
-        lines.append(f"    {names[0]}, = raw.values()")
+        lines.append(f"    {names[0]}, = values")
     elif keys:
-        lines.append(f"    {', '.join(names)} = raw.values()")
-    env: dict[str, Any] = {"H": f._HANDLERS, "IPS": f._IP_CACHE, "IS_IP": f.is_ip,
+        lines.append(f"    {', '.join(names)} = values")
+    env: dict[str, Any] = {"H": f.HANDLERS, "IPS": f.IP_SEEN, "IS_IP": f.is_ip,
                            "FILL": f.fill_from_request_line}
     for key, v in zip(keys, names, strict=True):
         spec = f.FIELDS.get(key)
         k = repr(key)
         if spec is None:
-            lines.append(f"    if {v} is not None and {v} != '-': doc[{'haproxy.' + key!r}] = {v}")
+            lines.append(f"    if {v} is not None and {v} != '-': doc[{f.UNKNOWN_PREFIX + key!r}] = {v}")
             continue
         name, kind = spec
         n = repr(name)
@@ -86,7 +86,7 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
         elif kind in _DATE_KINDS:
             continue  # handled after the loop, in preference order
         elif kind == f.SRC_IP or kind == f.DST_IP:
-            ip_name = repr("source.ip" if kind == f.SRC_IP else "destination.ip")
+            ip_name = repr(f.SOURCE_IP if kind == f.SRC_IP else f.DESTINATION_IP)
             lines += [
                 f"    if type({v}) is str and (IPS.get({v}) or IS_IP({v})):",
                 f"        doc[{n}] = {v}",
@@ -125,9 +125,14 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
                 f"    if type({v}) is str and {v} and {v} != '-' and {v} != '<BADREQ>': "
                 f"doc[{n}] = {v}",
             ]
-        elif kind == f.PATH or kind == f.URI:
+        elif kind == f.PATH:
             lines += [
                 f"    if type({v}) is str and {v}[:1] == '/' and '#' not in {v}: doc[{n}] = {v}",
+                f"    elif {v} is not None: {call}",
+            ]
+        elif kind == f.URI:
+            lines += [
+                f"    if type({v}) is str and {v}[:1] == '/': doc[{n}] = {v}",
                 f"    elif {v} is not None: {call}",
             ]
         elif kind == f.QUERY:
@@ -143,7 +148,7 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
                 f"    elif {v} is not None: {call}",
             ]
         elif kind == f.BYTES_READ or kind == f.BYTES_UPLOADED:
-            other = repr("haproxy.bytes_read" if kind == f.BYTES_READ else "haproxy.bytes_uploaded")
+            other = repr(f.TCP_BYTES_READ if kind == f.BYTES_READ else f.TCP_BYTES_UPLOADED)
             lines += [
                 f"    if type({v}) is int and -{2**63} <= {v} < {2**63}:",
                 f"        doc[{n} if http else {other}] = {v}",
@@ -163,14 +168,15 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
             f"        seen.date_kind = {kind}",
         ]
     if any(f.FIELDS[key][1] == f.REQUEST for key in keys if key in f.FIELDS):
-        # `FieldMapper._finish`, inline (without a request line it has nothing to do).
+        # `FieldMapper.finish`, inline (without a request line it has nothing to do).
+        needed = " and ".join(f"{name!r} in doc" for name in (
+            f.VERSION_FIELD, f.URL_ORIGINAL, f.METHOD_FIELD))
         lines += [
             "    line = seen.request_line",
-            "    if line is not None and not ('http.version' in doc and 'url.original' in doc"
-            " and 'http.request.method' in doc): FILL(line, doc)",
+            f"    if line is not None and not ({needed}): FILL(line, doc)",
         ]
     lines.append("    return None")
     code = compile("\n".join(lines), f"<haproxy-receiver shape of {len(keys)} keys>", "exec")
-    exec(code, env)  # generated from our own templates; keys are embedded via repr()
+    exec(code, env)  # generated from the field table; keys and names are embedded via repr()
     mapped: Compiled = env["mapped"]
     return mapped

@@ -1,22 +1,33 @@
-"""The syslog header of one message: every header format HAProxy's `log ... format` can emit.
+"""The syslog header of one message: every header HAProxy's `log ... format` can emit, and the
+headers a log file, a relay or the journal puts in front of HAProxy's lines.
 
 Owns: splitting a message into header fields (written into the document as `log.syslog.*`,
-`host.name`, `process.*`) and the body (the MSG part), and naming the header format:
+`host.name`, `process.*`) and the body (the MSG part), and naming the header format, detected
+per message with no setting:
 
-| format     | example                                                            |
-|------------|--------------------------------------------------------------------|
-| `local`    | `<134>Nov 25 18:17:32 haproxy[9877]: MSG` (2.6 default, no host)   |
-| `rfc3164`  | `<134>Nov 25 18:17:32 localhost haproxy[9877]: MSG`                |
-| `rfc5424`  | `<134>1 2026-11-25T18:17:32.190752+00:00 - haproxy 9877 - [SD] MSG`|
-| `timed`    | `<6>2026-11-25T18:17:32.191210+00:00 MSG`                          |
-| `short`    | `<6>MSG` (severity only: PRI below 8)                              |
-| `priority` | `<134>MSG`                                                         |
-| `iso`      | `2026-11-25T18:17:32.191210+00:00 MSG`                             |
-| `raw`      | `MSG`                                                              |
+| format     | example                                                             |
+|------------|---------------------------------------------------------------------|
+| `local`    | `<134>Nov 25 18:17:32 haproxy[9877]: MSG` (2.6 default, no host)    |
+| `rfc3164`  | `<134>Nov 25 18:17:32 localhost haproxy[9877]: MSG`                 |
+| `rfc5424`  | `<134>1 2026-11-25T18:17:32.190752+00:00 - haproxy 9877 - [SD] MSG` |
+| `timed`    | `<6>2026-11-25T18:17:32.191210+00:00 MSG`                           |
+| `forward`  | `<134>2026-11-30T10:00:00.123+01:00 lb1 haproxy[4242]: MSG` (relay) |
+| `short`    | `<6>MSG` (severity only: PRI below 8)                               |
+| `priority` | `<134>MSG`                                                          |
+| `tag`      | `haproxy[14387]: MSG`, with or without `<PRI>`                      |
+| `file`     | `Jul 30 09:03:52 localhost haproxy[32450]: MSG` (journalctl -o short)|
+| `iso-file` | `2019-01-14T21:49:23+00:00 localhost haproxy[6]: MSG` (rsyslog file) |
+| `iso`      | `2026-11-25T18:17:32.191210+00:00 MSG`                              |
+
+(`file` is what rsyslog and syslog-ng write to a log file by default; `iso-file` is rsyslog's
+RSYSLOG_FileFormat and `journalctl -o short-iso`, with microseconds, `Z` or `+0100` alike.)
+| `raw`      | `MSG`                                                               |
 
 `short` and `priority` differ only in the PRI value; a PRI below 8 (facility `kern`) is taken
-as `short`, which is what HAProxy sends for it. The header date is returned unconverted: the
-body's own date (with milliseconds) usually wins, so converting it here would be wasted work.
+as `short`, which is what HAProxy sends for it. Blanks before the header and line ends (CR, LF,
+NUL, blanks) after the body are not part of either. The header date is returned unconverted:
+the body's own date (with milliseconds) usually wins, so converting it here would be wasted
+work.
 """
 
 from __future__ import annotations
@@ -93,6 +104,12 @@ def _looks_iso(text: str) -> bool:
     )
 
 
+# `host tag: ` after a date (the tag with or without `[pid]`), and a bare `name[pid]: `.
+_HOST_TAG = re.compile(
+    r'([^\s{\["<]\S*) ([A-Za-z0-9_./-]{1,64}(?:\[[^\]\s]{1,20}\])?)(?:: |:$)')
+_BARE_TAG = re.compile(r"([A-Za-z0-9_./-]{1,64}\[[0-9]{1,10}\])(?:: |:$)")
+
+
 # RFC 3164/local headers seen before: `<134>Nov 25 18:21:08 haproxy[11604]` -> (fields, offset
 # of the date, format). The key holds the date, so entries turn over each second; bounded:
 # 1,024 is a second of a thousand senders, ~1 MiB (each entry keeps its header's fields).
@@ -111,6 +128,8 @@ _last_header: tuple[str, dict[str, Any], int, str] | None = None  # key, fields,
 def parse_header(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
     """Fill the header fields into `doc`; return (body, header date text, date kind, format)."""
     global _last_header
+    if text[:1] in (" ", "\t"):
+        text = text.lstrip(" \t")
     last = _last_header
     if last is not None and text.startswith(last[0]) and text.startswith(": ", len(last[0])):
         key, fields, date_at, header_format = last
@@ -144,25 +163,62 @@ def parse_header(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
                         _HEADER_CACHE.clear()
                     _HEADER_CACHE[text[:end]] = (header, close + 1, result[3])
                 return result
+    return _without_pri(text, doc)
+
+
+def _without_pri(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
+    """Lines as log files, relays and the journal write them: no `<PRI>`."""
+    if text[:3] in MONTHS and _bsd_date(text):
+        return _rfc3164(text, doc, "file", "file")
     if _looks_iso(text):
         space = text.find(" ")
         if space > 0:
-            return text[space + 1 :], text[:space], DATE_ISO, "iso"
+            return _after_iso(text, space, doc, "iso-file", "iso")
+    tagged = _BARE_TAG.match(text)
+    if tagged is not None:
+        doc.update(_tag_fields(tagged[1]))
+        return text[tagged.end() :], "", DATE_NONE, "tag"
     return text, "", DATE_NONE, "raw"
+
+
+def _bsd_date(text: str) -> bool:
+    """`Nov 25 18:17:32 ` (the day may be space-padded)."""
+    return len(text) >= 16 and text[15:16] in (" ", ".") and text[9:10] == ":" and text[
+        12:13] == ":"
+
+
+def _after_iso(text: str, space: int, doc: dict[str, Any], tagged_format: str,
+               plain_format: str) -> tuple[str, str, int, str]:
+    """An ISO date, then either `host tag: MSG` (a relay's or a file's header) or MSG."""
+    date = text[:space]
+    header = _HOST_TAG.match(text, space + 1)
+    if header is not None:
+        host = header[1]
+        if host != "-":
+            doc["log.syslog.hostname"] = host
+            doc["host.name"] = host
+        doc.update(_tag_fields(header[2]))
+        return text[header.end() :], date, DATE_ISO, tagged_format
+    return text[space + 1 :], date, DATE_ISO, plain_format
 
 
 def _after_pri(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int, str]:
     first = rest[:3]
-    if first in MONTHS and len(rest) >= 16 and rest[15:16] == " " and rest[9:10] == ":":
+    if first in MONTHS and _bsd_date(rest):
         doc.update(_PRI_FIELDS[pri])
-        return _rfc3164(rest, doc)
+        return _rfc3164(rest, doc, "local", "rfc3164")
     if rest[:2] == "1 " and _looks_iso(rest[2:]):
         return _rfc5424(rest, pri, doc)
     if _looks_iso(rest):
         space = rest.find(" ")
         if space > 0:
             doc.update(_SHORT_FIELDS[pri] if pri < 8 else _PRI_FIELDS[pri])
-            return rest[space + 1 :], rest[:space], DATE_ISO, "timed"
+            return _after_iso(rest, space, doc, "forward", "timed")
+    tagged = _BARE_TAG.match(rest)
+    if tagged is not None:
+        doc.update(_SHORT_FIELDS[pri] if pri < 8 else _PRI_FIELDS[pri])
+        doc.update(_tag_fields(tagged[1]))
+        return rest[tagged.end() :], "", DATE_NONE, "tag"
     if pri < 8:
         doc.update(_SHORT_FIELDS[pri])
         return rest, "", DATE_NONE, "short"
@@ -170,14 +226,19 @@ def _after_pri(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int,
     return rest, "", DATE_NONE, "priority"
 
 
-def _rfc3164(rest: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
+def _rfc3164(rest: str, doc: dict[str, Any], local: str, hosted: str
+             ) -> tuple[str, str, int, str]:
+    """After a BSD date: `tag: MSG` (`local`), `host tag: MSG` (`hosted`), or MSG."""
     date = rest[:15]
-    after = rest[16:]
+    after_at = 16
+    if rest[15:16] == ".":  # `journalctl -o short-precise`: microseconds, not kept
+        after_at = rest.find(" ", 16) + 1 or len(rest)
+    after = rest[after_at:]
     space = after.find(" ")
     first = after[:space] if space >= 0 else after
     if first.endswith(":") and len(first) > 1:
         doc.update(_tag_fields(first[:-1]))
-        return after[space + 1 :] if space >= 0 else "", date, DATE_RFC3164, "local"
+        return after[space + 1 :] if space >= 0 else "", date, DATE_RFC3164, local
     if space > 0:
         second_end = after.find(" ", space + 1)
         second = after[space + 1 : second_end] if second_end >= 0 else after[space + 1 :]
@@ -187,9 +248,9 @@ def _rfc3164(rest: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
                 doc["host.name"] = first
             doc.update(_tag_fields(second[:-1]))
             body = after[second_end + 1 :] if second_end >= 0 else ""
-            return body, date, DATE_RFC3164, "rfc3164"
+            return body, date, DATE_RFC3164, hosted
     # No `tag:`: not HAProxy's layout; the whole remainder is the body.
-    return after, date, DATE_RFC3164, "rfc3164"
+    return after, date, DATE_RFC3164, hosted
 
 
 _NAMES_CACHE: dict[tuple[int, str, str, str, str], dict[str, Any]] = {}

@@ -11,7 +11,8 @@ import pytest
 
 from receiver.config import ParseSettings
 from receiver.parse import Parser
-from receiver.parse.fields import Collected, FieldMapper, field_reference, unescape_hash
+from receiver.parse.fields import Collected, field_reference, unescape_hash
+from receiver.parse.mapper import FieldMapper
 from tests.parse.corpus import all_frames
 from tests.parse.helpers import map_both, parse
 

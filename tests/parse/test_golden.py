@@ -82,7 +82,7 @@ def test_httpslog_documentation_example() -> None:
         received="2009-02-06T12:14:15",
     )
     assert doc["haproxy.log_format"] == "httpslog"
-    assert doc["haproxy.frontend_name"] == "https-in"
+    assert doc["haproxy.frontend_name"] == "https-in~"  # as logged, as Elastic keeps it
     assert doc["haproxy.frontend_transport"] == "ssl"
     assert doc["tls.version"] == "1.3"
     assert doc["tls.version_protocol"] == "tls"

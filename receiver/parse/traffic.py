@@ -1,0 +1,425 @@
+"""HAProxy's traffic lines, `ci:cp [date] ...`: httplog, httpslog, tcplog, and custom formats
+derived from them, read by their structure instead of by counting tokens.
+
+Owns turning such a body into HAProxy's variable names and values (`ci`, `cp`, `t`, `ft`, `b`,
+`s`, the timers, `ST`, `B`, `CC`, `CS`, `tsc`/`ts`, the connection counts, the queues, the
+captures `hr`/`hs`, the request `r` and httpslog's TLS fetches), handed as one key layout and
+its values to `mapper.FieldMapper.map_values`. Layouts (doc/configuration.txt 8.2.2-8.2.4):
+
+    tcplog:   %ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq
+    httplog:  %ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc
+              %ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs %{+Q}r
+    httpslog: httplog + %[fc_err]/%[ssl_fc_err,hex]/%[ssl_c_err]/%[ssl_c_ca_err]/
+              %[ssl_fc_is_resumed] %[ssl_fc_sni]/%sslv/%sslc
+
+How a line is read (`read`): the connection counts followed by the queues (`1/1/0/0/0 0/0`) are
+the anchor; from there the termination state, the cookies, bytes, status and timers are
+fixed by position and each must have its shape (a 4-letter state from HAProxy's alphabet,
+five timers, a 3-digit status...). Before the timers come the frontend and `backend/server`;
+any other token there, after the queues, or after the request, is kept in order under
+`extra_tokens` (`haproxy.extra_tokens`), never given a name. Runs of blanks count as one. When a part
+cannot be placed without guessing (two candidate anchors, two `backend/server`-shaped tokens,
+a token before the frontend), the body is not read as a traffic line at all: the caller keeps
+it whole and tags it. A line cut by `len` keeps every token that is still whole and in its
+place, and says it was cut.
+
+The standard layouts are matched first by one pattern (`_STANDARD`), composed of the same token
+shapes, which yields exactly what the structural reading yields for them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# -- token shapes (the one definition every reading here uses) -------------------------------
+_NUM = r"[+-]?\d{1,18}"  # timers: -1 = phase not reached, + = logasap
+_COUNT = r"\d{1,18}"
+_NAME = r"[A-Za-z0-9_.:-]+"  # proxy and server names (HAProxy's invalid_char())
+_SPECIAL = r"<[A-Za-z0-9_.:-]+>"  # applets and internal proxies: <NOSRV>, <STATS>, <OCSP-UPDATE>
+FRONTEND = rf"(?:{_NAME}~?|{_SPECIAL})"
+SERVER_NAME = rf"(?:{_NAME}|{_SPECIAL})"  # a backend or a server
+BACKEND_SERVER = rf"{SERVER_NAME}/{SERVER_NAME}"
+TIMERS_HTTP = rf"{_NUM}/{_NUM}/{_NUM}/{_NUM}/{_NUM}"
+TIMERS_TCP = rf"{_NUM}/{_NUM}/{_NUM}"
+STATUS = r"-1|\d{3}"
+BYTES = r"\+?\d{1,18}"
+# HAProxy's alphabets (log.c: sess_term_cond, sess_fin_state, sess_cookie, sess_set_cookie).
+TERMINATION_TCP = r"[-LcCsSPRIDKU][-RCHDLQT]"
+TERMINATION_HTTP = rf"{TERMINATION_TCP}[-NIDVEOU7][-NPDIRU67]"
+CONNECTIONS = rf"{_COUNT}/{_COUNT}/{_COUNT}/{_COUNT}/\+?{_COUNT}"  # retries: + = redispatch
+QUEUES = rf"{_COUNT}/{_COUNT}"
+TLS_ERRORS = r"\d{1,10}/[0-9A-Fa-f]{1,16}/\d{1,10}/\d{1,10}/[01]"
+TLS_NAMES = r"[^/ ]*/[^/ ]+/[^/ ]+"
+DATE = r"\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?: [+-]\d{4})?"
+
+
+def _matcher(pattern: str) -> Any:
+    return re.compile(pattern).fullmatch
+
+
+_is_frontend = _matcher(FRONTEND)
+_is_backend_server = _matcher(BACKEND_SERVER)
+_is_timers_http = _matcher(TIMERS_HTTP)
+_is_timers_tcp = _matcher(TIMERS_TCP)
+_is_status = _matcher(STATUS)
+_is_bytes = _matcher(BYTES)
+_is_termination_tcp = _matcher(TERMINATION_TCP)
+_is_termination_http = _matcher(TERMINATION_HTTP)
+_is_connections = _matcher(CONNECTIONS)
+_is_queues = _matcher(QUEUES)
+_is_tls_errors = _matcher(TLS_ERRORS)
+_is_tls_names = _matcher(TLS_NAMES)
+_is_date = _matcher(DATE)
+
+TIMERS_HTTP_KEYS = ("TR", "Tw", "Tc", "Tr", "Ta")
+TIMERS_TCP_KEYS = ("Tw", "Tc", "Tt")
+CONNECTION_KEYS = ("ac", "fc", "bc", "sc", "rc")
+QUEUE_KEYS = ("sq", "bq")
+TLS_ERROR_KEYS = ("fc_err", "ssl_fc_err", "ssl_c_err", "ssl_c_ca_err", "ssl_fc_is_resumed")
+TLS_NAME_KEYS = ("ssl_fc_sni", "sslv", "sslc")
+# Positions, from the timers on, of the two standard middles (cookies are any token).
+_HTTP_MIDDLE = ("timers", "ST", "B", "CC", "CS", "tsc")
+_TCP_MIDDLE = ("timers", "B", "ts")
+
+# (format, keys, values, truncated): what `read` hands to `FieldMapper.map_values`.
+TrafficLine = tuple[str, tuple[str, ...], list[Any], bool]
+
+
+# -- the start: `ci:cp [date] ` ----------------------------------------------------------------
+
+def read_start(body: str) -> tuple[str | None, str, int] | None:
+    """(client token or None, date text, offset after `] `) for a body that starts with
+    `ci:cp [date]` (or `[date]`: a format without the client); None otherwise."""
+    if body[:1] == "[":
+        client = None
+        open_at = 0
+    else:
+        space = body.find(" ")
+        if space <= 0 or body[space + 1 : space + 2] != "[" or ":" not in body[:space]:
+            return None
+        client = body[:space]
+        open_at = space + 1
+    close = body.find("]", open_at + 1, open_at + 40)
+    if close < 0:
+        return None
+    date = body[open_at + 1 : close]
+    if _is_date(date) is None:
+        return None
+    after = close + 1
+    if body[after : after + 1] == " ":
+        after += 1
+    elif after < len(body):
+        return None
+    return client, date, after
+
+
+def start_values(client: str | None, date: str, keys: list[str], values: list[Any]) -> None:
+    """`ci`/`cp` (when there is a client) and the date, appended to `keys`/`values`."""
+    if client is not None:
+        host, colon, port = client.rpartition(":")
+        if colon and host:
+            keys += ("ci", "cp")
+            values += (host, port)
+        else:
+            keys.append("ci")
+            values.append(client)
+    keys.append("T" if " " in date else "t")  # `[%T]` in a custom format carries a zone
+    values.append(date)
+
+
+_DATE_START = re.compile(r"\[\d{0,2}(?:/[A-Za-z]{0,3}(?:/\d{0,4}(?::[\d:.]*)?)?)?")
+
+
+def cut_in_date(body: str) -> TrafficLine | None:
+    """A line cut inside the date (`ci:cp [25/Nov/20`): only the client is whole."""
+    space = body.find(" ")
+    if space <= 0 or len(body) - space > 40 or "]" in body[space:]:
+        return None
+    host, colon, port = body[:space].rpartition(":")
+    if not (colon and host and (port.isdigit() or port == "-")):
+        return None
+    if _DATE_START.fullmatch(body, space + 1) is None:
+        return None
+    return "httplog", ("ci", "cp"), [host, port], True
+
+
+# -- the standard layouts, in one pattern each -------------------------------------------------
+
+def _group(name: str, pattern: str) -> str:
+    return f"(?P<{name}>{pattern})"
+
+
+_STANDARD_HEAD = (
+    rf"{_group('ft', FRONTEND)} {_group('bs', BACKEND_SERVER)} "
+)
+_STANDARD_HTTP = re.compile(
+    _STANDARD_HEAD
+    + rf"{_group('timers', TIMERS_HTTP)} {_group('ST', STATUS)} {_group('B', BYTES)} "
+    + r"(?P<CC>[^ {\"]\S*) (?P<CS>[^ {\"]\S*) "
+    + rf"{_group('tsc', TERMINATION_HTTP)} {_group('conns', CONNECTIONS)} "
+    + rf"{_group('queues', QUEUES)}"
+    + r"(?: (?P<hr>\{[^}]*\}))?(?: (?P<hs>\{[^}]*\}))? \"(?P<r>[^\"]*)\""
+    + rf"(?: {_group('tls_errors', TLS_ERRORS)} {_group('tls_names', TLS_NAMES)})?"
+)
+_STANDARD_TCP = re.compile(
+    _STANDARD_HEAD
+    + rf"{_group('timers', TIMERS_TCP)} {_group('B', BYTES)} {_group('ts', TERMINATION_TCP)} "
+    + rf"{_group('conns', CONNECTIONS)} {_group('queues', QUEUES)}"
+)
+
+
+def _standard(rest: str, keys: list[str], values: list[Any], response_only: bool
+              ) -> TrafficLine | None:
+    """The whole standard httplog/httpslog/tcplog layout, or None (the structural reading
+    then decides)."""
+    match = _STANDARD_HTTP.fullmatch(rest)
+    if match is not None:
+        ft, bs, timers, status, size, cookie_in, cookie_out, state, conns, queues, hr, hs, \
+            request, tls_errors, tls_names = match.groups()
+        backend, _, server = bs.partition("/")
+        keys += ("ft", "b", "s", *TIMERS_HTTP_KEYS, "ST", "B", "CC", "CS", "tsc",
+                 *CONNECTION_KEYS, *QUEUE_KEYS)
+        values += (ft, backend, server, *timers.split("/"), status, size, cookie_in,
+                   cookie_out, state, *conns.split("/"), *queues.split("/"))
+        _put_captures([c for c in (hr, hs) if c is not None], keys, values, response_only)
+        keys.append("r")
+        values.append(request)
+        if tls_errors is None:
+            return "httplog", tuple(keys), values, False
+        keys += (*TLS_ERROR_KEYS, *TLS_NAME_KEYS)
+        values += (*tls_errors.split("/"), *tls_names.split("/"))
+        return "httpslog", tuple(keys), values, False
+    match = _STANDARD_TCP.fullmatch(rest)
+    if match is not None:
+        ft, bs, timers, size, state, conns, queues = match.groups()
+        backend, _, server = bs.partition("/")
+        keys += ("ft", "b", "s", *TIMERS_TCP_KEYS, "B", "ts", *CONNECTION_KEYS, *QUEUE_KEYS)
+        values += (ft, backend, server, *timers.split("/"), size, state, *conns.split("/"),
+                   *queues.split("/"))
+        return "tcplog", tuple(keys), values, False
+    return None
+
+
+def _put_captures(captures: list[str], keys: list[str], values: list[Any],
+                  response_only: bool) -> None:
+    if len(captures) == 2:
+        keys += ("hr", "hs")
+        values += captures
+    elif captures:
+        keys.append("hs" if response_only else "hr")
+        values.append(captures[0])
+
+
+# -- the structural reading --------------------------------------------------------------------
+
+def read(body: str, response_only: bool, standard: bool = True) -> TrafficLine | None:
+    """A traffic line's variables, or None when the body is not one that can be placed.
+    `standard`: try the one-pattern reading of the standard layouts first (it gives what the
+    structural reading gives; tests switch it off to compare)."""
+    start = read_start(body)
+    if start is None:
+        return cut_in_date(body)
+    client, date, at = start
+    rest = body[at:]
+    first = rest[: rest.find(" ")] if " " in rest else rest
+    if first.endswith(":"):
+        return None  # `frontend/bind: message`: the error line (messages.py)
+    keys: list[str] = []
+    values: list[Any] = []
+    start_values(client, date, keys, values)
+    if standard:
+        line = _standard(rest, keys, values, response_only)
+        if line is not None:
+            return line
+    return _structural(rest, keys, values, response_only)
+
+
+_TAIL_START = re.compile(r'(?:^| )[{"]')
+
+
+def _structural(rest: str, keys: list[str], values: list[Any], response_only: bool
+                ) -> TrafficLine | None:
+    found = _TAIL_START.search(rest)
+    head_end = len(rest) if found is None else found.start()
+    tokens = rest[:head_end].split()
+    tail = rest[head_end:].strip(" ")
+    anchor = _anchor(tokens)
+    if anchor is None:
+        return None if tail else _cut_head(tokens, keys, values)
+    http, timers_at, conns_at = anchor
+    extra: list[str] = []
+    if not _names(tokens[:timers_at], keys, values, extra):
+        return None
+    middle = tokens[timers_at : conns_at]
+    if http:
+        timers, status, size, cookie_in, cookie_out, state = middle
+        keys += (*TIMERS_HTTP_KEYS, "ST", "B", "CC", "CS", "tsc")
+        values += (*timers.split("/"), status, size, cookie_in, cookie_out, state)
+    else:
+        timers, size, state = middle
+        keys += (*TIMERS_TCP_KEYS, "B", "ts")
+        values += (*timers.split("/"), size, state)
+    keys += (*CONNECTION_KEYS, *QUEUE_KEYS)
+    values += (*tokens[conns_at].split("/"), *tokens[conns_at + 1].split("/"))
+    extra += tokens[conns_at + 2 :]
+    log_format = "httplog" if http else "tcplog"
+    truncated = False
+    if http:
+        log_format, truncated = _tail(tail, keys, values, extra, response_only)
+    elif tail:
+        extra.append(tail)  # tcplog has no captures or request: keep what follows as is
+    if extra:
+        keys.append("extra_tokens")
+        values.append(extra)
+    return log_format, tuple(keys), values, truncated
+
+
+def _anchor(tokens: list[str]) -> tuple[bool, int, int] | None:
+    """(http, index of the timers, index of the connection counts) of the one place where the
+    counts and queues are preceded by a whole, well-shaped middle; None if none or several."""
+    found: tuple[bool, int, int] | None = None
+    for at in range(2, len(tokens) - 1):
+        if _is_connections(tokens[at]) is None or _is_queues(tokens[at + 1]) is None:
+            continue
+        for http, middle, timers_ok, state_ok in (
+            (True, _HTTP_MIDDLE, _is_timers_http, _is_termination_http),
+            (False, _TCP_MIDDLE, _is_timers_tcp, _is_termination_tcp),
+        ):
+            timers_at = at - len(middle)
+            if timers_at < 0 or state_ok(tokens[at - 1]) is None:
+                continue
+            if timers_ok(tokens[timers_at]) is None:
+                continue
+            if http and not (_is_status(tokens[timers_at + 1]) and _is_bytes(tokens[timers_at + 2])):
+                continue
+            if not http and _is_bytes(tokens[timers_at + 1]) is None:
+                continue
+            if found is not None:
+                return None  # two readings: do not guess
+            found = (http, timers_at, at)
+    return found
+
+
+def _names(head: list[str], keys: list[str], values: list[Any], extra: list[str]) -> bool:
+    """Frontend and `backend/server` from the tokens before the timers: the one token shaped
+    `backend/server`, and at most one token (the frontend) before it; later ones are extra.
+    False when that cannot be decided."""
+    placed = [i for i, token in enumerate(head) if _is_backend_server(token)]
+    if len(placed) != 1 or placed[0] > 1:
+        return False
+    at = placed[0]
+    if at == 1:
+        if _is_frontend(head[0]) is None:
+            return False
+        keys.append("ft")
+        values.append(head[0])
+    backend, _, server = head[at].partition("/")
+    keys += ("b", "s")
+    values += (backend, server)
+    extra += head[at + 1 :]
+    return True
+
+
+def _tail(tail: str, keys: list[str], values: list[Any], extra: list[str],
+          response_only: bool) -> tuple[str, bool]:
+    """Captures, the quoted request, httpslog's TLS fields; (format, truncated)."""
+    items = _tail_items(tail)
+    request_at = next((i for i, (kind, _) in enumerate(items) if kind in ('"', "cut")), None)
+    # No request: the line was cut before it (or after whole captures).
+    before = items if request_at is None else items[:request_at]
+    if all(kind == "{" for kind, _ in before) and len(before) <= 2:
+        _put_captures([text for _, text in before], keys, values, response_only)
+    else:
+        extra += [text for kind, text in before if kind != "cut{"]
+    if request_at is None:
+        return "httplog", True
+    kind, request = items[request_at]
+    if kind == "cut":
+        # Cut inside the request line: the method, and the target as far as it goes (a
+        # version cut short is dropped; the tag says the line is cut).
+        method, space, rest = request[1:].partition(" ")
+        if space:
+            target = rest.partition(" ")[0]
+            keys.append("r")
+            values.append(f"{method} {target}" if target else method)
+            if not target:
+                keys.append("HM")
+                values.append(method)
+        return "httplog", True
+    keys.append("r")
+    values.append(request[1:-1])
+    after = [text for _, text in items[request_at + 1 :]]
+    log_format = "httplog"
+    if after and _is_tls_errors(after[0]):
+        log_format = "httpslog"
+        keys += TLS_ERROR_KEYS
+        values += after[0].split("/")
+        after = after[1:]
+        if after and _is_tls_names(after[0]):
+            keys += TLS_NAME_KEYS
+            values += after[0].split("/")
+            after = after[1:]
+    extra += after
+    return log_format, False
+
+
+def _tail_items(tail: str) -> list[tuple[str, str]]:
+    """The tail as (kind, text) items: `{` a whole capture, `"` a whole quoted value, `cut` a
+    quoted value cut short, `cut{` a capture cut short, `` a plain token."""
+    items: list[tuple[str, str]] = []
+    i = 0
+    n = len(tail)
+    while i < n:
+        c = tail[i]
+        if c == " ":
+            i += 1
+            continue
+        if c in '{"':
+            end = tail.find("}" if c == "{" else '"', i + 1)
+            if end < 0:
+                items.append(("cut" if c == '"' else "cut{", tail[i:]))
+                break
+            items.append((c, tail[i : end + 1]))
+            i = end + 1
+            continue
+        end = tail.find(" ", i)
+        if end < 0:
+            end = n
+        items.append(("", tail[i:end]))
+        i = end
+    return items
+
+
+def _cut_head(tokens: list[str], keys: list[str], values: list[Any]) -> TrafficLine | None:
+    """A line cut by `len` before the request: every token but the last (which may be cut)
+    must be whole and in its standard place; None when one is not."""
+    whole = tokens[:-1]
+    http = len(whole) < 3 or _is_timers_tcp(whole[2]) is None
+    layout = ("ft", "bs", "timers", "ST", "B", "CC", "CS", "tsc", "conns", "queues") if http \
+        else ("ft", "bs", "timers", "B", "ts", "conns", "queues")
+    if len(whole) >= len(layout):
+        return None
+    checks = {
+        "ft": _is_frontend, "bs": _is_backend_server, "B": _is_bytes, "ST": _is_status,
+        "timers": _is_timers_http if http else _is_timers_tcp, "conns": _is_connections,
+        "tsc": _is_termination_http, "ts": _is_termination_tcp, "queues": _is_queues,
+    }
+    for slot, token in zip(layout, whole, strict=False):
+        check = checks.get(slot)
+        if check is not None and check(token) is None:
+            return None
+        if slot == "bs":
+            backend, _, server = token.partition("/")
+            keys += ("b", "s")
+            values += (backend, server)
+        elif slot == "timers":
+            keys += TIMERS_HTTP_KEYS if http else TIMERS_TCP_KEYS
+            values += token.split("/")
+        elif slot == "conns":
+            keys += CONNECTION_KEYS
+            values += token.split("/")
+        else:
+            keys.append(slot)
+            values.append(token)
+    return ("httplog" if http else "tcplog"), tuple(keys), values, True
