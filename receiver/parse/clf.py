@@ -48,6 +48,9 @@ _HTTP = ("ST", "B", "", "", "cp", "ms", "ft", "b", "s", "TR", "Tw", "Tc", "Tr", 
          "ac", "fc", "bc", "sc", "rc", "sq", "bq", "CC", "CS")
 _TCP = ("000", "B", "", "", "cp", "ms", "ft", "b", "s", "Th", "Tw", "Tc", "Tt", "U", "ts",
         "ac", "fc", "bc", "sc", "rc", "sq", "bq", "", "")
+# The places HAProxy quotes (`+Q`): a token quoted where it should not be, or bare where it
+# should be quoted, means the tokens are not where the layout says.
+_QUOTED = frozenset(("", "ft", "b", "s", "CC", "CS"))
 _TIMERS_AND_COUNTS = frozenset(("TR", "Tw", "Tc", "Tr", "Ta", "Th", "Tt", "U"))
 _CONNECTION_COUNTS = frozenset(("ac", "fc", "bc", "sc", "rc", "sq", "bq"))
 _TOKEN = re.compile(r'"[^"]*"?|\S+')
@@ -65,7 +68,7 @@ def read(body: str, request_captures: int, response_captures: int) -> TrafficLin
     close = body.find("]", marker)
     if close < 0:
         return "clf", tuple(keys), values, True
-    date = body[marker + 6 : close]
+    date = " ".join(body[marker + 6 : close].split())
     rest = body[close + 1 :].lstrip(" ")
     if rest[:1] != '"':
         return "clf", tuple(keys), values, True
@@ -86,6 +89,8 @@ def read(body: str, request_captures: int, response_captures: int) -> TrafficLin
     placed: dict[str, Any] = {}
     for slot, token in zip(layout, whole, strict=False):
         quoted = token[:1] == '"'
+        if quoted != (slot in _QUOTED):
+            return None
         text = token[1:-1] if quoted else token
         if slot == "000":
             continue
@@ -109,8 +114,9 @@ def read(body: str, request_captures: int, response_captures: int) -> TrafficLin
         values.append(request)
     keys += placed
     values += placed.values()
-    extra = [token.strip('"') for token in tokens[len(layout) :]]
-    if extra and not tcp:
+    trailing = tokens[len(layout) :]
+    extra = [token.strip('"') for token in trailing]
+    if extra and not tcp and all(token[:1] == '"' for token in trailing):
         extra = _captures(extra, request_captures, response_captures, keys, values)
     if extra:
         keys.append("extra_tokens")

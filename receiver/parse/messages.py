@@ -18,13 +18,13 @@ import re
 from typing import Any
 
 from receiver.parse.fields import name_of
-from receiver.parse.traffic import read_start
+from receiver.parse.traffic import CONNECTIONS, QUEUES, read_start
 
 _SERVER_STATE = re.compile(
-    r"^(?:Backup )?Server (?P<backend>[^/ ]+)/(?P<server>\S+) is (?P<state>[A-Za-z/]+(?: for "
-    r"maintenance)?)"
+    r"^(?:Backup )?Server (?P<backend>[^/ ]+)/(?P<server>\S+) is (?P<state>(?:going )?"
+    r"(?:UP|DOWN|NOLB|DRAIN|MAINT)(?:/READY)?(?: for maintenance)?)[ ,.(]"
 )
-_REASON = re.compile(r"reason: (?P<reason>[^,]+)")
+_REASON = re.compile(r"reason: +(?P<reason>[^,]+)")
 _CHECK_DURATION = re.compile(r"check duration: (?P<ms>\d{1,18})ms")
 _NO_SERVER = re.compile(r"^backend (?P<backend>\S+) has no server available!")
 _PROXY = re.compile(
@@ -41,7 +41,11 @@ _KNOWN_PREFIXES = (
     "Stopping ", "Pausing ", "Resuming ", "Enabling ", "Disabling ", "Starting ", "Loading ",
     "[WARNING]", "[ALERT]", "[NOTICE]", "Some ", "Agent check", "<OCSP-UPDATE> ",
 )
+# An error line's message is prose; one that carries connection counts and queues is a
+# traffic line with a token ending in `:` put in front of it, not an error line.
+_TRAFFIC_INSIDE = re.compile(rf"(?:^| ){CONNECTIONS} {QUEUES}(?: |$)")
 _BACKEND = name_of("b")
+_SERVER_STATE_FIELD = "haproxy.server_state"
 _SERVER = name_of("s")
 
 
@@ -53,7 +57,7 @@ def parse_error_line(body: str) -> tuple[dict[str, Any], str] | None:
         return None
     client, date, at = start
     name, colon, message = body[at:].partition(": ")
-    if not colon or " " in name or not name:
+    if not colon or " " in name or not name or _TRAFFIC_INSIDE.search(message):
         return None
     raw: dict[str, Any] = {}
     if client is not None:
@@ -101,7 +105,7 @@ def parse_message(body: str, doc: dict[str, Any]) -> bool:
     if match:
         doc[_BACKEND] = match["backend"]
         doc[_SERVER] = match["server"]
-        doc["haproxy.server_state"] = match["state"]
+        doc[_SERVER_STATE_FIELD] = match["state"]
         reason = _REASON.search(body)
         if reason:
             doc["haproxy.check.reason"] = reason["reason"]
@@ -112,7 +116,7 @@ def parse_message(body: str, doc: dict[str, Any]) -> bool:
     match = _NO_SERVER.match(body)
     if match:
         doc[_BACKEND] = match["backend"]
-        doc["haproxy.server_state"] = "NO_SERVER"
+        doc[_SERVER_STATE_FIELD] = "NO_SERVER"
         return True
     match = _PROXY.match(body)
     if match:

@@ -50,7 +50,7 @@ TERMINATION_HTTP = rf"{TERMINATION_TCP}[-NIDVEOU7][-NPDIRU67]"
 CONNECTIONS = rf"{_COUNT}/{_COUNT}/{_COUNT}/{_COUNT}/\+?{_COUNT}"  # retries: + = redispatch
 QUEUES = rf"{_COUNT}/{_COUNT}"
 TLS_ERRORS = r"\d{1,10}/[0-9A-Fa-f]{1,16}/\d{1,10}/\d{1,10}/[01]"
-TLS_NAMES = r"[^/ ]*/[^/ ]+/[^/ ]+"
+TLS_NAMES = r"[^/ ]*/(?:(?:TLS|SSL|DTLS)v[0-9.]{1,4}|-)/(?:[A-Z0-9][A-Za-z0-9_-]*|-)"
 DATE = r"\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?: [+-]\d{4})?"
 
 
@@ -262,7 +262,10 @@ def _structural(rest: str, keys: list[str], values: list[Any], response_only: bo
         values += (*timers.split("/"), size, state)
     keys += (*CONNECTION_KEYS, *QUEUE_KEYS)
     values += (*tokens[conns_at].split("/"), *tokens[conns_at + 1].split("/"))
-    extra += tokens[conns_at + 2 :]
+    after = tokens[conns_at + 2 :]
+    if after and _is_queues(after[0]):
+        return None  # `counts queues X/Y`: which of the two pairs is the queues?
+    extra += after
     log_format = "httplog" if http else "tcplog"
     truncated = False
     if http:
@@ -304,10 +307,14 @@ def _anchor(tokens: list[str]) -> tuple[bool, int, int] | None:
 def _names(head: list[str], keys: list[str], values: list[Any], extra: list[str]) -> bool:
     """Frontend and `backend/server` from the tokens before the timers: the one token shaped
     `backend/server`, and at most one token (the frontend) before it; later ones are extra.
-    False when that cannot be decided."""
+    False when that cannot be decided (an extra shaped like timers may be the real timers,
+    with the token taken for them an insertion)."""
     placed = [i for i, token in enumerate(head) if _is_backend_server(token)]
     if len(placed) != 1 or placed[0] > 1:
         return False
+    for token in head[placed[0] + 1 :]:
+        if _is_timers_http(token) or _is_timers_tcp(token):
+            return False
     at = placed[0]
     if at == 1:
         if _is_frontend(head[0]) is None:
@@ -351,15 +358,12 @@ def _tail(tail: str, keys: list[str], values: list[Any], extra: list[str],
     values.append(request[1:-1])
     after = [text for _, text in items[request_at + 1 :]]
     log_format = "httplog"
-    if after and _is_tls_errors(after[0]):
+    # httpslog's two tokens, both whole and in order (one alone could be anything).
+    if len(after) >= 2 and _is_tls_errors(after[0]) and _is_tls_names(after[1]):
         log_format = "httpslog"
-        keys += TLS_ERROR_KEYS
-        values += after[0].split("/")
-        after = after[1:]
-        if after and _is_tls_names(after[0]):
-            keys += TLS_NAME_KEYS
-            values += after[0].split("/")
-            after = after[1:]
+        keys += (*TLS_ERROR_KEYS, *TLS_NAME_KEYS)
+        values += (*after[0].split("/"), *after[1].split("/"))
+        after = after[2:]
     extra += after
     return log_format, False
 

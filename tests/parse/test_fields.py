@@ -15,6 +15,7 @@ from receiver.parse.fields import Collected, field_reference, unescape_hash
 from receiver.parse.mapper import FieldMapper
 from tests.parse.corpus import all_frames
 from tests.parse.helpers import map_both, parse
+from tests.parse.real_lines import real_lines
 
 SEED = (
     '<134>Nov 25 18:21:08 haproxy[11604]: {"ci":"127.0.0.1","cp":56572,'
@@ -159,11 +160,14 @@ def test_fast_httplog_path_agrees_with_the_general_path() -> None:
     fast, general = Parser(settings), Parser(settings)
     general.fast_paths = False
     used = 0
-    for frame in all_frames():
-        fast_doc = fast.parse(frame.message, 1795631000.0)
-        assert fast_doc == general.parse(frame.message, 1795631000.0), frame
-        used += fast_doc["haproxy.log_format"] in ("httplog", "httpslog")
-    assert used > 500
+    messages = [frame.message for frame in all_frames()]
+    messages += [line.line.encode() for line in real_lines()]
+    for message in messages:
+        fast_doc = fast.parse(message, 1795631000.0)
+        assert list(fast_doc.items()) == list(general.parse(message, 1795631000.0).items()), (
+            message)
+        used += fast_doc["haproxy.log_format"] in ("httplog", "httpslog", "tcplog")
+    assert used > 900
 
 
 def test_readme_carries_the_generated_field_reference() -> None:
