@@ -61,6 +61,9 @@ TYPE = "event.type"
 RELATED_IP = "related.ip"
 ORIGINAL = "event.original"
 MESSAGE = "message"
+LOG_FORMAT = "haproxy.log_format"
+ERROR_TYPE = "error.type"
+ERROR_MESSAGE = "error.message"
 
 _STRIP = b"\n\r\0 \t"  # line ends and blanks around the message are not part of it
 _BLANKS = (" ", "\t")
@@ -133,7 +136,7 @@ class Parser:
         if TAG_FAILURE in tags:
             self._keep_unparsed(body, data, doc)
         self._stamp(doc, seen, header_date, header_kind, received_at, tags)
-        log_format = doc["haproxy.log_format"]
+        log_format = doc[LOG_FORMAT]
         if seen is not None:
             if seen.duration_ms is not None and seen.duration_ms < 9_000_000_000_000:
                 doc[DURATION] = seen.duration_ms * 1_000_000
@@ -164,7 +167,7 @@ class Parser:
         first = body[0]
         if pinned == "text":
             doc[MESSAGE] = body
-            doc["haproxy.log_format"] = "text"
+            doc[LOG_FORMAT] = "text"
             return None
         if first == "{" and pinned in ("auto", "json"):
             return self._json(body, doc, tags)
@@ -183,15 +186,15 @@ class Parser:
             if error is not None:
                 raw, text = error
                 doc[MESSAGE] = text
-                doc["haproxy.log_format"] = "error"
+                doc[LOG_FORMAT] = "error"
                 return self.mapper.map(raw, doc, http=False)
         if pinned == "auto":
             connect = messages.parse_connect(body)
             if connect is not None:
-                doc["haproxy.log_format"] = "connect"
+                doc[LOG_FORMAT] = "connect"
                 return self.mapper.map(connect, doc, http=False)
             if messages.parse_message(body, doc):
-                doc["haproxy.log_format"] = "text"
+                doc[LOG_FORMAT] = "text"
                 return None
         reason = "no HAProxy log format matches this body" if pinned == "auto" else (
             f"body is not in the pinned format {pinned!r}")
@@ -203,7 +206,7 @@ class Parser:
         except orjson.JSONDecodeError:
             return self._json_repaired(jsonbody.repair(body), doc, tags)
         if type(fields) is dict:
-            doc["haproxy.log_format"] = "json"
+            doc[LOG_FORMAT] = "json"
             return self.mapper.map(fields, doc, True)
         return self._json_repaired(jsonbody.not_an_object(), doc, tags)
 
@@ -214,7 +217,7 @@ class Parser:
         it (`jsonbody.decode`'s result, without decoding twice)."""
         if result.error is not None and not result.fields:
             return self._failure(doc, tags, "json_unreadable", result.error)
-        doc["haproxy.log_format"] = "json"
+        doc[LOG_FORMAT] = "json"
         if result.repairs or result.error is not None:
             tags.append(TAG_REPAIRED)
             repairs = result.repairs
@@ -232,7 +235,7 @@ class Parser:
         self, line: traffic.TrafficLine, doc: dict[str, Any], tags: list[str]
     ) -> Collected:
         log_format, keys, values, truncated = line
-        doc["haproxy.log_format"] = log_format
+        doc[LOG_FORMAT] = log_format
         if truncated:
             tags.append(TAG_TRUNCATED)
         return self.mapper.map_values(keys, values, doc, log_format not in _NOT_HTTP)
@@ -321,9 +324,9 @@ class Parser:
 
     @staticmethod
     def _failure(doc: dict[str, Any], tags: list[str], kind: str, reason: str) -> None:
-        doc["haproxy.log_format"] = "text"
-        doc["error.type"] = kind
-        doc["error.message"] = reason
+        doc[LOG_FORMAT] = "text"
+        doc[ERROR_TYPE] = kind
+        doc[ERROR_MESSAGE] = reason
         tags.append(TAG_FAILURE)
         return None
 
@@ -339,8 +342,8 @@ class Parser:
             if not_text > size * _BINARY_SHARE:
                 doc[MESSAGE] = f"binary data: {size} bytes, {not_text * 100 // size}% not text"
                 doc[ORIGINAL] = base64.b64encode(data).decode("ascii")
-                doc["error.type"] = "binary"
-                doc["error.message"] = (
+                doc[ERROR_TYPE] = "binary"
+                doc[ERROR_MESSAGE] = (
                     "not a HAProxy log line; event.original holds the bytes base64-encoded")
                 return
         doc[MESSAGE] = body
@@ -363,11 +366,11 @@ class Parser:
             stamp = "1970-01-01T00:00:00.000Z"
         doc: dict[str, Any] = {
             "@timestamp": stamp,
-            "haproxy.log_format": "text",
+            LOG_FORMAT: "text",
         }
         self._keep_unparsed(data.decode("utf-8", "backslashreplace"), data, doc)
-        doc["error.type"] = "internal"
-        doc["error.message"] = f"parser error: {type(problem).__name__}: {problem}"
+        doc[ERROR_TYPE] = "internal"
+        doc[ERROR_MESSAGE] = f"parser error: {type(problem).__name__}: {problem}"
         doc[KIND] = "pipeline_error"
         doc["tags"] = [TAG_FAILURE]
         return doc

@@ -73,11 +73,9 @@ FIELDS: dict[str, tuple[str, int]] = {
     "Ts": ("haproxy.accept_timestamp", EPOCH),
     "ms": ("haproxy.accept_date_ms", INT),
     "ft": ("haproxy.frontend_name", FRONTEND),
-    "f": ("haproxy.frontend_name", STR),
     "b": ("haproxy.backend_name", STR),
     "s": ("haproxy.server_name", STR),
     "TR": ("haproxy.time_request_ms", INT),
-    "Tq": ("haproxy.time_request_ms", INT),
     "Tw": ("haproxy.time_queue_ms", INT),
     "Tc": ("haproxy.time_connect_ms", INT),
     "Tr": ("haproxy.time_response_ms", INT),
@@ -93,7 +91,6 @@ FIELDS: dict[str, tuple[str, int]] = {
     "CC": ("haproxy.http.request.captured_cookie", STR),
     "CS": ("haproxy.http.response.captured_cookie", STR),
     "ts": ("haproxy.termination_state", TERMINATION),
-    "tsc": ("haproxy.termination_state", TERMINATION),
     "ac": ("haproxy.connections.active", INT),
     "fc": ("haproxy.connections.frontend", INT),
     "bc": ("haproxy.connections.backend", INT),
@@ -102,9 +99,7 @@ FIELDS: dict[str, tuple[str, int]] = {
     "sq": ("haproxy.server_queue", INT),
     "bq": ("haproxy.backend_queue", INT),
     "hr": ("haproxy.http.request.captured_headers", CAPTURE_REQUEST),
-    "hrl": ("haproxy.http.request.captured_headers", CAPTURE_REQUEST),
     "hs": ("haproxy.http.response.captured_headers", CAPTURE_RESPONSE),
-    "hsl": ("haproxy.http.response.captured_headers", CAPTURE_RESPONSE),
     "r": ("haproxy.http.request.raw_request_line", REQUEST),
     "HM": ("http.request.method", METHOD),
     "HU": ("url.original", URI),
@@ -132,22 +127,20 @@ FIELDS: dict[str, tuple[str, int]] = {
     # httplog/tcplog): kept in order, never given a name they may not have. (A JSON key of
     # this name lands where an unknown key would: `haproxy.extra_tokens`.)
     "extra_tokens": ("haproxy.extra_tokens", LIST),
-    # Descriptive keys often used in hand-written JSON log-formats.
-    "client_ip": ("source.address", SRC_IP),
-    "client_port": ("source.port", INT),
-    "frontend_name": ("haproxy.frontend_name", FRONTEND),
-    "backend_name": ("haproxy.backend_name", STR),
-    "server_name": ("haproxy.server_name", STR),
-    "status_code": ("http.response.status_code", STATUS),
-    "bytes_read": ("http.response.bytes", BYTES_READ),
-    "http_method": ("http.request.method", METHOD),
-    "http_request": ("haproxy.http.request.raw_request_line", REQUEST),
-    "termination_state": ("haproxy.termination_state", TERMINATION),
     "ua": ("user_agent.original", STR),
-    "user_agent": ("user_agent.original", STR),
     "referer": ("http.request.referrer", STR),
-    "referrer": ("http.request.referrer", STR),
 }
+
+
+# Other names for the variables above: HAProxy's legacy and list forms, and descriptive keys
+# often used in hand-written JSON log-formats. Each maps to its variable's field and kind.
+ALIASES: dict[str, str] = {
+    "Tq": "TR", "tsc": "ts", "hrl": "hr", "hsl": "hs", "f": "ft",
+    "client_ip": "ci", "client_port": "cp", "frontend_name": "ft", "backend_name": "b",
+    "server_name": "s", "status_code": "ST", "bytes_read": "B", "http_method": "HM",
+    "http_request": "r", "termination_state": "ts", "user_agent": "ua", "referrer": "referer",
+}
+FIELDS.update({alias: FIELDS[variable] for alias, variable in ALIASES.items()})
 
 
 def name_of(variable: str) -> str:
@@ -604,5 +597,8 @@ def field_reference() -> str:
     """A Markdown table of every known log-format variable and its document field."""
     lines = ["| variable | field (ecs) | type | meaning |", "|---|---|---|---|"]
     for key, (name, kind) in FIELDS.items():
-        lines.append(f"| `{key}` | `{name}` | {_TYPES[kind]} | {DESCRIPTIONS.get(key, '')} |")
+        meaning = DESCRIPTIONS.get(key, "")
+        if key in ALIASES:
+            meaning = f"same as `{ALIASES[key]}`"
+        lines.append(f"| `{key}` | `{name}` | {_TYPES[kind]} | {meaning} |")
     return "\n".join(lines)

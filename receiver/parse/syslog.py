@@ -35,6 +35,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from receiver.parse.fields import name_of
 from receiver.parse.timestamps import MONTHS
 
 SEVERITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
@@ -50,30 +51,55 @@ DATE_RFC3164 = 1
 DATE_ISO = 2
 
 
-def _pri_fields(pri: int) -> dict[str, Any]:
-    severity = pri & 7
-    facility = pri >> 3
-    fields: dict[str, Any] = {
-        "log.syslog.priority": pri,
+# The header's fields (each name written once; `process.pid` is the `%pid` variable's).
+HOSTNAME = "log.syslog.hostname"
+HOST = "host.name"
+APPNAME = "log.syslog.appname"
+PROCESS = "process.name"
+PROCID = "log.syslog.procid"
+PID = name_of("pid")
+VERSION = "log.syslog.version"
+MSGID = "log.syslog.msgid"
+
+
+def _severity_fields(severity: int) -> dict[str, Any]:
+    return {
         "log.syslog.severity.code": severity,
         "log.syslog.severity.name": SEVERITY_NAMES[severity],
         "log.level": SEVERITY_NAMES[severity],
-        "log.syslog.facility.code": facility,
     }
+
+
+def _pri_fields(pri: int) -> dict[str, Any]:
+    severity = pri & 7
+    facility = pri >> 3
+    fields: dict[str, Any] = {"log.syslog.priority": pri, **_severity_fields(severity),
+                              "log.syslog.facility.code": facility}
     if facility < len(FACILITY_NAMES):
         fields["log.syslog.facility.name"] = FACILITY_NAMES[facility]
     return fields
 
 
 _PRI_FIELDS = {pri: _pri_fields(pri) for pri in range(192)}
-_SHORT_FIELDS = {
-    pri: {
-        "log.syslog.severity.code": pri,
-        "log.syslog.severity.name": SEVERITY_NAMES[pri],
-        "log.level": SEVERITY_NAMES[pri],
-    }
-    for pri in range(8)
-}
+_SHORT_FIELDS = {pri: _severity_fields(pri) for pri in range(8)}
+
+
+def _put_host(host: str, doc: dict[str, Any]) -> None:
+    """The sending host, unless it is `-` (none)."""
+    if host != "-":
+        doc[HOSTNAME] = host
+        doc[HOST] = host
+
+
+def _put_app(name: str, pid: str, doc: dict[str, Any]) -> None:
+    """The application and its process id (`-`: none)."""
+    if name != "-":
+        doc[APPNAME] = name
+        doc[PROCESS] = name
+    if pid and pid != "-":
+        doc[PROCID] = pid
+        if pid.isdigit() and pid.isascii() and len(pid) < 10:
+            doc[PID] = int(pid)
 _TAG_CACHE: dict[str, dict[str, Any]] = {}
 
 
@@ -86,11 +112,8 @@ def _tag_fields(tag: str) -> dict[str, Any]:
     bracket = tag.find("[")
     if bracket > 0 and tag.endswith("]"):
         name, pid = tag[:bracket], tag[bracket + 1 : -1]
-    fields = {"log.syslog.appname": name, "process.name": name}
-    if pid:
-        fields["log.syslog.procid"] = pid
-        if pid.isdigit() and pid.isascii() and len(pid) < 10:
-            fields["process.pid"] = int(pid)
+    fields: dict[str, Any] = {}
+    _put_app(name, pid, fields)
     if len(_TAG_CACHE) > 1024:
         _TAG_CACHE.clear()
     _TAG_CACHE[tag] = fields
@@ -193,10 +216,7 @@ def _after_iso(text: str, space: int, doc: dict[str, Any], tagged_format: str,
     date = text[:space]
     header = _HOST_TAG.match(text, space + 1)
     if header is not None:
-        host = header[1]
-        if host != "-":
-            doc["log.syslog.hostname"] = host
-            doc["host.name"] = host
+        _put_host(header[1], doc)
         doc.update(_tag_fields(header[2]))
         return text[header.end() :], date, DATE_ISO, tagged_format
     return text[space + 1 :], date, DATE_ISO, plain_format
@@ -243,9 +263,7 @@ def _rfc3164(rest: str, doc: dict[str, Any], local: str, hosted: str
         second_end = after.find(" ", space + 1)
         second = after[space + 1 : second_end] if second_end >= 0 else after[space + 1 :]
         if second.endswith(":") and len(second) > 1:
-            if first != "-":
-                doc["log.syslog.hostname"] = first
-                doc["host.name"] = first
+            _put_host(first, doc)
             doc.update(_tag_fields(second[:-1]))
             body = after[second_end + 1 :] if second_end >= 0 else ""
             return body, date, DATE_RFC3164, hosted
@@ -262,14 +280,14 @@ def _rfc5424(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int, s
     if len(parts) < 7:
         # A header cut short: keep what is whole, no body.
         doc.update(_PRI_FIELDS[pri])
-        doc["log.syslog.version"] = 1
+        doc[VERSION] = 1
         _rfc5424_names(parts[2:6], doc)
         return "", date, DATE_ISO, "rfc5424"
     key = (pri, parts[2], parts[3], parts[4], parts[5])
     fields = _NAMES_CACHE.get(key)
     if fields is None:
         fields = dict(_PRI_FIELDS[pri])
-        fields["log.syslog.version"] = 1
+        fields[VERSION] = 1
         _rfc5424_names(parts[2:6], fields)
         if len(_NAMES_CACHE) >= 1024:
             _NAMES_CACHE.clear()
@@ -295,18 +313,10 @@ def _rfc5424(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int, s
 
 def _rfc5424_names(names: list[str], doc: dict[str, Any]) -> None:
     host, app, procid, msgid = [*names, "-", "-", "-", "-"][:4]
-    if host != "-":
-        doc["log.syslog.hostname"] = host
-        doc["host.name"] = host
-    if app != "-":
-        doc["log.syslog.appname"] = app
-        doc["process.name"] = app
-    if procid != "-":
-        doc["log.syslog.procid"] = procid
-        if procid.isdigit() and procid.isascii() and len(procid) < 10:
-            doc["process.pid"] = int(procid)
+    _put_host(host, doc)
+    _put_app(app, procid, doc)
     if msgid != "-":
-        doc["log.syslog.msgid"] = msgid
+        doc[MSGID] = msgid
 
 
 # The characters that steer the SD scan; everything between them is skipped in one step.
