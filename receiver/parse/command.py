@@ -21,7 +21,7 @@ from typing import TextIO
 
 import orjson
 
-from receiver.config import ParseSettings
+from receiver.config import ParseSettings, Seconds
 from receiver.parse import Parser
 
 
@@ -37,7 +37,7 @@ def run_parse_command(
     lines: Iterable[bytes], settings: ParseSettings, out: TextIO, pretty: bool
 ) -> int:
     """Parse each line and print its document; returns the exit status (0)."""
-    parser = Parser(dataclasses.replace(settings, max_future=0, max_past=0))
+    parser = Parser(dataclasses.replace(settings, max_future=Seconds(0), max_past=Seconds(0)))
     option = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS if pretty else 0
     for line in lines:
         message = _without_octet_count(line.rstrip(b"\r\n"))

@@ -105,9 +105,9 @@ _TAG_CACHE: dict[str, dict[str, Any]] = {}
 
 def _tag_fields(tag: str) -> dict[str, Any]:
     """`haproxy[9877]` -> appname/process.name and procid/process.pid (cached per tag)."""
-    fields = _TAG_CACHE.get(tag)
-    if fields is not None:
-        return fields
+    cached = _TAG_CACHE.get(tag)
+    if cached is not None:
+        return cached
     name, pid = tag, ""
     bracket = tag.find("[")
     if bracket > 0 and tag.endswith("]"):

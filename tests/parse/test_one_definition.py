@@ -31,7 +31,7 @@ def test_every_field_name_is_written_once() -> None:
     where = defaultdict(list)
     for path in sorted(PARSE.glob("*.py")):
         for node in _strings(ast.parse(path.read_text())):
-            if _FIELD_NAME.fullmatch(node.value):
+            if isinstance(node.value, str) and _FIELD_NAME.fullmatch(node.value):
                 where[node.value].append(f"{path.name}:{node.lineno}")
     assert len(where) > 60
     repeated = {name: places for name, places in where.items() if len(places) > 1}
@@ -51,9 +51,10 @@ def test_generated_code_reads_only_public_names_of_the_table() -> None:
 
 
 class _Naming:
-    raw_names = False
-    request_names: list[str] = []
-    response_names: list[str] = []
+    def __init__(self) -> None:
+        self.raw_names = False
+        self.request_names: list[str] = []
+        self.response_names: list[str] = []
 
 
 def test_no_import_circle_between_parse_modules() -> None:
