@@ -147,11 +147,17 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
                 f"    if type({v}) is str and {v}[:5] == 'HTTP/': doc[{n}] = {v}[5:]",
                 f"    elif {v} is not None: {call}",
             ]
-        elif kind == f.BYTES_READ or kind == f.BYTES_UPLOADED:
-            other = repr(f.TCP_BYTES_READ if kind == f.BYTES_READ else f.TCP_BYTES_UPLOADED)
+        elif kind == f.BYTES_READ:
             lines += [
                 f"    if type({v}) is int and -{2**63} <= {v} < {2**63}:",
-                f"        doc[{n} if http else {other}] = {v}",
+                f"        if http: doc[{n}] = {v}",
+                f"        doc[{f.BYTES_READ_ANY!r}] = {v}",
+                f"    elif {v} is not None: {call}",
+            ]
+        elif kind == f.BYTES_UPLOADED:
+            lines += [
+                f"    if type({v}) is int and -{2**63} <= {v} < {2**63}:",
+                f"        doc[{n} if http else {f.TCP_BYTES_UPLOADED!r}] = {v}",
                 f"    elif {v} is not None: {call}",
             ]
         else:

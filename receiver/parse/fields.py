@@ -153,8 +153,8 @@ UNKNOWN_PREFIX = "haproxy."  # an unknown log-format key `k` becomes `haproxy.k`
 SOURCE_IP = "source.ip"
 DESTINATION_IP = "destination.ip"
 FRONTEND_TRANSPORT = "haproxy.frontend_transport"
-TCP_BYTES_READ = "haproxy.bytes_read"
-TCP_BYTES_UPLOADED = "haproxy.bytes_uploaded"
+BYTES_READ_ANY = "haproxy.bytes_read"  # %B on every line, HTTP or TCP (Elastic's name)
+TCP_BYTES_UPLOADED = "haproxy.bytes_uploaded"  # %U on a TCP line (HTTP: http.request.bytes)
 TLS_PROTOCOL = "tls.version_protocol"
 TERMINATION_CAUSE = "haproxy.termination.cause"
 TERMINATION_PHASE = "haproxy.termination.phase"
@@ -180,7 +180,7 @@ DESCRIPTIONS: dict[str, str] = {
     "Tw": "time in queues (ms)", "Tc": "time to connect to the server (ms)",
     "Tr": "server response time (ms)", "Ta": "active time of the request (ms); event.duration",
     "Tt": "total session time (ms); event.duration", "ST": "HTTP status (-1 dropped)",
-    "B": "bytes read by the client (http.response.bytes; tcplog: haproxy.bytes_read)",
+    "B": "bytes read by the client (HTTP; `haproxy.bytes_read` too, on every line)",
     "U": "bytes uploaded by the client (tcplog: haproxy.bytes_uploaded)",
     "ts": "termination state, split into haproxy.termination.*",
     "r": "request line, split into method, url.*, http.version",
@@ -416,12 +416,20 @@ def _frontend(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, An
 
 def _bytes(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
            seen: Collected, http: bool) -> None:
+    """%B: http.response.bytes on HTTP lines, and haproxy.bytes_read on every line (Elastic's
+    HAProxy integration reads it there for HTTP too); %U: http.request.bytes or, on TCP
+    lines, haproxy.bytes_uploaded."""
     number = to_int(value)
     if number is None:
         return
-    if not http and not mapper.raw_names:
-        name = TCP_BYTES_READ if FIELDS[key][1] == BYTES_READ else TCP_BYTES_UPLOADED
-    doc[name] = number
+    if mapper.raw_names:
+        doc[name] = number
+    elif FIELDS[key][1] == BYTES_READ:
+        if http:
+            doc[name] = number
+        doc[BYTES_READ_ANY] = number
+    else:
+        doc[name if http else TCP_BYTES_UPLOADED] = number
 
 
 def _request(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
