@@ -31,14 +31,7 @@ import orjson
 
 from receiver.config import ParseSettings
 from receiver.parse import clf, jsonbody, messages, traffic
-from receiver.parse.fields import (
-    DATE_MS,
-    DATE_OFFSET,
-    DESTINATION_IP,
-    EPOCH,
-    SOURCE_IP,
-    Collected,
-)
+from receiver.parse.fields import DATE_MS, DATE_OFFSET, EPOCH, Collected
 from receiver.parse.mapper import FieldMapper
 from receiver.parse.syslog import DATE_ISO, DATE_RFC3164, parse_header
 from receiver.parse.timestamps import Timestamps
@@ -58,7 +51,6 @@ OUTCOME = "event.outcome"
 KIND = "event.kind"
 CATEGORY = "event.category"
 TYPE = "event.type"
-RELATED_IP = "related.ip"
 ORIGINAL = "event.original"
 MESSAGE = "message"
 LOG_FORMAT = "haproxy.log_format"
@@ -69,11 +61,12 @@ _STRIP = b"\n\r\0 \t"  # line ends and blanks around the message are not part of
 _BLANKS = (" ", "\t")
 _NOT_HTTP = frozenset(("tcplog", "tcpclf", "connect", "error"))
 # ECS categorisation by format (shared tuples: documents only read them).
-_WEB = (("web",), ("access",))
-_NETWORK = (("network",), ("connection",))
-_CATEGORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+_WEB = {KIND: "event", CATEGORY: ("web",), TYPE: ("access",)}
+_NETWORK = {KIND: "event", CATEGORY: ("network",), TYPE: ("connection",)}
+_CATEGORIES: dict[str, dict[str, Any]] = {
     "httplog": _WEB, "httpslog": _WEB, "clf": _WEB, "tcplog": _NETWORK, "tcpclf": _NETWORK,
-    "error": _NETWORK, "connect": (("network",), ("connection", "start")),
+    "error": _NETWORK, "connect": {**_NETWORK, TYPE: ("connection", "start")},
+    "text": {KIND: "event"},
 }
 # A body is binary when more than this share of its bytes are control characters or not
 # UTF-8: kept base64 (1.33 bytes per byte) rather than escaped (`\u0001`, `\\xff`: 5-6).
@@ -102,6 +95,8 @@ class Parser:
 
             self.geo = GeoEnricher(settings.geoip_database, settings.asn_database)
         self._internal_errors = 0
+        # The receive-time window of the last second seen: (earliest, latest, from, until).
+        self._window: tuple[str, str, float, float] = ("", "", 0.0, 0.0)
         # The standard httplog/httpslog/tcplog layouts read by one pattern (tests compare it
         # with the structural reading by switching it off).
         self.fast_paths = True
@@ -124,27 +119,64 @@ class Parser:
         except UnicodeDecodeError:
             text = data.decode("utf-8", "backslashreplace")
         doc: dict[str, Any] = {}
-        body, header_date, header_kind, header_format = parse_header(text, doc)
-        if body[:1] in _BLANKS:
-            body = body.lstrip(" \t")
-        doc["haproxy.syslog_format"] = header_format
+        body, header_date, header_kind, _ = parse_header(text, doc)  # and syslog_format
         tags: list[str] = []
         if body[:1] == "{" and self.json_first:
             seen = self._json(body, doc, tags)
+        elif self.pinned == "auto" and (line := traffic.read(
+                body, self.response_captures_only, self.fast_paths)) is not None:
+            seen = self._traffic(line, doc, tags)  # the usual text line, without `_body`
+        elif body[:1] in _BLANKS:  # blanks after the header (checked here: rare)
+            body = body.lstrip(" \t")
+            seen = self._json(body, doc, tags) if body[:1] == "{" and self.json_first else (
+                self._body(body, doc, tags))
         else:
-            seen = self._body(body, doc, tags)
-        if TAG_FAILURE in tags:
+            seen = self._body(body, doc, tags, self.pinned == "auto")
+        failed = TAG_FAILURE in tags if tags else False
+        if failed:
             self._keep_unparsed(body, data, doc)
-        self._stamp(doc, seen, header_date, header_kind, received_at, tags)
-        log_format = doc[LOG_FORMAT]
+        # `@timestamp`, the usual case inline (the body's `%t`, inside the window); `_stamp`
+        # for everything else.
+        stamp = None
         if seen is not None:
-            if seen.duration_ms is not None and seen.duration_ms < 9_000_000_000_000:
-                doc[DURATION] = seen.duration_ms * 1_000_000
-            if seen.status is not None or seen.termination is not None:
-                doc[OUTCOME] = _outcome(seen)
+            date = seen.date
+            if seen.date_kind == DATE_MS and type(date) is str:
+                stamp = self.timestamps.haproxy_date(date)
+                if stamp is not None:
+                    window = self._window
+                    if not window[2] <= received_at < window[3]:  # another second
+                        window = self._window = self._window_at(received_at)
+                    if not window[0] <= stamp <= window[1]:
+                        stamp = None
+        if stamp is None:
+            self._stamp(doc, seen, header_date, header_kind, received_at, tags)
+        else:
+            doc["@timestamp"] = stamp
+        log_format = doc[LOG_FORMAT]
+        # event.outcome: failure for an HTTP error status, or a session ended by anything but
+        # normal completion (`-`) or HAProxy's own response (`L`: redirect, return).
+        if seen is not None:
+            duration = seen.duration_ms
+            if duration is not None and duration < 9_000_000_000_000:
+                doc[DURATION] = duration * 1_000_000
+            status = seen.status
+            if status is not None or seen.termination is not None:
+                state = seen.termination
+                failure = (status is not None and status >= 400) or bool(
+                    state and state[0] not in "-L")
+                # A body not read to its end may have lost what says it failed.
+                if failure or not seen.partial:
+                    doc[OUTCOME] = "failure" if failure else "success"
             elif log_format == "error":
                 doc[OUTCOME] = "failure"
-        self._categorise(doc, log_format, seen, tags)
+        if failed:
+            doc[KIND] = "pipeline_error"
+        else:
+            categories = _CATEGORIES.get(log_format)
+            if categories is None:  # json: web when it carries a status or a request
+                categories = _WEB if seen is not None and (
+                    seen.status is not None or seen.request_line) else _NETWORK
+            doc.update(categories)
         if self.geo is not None:
             self.geo.enrich(doc)
         if self.labels:
@@ -159,8 +191,10 @@ class Parser:
             doc[ORIGINAL] = body
         return doc
 
-    def _body(self, body: str, doc: dict[str, Any], tags: list[str]) -> Collected | None:
-        """Detect the body's format and map it; returns what the mapper collected."""
+    def _body(self, body: str, doc: dict[str, Any], tags: list[str], traffic_tried: bool = False
+              ) -> Collected | None:
+        """Detect the body's format and map it; returns what the mapper collected.
+        `traffic_tried`: `traffic.read` already said the body is not a traffic line."""
         pinned = self.pinned
         if not body:
             return self._failure(doc, tags, "empty", "the message has no body")
@@ -173,12 +207,13 @@ class Parser:
             return self._json(body, doc, tags)
         if pinned == "json":
             return self._failure(doc, tags, "not_json", "body is not a JSON object")
-        if pinned in ("auto", "httplog", "tcplog"):
+        if pinned in ("auto", "httplog", "tcplog") and not traffic_tried:
             line = traffic.read(body, self.response_captures_only, self.fast_paths)
             if line is not None:
                 return self._traffic(line, doc, tags)
         if pinned in ("auto", "clf", "httplog", "tcplog"):
-            line = clf.read(body, self.request_captures, self.response_captures)
+            line = clf.read(body, self.request_captures, self.response_captures,
+                            self.fast_paths)
             if line is not None:
                 return self._traffic(line, doc, tags)
         if pinned in ("auto", "httplog", "tcplog"):
@@ -227,6 +262,7 @@ class Parser:
         if result.truncated:
             tags.append(TAG_TRUNCATED)
         seen = self.mapper.map(result.fields, doc, http=True)
+        seen.partial = result.truncated or result.error is not None
         if result.trailing:
             doc["haproxy.trailing_text"] = result.trailing
         return seen
@@ -236,11 +272,18 @@ class Parser:
     ) -> Collected:
         log_format, keys, values, truncated = line
         doc[LOG_FORMAT] = log_format
+        seen = self.mapper.map_values(keys, values, doc, log_format not in _NOT_HTTP)
         if truncated:
             tags.append(TAG_TRUNCATED)
-        return self.mapper.map_values(keys, values, doc, log_format not in _NOT_HTTP)
+            seen.partial = True
+        return seen
 
     # -- the time ----------------------------------------------------------------------------
+
+    def _window_at(self, received_at: float) -> tuple[str, str, float, float]:
+        second = float(int(received_at))
+        earliest, latest = self.timestamps.window(received_at)
+        return earliest, latest, second, second + 1.0
 
     def _stamp(self, doc: dict[str, Any], seen: Collected | None, header_date: str,
                header_kind: int, received_at: float, tags: list[str]) -> None:
@@ -302,27 +345,6 @@ class Parser:
     # -- what else a document says -----------------------------------------------------------
 
     @staticmethod
-    def _categorise(doc: dict[str, Any], log_format: str, seen: Collected | None,
-                    tags: list[str]) -> None:
-        """ECS `event.kind`, `event.category`, `event.type` and `related.ip`."""
-        if TAG_FAILURE in tags:
-            doc[KIND] = "pipeline_error"
-            return
-        doc[KIND] = "event"
-        categories = _CATEGORIES.get(log_format)
-        if categories is None and log_format == "json" and seen is not None:
-            categories = _WEB if seen.status is not None or seen.request_line else _NETWORK
-        if categories is not None:
-            doc[CATEGORY], doc[TYPE] = categories
-        source = doc.get(SOURCE_IP)
-        destination = doc.get(DESTINATION_IP)
-        if source is not None:
-            doc[RELATED_IP] = [source] if destination is None or destination == source else [
-                source, destination]
-        elif destination is not None:
-            doc[RELATED_IP] = [destination]
-
-    @staticmethod
     def _failure(doc: dict[str, Any], tags: list[str], kind: str, reason: str) -> None:
         doc[LOG_FORMAT] = "text"
         doc[ERROR_TYPE] = kind
@@ -374,14 +396,3 @@ class Parser:
         doc[KIND] = "pipeline_error"
         doc["tags"] = [TAG_FAILURE]
         return doc
-
-
-def _outcome(seen: Collected) -> str:
-    """failure: an HTTP error status or a session ended by anything but normal completion
-    or HAProxy's own response (redirect, return); success otherwise."""
-    if seen.status is not None and seen.status >= 400:
-        return "failure"
-    state = seen.termination
-    if state and state[0] not in "-L":
-        return "failure"
-    return "success"

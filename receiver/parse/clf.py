@@ -23,6 +23,7 @@ from typing import Any
 
 from receiver.parse.traffic import (
     BYTES,
+    DATE_MS,
     FRONTEND,
     SERVER_NAME,
     STATUS,
@@ -31,16 +32,21 @@ from receiver.parse.traffic import (
     TrafficLine,
 )
 
-_NUM = re.compile(r"[+-]?\d{1,18}").fullmatch
-_COUNT = re.compile(r"\+?\d{1,18}").fullmatch
-_PORT = re.compile(r"\d{1,18}|-").fullmatch
-_MS = re.compile(r"\d{1,3}").fullmatch
-_NAME = re.compile(SERVER_NAME).fullmatch
+
+def _matcher(pattern: str) -> Callable[[str], Any]:
+    return re.compile(pattern, re.ASCII).fullmatch  # HAProxy writes ASCII digits
+
+
+_NUM = _matcher(r"[+-]?\d{1,18}")
+_COUNT = _matcher(r"\+?\d{1,18}")
+_PORT = _matcher(r"\d{1,18}|-")
+_MS = _matcher(r"\d{1,3}")
+_NAME = _matcher(SERVER_NAME)
 _CHECKS: dict[str, Callable[[str], Any]] = {
-    "ST": re.compile(STATUS).fullmatch, "B": re.compile(BYTES).fullmatch,
-    "ft": re.compile(FRONTEND).fullmatch, "b": _NAME, "s": _NAME, "cp": _PORT, "ms": _MS,
-    "tsc": re.compile(TERMINATION_HTTP).fullmatch,
-    "ts": re.compile(TERMINATION_TCP + "--").fullmatch,
+    "ST": _matcher(STATUS), "B": _matcher(BYTES),
+    "ft": _matcher(FRONTEND), "b": _NAME, "s": _NAME, "cp": _PORT, "ms": _MS,
+    "tsc": _matcher(TERMINATION_HTTP),
+    "ts": _matcher(TERMINATION_TCP + "--"),
     "": lambda token: token == "",
 }
 # After the request: the place of each token (`""`: a literal empty quoted value).
@@ -56,11 +62,53 @@ _CONNECTION_COUNTS = frozenset(("ac", "fc", "bc", "sc", "rc", "sq", "bq"))
 _TOKEN = re.compile(r'"[^"]*"?|\S+')
 
 
-def read(body: str, request_captures: int, response_captures: int) -> TrafficLine | None:
+def _plan(layout: tuple[str, ...]) -> list[tuple[str, bool, Callable[[str], Any] | None]]:
+    """Each place of a layout: (variable, quoted by HAProxy, the check of its text)."""
+    plan = []
+    for slot in layout:
+        check = _CHECKS.get(slot)
+        if slot in _TIMERS_AND_COUNTS:
+            check = _NUM
+        elif slot in _CONNECTION_COUNTS:
+            check = _COUNT
+        elif slot in ("CC", "CS", "000"):
+            check = None
+        plan.append((slot, slot in _QUOTED, check))
+    return plan
+
+
+_HTTP_PLAN = _plan(_HTTP)
+_TCP_PLAN = _plan(_TCP)
+# The standard `option httplog clf` line, whole and without header captures, in one pattern
+# built from the same checks: what the reading below gives for it.
+_STANDARD = re.compile(
+    rf'(?P<ci>[^ "]+) - - \[(?P<date>{DATE_MS} [+-]\d{{4}})\] "(?P<r>[^"]*)" (?P<ST>{STATUS})'
+    rf' (?P<B>{BYTES}) "" "" (?P<cp>\d{{1,18}}) (?P<ms>\d{{1,3}}) "(?P<ft>{FRONTEND})"'
+    rf' "(?P<b>{SERVER_NAME})" "(?P<s>{SERVER_NAME})" '
+    + " ".join(rf"(?P<{key}>[+-]?\d{{1,18}})" for key in ("TR", "Tw", "Tc", "Tr", "Ta"))
+    + rf" (?P<tsc>{TERMINATION_HTTP}) "
+    + " ".join(rf"(?P<{key}>\+?\d{{1,18}})" for key in ("ac", "fc", "bc", "sc", "rc", "sq", "bq"))
+    + r' "(?P<CC>[^"]*)" "(?P<CS>[^"]*)"',
+    re.ASCII,
+)
+_STANDARD_KEYS = ("ci", "trg", "r", *(key for key in _HTTP if key not in ("", "ms")))
+
+
+def read(body: str, request_captures: int, response_captures: int, standard: bool = True
+         ) -> TrafficLine | None:
     """A CLF line's variables, or None when the body is not one. `request_captures` /
-    `response_captures`: how many header captures each side has configured (-1: unknown)."""
+    `response_captures`: how many header captures each side has configured (-1: unknown).
+    `standard`: try the one-pattern reading first (tests switch it off to compare)."""
     marker = body.find(" - - [")
-    if marker <= 0 or (" " in body[:marker] and not body.startswith('"')):
+    if marker <= 0:
+        return None
+    fast = _STANDARD.fullmatch(body) if standard else None
+    if fast is not None and fast["ST"] != "000":  # `"TCP " 000`: tcplog clf, read below
+        groups = fast.groups()
+        date, ms = groups[1], groups[6]
+        return "clf", _STANDARD_KEYS, [groups[0], f"{date[:20]}.{ms.zfill(3)}{date[20:]}",
+                                       *groups[2:6], *groups[7:]], False
+    if " " in body[:marker] and not body.startswith('"'):
         return None
     keys: list[str] = ["ci"]
     # `%{+Q}o %{-Q}ci`: the client address may be preceded by quoted fields.
@@ -79,6 +127,7 @@ def read(body: str, request_captures: int, response_captures: int) -> TrafficLin
     tokens = _TOKEN.findall(rest[request_end + 1 :])
     tcp = request == "TCP " and tokens[:1] == ["000"]
     layout = _TCP if tcp else _HTTP
+    plan = _TCP_PLAN if tcp else _HTTP_PLAN
     last = tokens[-1] if tokens else ""
     last_cut = last[:1] == '"' and (len(last) == 1 or last[-1] != '"')
     if last_cut:
@@ -87,21 +136,13 @@ def read(body: str, request_captures: int, response_captures: int) -> TrafficLin
     # A line cut short: its last token may be cut too, unless a cut quote was already dropped.
     whole = tokens[: len(layout)] if not truncated or last_cut else tokens[:-1]
     placed: dict[str, Any] = {}
-    for slot, token in zip(layout, whole, strict=False):
-        quoted = token[:1] == '"'
-        if quoted != (slot in _QUOTED):
+    for (slot, quoted, check), token in zip(plan, whole, strict=False):
+        if (token[:1] == '"') != quoted:
             return None
         text = token[1:-1] if quoted else token
-        if slot == "000":
-            continue
-        check = _CHECKS.get(slot)
-        if slot in _TIMERS_AND_COUNTS:
-            check = _NUM
-        elif slot in _CONNECTION_COUNTS:
-            check = _COUNT
-        if check is not None and slot not in ("CC", "CS") and not check(text):
+        if check is not None and not check(text):
             return None
-        if slot:
+        if slot and slot != "000" and not (slot == "cp" and text == "-"):  # unix: no port
             placed[slot] = text[:2] if slot == "ts" else text
     ms = placed.pop("ms", None)
     if len(date) >= 20:

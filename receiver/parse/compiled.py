@@ -31,6 +31,33 @@ Compiled = Callable[[Iterable[Any], dict[str, Any], "Collected", "Naming", bool]
 _DATE_KINDS = f.DATE_KINDS
 
 
+def _first_address(keys: tuple[str, ...], key: str) -> bool:
+    """No address-kind key comes before `key`: `related.ip` cannot exist yet."""
+    return not any(f.FIELDS.get(other, ("", -1))[1] in (f.SRC_IP, f.DST_IP)
+                   for other in keys[: keys.index(key)])
+
+
+def _checked_number(key: str, kind: int, v: str, n: str) -> list[str]:
+    """A number-kind variable whose value is checked integer text: what its handler does,
+    with a bare `int()`."""
+    if kind == f.INT:
+        return [f"    doc[{n}] = int({v})"]
+    if kind == f.BOOL:
+        return [f"    doc[{n}] = int({v}) != 0"]
+    lines = [f"    {v} = int({v})"]
+    if kind == f.DURATION:
+        condition = "True" if key == "Tt" else "seen.duration_ms is None"
+        lines += [f"    doc[{n}] = {v}",
+                  f"    if {v} >= 0 and {condition}: seen.duration_ms = {v}"]
+    elif kind == f.STATUS:
+        lines += [f"    if {v} >= 0:", f"        doc[{n}] = {v}", f"        seen.status = {v}"]
+    elif kind == f.BYTES_READ:
+        lines += [f"    if http: doc[{n}] = {v}", f"    doc[{f.BYTES_READ_ANY!r}] = {v}"]
+    else:  # BYTES_UPLOADED
+        lines += [f"    doc[{n} if http else {f.TCP_BYTES_UPLOADED!r}] = {v}"]
+    return lines
+
+
 def _date_preference(keys: list[str]) -> list[str]:
     """The date keys in the order the generic loop would prefer them: `t` first, then by kind
     (ms date, zoned date, epoch), then by position."""
@@ -38,8 +65,15 @@ def _date_preference(keys: list[str]) -> list[str]:
     return sorted(dated, key=lambda k: (k != "t", f.FIELDS[k][1], keys.index(k)))
 
 
-def compile_shape(keys: tuple[str, ...]) -> Compiled:
-    """Generate the mapping function for bodies whose keys are exactly `keys`, in order."""
+_NUMBERS = frozenset((f.INT, f.DURATION, f.STATUS, f.BYTES_READ, f.BYTES_UPLOADED, f.BOOL))
+
+
+def compile_shape(keys: tuple[str, ...], text: bool = False) -> Compiled:
+    """Generate the mapping function for bodies whose keys are exactly `keys`, in order.
+
+    `text`: the values come from a text line's reader (`traffic.py`, `clf.py`), which hands
+    every number-kind variable as integer text it has checked (`[+-]?` and at most 18 digits,
+    within a `long`): converted with a bare `int()`."""
     lines = ["def mapped(values, doc, seen, mapper, http):"]
     names = [f"v{i}" for i in range(len(keys))]
     if len(keys) == 1:
@@ -47,7 +81,8 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
     elif keys:
         lines.append(f"    {', '.join(names)} = values")
     env: dict[str, Any] = {"H": f.HANDLERS, "IPS": f.IP_SEEN, "IS_IP": f.is_ip,
-                           "FILL": f.fill_from_request_line}
+                           "FILL": f.fill_from_request_line, "TERMINATIONS": f.TERMINATIONS,
+                           "RECORD": f.record_termination, "RELATED": f.add_related_ip}
     for key, v in zip(keys, names, strict=True):
         spec = f.FIELDS.get(key)
         k = repr(key)
@@ -57,6 +92,9 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
         name, kind = spec
         n = repr(name)
         call = f"H[{kind}](mapper, {k}, {n}, {v}, doc, seen, http)"
+        if text and kind in _NUMBERS:
+            lines += _checked_number(key, kind, v, n)
+            continue
         if kind in (f.DURATION, f.STATUS, f.BYTES_READ, f.BYTES_UPLOADED):
             # Text lines (httplog, tcplog, CLF) give numbers as text: convert inline.
             lines += [
@@ -91,12 +129,27 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
                 f"    if type({v}) is str and (IPS.get({v}) or IS_IP({v})):",
                 f"        doc[{n}] = {v}",
                 f"        doc[{ip_name}] = {v}",
+                f"        doc[{f.RELATED_IP!r}] = [{v}]" if _first_address(keys, key)
+                else f"        RELATED({v}, doc)",
                 f"    elif {v} is not None: {call}",
             ]
         elif kind == f.FRONTEND:
             lines += [
-                f"    if type({v}) is str and {v} and {v}[-1] != '~' and {v} != '-': "
-                f"doc[{n}] = {v}",
+                f"    if type({v}) is str and {v} and {v} != '-':",
+                f"        doc[{n}] = {v}",
+                f"        if {v}[-1] == '~': doc[{f.FRONTEND_TRANSPORT!r}] = 'ssl'",
+                f"    elif {v} is not None: {call}",
+            ]
+        elif kind == f.TERMINATION:
+            # The split of each state is kept (fields.TERMINATIONS); a new one goes through
+            # record_termination, which keeps it.
+            lines += [
+                f"    if type({v}) is str and {v}:",
+                f"        split = TERMINATIONS.get({v})",
+                f"        if split is None: RECORD({v}, doc, seen)",
+                "        else:",
+                "            doc.update(split)",
+                f"            seen.termination = {v}",
                 f"    elif {v} is not None: {call}",
             ]
         elif kind == f.DURATION:
@@ -169,10 +222,13 @@ def compile_shape(keys: tuple[str, ...]) -> Compiled:
             f"    if seen.date is None and type({v}) is str and {v} and {v} != '-':",
             f"        seen.date = {v}",
             f"        seen.date_kind = {kind}",
-            f"    elif seen.date is None and {kind} == {f.EPOCH} and type({v}) in (int, float):",
-            f"        seen.date = {v}",
-            f"        seen.date_kind = {kind}",
         ]
+        if kind == f.EPOCH:  # `%Ts` may come as a JSON number
+            lines += [
+                f"    elif seen.date is None and type({v}) in (int, float):",
+                f"        seen.date = {v}",
+                f"        seen.date_kind = {kind}",
+            ]
     if any(f.FIELDS[key][1] == f.REQUEST for key in keys if key in f.FIELDS):
         # `FieldMapper.finish`, inline (without a request line it has nothing to do).
         needed = " and ".join(f"{name!r} in doc" for name in (

@@ -152,6 +152,7 @@ def name_of(variable: str) -> str:
 UNKNOWN_PREFIX = "haproxy."  # an unknown log-format key `k` becomes `haproxy.k`
 SOURCE_IP = "source.ip"
 DESTINATION_IP = "destination.ip"
+RELATED_IP = "related.ip"  # every valid address of the event (source, then destination)
 FRONTEND_TRANSPORT = "haproxy.frontend_transport"
 BYTES_READ_ANY = "haproxy.bytes_read"  # %B on every line, HTTP or TCP (Elastic's name)
 TCP_BYTES_UPLOADED = "haproxy.bytes_uploaded"  # %U on a TCP line (HTTP: http.request.bytes)
@@ -320,10 +321,12 @@ class Collected:
     """What the mapper saw that later steps need (timestamps, duration, outcome)."""
 
     __slots__ = (
-        "date", "date_is_t", "date_kind", "duration_ms", "request_line", "status", "termination"
+        "date", "date_is_t", "date_kind", "duration_ms", "partial", "request_line", "status",
+        "termination",
     )
 
     def __init__(self) -> None:
+        self.partial = False  # the body was not read to its end (cut, or JSON partly read)
         self.date: Any = None
         self.date_kind = 0
         self.date_is_t = False
@@ -395,6 +398,15 @@ def _address(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any
     doc[name] = value
     if not mapper.raw_names and is_ip(value):
         doc[SOURCE_IP if FIELDS[key][1] == SRC_IP else DESTINATION_IP] = value
+        add_related_ip(value, doc)
+
+
+def add_related_ip(address: str, doc: dict[str, Any]) -> None:
+    related = doc.get(RELATED_IP)
+    if related is None:
+        doc[RELATED_IP] = [address]
+    elif address not in related:
+        related.append(address)
 
 
 def _status(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
@@ -488,21 +500,37 @@ def record_termination(value: str, doc: dict[str, Any], seen: Collected) -> None
     """`haproxy.termination_state` kept raw, and split into cause, phase and cookie flags."""
     if not value:
         return
-    doc[_TERMINATION_STATE] = value
+    fields = TERMINATIONS.get(value)
+    if fields is None:
+        fields = _termination_fields(value)
+        if len(TERMINATIONS) >= 1024:  # 12 x 8 x 9 x 9 states exist; a flood of junk does not
+            TERMINATIONS.clear()
+        TERMINATIONS[value] = fields
+    doc.update(fields)
     seen.termination = value
+
+
+# A termination state -> its fields, kept by record_termination (fast paths read it
+# directly, as they read IP_SEEN, and call record_termination for a state not in it).
+TERMINATIONS: dict[str, dict[str, str]] = {}
+
+
+def _termination_fields(value: str) -> dict[str, str]:
+    fields = {_TERMINATION_STATE: value}
     cause = _TERMINATION_CAUSE.get(value[:1])
     if cause:
-        doc[TERMINATION_CAUSE] = cause
+        fields[TERMINATION_CAUSE] = cause
     phase = _TERMINATION_PHASE.get(value[1:2])
     if phase:
-        doc[TERMINATION_PHASE] = phase
+        fields[TERMINATION_PHASE] = phase
     if len(value) >= 4:
         client = _COOKIE_CLIENT.get(value[2])
         if client:
-            doc[COOKIE_CLIENT] = client
+            fields[COOKIE_CLIENT] = client
         server = _COOKIE_SERVER.get(value[3])
         if server:
-            doc[COOKIE_SERVER] = server
+            fields[COOKIE_SERVER] = server
+    return fields
 
 
 def _capture(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
@@ -568,6 +596,28 @@ HANDLERS: dict[int, Handler] = {
 
 def fill_from_request_line(line: str, doc: dict[str, Any]) -> None:
     """Fill method, url.* and http.version from `%r` where `%HM`/`%HU`/... did not."""
+    if METHOD_FIELD in doc or VERSION_FIELD in doc or URL_ORIGINAL in doc or URL_PATH in doc \
+            or URL_QUERY in doc:
+        _fill_around(line, doc)
+        return
+    # Nothing of the request logged apart: the fields depend on the line alone, and lines
+    # repeat (health checks, assets), so they are kept per line.
+    fields = _REQUEST_LINES.get(line)
+    if fields is None:
+        fields = {}
+        _fill_around(line, fields)
+        if len(line) <= 512:  # long targets rarely repeat; 4,096 short ones hold ~4 MiB
+            if len(_REQUEST_LINES) >= 4096:
+                _REQUEST_LINES.clear()
+            _REQUEST_LINES[line] = fields
+    doc.update(fields)
+
+
+_REQUEST_LINES: dict[str, dict[str, Any]] = {}
+
+
+def _fill_around(line: str, doc: dict[str, Any]) -> None:
+    """`fill_from_request_line` keeping what `doc` already has."""
     if line[:1] == "<":  # <BADREQ>
         return
     method, space, rest = line.partition(" ")

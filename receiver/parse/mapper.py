@@ -8,6 +8,7 @@ layout (`map`, `map_values`). Both give the same document, key order included.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from receiver.config import ParseSettings
@@ -47,6 +48,7 @@ class FieldMapper:
         }
         self._unknown_prefix = "" if self.raw_names else UNKNOWN_PREFIX
         self._shapes: dict[tuple[str, ...], compiled.Compiled | None] = {}
+        self._text_shapes: dict[tuple[str, ...], compiled.Compiled | None] = {}
 
     @staticmethod
     def _capture_name(name: str, side: str) -> str:
@@ -64,7 +66,10 @@ class FieldMapper:
         """Map every key of `raw` into `doc`; return what later steps need."""
         seen = Collected()
         if not self.raw_names:
-            mapped = self._shape(tuple(raw))
+            keys = tuple(raw)
+            mapped = self._shapes.get(keys)
+            if mapped is None and keys not in self._shapes:
+                mapped = self._shape(keys, self._shapes, False)
             if mapped is not None:
                 mapped(raw.values(), doc, seen, self, http)  # includes `finish`
                 return seen
@@ -73,11 +78,14 @@ class FieldMapper:
         return seen
 
     def map_values(
-        self, keys: tuple[str, ...], values: list[Any], doc: dict[str, Any], http: bool
+        self, keys: tuple[str, ...], values: Sequence[Any], doc: dict[str, Any], http: bool
     ) -> Collected:
-        """`map` for values already in the order of `keys` (a text line's tokens): no dict."""
+        """`map` for a text line's tokens, in the order of `keys` (no dict). The line's reader
+        has checked every number-kind value to be integer text (see `compiled.compile_shape`)."""
         seen = Collected()
-        mapped = None if self.raw_names else self._shape(keys)
+        mapped = self._text_shapes.get(keys)
+        if mapped is None and not self.raw_names and keys not in self._text_shapes:
+            mapped = self._shape(keys, self._text_shapes, True)
         if mapped is not None:
             mapped(values, doc, seen, self, http)
             return seen
@@ -85,16 +93,18 @@ class FieldMapper:
         self.finish(seen, doc)
         return seen
 
-    def _shape(self, keys: tuple[str, ...]) -> compiled.Compiled | None:
+    @staticmethod
+    def _shape(keys: tuple[str, ...], shapes: dict[tuple[str, ...], compiled.Compiled | None],
+               text: bool) -> compiled.Compiled | None:
         """The generated function for this key layout (None past the bounds: use the loop)."""
         try:
-            return self._shapes[keys]
+            return shapes[keys]
         except KeyError:
             pass
-        if len(self._shapes) >= compiled.MAX_SHAPES:
+        if len(shapes) >= compiled.MAX_SHAPES:
             return None
-        mapped = compiled.compile_shape(keys) if len(keys) <= compiled.MAX_KEYS else None
-        self._shapes[keys] = mapped
+        mapped = compiled.compile_shape(keys, text) if len(keys) <= compiled.MAX_KEYS else None
+        shapes[keys] = mapped
         return mapped
 
     def map_generic(

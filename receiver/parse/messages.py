@@ -59,6 +59,8 @@ def parse_error_line(body: str) -> tuple[dict[str, Any], str] | None:
     name, colon, message = body[at:].partition(": ")
     if not colon or " " in name or not name or _TRAFFIC_INSIDE.search(message):
         return None
+    if message.partition(" ")[0].endswith(":"):
+        return None  # `a/b: c/d: text`: which one is `frontend/bind`?
     raw: dict[str, Any] = {}
     if client is not None:
         split_client(client, raw)

@@ -51,6 +51,7 @@ DATE_RFC3164 = 1
 DATE_ISO = 2
 
 
+SYSLOG_FORMAT = "haproxy.syslog_format"  # which of the header formats above
 # The header's fields (each name written once; `process.pid` is the `%pid` variable's).
 HOSTNAME = "log.syslog.hostname"
 HOST = "host.name"
@@ -127,9 +128,12 @@ def _looks_iso(text: str) -> bool:
     )
 
 
-# `host tag: ` after a date (the tag with or without `[pid]`), and a bare `name[pid]: `.
+# `host tag: ` after a date (the tag with or without `[pid]`), and a bare `name[pid]: `. A
+# program name starts with a letter; a host is not `address:port` (an HAProxy client, which a
+# token ending in `:` after it would otherwise turn into a header; IPv6 `::` forms pass).
 _HOST_TAG = re.compile(
-    r'([^\s{\["<]\S*) ([A-Za-z0-9_./-]{1,64}(?:\[[^\]\s]{1,20}\])?)(?:: |:$)')
+    r'(?![^\s:]*(?::[^\s:]+)*:\d+ )'  # not `a.b.c.d:port`, `name:port`
+    r'([^\s{\["<]\S*) ([A-Za-z][A-Za-z0-9_./-]{0,63}(?:\[[^\]\s]{1,20}\])?)(?:: |:$)')
 _BARE_TAG = re.compile(r"([A-Za-z0-9_./-]{1,64}\[[0-9]{1,10}\])(?:: |:$)")
 
 
@@ -149,10 +153,9 @@ _last_header: tuple[str, dict[str, Any], int, str] | None = None  # key, fields,
 
 
 def parse_header(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
-    """Fill the header fields into `doc`; return (body, header date text, date kind, format)."""
+    """Fill the header fields (and `haproxy.syslog_format`) into `doc`; return (body, header
+    date text, date kind, format)."""
     global _last_header
-    if text[:1] in (" ", "\t"):
-        text = text.lstrip(" \t")
     last = _last_header
     if last is not None and text.startswith(last[0]) and text.startswith(": ", len(last[0])):
         key, fields, date_at, header_format = last
@@ -177,6 +180,7 @@ def parse_header(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
             if pri < 192:
                 header: dict[str, Any] = {}
                 result = _after_pri(text[close + 1 :], pri, header)
+                header[SYSLOG_FORMAT] = result[3]  # in the cached fields: no store per message
                 doc.update(header)
                 if (
                     end > 0 and result[2] == DATE_RFC3164
@@ -186,18 +190,25 @@ def parse_header(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
                         _HEADER_CACHE.clear()
                     _HEADER_CACHE[text[:end]] = (header, close + 1, result[3])
                 return result
-    return _without_pri(text, doc)
+    result = _without_pri(text, doc)
+    doc[SYSLOG_FORMAT] = result[3]
+    return result
 
 
 def _without_pri(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
-    """Lines as log files, relays and the journal write them: no `<PRI>`."""
+    """Lines as log files, relays and the journal write them: no `<PRI>` (or blanks first)."""
+    if text[:1] in (" ", "\t"):
+        stripped = text.lstrip(" \t")
+        if stripped[:1] == "<":
+            return parse_header(stripped, doc)
+        text = stripped
     if text[:3] in MONTHS and _bsd_date(text):
         return _rfc3164(text, doc, "file", "file")
     if _looks_iso(text):
         space = text.find(" ")
         if space > 0:
             return _after_iso(text, space, doc, "iso-file", "iso")
-    tagged = _BARE_TAG.match(text)
+    tagged = _BARE_TAG.match(text) if text.find("]:", 0, 80) > 0 else None
     if tagged is not None:
         doc.update(_tag_fields(tagged[1]))
         return text[tagged.end() :], "", DATE_NONE, "tag"
@@ -214,7 +225,11 @@ def _after_iso(text: str, space: int, doc: dict[str, Any], tagged_format: str,
                plain_format: str) -> tuple[str, str, int, str]:
     """An ISO date, then either `host tag: MSG` (a relay's or a file's header) or MSG."""
     date = text[:space]
-    header = _HOST_TAG.match(text, space + 1)
+    # `host tag: ` has one blank before its `: ` (checked before the pattern: most bodies have
+    # none, or many).
+    colon = text.find(": ", space + 1, space + 200)
+    header = _HOST_TAG.match(text, space + 1) if colon > 0 and text.count(
+        " ", space + 1, colon) == 1 else None
     if header is not None:
         _put_host(header[1], doc)
         doc.update(_tag_fields(header[2]))
@@ -234,7 +249,7 @@ def _after_pri(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int,
         if space > 0:
             doc.update(_SHORT_FIELDS[pri] if pri < 8 else _PRI_FIELDS[pri])
             return _after_iso(rest, space, doc, "forward", "timed")
-    tagged = _BARE_TAG.match(rest)
+    tagged = _BARE_TAG.match(rest) if rest.find("]:", 0, 80) > 0 else None
     if tagged is not None:
         doc.update(_SHORT_FIELDS[pri] if pri < 8 else _PRI_FIELDS[pri])
         doc.update(_tag_fields(tagged[1]))

@@ -30,6 +30,7 @@ shapes, which yields exactly what the structural reading yields for them.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 # -- token shapes (the one definition every reading here uses) -------------------------------
@@ -40,22 +41,48 @@ _SPECIAL = r"<[A-Za-z0-9_.:-]+>"  # applets and internal proxies: <NOSRV>, <STAT
 FRONTEND = rf"(?:{_NAME}~?|{_SPECIAL})"
 SERVER_NAME = rf"(?:{_NAME}|{_SPECIAL})"  # a backend or a server
 BACKEND_SERVER = rf"{SERVER_NAME}/{SERVER_NAME}"
-TIMERS_HTTP = rf"{_NUM}/{_NUM}/{_NUM}/{_NUM}/{_NUM}"
-TIMERS_TCP = rf"{_NUM}/{_NUM}/{_NUM}"
+# Slash-separated tokens, part by part (the standard pattern below names each part).
+TIMERS_HTTP_KEYS = ("TR", "Tw", "Tc", "Tr", "Ta")
+TIMERS_TCP_KEYS = ("Tw", "Tc", "Tt")
+CONNECTION_KEYS = ("ac", "fc", "bc", "sc", "rc")
+QUEUE_KEYS = ("sq", "bq")
+TLS_ERROR_KEYS = ("fc_err", "ssl_fc_err", "ssl_c_err", "ssl_c_ca_err", "ssl_fc_is_resumed")
+TLS_NAME_KEYS = ("ssl_fc_sni", "sslv", "sslc")
+_PARTS = {
+    **dict.fromkeys(("TR", "Tw", "Tc", "Tr", "Ta", "Tt"), _NUM),
+    **dict.fromkeys(("ac", "fc", "bc", "sc", "sq", "bq"), _COUNT),
+    "rc": rf"\+?{_COUNT}",  # + = redispatch
+    "fc_err": r"\d{1,10}", "ssl_fc_err": r"[0-9A-Fa-f]{1,16}", "ssl_c_err": r"\d{1,10}",
+    "ssl_c_ca_err": r"\d{1,10}", "ssl_fc_is_resumed": "[01]",
+    "ssl_fc_sni": r"[^/ ]*", "sslv": r"(?:TLS|SSL|DTLS)v[0-9.]{1,4}|-",
+    "sslc": r"[A-Z0-9][A-Za-z0-9_-]*|-",
+}
+
+
+def _slashed(keys: tuple[str, ...], named: bool = False) -> str:
+    """The pattern of a token made of these parts, each in a group named after it or not."""
+    return "/".join(f"(?P<{key}>{_PARTS[key]})" if named else f"(?:{_PARTS[key]})"
+                    for key in keys)
+
+
+TIMERS_HTTP = _slashed(TIMERS_HTTP_KEYS)
+TIMERS_TCP = _slashed(TIMERS_TCP_KEYS)
+CONNECTIONS = _slashed(CONNECTION_KEYS)
+QUEUES = _slashed(QUEUE_KEYS)
+TLS_ERRORS = _slashed(TLS_ERROR_KEYS)
+TLS_NAMES = _slashed(TLS_NAME_KEYS)
 STATUS = r"-1|\d{3}"
 BYTES = r"\+?\d{1,18}"
 # HAProxy's alphabets (log.c: sess_term_cond, sess_fin_state, sess_cookie, sess_set_cookie).
 TERMINATION_TCP = r"[-LcCsSPRIDKU][-RCHDLQT]"
 TERMINATION_HTTP = rf"{TERMINATION_TCP}[-NIDVEOU7][-NPDIRU67]"
-CONNECTIONS = rf"{_COUNT}/{_COUNT}/{_COUNT}/{_COUNT}/\+?{_COUNT}"  # retries: + = redispatch
-QUEUES = rf"{_COUNT}/{_COUNT}"
-TLS_ERRORS = r"\d{1,10}/[0-9A-Fa-f]{1,16}/\d{1,10}/\d{1,10}/[01]"
-TLS_NAMES = r"[^/ ]*/(?:(?:TLS|SSL|DTLS)v[0-9.]{1,4}|-)/(?:[A-Z0-9][A-Za-z0-9_-]*|-)"
-DATE = r"\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?: [+-]\d{4})?"
+DATE_MS = r"\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?"
+DATE = rf"{DATE_MS}(?: [+-]\d{{4}})?"  # `[%T]` in a custom format carries a zone
+PORT = r"\d{1,18}"
 
 
 def _matcher(pattern: str) -> Any:
-    return re.compile(pattern).fullmatch
+    return re.compile(pattern, re.ASCII).fullmatch  # HAProxy writes ASCII digits
 
 
 _is_frontend = _matcher(FRONTEND)
@@ -72,18 +99,14 @@ _is_tls_errors = _matcher(TLS_ERRORS)
 _is_tls_names = _matcher(TLS_NAMES)
 _is_date = _matcher(DATE)
 
-TIMERS_HTTP_KEYS = ("TR", "Tw", "Tc", "Tr", "Ta")
-TIMERS_TCP_KEYS = ("Tw", "Tc", "Tt")
-CONNECTION_KEYS = ("ac", "fc", "bc", "sc", "rc")
-QUEUE_KEYS = ("sq", "bq")
-TLS_ERROR_KEYS = ("fc_err", "ssl_fc_err", "ssl_c_err", "ssl_c_ca_err", "ssl_fc_is_resumed")
-TLS_NAME_KEYS = ("ssl_fc_sni", "sslv", "sslc")
+_is_port = _matcher(PORT)
 # Positions, from the timers on, of the two standard middles (cookies are any token).
 _HTTP_MIDDLE = ("timers", "ST", "B", "CC", "CS", "tsc")
 _TCP_MIDDLE = ("timers", "B", "ts")
 
-# (format, keys, values, truncated): what `read` hands to `FieldMapper.map_values`.
-TrafficLine = tuple[str, tuple[str, ...], list[Any], bool]
+# (format, keys, values, truncated): what `read` hands to `FieldMapper.map_values`. Every
+# number-kind value in it is checked integer text (see `compiled.compile_shape`).
+TrafficLine = tuple[str, tuple[str, ...], Sequence[Any], bool]
 
 
 # -- the start: `ci:cp [date] ` ----------------------------------------------------------------
@@ -119,8 +142,11 @@ def start_values(client: str | None, date: str, keys: list[str], values: list[An
     if client is not None:
         host, colon, port = client.rpartition(":")
         if colon and host:
-            keys += ("ci", "cp")
-            values += (host, port)
+            keys.append("ci")
+            values.append(host)
+            if _is_port(port):  # `-:-`, a redacted `xx`: no port
+                keys.append("cp")
+                values.append(port)
         else:
             keys.append("ci")
             values.append(client)
@@ -128,7 +154,7 @@ def start_values(client: str | None, date: str, keys: list[str], values: list[An
     values.append(date)
 
 
-_DATE_START = re.compile(r"\[\d{0,2}(?:/[A-Za-z]{0,3}(?:/\d{0,4}(?::[\d:.]*)?)?)?")
+_DATE_START = re.compile(r"\[\d{0,2}(?:/[A-Za-z]{0,3}(?:/\d{0,4}(?::[\d:.]*)?)?)?", re.ASCII)
 
 
 def cut_in_date(body: str) -> TrafficLine | None:
@@ -137,67 +163,77 @@ def cut_in_date(body: str) -> TrafficLine | None:
     if space <= 0 or len(body) - space > 40 or "]" in body[space:]:
         return None
     host, colon, port = body[:space].rpartition(":")
-    if not (colon and host and (port.isdigit() or port == "-")):
+    if not (colon and host and (_is_port(port) or port == "-")):
         return None
     if _DATE_START.fullmatch(body, space + 1) is None:
         return None
+    if port == "-":
+        return "httplog", ("ci",), [host], True
     return "httplog", ("ci", "cp"), [host, port], True
 
 
 # -- the standard layouts, in one pattern each -------------------------------------------------
+# The whole line, a group per variable in key order: the groups that matched are the values.
 
-def _group(name: str, pattern: str) -> str:
-    return f"(?P<{name}>{pattern})"
-
-
-_STANDARD_HEAD = (
-    rf"{_group('ft', FRONTEND)} {_group('bs', BACKEND_SERVER)} "
+_STANDARD_START = rf"(?P<ci>\S+):(?P<cp>{PORT}) \[(?P<t>{DATE_MS})\] "
+_STANDARD_NAMES = (
+    rf"(?P<ft>{FRONTEND}) (?P<b>{SERVER_NAME})/(?P<s>{SERVER_NAME}) "
 )
 _STANDARD_HTTP = re.compile(
-    _STANDARD_HEAD
-    + rf"{_group('timers', TIMERS_HTTP)} {_group('ST', STATUS)} {_group('B', BYTES)} "
-    + r"(?P<CC>[^ {\"]\S*) (?P<CS>[^ {\"]\S*) "
-    + rf"{_group('tsc', TERMINATION_HTTP)} {_group('conns', CONNECTIONS)} "
-    + rf"{_group('queues', QUEUES)}"
-    + r"(?: (?P<hr>\{[^}]*\}))?(?: (?P<hs>\{[^}]*\}))? \"(?P<r>[^\"]*)\""
-    + rf"(?: {_group('tls_errors', TLS_ERRORS)} {_group('tls_names', TLS_NAMES)})?"
+    _STANDARD_START + _STANDARD_NAMES
+    + rf"{_slashed(TIMERS_HTTP_KEYS, True)} (?P<ST>{STATUS}) (?P<B>{BYTES}) "
+    + r"(?P<CC>[^ {\"]\S*+) (?P<CS>[^ {\"]\S*+) "
+    + rf"(?P<tsc>{TERMINATION_HTTP}) {_slashed(CONNECTION_KEYS, True)} "
+    + _slashed(QUEUE_KEYS, True)
+    # Possessive (`*+`): a cut request is seen at once, not backtracked over character by
+    # character (a 1 KiB line cut inside its URI took 15 µs to fail, now 2).
+    + r"(?: (?P<hr>\{[^{}]*+\}))?(?: (?P<hs>\{[^{}]*+\}))? \"(?P<r>[^\"]*+)\""
+    + rf"(?: {_slashed(TLS_ERROR_KEYS, True)} {_slashed(TLS_NAME_KEYS, True)})?",
+    re.ASCII,
 )
 _STANDARD_TCP = re.compile(
-    _STANDARD_HEAD
-    + rf"{_group('timers', TIMERS_TCP)} {_group('B', BYTES)} {_group('ts', TERMINATION_TCP)} "
-    + rf"{_group('conns', CONNECTIONS)} {_group('queues', QUEUES)}"
+    _STANDARD_START + _STANDARD_NAMES
+    + rf"{_slashed(TIMERS_TCP_KEYS, True)} (?P<B>{BYTES}) (?P<ts>{TERMINATION_TCP}) "
+    + rf"{_slashed(CONNECTION_KEYS, True)} {_slashed(QUEUE_KEYS, True)}",
+    re.ASCII,
 )
+_TCP_KEYS = tuple(_STANDARD_TCP.groupindex)
+_HTTP_HEAD_KEYS = tuple(_STANDARD_HTTP.groupindex)[: _STANDARD_HTTP.groupindex["hr"] - 1]
+# (captures, response captures only, TLS fields) -> the key layout of a standard HTTP line.
+_HTTP_KEYS = {
+    (captures, response_only, tls): (
+        *_HTTP_HEAD_KEYS,
+        *(("hr", "hs") if captures == 2 else ("hs",) if captures and response_only
+          else ("hr",) if captures else ()),
+        "r",
+        *((*TLS_ERROR_KEYS, *TLS_NAME_KEYS) if tls else ()),
+    )
+    for captures in (0, 1, 2) for response_only in (False, True) for tls in (False, True)
+}
 
 
-def _standard(rest: str, keys: list[str], values: list[Any], response_only: bool
-              ) -> TrafficLine | None:
+def _standard(body: str, response_only: bool) -> TrafficLine | None:
     """The whole standard httplog/httpslog/tcplog layout, or None (the structural reading
-    then decides)."""
-    match = _STANDARD_HTTP.fullmatch(rest)
+    then decides): exactly what the structural reading gives for it."""
+    match = _STANDARD_HTTP.fullmatch(body)
     if match is not None:
-        ft, bs, timers, status, size, cookie_in, cookie_out, state, conns, queues, hr, hs, \
-            request, tls_errors, tls_names = match.groups()
-        backend, _, server = bs.partition("/")
-        keys += ("ft", "b", "s", *TIMERS_HTTP_KEYS, "ST", "B", "CC", "CS", "tsc",
-                 *CONNECTION_KEYS, *QUEUE_KEYS)
-        values += (ft, backend, server, *timers.split("/"), status, size, cookie_in,
-                   cookie_out, state, *conns.split("/"), *queues.split("/"))
-        _put_captures([c for c in (hr, hs) if c is not None], keys, values, response_only)
-        keys.append("r")
-        values.append(request)
-        if tls_errors is None:
-            return "httplog", tuple(keys), values, False
-        keys += (*TLS_ERROR_KEYS, *TLS_NAME_KEYS)
-        values += (*tls_errors.split("/"), *tls_names.split("/"))
-        return "httpslog", tuple(keys), values, False
-    match = _STANDARD_TCP.fullmatch(rest)
+        groups = match.groups()
+        # groups: 23 up to the queues, hr, hs, r, then the 8 TLS fields (all or none).
+        tls = groups[26] is not None
+        if groups[23] is None:
+            values = groups[:23] + groups[25:] if tls else groups[:23] + groups[25:26]
+            captures = 0
+        elif groups[24] is None:
+            values = groups[:24] + groups[25:] if tls else groups[:24] + groups[25:26]
+            captures = 1
+        else:
+            values = groups if tls else groups[:26]
+            captures = 2
+        keys = _HTTP_KEYS[(captures, response_only, tls)]
+        return ("httpslog" if tls else "httplog"), keys, values, False
+    match = _STANDARD_TCP.fullmatch(body)
     if match is not None:
-        ft, bs, timers, size, state, conns, queues = match.groups()
-        backend, _, server = bs.partition("/")
-        keys += ("ft", "b", "s", *TIMERS_TCP_KEYS, "B", "ts", *CONNECTION_KEYS, *QUEUE_KEYS)
-        values += (ft, backend, server, *timers.split("/"), size, state, *conns.split("/"),
-                   *queues.split("/"))
-        return "tcplog", tuple(keys), values, False
+        return "tcplog", _TCP_KEYS, match.groups(), False
     return None
 
 
@@ -217,6 +253,13 @@ def read(body: str, response_only: bool, standard: bool = True) -> TrafficLine |
     """A traffic line's variables, or None when the body is not one that can be placed.
     `standard`: try the one-pattern reading of the standard layouts first (it gives what the
     structural reading gives; tests switch it off to compare)."""
+    space = body.find(" ")
+    if space < 0 or (body.find(":", 0, space) < 0 and body[:1] != "["):
+        return None  # neither `ci:cp ` nor `[date]` first: not a traffic line, even cut
+    if standard:
+        line = _standard(body, response_only)
+        if line is not None:
+            return line
     start = read_start(body)
     if start is None:
         return cut_in_date(body)
@@ -228,10 +271,6 @@ def read(body: str, response_only: bool, standard: bool = True) -> TrafficLine |
     keys: list[str] = []
     values: list[Any] = []
     start_values(client, date, keys, values)
-    if standard:
-        line = _standard(rest, keys, values, response_only)
-        if line is not None:
-            return line
     return _structural(rest, keys, values, response_only)
 
 
@@ -283,7 +322,9 @@ def _anchor(tokens: list[str]) -> tuple[bool, int, int] | None:
     counts and queues are preceded by a whole, well-shaped middle; None if none or several."""
     found: tuple[bool, int, int] | None = None
     for at in range(2, len(tokens) - 1):
-        if _is_connections(tokens[at]) is None or _is_queues(tokens[at + 1]) is None:
+        token = tokens[at]
+        if token.count("/") != 4 or _is_connections(token) is None or _is_queues(
+                tokens[at + 1]) is None:
             continue
         for http, middle, timers_ok, state_ok in (
             (True, _HTTP_MIDDLE, _is_timers_http, _is_termination_http),
@@ -309,7 +350,7 @@ def _names(head: list[str], keys: list[str], values: list[Any], extra: list[str]
     `backend/server`, and at most one token (the frontend) before it; later ones are extra.
     False when that cannot be decided (an extra shaped like timers may be the real timers,
     with the token taken for them an insertion)."""
-    placed = [i for i, token in enumerate(head) if _is_backend_server(token)]
+    placed = [i for i, token in enumerate(head) if "/" in token and _is_backend_server(token)]
     if len(placed) != 1 or placed[0] > 1:
         return False
     for token in head[placed[0] + 1 :]:
@@ -358,8 +399,10 @@ def _tail(tail: str, keys: list[str], values: list[Any], extra: list[str],
     values.append(request[1:-1])
     after = [text for _, text in items[request_at + 1 :]]
     log_format = "httplog"
-    # httpslog's two tokens, both whole and in order (one alone could be anything).
-    if len(after) >= 2 and _is_tls_errors(after[0]) and _is_tls_names(after[1]):
+    # httpslog's two tokens, both whole and in order (one alone could be anything), and no
+    # third of their shapes after them (which pair would be the real one?).
+    if len(after) >= 2 and _is_tls_errors(after[0]) and _is_tls_names(after[1]) and not any(
+            _is_tls_errors(token) or _is_tls_names(token) for token in after[2:]):
         log_format = "httpslog"
         keys += (*TLS_ERROR_KEYS, *TLS_NAME_KEYS)
         values += (*after[0].split("/"), *after[1].split("/"))
@@ -370,7 +413,8 @@ def _tail(tail: str, keys: list[str], values: list[Any], extra: list[str],
 
 def _tail_items(tail: str) -> list[tuple[str, str]]:
     """The tail as (kind, text) items: `{` a whole capture, `"` a whole quoted value, `cut` a
-    quoted value cut short, `cut{` a capture cut short, `` a plain token."""
+    quoted value cut short, `cut{` a capture cut short, `` a plain token (anything else up to
+    the next blank)."""
     items: list[tuple[str, str]] = []
     i = 0
     n = len(tail)
@@ -384,9 +428,11 @@ def _tail_items(tail: str) -> list[tuple[str, str]]:
             if end < 0:
                 items.append(("cut" if c == '"' else "cut{", tail[i:]))
                 break
-            items.append((c, tail[i : end + 1]))
-            i = end + 1
-            continue
+            # HAProxy writes `{` inside a capture as #7B: one there ends no capture.
+            if c == '"' or tail.find("{", i + 1, end) < 0:
+                items.append((c, tail[i : end + 1]))
+                i = end + 1
+                continue
         end = tail.find(" ", i)
         if end < 0:
             end = n
@@ -397,9 +443,13 @@ def _tail_items(tail: str) -> list[tuple[str, str]]:
 
 def _cut_head(tokens: list[str], keys: list[str], values: list[Any]) -> TrafficLine | None:
     """A line cut by `len` before the request: every token but the last (which may be cut)
-    must be whole and in its standard place; None when one is not."""
+    must be whole and in its standard place, and the timers among them (without them a few
+    name-shaped tokens prove nothing: only the client and the date are kept); None when a
+    token is not what its place holds."""
     whole = tokens[:-1]
-    http = len(whole) < 3 or _is_timers_tcp(whole[2]) is None
+    if len(whole) < 3 or not (_is_timers_http(whole[2]) or _is_timers_tcp(whole[2])):
+        return "httplog", tuple(keys), values, True
+    http = _is_timers_tcp(whole[2]) is None
     layout = ("ft", "bs", "timers", "ST", "B", "CC", "CS", "tsc", "conns", "queues") if http \
         else ("ft", "bs", "timers", "B", "ts", "conns", "queues")
     if len(whole) >= len(layout):

@@ -9,6 +9,7 @@ address...), and hypothesis adds random tokens at random boundaries."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import orjson
@@ -153,3 +154,29 @@ def test_any_corpus_frame_any_token(message: bytes, where: int, token: str) -> N
         return
     check_insertion(clean, prefix, body, places[where % len(places)], token, RECEIVED_AT,
                     header_only(prefix, RECEIVED_AT))
+
+
+def test_random_tokens_at_random_places() -> None:
+    """A seeded sweep wider than hypothesis' examples: random tokens of the characters
+    traffic lines are made of, at random boundaries of every real line and corpus frame. (An
+    opening brace, not a closing one: a whole `{capture}` put where there was none makes a
+    whole line, as a whole quoted request would.)"""
+    rng = random.Random(20261130)
+    alphabet = "0123456789/-+.:~abcSCDLR<>TLSv{"
+    sources = [(line.line.encode(), line.received) for line in real_lines()]
+    sources += [(message, RECEIVED_AT) for message in _FRAMES]
+    tried = 0
+    for _ in range(30_000):
+        message, received = rng.choice(sources)
+        parts = split(message, received)
+        if parts is None:
+            continue
+        clean, prefix, body = parts
+        places = boundaries(body)
+        if not places:
+            continue
+        token = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 14)))
+        check_insertion(clean, prefix, body, rng.choice(places), token, received,
+                        header_only(prefix, received))
+        tried += 1
+    assert tried > 15_000

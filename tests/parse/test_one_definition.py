@@ -47,7 +47,8 @@ def test_generated_code_reads_only_public_names_of_the_table() -> None:
     doc: dict[str, object] = {}
     mapped(["10.0.0.1", "200", "v"], doc, fields.Collected(), _Naming(), True)
     assert doc == {"source.address": "10.0.0.1", "source.ip": "10.0.0.1",
-                   "http.response.status_code": 200, "haproxy.zz": "v"}
+                   "related.ip": ["10.0.0.1"], "http.response.status_code": 200,
+                   "haproxy.zz": "v"}
 
 
 class _Naming:

@@ -97,7 +97,8 @@ def test_any_bytes_never_raise(data: bytes) -> None:
 class _BrokenParser(Parser):
     """A parser whose body stage fails, standing in for a bug not yet found."""
 
-    def _body(self, body: str, doc: dict[str, Any], tags: list[str]) -> Any:
+    def _body(self, body: str, doc: dict[str, Any], tags: list[str], traffic_tried: bool = False
+              ) -> Any:
         raise RuntimeError("boom")
 
 
