@@ -17,14 +17,17 @@ the anchor; from there the termination state, the cookies, bytes, status and tim
 fixed by position and each must have its shape (a 4-letter state from HAProxy's alphabet,
 five timers, a 3-digit status...). Before the timers come the frontend and `backend/server`;
 any other token there, after the queues, or after the request, is kept in order under
-`extra_tokens` (`haproxy.extra_tokens`), never given a name. Runs of blanks count as one. When a part
-cannot be placed without guessing (two candidate anchors, two `backend/server`-shaped tokens,
-a token before the frontend), the body is not read as a traffic line at all: the caller keeps
-it whole and tags it. A line cut by `len` keeps every token that is still whole and in its
-place, and says it was cut.
+`extra_tokens` (`haproxy.extra_tokens`), never given a name. Runs of blanks count as one. When
+a part cannot be placed without guessing (two candidate anchors, two `backend/server`-shaped
+tokens, a token before the frontend, a token shaped like timers or queues beside the real
+ones), the body is not read as a traffic line at all: the caller keeps it whole and tags it.
+A line cut by `len` keeps every token that is still whole and in its place, and says it was
+cut. Every number-kind value handed on is integer text checked here (`[+-]?`, at most 18
+digits), which lets the mapper convert it with a bare `int()`.
 
-The standard layouts are matched first by one pattern (`_STANDARD`), composed of the same token
-shapes, which yields exactly what the structural reading yields for them.
+The standard layouts are matched first by one pattern each (`_STANDARD_HTTP`,
+`_STANDARD_TCP`), composed of the same token shapes with a group per variable, which yields
+exactly what the structural reading yields for them (tests compare the two on every line).
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ def test_field_reference_lists_every_variable() -> None:
 
 
 
-def test_fast_httplog_path_agrees_with_the_general_path() -> None:
+def test_standard_patterns_agree_with_the_structural_reading() -> None:
     settings = ParseSettings(capture_request_headers=["Host", "User-Agent"],
                              capture_response_headers=["Content-Type"])
     fast, general = Parser(settings), Parser(settings)
