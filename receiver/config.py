@@ -156,8 +156,25 @@ class ParseSettings:
     keep_original: bool = setting(
         False,
         "Copy every body into `event.original` (~400 bytes more per event on disk and in "
-        "Elasticsearch; off by default as in Elastic's integrations). Events that failed to "
-        "parse, were repaired or were cut keep it always.",
+        "Elasticsearch; off by default as in Elastic's integrations). Events that were "
+        "repaired or cut keep it always; a body that could not be parsed is kept once, as "
+        "`message`.",
+    )
+    max_future: Seconds = setting(
+        Seconds(86400.0),
+        "An event claiming a time more than this after its receive time is stamped with the "
+        "receive time instead (its own in `haproxy.claimed_time`, tagged "
+        "`_timestamp_out_of_range`): a day covers clocks a little ahead and every zone "
+        "mistake (at most 14 h), not a broken clock or a forged date. 0: no bound.",
+        unit="s",
+    )
+    max_past: Seconds = setting(
+        Seconds(7 * 86400.0),
+        "The same for times more than this before the receive time: a week covers a relay's "
+        "backlog after an outage; older claims are broken clocks (or files replayed on "
+        "purpose: raise it). Keeps indices from being created for any date a sender writes. "
+        "0: no bound.",
+        unit="s",
     )
 
 
@@ -609,6 +626,10 @@ def _check(settings: Settings) -> None:
         raise ConfigError("listen.max_message_bytes must be between 1KiB and 16MiB")
     for name in ("timezone",):
         _check_zone(f"parse.{name}", getattr(settings.parse, name))
+    for name in ("max_future", "max_past"):
+        if getattr(settings.parse, name) < 0:
+            raise ConfigError(f"parse.{name} must be 0 (no bound) or a positive number of "
+                              "seconds")
     _check_zone("elasticsearch.index_timezone", settings.elasticsearch.index_timezone)
     spool = settings.spool
     if spool.segment_bytes < 64 * 1024:

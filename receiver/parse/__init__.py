@@ -1,41 +1,77 @@
 """Parsing: one syslog message (bytes) -> one flat Elastic Common Schema document (dict).
 
-Owns the chain: syslog header (`syslog.py`) -> body format detection -> the body's parser
-(`jsonbody.py`, `httplog.py`, `tcplog.py`, `messages.py`) -> field names and types
-(`fields.py`) -> `@timestamp` (`timestamps.py`) -> derived fields, labels and GeoIP (`geo.py`).
+Owns the chain: syslog header (`syslog.py`) -> body format detection -> the body's reader
+(`jsonbody.py`, `traffic.py` for httplog/httpslog/tcplog, `clf.py`, `messages.py`) -> field
+names and types (`fields.py`, applied by `mapper.py`) -> `@timestamp` (`timestamps.py`) ->
+derived fields, categorisation, labels and GeoIP (`geo.py`).
 
 Guarantees: `Parser.parse` never raises and always returns a document with `@timestamp`
 (`2026-11-25T18:21:08.761Z`: from the body's date, else the syslog header's, else the receive
-time) and `haproxy.log_format` (`json`, `httplog`, `httpslog`, `tcplog`, `clf`, `error`, `connect`,
-`text`). What cannot be understood is kept as `message` with `error.message`/`error.type` and
-the tag `_haproxy_parse_failure`. Repaired JSON is tagged `_json_repaired` and lists what was
-repaired in `haproxy.repairs`; a line cut short (HAProxy's `len`) is tagged `_truncated` and
-keeps every field that is still whole. `event.original` (the body as text; undecodable bytes
-shown as `\\xNN`) is kept on every tagged event, and on all with `parse.keep_original`.
+time; a claimed time outside `parse.max_past`/`max_future` of the receive time, or one that
+names no real moment, is replaced by the receive time and kept as `haproxy.claimed_time`) and
+`haproxy.log_format` (`json`, `httplog`, `httpslog`, `tcplog`, `clf`, `tcpclf`, `error`,
+`connect`, `text`). No value is ever put under a name it may not have: a text line whose parts
+cannot all be placed is not read at all. What cannot be understood is kept once, as `message`,
+with `error.message`/`error.type` and the tag `_haproxy_parse_failure` (a body that is mostly
+not text, e.g. a binary datagram, is kept base64-encoded in `event.original` instead, so that a
+document stays within 1.4 bytes per byte received). Repaired JSON is tagged `_json_repaired`
+and lists what was repaired in `haproxy.repairs`; a line cut short (HAProxy's `len`) is tagged
+`_truncated` and keeps every field that is still whole. `event.original` (the body as text;
+undecodable bytes shown as `\\xNN`) is kept on repaired and cut events, and on all with
+`parse.keep_original`. The caller adds `log.source.address`.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
 import orjson
 
 from receiver.config import ParseSettings
-from receiver.parse import httplog, jsonbody, messages
-from receiver.parse.fields import DATE_MS, DATE_OFFSET, EPOCH, Collected, FieldMapper
+from receiver.parse import clf, jsonbody, messages, traffic
+from receiver.parse.fields import DATE_MS, DATE_OFFSET, EPOCH, Collected
+from receiver.parse.mapper import FieldMapper
 from receiver.parse.syslog import DATE_ISO, DATE_RFC3164, parse_header
 from receiver.parse.timestamps import Timestamps
 
-__all__ = ["TAG_FAILURE", "TAG_REPAIRED", "TAG_TRUNCATED", "Parser"]
+__all__ = ["TAG_FAILURE", "TAG_REPAIRED", "TAG_TIME", "TAG_TRUNCATED", "Parser"]
 
 log = logging.getLogger(__name__)
 
 TAG_FAILURE = "_haproxy_parse_failure"
 TAG_REPAIRED = "_json_repaired"
 TAG_TRUNCATED = "_truncated"
-_STRIP = b"\n\r\0"
-_NOT_HTTP = frozenset(("tcplog", "connect", "error"))
+TAG_TIME = "_timestamp_out_of_range"
+# Fields this module writes (the variables' fields are named in fields.py).
+CLAIMED_TIME = "haproxy.claimed_time"
+DURATION = "event.duration"
+OUTCOME = "event.outcome"
+KIND = "event.kind"
+CATEGORY = "event.category"
+TYPE = "event.type"
+ORIGINAL = "event.original"
+MESSAGE = "message"
+LOG_FORMAT = "haproxy.log_format"
+ERROR_TYPE = "error.type"
+ERROR_MESSAGE = "error.message"
+
+_STRIP = b"\n\r\0 \t"  # line ends and blanks around the message are not part of it
+_BLANKS = (" ", "\t")
+_NOT_HTTP = frozenset(("tcplog", "tcpclf", "connect", "error"))
+# ECS categorisation by format (shared tuples: documents only read them).
+_WEB = {KIND: "event", CATEGORY: ("web",), TYPE: ("access",)}
+_NETWORK = {KIND: "event", CATEGORY: ("network",), TYPE: ("connection",)}
+_CATEGORIES: dict[str, dict[str, Any]] = {
+    "httplog": _WEB, "httpslog": _WEB, "clf": _WEB, "tcplog": _NETWORK, "tcpclf": _NETWORK,
+    "error": _NETWORK, "connect": {**_NETWORK, TYPE: ("connection", "start")},
+    "text": {KIND: "event"},
+}
+# A body is binary when more than this share of its bytes are control characters or not
+# UTF-8: kept base64 (1.33 bytes per byte) rather than escaped (`\u0001`, `\\xff`: 5-6).
+_BINARY_SHARE = 0.125
+_CONTROL_BYTES = bytes(b for b in range(32) if b != 9) + b"\x7f"
 
 
 class Parser:
@@ -43,7 +79,7 @@ class Parser:
 
     def __init__(self, settings: ParseSettings) -> None:
         self.settings = settings
-        self.timestamps = Timestamps(settings.timezone)
+        self.timestamps = Timestamps(settings.timezone, settings.max_future, settings.max_past)
         self.mapper = FieldMapper(settings)
         self.labels = dict(settings.labels)
         self.pinned = settings.format
@@ -51,15 +87,19 @@ class Parser:
         self.response_captures_only = bool(
             settings.capture_response_headers and not settings.capture_request_headers
         )
+        self.request_captures = len(settings.capture_request_headers) or -1
+        self.response_captures = len(settings.capture_response_headers) or -1
         self.geo: Any = None
         if settings.geoip_database or settings.asn_database:
             from receiver.parse.geo import GeoEnricher
 
             self.geo = GeoEnricher(settings.geoip_database, settings.asn_database)
         self._internal_errors = 0
-        # Straight-line httplog/httpslog reading in ECS mode (tests compare it with the general
-        # path by switching it off).
-        self.fast_paths = settings.field_names == "ecs"
+        # The receive-time window of the last second seen: (earliest, latest, from, until).
+        self._window: tuple[str, str, float, float] = ("", "", 0.0, 0.0)
+        # The standard httplog/httpslog/tcplog layouts read by one pattern (tests compare it
+        # with the structural reading by switching it off).
+        self.fast_paths = True
         # A body starting with `{` goes straight to the JSON reader (see `_body`).
         self.json_first = self.pinned in ("auto", "json")
 
@@ -79,128 +119,140 @@ class Parser:
         except UnicodeDecodeError:
             text = data.decode("utf-8", "backslashreplace")
         doc: dict[str, Any] = {}
-        body, header_date, header_kind, header_format = parse_header(text, doc)
-        doc["haproxy.syslog_format"] = header_format
+        body, header_date, header_kind, _ = parse_header(text, doc)  # and syslog_format
         tags: list[str] = []
-        seen: Collected | None
         if body[:1] == "{" and self.json_first:
-            # The usual case inline (what `_body` -> `_json` would do, minus two calls).
-            try:
-                fields = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                seen = self._json_repaired(jsonbody.repair(body), body, doc, tags)
-            else:
-                if type(fields) is dict:
-                    doc["haproxy.log_format"] = "json"
-                    seen = self.mapper.map(fields, doc, True)
-                else:
-                    seen = self._json_repaired(jsonbody.not_an_object(), body, doc, tags)
+            seen = self._json(body, doc, tags)
+        elif self.pinned == "auto" and (line := traffic.read(
+                body, self.response_captures_only, self.fast_paths)) is not None:
+            seen = self._traffic(line, doc, tags)  # the usual text line, without `_body`
+        elif body[:1] in _BLANKS:  # blanks after the header (checked here: rare)
+            body = body.lstrip(" \t")
+            seen = self._json(body, doc, tags) if body[:1] == "{" and self.json_first else (
+                self._body(body, doc, tags))
         else:
-            seen = self._body(body, doc, tags)
-        stamp: str | None = None
+            seen = self._body(body, doc, tags, self.pinned == "auto")
+        failed = TAG_FAILURE in tags if tags else False
+        if failed:
+            self._keep_unparsed(body, data, doc)
+        # `@timestamp`, the usual case inline (the body's `%t`, inside the window); `_stamp`
+        # for everything else.
+        stamp = None
         if seen is not None:
             date = seen.date
-            if date is not None:
-                if seen.date_kind == DATE_MS and type(date) is str:
-                    stamp = self.timestamps.haproxy_date(date)
-                else:
-                    stamp = self._body_date(seen)
+            if seen.date_kind == DATE_MS and type(date) is str:
+                stamp = self.timestamps.haproxy_date(date)
+                if stamp is not None:
+                    window = self._window
+                    if not window[2] <= received_at < window[3]:  # another second
+                        window = self._window = self._window_at(received_at)
+                    if not window[0] <= stamp <= window[1]:
+                        stamp = None
         if stamp is None:
-            if header_kind == DATE_RFC3164:
-                stamp = self.timestamps.rfc3164(header_date, received_at)
-            elif header_kind == DATE_ISO:
-                stamp = self.timestamps.iso8601(header_date)
-            if stamp is None:
-                stamp = self.timestamps.epoch(received_at)
-        doc["@timestamp"] = stamp
+            self._stamp(doc, seen, header_date, header_kind, received_at, tags)
+        else:
+            doc["@timestamp"] = stamp
+        log_format = doc[LOG_FORMAT]
+        # event.outcome: failure for an HTTP error status, or a session ended by anything but
+        # normal completion (`-`) or HAProxy's own response (`L`: redirect, return).
         if seen is not None:
-            if seen.duration_ms is not None and seen.duration_ms < 9_000_000_000_000:
-                doc["event.duration"] = seen.duration_ms * 1_000_000
-            if seen.status is not None or seen.termination is not None:
-                doc["event.outcome"] = _outcome(seen)
+            duration = seen.duration_ms
+            if duration is not None and duration < 9_000_000_000_000:
+                doc[DURATION] = duration * 1_000_000
+            status = seen.status
+            if status is not None or seen.termination is not None:
+                state = seen.termination
+                failure = (status is not None and status >= 400) or bool(
+                    state and state[0] not in "-L")
+                # A body not read to its end may have lost what says it failed.
+                if failure or not seen.partial:
+                    doc[OUTCOME] = "failure" if failure else "success"
+            elif log_format == "error":
+                doc[OUTCOME] = "failure"
+        if failed:
+            doc[KIND] = "pipeline_error"
+        else:
+            categories = _CATEGORIES.get(log_format)
+            if categories is None:  # json: web when it carries a status or a request
+                categories = _WEB if seen is not None and (
+                    seen.status is not None or seen.request_line) else _NETWORK
+            doc.update(categories)
         if self.geo is not None:
             self.geo.enrich(doc)
         if self.labels:
             doc.update(self.labels)
         if tags:
             doc["tags"] = tags
-            doc["event.original"] = body
+            if TAG_FAILURE not in tags and (
+                self.keep_original or TAG_REPAIRED in tags or TAG_TRUNCATED in tags
+            ):
+                doc[ORIGINAL] = body
         elif self.keep_original:
-            doc["event.original"] = body
+            doc[ORIGINAL] = body
         return doc
 
-    def _body(self, body: str, doc: dict[str, Any], tags: list[str]) -> Collected | None:
-        """Detect the body's format and map it; returns what the mapper collected."""
+    def _body(self, body: str, doc: dict[str, Any], tags: list[str], traffic_tried: bool = False
+              ) -> Collected | None:
+        """Detect the body's format and map it; returns what the mapper collected.
+        `traffic_tried`: `traffic.read` already said the body is not a traffic line."""
         pinned = self.pinned
         if not body:
-            return self._failure(body, doc, tags, "empty", "the message has no body")
+            return self._failure(doc, tags, "empty", "the message has no body")
         first = body[0]
-        if first == "{" and pinned == "auto":
-            return self._json(body, doc, tags)
         if pinned == "text":
-            doc["message"] = body
-            doc["haproxy.log_format"] = "text"
+            doc[MESSAGE] = body
+            doc[LOG_FORMAT] = "text"
             return None
         if first == "{" and pinned in ("auto", "json"):
             return self._json(body, doc, tags)
         if pinned == "json":
-            return self._failure(body, doc, tags, "not_json", "body is not a JSON object")
-        if self.fast_paths and pinned in ("auto", "httplog"):
-            fast = httplog.fast_httplog(body, doc, self.mapper, self.response_captures_only)
-            if fast is not None:
-                log_format, truncated, seen = fast
-                doc["haproxy.log_format"] = log_format
-                if truncated:
-                    tags.append(TAG_TRUNCATED)
-                return seen
-        if pinned in ("auto", "httplog", "tcplog"):
-            line = httplog.parse_traffic(body, self.response_captures_only)
+            return self._failure(doc, tags, "not_json", "body is not a JSON object")
+        if pinned in ("auto", "httplog", "tcplog") and not traffic_tried:
+            line = traffic.read(body, self.response_captures_only, self.fast_paths)
             if line is not None:
                 return self._traffic(line, doc, tags)
-        if pinned in ("auto", "clf", "httplog"):
-            line = httplog.parse_clf(body, self.response_captures_only)
+        if pinned in ("auto", "clf", "httplog", "tcplog"):
+            line = clf.read(body, self.request_captures, self.response_captures,
+                            self.fast_paths)
             if line is not None:
                 return self._traffic(line, doc, tags)
         if pinned in ("auto", "httplog", "tcplog"):
-            raw = messages.parse_error_line(body)
-            if raw is not None:
-                doc["message"] = raw["error_message"]
-                doc["haproxy.log_format"] = "error"
+            error = messages.parse_error_line(body)
+            if error is not None:
+                raw, text = error
+                doc[MESSAGE] = text
+                doc[LOG_FORMAT] = "error"
                 return self.mapper.map(raw, doc, http=False)
         if pinned == "auto":
-            raw = messages.parse_connect(body)
-            if raw is not None:
-                doc["haproxy.log_format"] = "connect"
-                return self.mapper.map(raw, doc, http=False)
+            connect = messages.parse_connect(body)
+            if connect is not None:
+                doc[LOG_FORMAT] = "connect"
+                return self.mapper.map(connect, doc, http=False)
             if messages.parse_message(body, doc):
-                doc["haproxy.log_format"] = "text"
+                doc[LOG_FORMAT] = "text"
                 return None
-            if first == "{":
-                return self._json(body, doc, tags)
-        return self._failure(
-            body, doc, tags, "unknown_format",
-            "no HAProxy log format matches this body"
-            if pinned == "auto" else f"body is not in the pinned format {pinned!r}",
-        )
+        reason = "no HAProxy log format matches this body" if pinned == "auto" else (
+            f"body is not in the pinned format {pinned!r}")
+        return self._failure(doc, tags, "unknown_format", reason)
 
     def _json(self, body: str, doc: dict[str, Any], tags: list[str]) -> Collected | None:
         try:
             fields = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return self._json_repaired(jsonbody.repair(body), body, doc, tags)
+            return self._json_repaired(jsonbody.repair(body), doc, tags)
         if type(fields) is dict:
-            doc["haproxy.log_format"] = "json"
-            return self.mapper.map(fields, doc, http=True)
-        return self._json_repaired(jsonbody.not_an_object(), body, doc, tags)
+            doc[LOG_FORMAT] = "json"
+            return self.mapper.map(fields, doc, True)
+        return self._json_repaired(jsonbody.not_an_object(), doc, tags)
 
     def _json_repaired(
-        self, result: jsonbody.JsonResult, body: str, doc: dict[str, Any], tags: list[str]
+        self, result: jsonbody.JsonResult, doc: dict[str, Any], tags: list[str]
     ) -> Collected | None:
         """A body strict JSON could not read as an object: what the tolerant decoder made of
         it (`jsonbody.decode`'s result, without decoding twice)."""
         if result.error is not None and not result.fields:
-            return self._failure(body, doc, tags, "json_unreadable", result.error)
-        doc["haproxy.log_format"] = "json"
+            return self._failure(doc, tags, "json_unreadable", result.error)
+        doc[LOG_FORMAT] = "json"
         if result.repairs or result.error is not None:
             tags.append(TAG_REPAIRED)
             repairs = result.repairs
@@ -209,16 +261,66 @@ class Parser:
             doc["haproxy.repairs"] = repairs
         if result.truncated:
             tags.append(TAG_TRUNCATED)
-        return self.mapper.map(result.fields, doc, http=True)
+        seen = self.mapper.map(result.fields, doc, http=True)
+        seen.partial = result.truncated or result.error is not None
+        if result.trailing:
+            doc["haproxy.trailing_text"] = result.trailing
+        return seen
 
     def _traffic(
-        self, line: httplog.TrafficLine, doc: dict[str, Any], tags: list[str]
+        self, line: traffic.TrafficLine, doc: dict[str, Any], tags: list[str]
     ) -> Collected:
-        log_format, raw, truncated = line
-        doc["haproxy.log_format"] = log_format
+        log_format, keys, values, truncated = line
+        doc[LOG_FORMAT] = log_format
+        seen = self.mapper.map_values(keys, values, doc, log_format not in _NOT_HTTP)
         if truncated:
             tags.append(TAG_TRUNCATED)
-        return self.mapper.map(raw, doc, http=log_format not in _NOT_HTTP)
+            seen.partial = True
+        return seen
+
+    # -- the time ----------------------------------------------------------------------------
+
+    def _window_at(self, received_at: float) -> tuple[str, str, float, float]:
+        second = float(int(received_at))
+        earliest, latest = self.timestamps.window(received_at)
+        return earliest, latest, second, second + 1.0
+
+    def _stamp(self, doc: dict[str, Any], seen: Collected | None, header_date: str,
+               header_kind: int, received_at: float, tags: list[str]) -> None:
+        """`@timestamp`: the body's date, else the header's, if it names a real moment within
+        the window around the receive time; else the receive time, and the claimed date (as
+        logged) in `haproxy.claimed_time`."""
+        timestamps = self.timestamps
+        stamp: str | None = None
+        claimed: Any = None
+        if seen is not None and seen.date is not None:
+            date = seen.date
+            if seen.date_kind == DATE_MS and type(date) is str:
+                stamp = timestamps.haproxy_date(date)
+            else:
+                stamp = self._body_date(seen)
+            if stamp is None:
+                claimed = date
+        if stamp is None and header_kind:
+            if header_kind == DATE_RFC3164:
+                stamp = timestamps.rfc3164(header_date, received_at)
+            elif header_kind == DATE_ISO:
+                stamp = timestamps.iso8601(header_date)
+            if stamp is None and claimed is None:
+                claimed = header_date
+        if stamp is not None:
+            earliest, latest = timestamps.window(received_at)
+            if not earliest <= stamp <= latest:
+                if claimed is None:
+                    claimed = seen.date if seen is not None and seen.date is not None else (
+                        header_date)
+                stamp = None
+        if stamp is None:
+            stamp = timestamps.epoch(received_at)
+        doc["@timestamp"] = stamp
+        if claimed is not None:
+            doc[CLAIMED_TIME] = str(claimed)
+            tags.append(TAG_TIME)
 
     def _body_date(self, seen: Collected) -> str | None:
         value = seen.date
@@ -236,20 +338,37 @@ class Parser:
                 seconds = float(value)
             except ValueError:
                 return None
-            if 0 < seconds < 32503680000:  # before year 3000
+            if 0 < seconds < 253402300800:  # before year 10000
                 return timestamps.epoch(seconds)
         return None
 
+    # -- what else a document says -----------------------------------------------------------
+
     @staticmethod
-    def _failure(
-        body: str, doc: dict[str, Any], tags: list[str], kind: str, reason: str
-    ) -> None:
-        doc["message"] = body
-        doc["haproxy.log_format"] = "text"
-        doc["error.type"] = kind
-        doc["error.message"] = reason
+    def _failure(doc: dict[str, Any], tags: list[str], kind: str, reason: str) -> None:
+        doc[LOG_FORMAT] = "text"
+        doc[ERROR_TYPE] = kind
+        doc[ERROR_MESSAGE] = reason
         tags.append(TAG_FAILURE)
         return None
+
+    @staticmethod
+    def _keep_unparsed(body: str, data: bytes, doc: dict[str, Any]) -> None:
+        """An unparsed body, kept once: as `message` (what a person reads and searches), or,
+        when it is mostly not text, base64-encoded in `event.original` (the raw event)."""
+        size = len(data)
+        if size:
+            controls = size - len(data.translate(None, _CONTROL_BYTES))
+            not_utf8 = size - len(data.decode("utf-8", "ignore").encode())
+            not_text = controls + not_utf8
+            if not_text > size * _BINARY_SHARE:
+                doc[MESSAGE] = f"binary data: {size} bytes, {not_text * 100 // size}% not text"
+                doc[ORIGINAL] = base64.b64encode(data).decode("ascii")
+                doc[ERROR_TYPE] = "binary"
+                doc[ERROR_MESSAGE] = (
+                    "not a HAProxy log line; event.original holds the bytes base64-encoded")
+                return
+        doc[MESSAGE] = body
 
     def _internal_error(
         self, message: bytes, received_at: float, problem: Exception
@@ -260,30 +379,20 @@ class Parser:
                 "parser error #%d (event kept as text): %r", self._internal_errors, problem
             )
         try:
-            text = bytes(message).decode("utf-8", "backslashreplace")
+            data = bytes(message)
         except Exception:  # not bytes-like at all
-            text = repr(message)
+            data = repr(message).encode()
         try:
             stamp = self.timestamps.epoch(float(received_at))
         except Exception:
             stamp = "1970-01-01T00:00:00.000Z"
-        return {
+        doc: dict[str, Any] = {
             "@timestamp": stamp,
-            "event.original": text,
-            "message": text,
-            "haproxy.log_format": "text",
-            "error.type": "internal",
-            "error.message": f"parser error: {type(problem).__name__}: {problem}",
-            "tags": [TAG_FAILURE],
+            LOG_FORMAT: "text",
         }
-
-
-def _outcome(seen: Collected) -> str:
-    """failure: an HTTP error status or a session ended by anything but normal completion
-    or HAProxy's own response (redirect, return); success otherwise."""
-    if seen.status is not None and seen.status >= 400:
-        return "failure"
-    state = seen.termination
-    if state and state[0] not in "-L":
-        return "failure"
-    return "success"
+        self._keep_unparsed(data.decode("utf-8", "backslashreplace"), data, doc)
+        doc[ERROR_TYPE] = "internal"
+        doc[ERROR_MESSAGE] = f"parser error: {type(problem).__name__}: {problem}"
+        doc[KIND] = "pipeline_error"
+        doc["tags"] = [TAG_FAILURE]
+        return doc

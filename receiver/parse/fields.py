@@ -1,17 +1,22 @@
-"""Field names and types: a log-format variable (`ci`, `Tw`, `r`, ...) -> typed document field(s).
+"""The field specification: a log-format variable (`ci`, `Tw`, `r`, ...) -> typed document field(s).
 
-Owns the table below and `FieldMapper`, which every body parser feeds: the JSON parser gives
-the keys of the user's log-format, the httplog/tcplog/CLF parsers give HAProxy's variable
-names for each position of their line. In `field_names = "ecs"` mode (default) known keys get
-Elastic Common Schema names (Filebeat haproxy module names where those are sensible, clearer
-ones for the timers); unknown keys are kept as `haproxy.<key>` with their JSON type. In `raw`
-mode every key stays as the log-format wrote it, typed (numbers as numbers), and the
-`@timestamp`, `event.duration` and `event.outcome` fields are still derived.
+Owns the one table every parse path is built from (`FIELDS`: variable -> ECS name and kind), the
+names of the fields derived from them (`source.ip`, `haproxy.termination.cause`, ...), and the
+conversion of one value of each kind (`HANDLERS`). The general mapper (`mapper.FieldMapper`),
+the straight-line code generated per key layout (`compiled.py`) and the httplog fast path (which
+hands its tokens to that generated code) all read this module; none of them writes a field name
+of its own, so renaming a field is one edit here. The README's field reference is generated from
+the same table (`field_reference()`).
+
+In `field_names = "ecs"` mode (default) known keys get Elastic Common Schema names (Elastic's
+HAProxy integration names where ECS has none); unknown keys are kept as `haproxy.<key>` with
+their JSON type. In `raw` mode every key stays as the log-format wrote it, typed.
 
 HAProxy conventions handled here: `-` means "no value" (dropped), `-1` timers mean "phase not
 reached" (kept as -1), `+` prefixes (logasap, redispatch) are dropped from numbers, `#XX`
-escapes in URIs and captures are decoded back to the bytes they stand for, and `<BADREQ>`
-carries no method/path.
+escapes in paths, queries and captures are decoded back to the bytes they stand for (the
+request target itself, `url.original`, stays exactly as logged), and `<BADREQ>` carries no
+method or path.
 """
 
 from __future__ import annotations
@@ -19,11 +24,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from receiver.config import ParseSettings
-
-# Kinds of conversion (small ints: compared in the hot loop).
+# Kinds of conversion (small ints: compared in generated code).
 STR = 0  # text, renamed
 INT = 1  # integer (timers, counts, ports, bytes); `+` prefix dropped
 SRC_IP = 2  # client address -> source.address + source.ip when a valid IP
@@ -31,11 +34,11 @@ DST_IP = 3  # frontend address -> destination.address + destination.ip
 DATE_MS = 4  # `%t`-style date, no zone, optional ms
 DATE_OFFSET = 5  # `%Tl`-style date with offset
 EPOCH = 6  # `%Ts` epoch seconds
-FRONTEND = 7  # `%ft`: trailing `~` means an SSL listener
+FRONTEND = 7  # `%ft`: kept as logged; a trailing `~` (SSL listener) also sets the transport
 STATUS = 8  # HTTP status; -1 (none) dropped
 REQUEST = 9  # `%r` request line: split into method, url, version
-URI = 10  # `%HU`: url.original (#XX decoded)
-PATH = 11  # `%HP`
+URI = 10  # `%HU`: url.original as logged
+PATH = 11  # `%HP` (#XX decoded)
 QUERY = 12  # `%HQ`: leading `?` removed; empty dropped
 VERSION = 13  # `%HV`: `HTTP/1.1` -> `1.1`
 METHOD = 14  # `%HM`
@@ -44,9 +47,12 @@ CAPTURE_REQUEST = 16  # `%hr`: `{a|b}` -> configured names
 CAPTURE_RESPONSE = 17  # `%hs`
 TLS_VERSION = 18  # `%sslv`: `TLSv1.3` -> tls.version 1.3, tls.version_protocol tls
 BOOL = 19  # `0`/`1`
-BYTES_READ = 20  # `%B`: http.response.bytes for HTTP lines, haproxy.bytes_read for tcplog
+BYTES_READ = 20  # `%B`: http.response.bytes for HTTP lines, haproxy.bytes_read for TCP
 BYTES_UPLOADED = 21  # `%U`
 DURATION = 22  # `%Ta`/`%Tt`: also the source of event.duration
+LIST = 23  # tokens a text line carries beyond its format's fields, kept in order
+
+DATE_KINDS = (DATE_MS, DATE_OFFSET, EPOCH)
 
 # variable -> (ECS name, kind). The README field reference is generated from this table.
 FIELDS: dict[str, tuple[str, int]] = {
@@ -67,11 +73,9 @@ FIELDS: dict[str, tuple[str, int]] = {
     "Ts": ("haproxy.accept_timestamp", EPOCH),
     "ms": ("haproxy.accept_date_ms", INT),
     "ft": ("haproxy.frontend_name", FRONTEND),
-    "f": ("haproxy.frontend_name", STR),
     "b": ("haproxy.backend_name", STR),
     "s": ("haproxy.server_name", STR),
     "TR": ("haproxy.time_request_ms", INT),
-    "Tq": ("haproxy.time_request_ms", INT),
     "Tw": ("haproxy.time_queue_ms", INT),
     "Tc": ("haproxy.time_connect_ms", INT),
     "Tr": ("haproxy.time_response_ms", INT),
@@ -87,7 +91,6 @@ FIELDS: dict[str, tuple[str, int]] = {
     "CC": ("haproxy.http.request.captured_cookie", STR),
     "CS": ("haproxy.http.response.captured_cookie", STR),
     "ts": ("haproxy.termination_state", TERMINATION),
-    "tsc": ("haproxy.termination_state", TERMINATION),
     "ac": ("haproxy.connections.active", INT),
     "fc": ("haproxy.connections.frontend", INT),
     "bc": ("haproxy.connections.backend", INT),
@@ -96,9 +99,7 @@ FIELDS: dict[str, tuple[str, int]] = {
     "sq": ("haproxy.server_queue", INT),
     "bq": ("haproxy.backend_queue", INT),
     "hr": ("haproxy.http.request.captured_headers", CAPTURE_REQUEST),
-    "hrl": ("haproxy.http.request.captured_headers", CAPTURE_REQUEST),
     "hs": ("haproxy.http.response.captured_headers", CAPTURE_RESPONSE),
-    "hsl": ("haproxy.http.response.captured_headers", CAPTURE_RESPONSE),
     "r": ("haproxy.http.request.raw_request_line", REQUEST),
     "HM": ("http.request.method", METHOD),
     "HU": ("url.original", URI),
@@ -119,22 +120,55 @@ FIELDS: dict[str, tuple[str, int]] = {
     "ssl_c_ca_err": ("haproxy.tls.client_ca_error_code", INT),
     "ssl_fc_is_resumed": ("tls.resumed", BOOL),
     "ssl_fc_sni": ("tls.client.server_name", STR),
-    # Descriptive keys often used in hand-written JSON log-formats.
-    "client_ip": ("source.address", SRC_IP),
-    "client_port": ("source.port", INT),
-    "frontend_name": ("haproxy.frontend_name", FRONTEND),
-    "backend_name": ("haproxy.backend_name", STR),
-    "server_name": ("haproxy.server_name", STR),
-    "status_code": ("http.response.status_code", STATUS),
-    "bytes_read": ("http.response.bytes", BYTES_READ),
-    "http_method": ("http.request.method", METHOD),
-    "http_request": ("haproxy.http.request.raw_request_line", REQUEST),
-    "termination_state": ("haproxy.termination_state", TERMINATION),
+    # The error line's `frontend/bind:` and the legacy "Connect from" line's mode.
+    "bind_name": ("haproxy.bind_name", STR),
+    "mode": ("haproxy.mode", STR),
+    # Tokens of a text line that its format does not define (a custom format derived from
+    # httplog/tcplog): kept in order, never given a name they may not have. (A JSON key of
+    # this name lands where an unknown key would: `haproxy.extra_tokens`.)
+    "extra_tokens": ("haproxy.extra_tokens", LIST),
     "ua": ("user_agent.original", STR),
-    "user_agent": ("user_agent.original", STR),
     "referer": ("http.request.referrer", STR),
-    "referrer": ("http.request.referrer", STR),
 }
+
+
+# Other names for the variables above: HAProxy's legacy and list forms, and descriptive keys
+# often used in hand-written JSON log-formats. Each maps to its variable's field and kind.
+ALIASES: dict[str, str] = {
+    "Tq": "TR", "tsc": "ts", "hrl": "hr", "hsl": "hs", "f": "ft",
+    "client_ip": "ci", "client_port": "cp", "frontend_name": "ft", "backend_name": "b",
+    "server_name": "s", "status_code": "ST", "bytes_read": "B", "http_method": "HM",
+    "http_request": "r", "termination_state": "ts", "user_agent": "ua", "referrer": "referer",
+}
+FIELDS.update({alias: FIELDS[variable] for alias, variable in ALIASES.items()})
+
+
+def name_of(variable: str) -> str:
+    """The document field of a log-format variable (for modules that write one directly)."""
+    return FIELDS[variable][0]
+
+
+# Fields derived from the variables above; each name is written here once.
+UNKNOWN_PREFIX = "haproxy."  # an unknown log-format key `k` becomes `haproxy.k`
+SOURCE_IP = "source.ip"
+DESTINATION_IP = "destination.ip"
+RELATED_IP = "related.ip"  # every valid address of the event (source, then destination)
+FRONTEND_TRANSPORT = "haproxy.frontend_transport"
+BYTES_READ_ANY = "haproxy.bytes_read"  # %B on every line, HTTP or TCP (Elastic's name)
+TCP_BYTES_UPLOADED = "haproxy.bytes_uploaded"  # %U on a TCP line (HTTP: http.request.bytes)
+TLS_PROTOCOL = "tls.version_protocol"
+TERMINATION_CAUSE = "haproxy.termination.cause"
+TERMINATION_PHASE = "haproxy.termination.phase"
+COOKIE_CLIENT = "haproxy.termination.cookie_client"
+COOKIE_SERVER = "haproxy.termination.cookie_server"
+URL_SCHEME = "url.scheme"
+URL_DOMAIN = "url.domain"
+URL_PORT = "url.port"
+METHOD_FIELD = name_of("HM")
+VERSION_FIELD = name_of("HV")
+URL_ORIGINAL = name_of("HU")
+URL_PATH = name_of("HP")
+URL_QUERY = name_of("HQ")
 
 # Where HAProxy's documentation explains each variable, for the field reference.
 DESCRIPTIONS: dict[str, str] = {
@@ -142,16 +176,19 @@ DESCRIPTIONS: dict[str, str] = {
     "cp": "client port", "fi": "frontend IP", "fp": "frontend port",
     "t": "accept date; the source of `@timestamp`", "tr": "request date",
     "Tl": "accept date with zone", "T": "accept date, GMT", "Ts": "accept date, epoch",
-    "ft": "frontend (`~` suffix, meaning SSL, removed; `haproxy.frontend_transport: ssl`)",
+    "ft": "frontend as logged (`~` suffix: SSL listener, also `haproxy.frontend_transport: ssl`)",
     "TR": "time to receive the full request (ms)", "Tq": "legacy name of TR",
     "Tw": "time in queues (ms)", "Tc": "time to connect to the server (ms)",
     "Tr": "server response time (ms)", "Ta": "active time of the request (ms); event.duration",
     "Tt": "total session time (ms); event.duration", "ST": "HTTP status (-1 dropped)",
-    "B": "bytes read by the client (http.response.bytes; tcplog: haproxy.bytes_read)",
+    "B": "bytes read by the client (HTTP; `haproxy.bytes_read` too, on every line)",
+    "U": "bytes uploaded by the client (tcplog: haproxy.bytes_uploaded)",
     "ts": "termination state, split into haproxy.termination.*",
     "r": "request line, split into method, url.*, http.version",
+    "HU": "request target exactly as logged", "HP": "path (`#XX` decoded)",
     "hr": "captured request headers: named by parse.capture_request_headers",
     "hs": "captured response headers: named by parse.capture_response_headers",
+    "extra_tokens": "tokens of a text line beyond its format's fields (custom formats)",
 }
 
 _TERMINATION_CAUSE = {
@@ -174,11 +211,11 @@ _COOKIE_SERVER = {
 }
 
 _HASH_RUN = re.compile(r"(?:#[0-9A-F]{2})+")
-_IP_CACHE: dict[str, bool] = {}
-# Bounded small: 65,536 addresses held ~6 MiB (the strings and the table) for no measurable
-# gain over 8,192 (the IPv4 check on a miss is ~0.5 µs); the receiving process has a memory
-# budget too (issue 8: 100 MiB with the ship process).
-_IP_CACHE_LIMIT = 8192
+# `is_ip` answers seen before (clients repeat). Fast paths read it directly (`IP_SEEN.get`)
+# before calling `is_ip`; only `is_ip` writes it. Bounded small: 65,536 addresses held ~6 MiB
+# for no measurable gain over 8,192 (the IPv4 check on a miss is ~0.5 µs).
+IP_SEEN: dict[str, bool] = {}
+_IP_SEEN_LIMIT = 8192
 _IPV4_CHARS = frozenset("0123456789.")
 # `ipaddress.IPv4Address`'s rules: four decimal octets, at most 255, no leading zeros (ASCII
 # digits only: `[0-9]`, not `\d`).
@@ -199,7 +236,7 @@ def unescape_hash(text: str) -> str:
 
 def is_ip(text: str) -> bool:
     """A valid IPv4/IPv6 address for Elasticsearch's `ip` type (cached: clients repeat)."""
-    known = _IP_CACHE.get(text)
+    known = IP_SEEN.get(text)
     if known is not None:
         return known
     # What ipaddress decides for digits and dots, ~4x faster (client addresses are often
@@ -214,9 +251,9 @@ def is_ip(text: str) -> bool:
             valid = True
         except ValueError:
             valid = False
-    if len(_IP_CACHE) >= _IP_CACHE_LIMIT:
-        _IP_CACHE.clear()
-    _IP_CACHE[text] = valid
+    if len(IP_SEEN) >= _IP_SEEN_LIMIT:
+        IP_SEEN.clear()
+    IP_SEEN[text] = valid
     return valid
 
 
@@ -246,40 +283,50 @@ def to_int(value: Any) -> int | None:
     return number if INT64_MIN <= number <= INT64_MAX else None
 
 
-def split_uri(uri: str, doc: dict[str, Any]) -> None:
-    """url.original, url.path, url.query (and scheme/domain/port for absolute-form targets)."""
-    doc["url.original"] = uri
+def split_uri(uri: str, doc: dict[str, Any], method: str | None = None) -> None:
+    """url.original (as logged), url.path and url.query (`#XX` decoded); scheme, domain and
+    port for absolute-form targets and for CONNECT's authority-form (`host:port`)."""
+    doc[URL_ORIGINAL] = uri
     target = uri
-    if uri[:7].lower() == "http://" or uri[:8].lower() == "https://":
+    lowered = uri[:8].lower()
+    if lowered[:7] == "http://" or lowered == "https://":
         scheme, _, rest = uri.partition("://")
         authority_end = len(rest)
         for stop in "/?":
             found = rest.find(stop)
             if 0 <= found < authority_end:
                 authority_end = found
-        authority = rest[:authority_end]
-        doc["url.scheme"] = scheme.lower()
-        host, colon, port = authority.rpartition(":")
-        if colon and port.isdigit() and len(port) <= 5:
-            doc["url.domain"] = host.strip("[]")
-            doc["url.port"] = int(port)
-        elif authority:
-            doc["url.domain"] = authority.strip("[]")
+        doc[URL_SCHEME] = scheme.lower()
+        _authority(rest[:authority_end], doc)
         target = rest[authority_end:] or "/"
+    elif method == "CONNECT" and target[:1] != "/":
+        _authority(target, doc)
+        return
     path, _, query = target.partition("?")
-    doc["url.path"] = path
+    doc[URL_PATH] = unescape_hash(path)
     if query:
-        doc["url.query"] = query
+        doc[URL_QUERY] = unescape_hash(query)
+
+
+def _authority(authority: str, doc: dict[str, Any]) -> None:
+    host, colon, port = authority.rpartition(":")
+    if colon and port.isdigit() and len(port) <= 5 and host:
+        doc[URL_DOMAIN] = host.strip("[]")
+        doc[URL_PORT] = int(port)
+    elif authority:
+        doc[URL_DOMAIN] = authority.strip("[]")
 
 
 class Collected:
     """What the mapper saw that later steps need (timestamps, duration, outcome)."""
 
     __slots__ = (
-        "date", "date_is_t", "date_kind", "duration_ms", "request_line", "status", "termination"
+        "date", "date_is_t", "date_kind", "duration_ms", "partial", "request_line", "status",
+        "termination",
     )
 
     def __init__(self) -> None:
+        self.partial = False  # the body was not read to its end (cut, or JSON partly read)
         self.date: Any = None
         self.date_kind = 0
         self.date_is_t = False
@@ -289,23 +336,37 @@ class Collected:
         self.termination: str | None = None
 
 
-Handler = Callable[["FieldMapper", str, str, Any, dict[str, Any], Collected, bool], None]
+class Naming(Protocol):
+    """What a handler needs to know about the mapper calling it."""
+
+    raw_names: bool
+    request_names: list[str]
+    response_names: list[str]
 
 
-def _int(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+Handler = Callable[[Naming, str, str, Any, dict[str, Any], Collected, bool], None]
+
+
+def _int(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
          seen: Collected, http: bool) -> None:
     number = to_int(value)
     if number is not None:
         doc[name] = number
 
 
-def _str(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _str(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
          seen: Collected, http: bool) -> None:
     if value != "-" and value != "":
         doc[name] = value
 
 
-def _duration(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _list(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
+          seen: Collected, http: bool) -> None:
+    if value:
+        doc[name] = value
+
+
+def _duration(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
               seen: Collected, http: bool) -> None:
     number = to_int(value)
     if number is not None:
@@ -314,7 +375,7 @@ def _duration(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[st
             seen.duration_ms = number
 
 
-def _date(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _date(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
           seen: Collected, http: bool) -> None:
     kind = FIELDS[key][1]
     if mapper.raw_names:
@@ -330,16 +391,25 @@ def _date(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, A
         seen.date_is_t = key == "t"
 
 
-def _address(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _address(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
              seen: Collected, http: bool) -> None:
     if type(value) is not str or value in ("-", ""):
         return
     doc[name] = value
     if not mapper.raw_names and is_ip(value):
-        doc["source.ip" if FIELDS[key][1] == SRC_IP else "destination.ip"] = value
+        doc[SOURCE_IP if FIELDS[key][1] == SRC_IP else DESTINATION_IP] = value
+        add_related_ip(value, doc)
 
 
-def _status(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def add_related_ip(address: str, doc: dict[str, Any]) -> None:
+    related = doc.get(RELATED_IP)
+    if related is None:
+        doc[RELATED_IP] = [address]
+    elif address not in related:
+        related.append(address)
+
+
+def _status(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
             seen: Collected, http: bool) -> None:
     status = to_int(value)
     if status is not None and status >= 0:
@@ -347,28 +417,34 @@ def _status(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str,
         seen.status = status
 
 
-def _frontend(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _frontend(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
               seen: Collected, http: bool) -> None:
     if type(value) is not str or value in ("-", ""):
         return
-    if value[-1] == "~" and not mapper.raw_names:
-        doc["haproxy.frontend_transport"] = "ssl"
-        value = value[:-1]
     doc[name] = value
+    if value[-1] == "~" and not mapper.raw_names:
+        doc[FRONTEND_TRANSPORT] = "ssl"
 
 
-def _bytes(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _bytes(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
            seen: Collected, http: bool) -> None:
+    """%B: http.response.bytes on HTTP lines, and haproxy.bytes_read on every line (Elastic's
+    HAProxy integration reads it there for HTTP too); %U: http.request.bytes or, on TCP
+    lines, haproxy.bytes_uploaded."""
     number = to_int(value)
     if number is None:
         return
-    if not http and not mapper.raw_names:
-        name = "haproxy.bytes_read" if FIELDS[key][1] == BYTES_READ else (
-            "haproxy.bytes_uploaded")
-    doc[name] = number
+    if mapper.raw_names:
+        doc[name] = number
+    elif FIELDS[key][1] == BYTES_READ:
+        if http:
+            doc[name] = number
+        doc[BYTES_READ_ANY] = number
+    else:
+        doc[name if http else TCP_BYTES_UPLOADED] = number
 
 
-def _request(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _request(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
              seen: Collected, http: bool) -> None:
     if type(value) is str and value not in ("-", ""):
         doc[name] = value
@@ -376,7 +452,7 @@ def _request(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str
             seen.request_line = value
 
 
-def _http_part(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _http_part(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
                seen: Collected, http: bool) -> None:
     """%HM, %HU, %HP, %HQ, %HV."""
     if type(value) is not str or value in ("<BADREQ>", "-", ""):
@@ -395,19 +471,19 @@ def _http_part(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[s
         if value:
             doc[name] = unescape_hash(value)
     elif kind == URI:
-        value = unescape_hash(value)
-        if value[:7].lower() == "http://" or value[:8].lower() == "https://":
-            path = doc.get("url.path")
+        lowered = value[:8].lower()
+        if lowered[:7] == "http://" or lowered == "https://":
+            path = doc.get(URL_PATH)
             split_uri(value, doc)
             if path is not None:
-                doc["url.path"] = path
+                doc[URL_PATH] = path
         else:
             doc[name] = value
     else:  # PATH
         doc[name] = unescape_hash(value)
 
 
-def _termination(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _termination(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
                  seen: Collected, http: bool) -> None:
     if type(value) is not str or not value:
         return
@@ -417,28 +493,47 @@ def _termination(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict
     record_termination(value, doc, seen)
 
 
+_TERMINATION_STATE = FIELDS["ts"][0]
+
+
 def record_termination(value: str, doc: dict[str, Any], seen: Collected) -> None:
     """`haproxy.termination_state` kept raw, and split into cause, phase and cookie flags."""
     if not value:
         return
-    doc["haproxy.termination_state"] = value
+    fields = TERMINATIONS.get(value)
+    if fields is None:
+        fields = _termination_fields(value)
+        if len(TERMINATIONS) >= 1024:  # 12 x 8 x 9 x 9 states exist; a flood of junk does not
+            TERMINATIONS.clear()
+        TERMINATIONS[value] = fields
+    doc.update(fields)
     seen.termination = value
+
+
+# A termination state -> its fields, kept by record_termination (fast paths read it
+# directly, as they read IP_SEEN, and call record_termination for a state not in it).
+TERMINATIONS: dict[str, dict[str, str]] = {}
+
+
+def _termination_fields(value: str) -> dict[str, str]:
+    fields = {_TERMINATION_STATE: value}
     cause = _TERMINATION_CAUSE.get(value[:1])
     if cause:
-        doc["haproxy.termination.cause"] = cause
+        fields[TERMINATION_CAUSE] = cause
     phase = _TERMINATION_PHASE.get(value[1:2])
     if phase:
-        doc["haproxy.termination.phase"] = phase
+        fields[TERMINATION_PHASE] = phase
     if len(value) >= 4:
         client = _COOKIE_CLIENT.get(value[2])
         if client:
-            doc["haproxy.termination.cookie_client"] = client
+            fields[COOKIE_CLIENT] = client
         server = _COOKIE_SERVER.get(value[3])
         if server:
-            doc["haproxy.termination.cookie_server"] = server
+            fields[COOKIE_SERVER] = server
+    return fields
 
 
-def _capture(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _capture(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
              seen: Collected, http: bool) -> None:
     if type(value) is not str:
         return
@@ -463,7 +558,7 @@ def _capture(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str
         doc[name] = extra
 
 
-def _tls_version(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _tls_version(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
                  seen: Collected, http: bool) -> None:
     if type(value) is not str or value in ("-", ""):
         return
@@ -472,13 +567,13 @@ def _tls_version(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict
         return
     protocol, _, number = value.partition("v")
     if number:
-        doc["tls.version"] = number
-        doc["tls.version_protocol"] = protocol.lower()
+        doc[name] = number
+        doc[TLS_PROTOCOL] = protocol.lower()
     else:
-        doc["tls.version"] = value
+        doc[name] = value
 
 
-def _bool(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, Any],
+def _bool(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
           seen: Collected, http: bool) -> None:
     if isinstance(value, bool):
         doc[name] = value
@@ -488,129 +583,80 @@ def _bool(mapper: FieldMapper, key: str, name: str, value: Any, doc: dict[str, A
         doc[name] = bool(number)
 
 
-_HANDLERS: dict[int, Handler] = {
+# kind -> the conversion of one value of that kind (the reference every fast path agrees with).
+HANDLERS: dict[int, Handler] = {
     STR: _str, INT: _int, SRC_IP: _address, DST_IP: _address, DATE_MS: _date,
     DATE_OFFSET: _date, EPOCH: _date, FRONTEND: _frontend, STATUS: _status,
     REQUEST: _request, URI: _http_part, PATH: _http_part, QUERY: _http_part,
     VERSION: _http_part, METHOD: _http_part, TERMINATION: _termination,
     CAPTURE_REQUEST: _capture, CAPTURE_RESPONSE: _capture, TLS_VERSION: _tls_version,
-    BOOL: _bool, BYTES_READ: _bytes, BYTES_UPLOADED: _bytes, DURATION: _duration,
+    BOOL: _bool, BYTES_READ: _bytes, BYTES_UPLOADED: _bytes, DURATION: _duration, LIST: _list,
 }
-
-
-class FieldMapper:
-    """Writes one body's fields into the document under ECS or raw names."""
-
-    def __init__(self, settings: ParseSettings) -> None:
-        self.raw_names = settings.field_names == "raw"
-        self.request_names = [self._capture_name(n, "request") for n in
-                              settings.capture_request_headers]
-        self.response_names = [self._capture_name(n, "response") for n in
-                               settings.capture_response_headers]
-        # key -> (document name, kind, handler), resolved once.
-        self._plan: dict[str, tuple[str, int, Handler]] = {
-            key: (key if self.raw_names else name, kind, _HANDLERS[kind])
-            for key, (name, kind) in FIELDS.items()
-        }
-        self._unknown_prefix = "" if self.raw_names else "haproxy."
-        from receiver.parse import compiled  # it builds on this module's tables
-
-        self._compile = compiled.compile_shape
-        self._max_shapes = compiled.MAX_SHAPES
-        self._max_keys = compiled.MAX_KEYS
-        self._shapes: dict[tuple[str, ...], compiled.Compiled] = {}
-
-    @staticmethod
-    def _capture_name(name: str, side: str) -> str:
-        """A configured name with a dot is used as given; a bare header name gets a place."""
-        if "." in name:
-            return name
-        lowered = name.lower()
-        if side == "request" and lowered == "user-agent":
-            return "user_agent.original"
-        if side == "request" and lowered in ("referer", "referrer"):
-            return "http.request.referrer"
-        return f"haproxy.http.{side}.headers.{lowered.replace('-', '_')}"
-
-    def map(self, raw: dict[str, Any], doc: dict[str, Any], http: bool) -> Collected:
-        """Map every key of `raw` into `doc`; return what later steps need."""
-        seen = Collected()
-        if not self.raw_names and len(raw) <= self._max_keys:
-            shape = tuple(raw)
-            mapped = self._shapes.get(shape)
-            if mapped is None and len(self._shapes) < self._max_shapes:
-                mapped = self._shapes[shape] = self._compile(shape)
-            if mapped is not None:
-                mapped(raw, doc, seen, self, http)  # includes `_finish`
-                return seen
-        self.map_generic(raw, doc, http, seen)
-        self._finish(seen, doc)
-        return seen
-
-    def map_generic(
-        self, raw: dict[str, Any], doc: dict[str, Any], http: bool, seen: Collected
-    ) -> None:
-        """The table-driven loop (raw mode, unusual shapes; the reference for `compiled`)."""
-        plan = self._plan
-        for key, value in raw.items():
-            entry = plan.get(key)
-            if entry is None:
-                if value is not None and value != "-":
-                    doc[self._unknown_prefix + key] = value
-                continue
-            name, kind, handler = entry
-            # The common cases inline: JSON already typed them.
-            if (kind == INT and type(value) is int and INT64_MIN <= value <= INT64_MAX) or (
-                kind == STR and type(value) is str and value and value != "-"
-            ):
-                doc[name] = value
-            elif value is not None:
-                handler(self, key, name, value, doc, seen, http)
-
-    @staticmethod
-    def _finish(seen: Collected, doc: dict[str, Any]) -> None:
-        line = seen.request_line
-        if line is not None and not (
-            "http.version" in doc and "url.original" in doc and "http.request.method" in doc
-        ):
-            fill_from_request_line(line, doc)
 
 
 def fill_from_request_line(line: str, doc: dict[str, Any]) -> None:
     """Fill method, url.* and http.version from `%r` where `%HM`/`%HU`/... did not."""
+    if METHOD_FIELD in doc or VERSION_FIELD in doc or URL_ORIGINAL in doc or URL_PATH in doc \
+            or URL_QUERY in doc:
+        _fill_around(line, doc)
+        return
+    # Nothing of the request logged apart: the fields depend on the line alone, and lines
+    # repeat (health checks, assets), so they are kept per line.
+    fields = _REQUEST_LINES.get(line)
+    if fields is None:
+        fields = {}
+        _fill_around(line, fields)
+        if len(line) <= 512:  # long targets rarely repeat; 4,096 short ones hold ~4 MiB
+            if len(_REQUEST_LINES) >= 4096:
+                _REQUEST_LINES.clear()
+            _REQUEST_LINES[line] = fields
+    doc.update(fields)
+
+
+_REQUEST_LINES: dict[str, dict[str, Any]] = {}
+
+
+def _fill_around(line: str, doc: dict[str, Any]) -> None:
+    """`fill_from_request_line` keeping what `doc` already has."""
     if line[:1] == "<":  # <BADREQ>
         return
     method, space, rest = line.partition(" ")
     if not space:
         return
-    doc.setdefault("http.request.method", method)
+    doc.setdefault(METHOD_FIELD, method)
     uri, space, version = rest.rpartition(" ")
     if space and version.startswith("HTTP/"):
-        doc.setdefault("http.version", version[5:])
+        doc.setdefault(VERSION_FIELD, version[5:])
     else:
-        uri = rest  # cut by tune.http.logurilen: no version left
-    if uri and "url.original" not in doc:
-        had_path = doc.get("url.path")
-        had_query = doc.get("url.query")
-        split_uri(unescape_hash(uri), doc)
+        uri = rest  # cut by tune.http.logurilen, or HTTP/0.9: no version
+    if uri and URL_ORIGINAL not in doc:
+        had_path = doc.get(URL_PATH)
+        had_query = doc.get(URL_QUERY)
+        split_uri(uri, doc, method)
         if had_path is not None:
-            doc["url.path"] = had_path
+            doc[URL_PATH] = had_path
         if had_query is not None:
-            doc["url.query"] = had_query
+            doc[URL_QUERY] = had_query
+
+
+_TYPES = {
+    STR: "keyword", INT: "long", SRC_IP: "keyword + ip", DST_IP: "keyword + ip",
+    DATE_MS: "-> @timestamp", DATE_OFFSET: "-> @timestamp", EPOCH: "-> @timestamp",
+    FRONTEND: "keyword", STATUS: "long", REQUEST: "keyword (+ split)", URI: "keyword",
+    PATH: "keyword", QUERY: "keyword", VERSION: "keyword", METHOD: "keyword",
+    TERMINATION: "keyword (+ split)", CAPTURE_REQUEST: "keyword(s)",
+    CAPTURE_RESPONSE: "keyword(s)", TLS_VERSION: "keyword", BOOL: "boolean",
+    BYTES_READ: "long", BYTES_UPLOADED: "long", DURATION: "long (+ event.duration ns)",
+    LIST: "keyword(s)",
+}
 
 
 def field_reference() -> str:
     """A Markdown table of every known log-format variable and its document field."""
     lines = ["| variable | field (ecs) | type | meaning |", "|---|---|---|---|"]
-    types = {
-        STR: "keyword", INT: "long", SRC_IP: "keyword + ip", DST_IP: "keyword + ip",
-        DATE_MS: "-> @timestamp", DATE_OFFSET: "-> @timestamp", EPOCH: "-> @timestamp",
-        FRONTEND: "keyword", STATUS: "long", REQUEST: "keyword (+ split)", URI: "keyword",
-        PATH: "keyword", QUERY: "keyword", VERSION: "keyword", METHOD: "keyword",
-        TERMINATION: "keyword (+ split)", CAPTURE_REQUEST: "keyword(s)",
-        CAPTURE_RESPONSE: "keyword(s)", TLS_VERSION: "keyword", BOOL: "boolean",
-        BYTES_READ: "long", BYTES_UPLOADED: "long", DURATION: "long (+ event.duration ns)",
-    }
     for key, (name, kind) in FIELDS.items():
-        lines.append(f"| `{key}` | `{name}` | {types[kind]} | {DESCRIPTIONS.get(key, '')} |")
+        meaning = DESCRIPTIONS.get(key, "")
+        if key in ALIASES:
+            meaning = f"same as `{ALIASES[key]}`"
+        lines.append(f"| `{key}` | `{name}` | {_TYPES[kind]} | {meaning} |")
     return "\n".join(lines)

@@ -15,8 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from receiver.config import ConfigError
+from receiver.parse.fields import SOURCE_IP
 
 _CACHE_LIMIT = 65536
+_COUNTRY_CODE = "source.geo.country_iso_code"
 
 
 def _name(record: Any) -> str | None:
@@ -53,7 +55,7 @@ class GeoEnricher:
         self._cache: dict[str, dict[str, Any]] = {}
 
     def enrich(self, doc: dict[str, Any]) -> None:
-        ip = doc.get("source.ip")
+        ip = doc.get(SOURCE_IP)
         if ip is None:
             return
         fields = self._cache.get(ip)
@@ -99,7 +101,7 @@ class GeoEnricher:
         country = record.get("country")
         if isinstance(country, dict):
             if isinstance(country.get("iso_code"), str):
-                fields["source.geo.country_iso_code"] = country["iso_code"]
+                fields[_COUNTRY_CODE] = country["iso_code"]
             name = _name(country)
             if name:
                 fields["source.geo.country_name"] = name
@@ -113,9 +115,9 @@ class GeoEnricher:
         subdivisions = record.get("subdivisions")
         if isinstance(subdivisions, list) and subdivisions and isinstance(subdivisions[0], dict):
             region = subdivisions[0]
-            if isinstance(region.get("iso_code"), str) and "source.geo.country_iso_code" in fields:
+            if isinstance(region.get("iso_code"), str) and _COUNTRY_CODE in fields:
                 fields["source.geo.region_iso_code"] = (
-                    f"{fields['source.geo.country_iso_code']}-{region['iso_code']}"
+                    f"{fields[_COUNTRY_CODE]}-{region['iso_code']}"
                 )
             name = _name(region)
             if name:

@@ -29,17 +29,19 @@ _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None, "-": No
 
 
 class JsonResult:
-    """The decoded fields and how they were obtained."""
+    """The decoded fields and how they were obtained (`trailing`: text after the object)."""
 
-    __slots__ = ("error", "fields", "repairs", "truncated")
+    __slots__ = ("error", "fields", "repairs", "trailing", "truncated")
 
     def __init__(
-        self, fields: dict[str, Any], repairs: list[str], truncated: bool, error: str | None
+        self, fields: dict[str, Any], repairs: list[str], truncated: bool, error: str | None,
+        trailing: str = "",
     ) -> None:
         self.fields = fields
         self.repairs = repairs
         self.truncated = truncated
         self.error = error
+        self.trailing = trailing
 
 
 class _Structure(Exception):
@@ -64,6 +66,9 @@ def not_an_object() -> JsonResult:
 
 def repair(body: str) -> JsonResult:
     """The tolerant scanner: standard escapes first, then literal backslashes."""
+    followed = _followed_by_text(body)
+    if followed is not None:
+        return followed
     cut = _cut_short(body)
     if cut is not None:
         return cut
@@ -76,6 +81,30 @@ def repair(body: str) -> JsonResult:
         return literal
     best = literal if len(literal.fields) > len(standard.fields) else standard
     return best
+
+
+def _followed_by_text(body: str) -> JsonResult | None:
+    """A whole object followed by text (`{...} extra`, a log-format with something after the
+    JSON): the object, and the text kept beside it. Tried at the last few `}` (the text
+    may hold braces too)."""
+    text = body.rstrip(_WS)
+    if text[-1:] == "}" or text[:1] != "{":
+        return None
+    end = len(text)
+    for _ in range(8):
+        end = text.rfind("}", 0, end)
+        if end < 0:
+            return None
+        try:
+            fields = orjson.loads(text[: end + 1])
+        except orjson.JSONDecodeError:
+            continue
+        if type(fields) is not dict:
+            return None
+        trailing = text[end + 1 :].strip(_WS)
+        return JsonResult(fields, ["text after the closing brace kept in "
+                                   "haproxy.trailing_text"], False, None, trailing)
+    return None
 
 
 def _cut_short(body: str) -> JsonResult | None:
@@ -115,6 +144,7 @@ class _Scanner:
         self.i = 0
         self.fields: dict[str, Any] = {}
         self.repairs: list[str] = []
+        self.trailing = ""
 
     def run(self) -> JsonResult:
         truncated = False
@@ -127,7 +157,7 @@ class _Scanner:
             error = f"unreadable JSON: {problem}"
         if truncated:
             self.repairs.append(f"cut short: kept the {len(self.fields)} whole fields")
-        return JsonResult(self.fields, self.repairs, truncated, error)
+        return JsonResult(self.fields, self.repairs, truncated, error, self.trailing)
 
     def _skip_ws(self) -> None:
         text, i, n = self.text, self.i, len(self.text)
@@ -152,7 +182,9 @@ class _Scanner:
                 self.i += 1
                 self._skip_ws()
                 if self.i < n:
-                    self.repairs.append("text after the closing brace ignored")
+                    self.trailing = text[self.i :].strip(_WS)
+                    self.repairs.append("text after the closing brace kept in "
+                                        "haproxy.trailing_text")
                 return False
             if c == ",":
                 self.i += 1

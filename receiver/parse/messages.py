@@ -17,48 +17,69 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from receiver.parse.httplog import client_and_date, split_client
+from receiver.parse.fields import name_of
+from receiver.parse.traffic import CONNECTIONS, QUEUES, read_start
 
 _SERVER_STATE = re.compile(
-    r"^(?:Backup )?Server (?P<backend>[^/ ]+)/(?P<server>\S+) is (?P<state>[A-Za-z/]+(?: for "
-    r"maintenance)?)"
+    r"^(?:Backup )?Server (?P<backend>[^/ ]+)/(?P<server>\S+) is (?P<state>(?:going )?"
+    r"(?:UP|DOWN|NOLB|DRAIN|MAINT)(?:/READY)?(?: for maintenance)?)[ ,.(]"
 )
-_REASON = re.compile(r"reason: (?P<reason>[^,]+)")
+_REASON = re.compile(r"reason: +(?P<reason>[^,]+)")
 _CHECK_DURATION = re.compile(r"check duration: (?P<ms>\d{1,18})ms")
 _NO_SERVER = re.compile(r"^backend (?P<backend>\S+) has no server available!")
 _PROXY = re.compile(
     r"^(?:Proxy|Frontend|Backend) (?P<proxy>\S+) (?P<action>stopped|started|paused|resumed)"
-    r"(?: \(cumulated conns: FE: (?P<fe>\d{1,18}), BE: (?P<be>\d{1,18})\))?"
+    r"(?: \((?:cumulated conns: FE: (?P<fe>\d{1,18}), BE: (?P<be>\d{1,18})"
+    r"|FE: (?P<fe_old>\d{1,18}) conns, BE: (?P<be_old>\d{1,18}) conns)\))?"
 )
 _CONNECT = re.compile(
-    r"^Connect from (?P<client>\S+) to (?P<frontend_addr>\S+) \((?P<proxy>[^/)]+)/(?P<mode>\w+)\)"
+    r"^Connect from (?P<client>\S+) to (?P<frontend_addr>\S+) +\((?P<proxy>[^/)]+)/(?P<mode>\w+)\)"
 )
 # Prefixes of other messages HAProxy writes to its log (startup, reload, health, resolvers).
 _KNOWN_PREFIXES = (
     "Server ", "Backup Server ", "backend ", "Proxy ", "Frontend ", "Backend ", "Health check",
     "Stopping ", "Pausing ", "Resuming ", "Enabling ", "Disabling ", "Starting ", "Loading ",
-    "[WARNING]", "[ALERT]", "[NOTICE]", "Some ", "Agent check",
+    "[WARNING]", "[ALERT]", "[NOTICE]", "Some ", "Agent check", "<OCSP-UPDATE> ",
 )
+# An error line's message is prose; one that carries connection counts and queues is a
+# traffic line with a token ending in `:` put in front of it, not an error line.
+_TRAFFIC_INSIDE = re.compile(rf"(?:^| ){CONNECTIONS} {QUEUES}(?: |$)")
+_BACKEND = name_of("b")
+_SERVER_STATE_FIELD = "haproxy.server_state"
+_SERVER = name_of("s")
 
 
-def parse_error_line(body: str) -> dict[str, Any] | None:
-    """`ci:cp [date] frontend/bind: message` -> log-format variables, or None if not one."""
-    bounds = client_and_date(body)
-    if bounds is None or bounds[1] < 0:
+def parse_error_line(body: str) -> tuple[dict[str, Any], str] | None:
+    """`ci:cp [date] frontend/bind: message` -> (log-format variables, the message), or None
+    if not one."""
+    start = read_start(body)
+    if start is None:
         return None
-    space, close = bounds
-    name, colon, message = body[close + 2 :].partition(": ")
-    if not colon or " " in name:
+    client, date, at = start
+    name, colon, message = body[at:].partition(": ")
+    if not colon or " " in name or not name or _TRAFFIC_INSIDE.search(message):
         return None
+    if message.partition(" ")[0].endswith(":"):
+        return None  # `a/b: c/d: text`: which one is `frontend/bind`?
     raw: dict[str, Any] = {}
-    split_client(body[:space], raw)
-    raw["t"] = body[space + 2 : close]
+    if client is not None:
+        split_client(client, raw)
+    raw["t"] = date
     frontend, _, bind = name.partition("/")
     raw["ft"] = frontend
     if bind:
         raw["bind_name"] = bind
-    raw["error_message"] = message
-    return raw
+    return raw, message
+
+
+def split_client(client: str, raw: dict[str, Any]) -> None:
+    """`127.0.0.1:5000`, `::1:5000`, `unix:1` -> ci, cp."""
+    host, colon, port = client.rpartition(":")
+    if colon and host:
+        raw["ci"] = host
+        raw["cp"] = port
+    else:
+        raw["ci"] = client
 
 
 def parse_connect(body: str) -> dict[str, Any] | None:
@@ -84,9 +105,9 @@ def parse_message(body: str, doc: dict[str, Any]) -> bool:
     doc["message"] = body
     match = _SERVER_STATE.match(body)
     if match:
-        doc["haproxy.backend_name"] = match["backend"]
-        doc["haproxy.server_name"] = match["server"]
-        doc["haproxy.server_state"] = match["state"]
+        doc[_BACKEND] = match["backend"]
+        doc[_SERVER] = match["server"]
+        doc[_SERVER_STATE_FIELD] = match["state"]
         reason = _REASON.search(body)
         if reason:
             doc["haproxy.check.reason"] = reason["reason"]
@@ -96,15 +117,16 @@ def parse_message(body: str, doc: dict[str, Any]) -> bool:
         return True
     match = _NO_SERVER.match(body)
     if match:
-        doc["haproxy.backend_name"] = match["backend"]
-        doc["haproxy.server_state"] = "NO_SERVER"
+        doc[_BACKEND] = match["backend"]
+        doc[_SERVER_STATE_FIELD] = "NO_SERVER"
         return True
     match = _PROXY.match(body)
     if match:
         doc["haproxy.proxy_name"] = match["proxy"]
         doc["haproxy.proxy_state"] = match["action"]
-        if match["fe"] is not None:
-            doc["haproxy.connections.frontend_total"] = int(match["fe"])
-            doc["haproxy.connections.backend_total"] = int(match["be"])
+        frontend_total = match["fe"] or match["fe_old"]
+        if frontend_total is not None:
+            doc["haproxy.connections.frontend_total"] = int(frontend_total)
+            doc["haproxy.connections.backend_total"] = int(match["be"] or match["be_old"])
         return True
     return True

@@ -1,22 +1,33 @@
-"""The syslog header of one message: every header format HAProxy's `log ... format` can emit.
+"""The syslog header of one message: every header HAProxy's `log ... format` can emit, and the
+headers a log file, a relay or the journal puts in front of HAProxy's lines.
 
 Owns: splitting a message into header fields (written into the document as `log.syslog.*`,
-`host.name`, `process.*`) and the body (the MSG part), and naming the header format:
+`host.name`, `process.*`) and the body (the MSG part), and naming the header format, detected
+per message with no setting:
 
-| format     | example                                                            |
-|------------|--------------------------------------------------------------------|
-| `local`    | `<134>Nov 25 18:17:32 haproxy[9877]: MSG` (2.6 default, no host)   |
-| `rfc3164`  | `<134>Nov 25 18:17:32 localhost haproxy[9877]: MSG`                |
-| `rfc5424`  | `<134>1 2026-11-25T18:17:32.190752+00:00 - haproxy 9877 - [SD] MSG`|
-| `timed`    | `<6>2026-11-25T18:17:32.191210+00:00 MSG`                          |
-| `short`    | `<6>MSG` (severity only: PRI below 8)                              |
-| `priority` | `<134>MSG`                                                         |
-| `iso`      | `2026-11-25T18:17:32.191210+00:00 MSG`                             |
-| `raw`      | `MSG`                                                              |
+| format     | example                                                             |
+|------------|---------------------------------------------------------------------|
+| `local`    | `<134>Nov 25 18:17:32 haproxy[9877]: MSG` (2.6 default, no host)    |
+| `rfc3164`  | `<134>Nov 25 18:17:32 localhost haproxy[9877]: MSG`                 |
+| `rfc5424`  | `<134>1 2026-11-25T18:17:32.190752+00:00 - haproxy 9877 - [SD] MSG` |
+| `timed`    | `<6>2026-11-25T18:17:32.191210+00:00 MSG`                           |
+| `forward`  | `<134>2026-11-30T10:00:00.123+01:00 lb1 haproxy[4242]: MSG` (relay) |
+| `short`    | `<6>MSG` (severity only: PRI below 8)                               |
+| `priority` | `<134>MSG`                                                          |
+| `tag`      | `haproxy[14387]: MSG`, with or without `<PRI>`                      |
+| `file`     | `Jul 30 09:03:52 localhost haproxy[32450]: MSG` (journalctl -o short)|
+| `iso-file` | `2019-01-14T21:49:23+00:00 localhost haproxy[6]: MSG` (rsyslog file) |
+| `iso`      | `2026-11-25T18:17:32.191210+00:00 MSG`                              |
+
+(`file` is what rsyslog and syslog-ng write to a log file by default; `iso-file` is rsyslog's
+RSYSLOG_FileFormat and `journalctl -o short-iso`, with microseconds, `Z` or `+0100` alike.)
+| `raw`      | `MSG`                                                               |
 
 `short` and `priority` differ only in the PRI value; a PRI below 8 (facility `kern`) is taken
-as `short`, which is what HAProxy sends for it. The header date is returned unconverted: the
-body's own date (with milliseconds) usually wins, so converting it here would be wasted work.
+as `short`, which is what HAProxy sends for it. Blanks before the header and line ends (CR, LF,
+NUL, blanks) after the body are not part of either. The header date is returned unconverted:
+the body's own date (with milliseconds) usually wins, so converting it here would be wasted
+work.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from receiver.parse.fields import name_of
 from receiver.parse.timestamps import MONTHS
 
 SEVERITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
@@ -39,47 +51,70 @@ DATE_RFC3164 = 1
 DATE_ISO = 2
 
 
-def _pri_fields(pri: int) -> dict[str, Any]:
-    severity = pri & 7
-    facility = pri >> 3
-    fields: dict[str, Any] = {
-        "log.syslog.priority": pri,
+SYSLOG_FORMAT = "haproxy.syslog_format"  # which of the header formats above
+# The header's fields (each name written once; `process.pid` is the `%pid` variable's).
+HOSTNAME = "log.syslog.hostname"
+HOST = "host.name"
+APPNAME = "log.syslog.appname"
+PROCESS = "process.name"
+PROCID = "log.syslog.procid"
+PID = name_of("pid")
+VERSION = "log.syslog.version"
+MSGID = "log.syslog.msgid"
+
+
+def _severity_fields(severity: int) -> dict[str, Any]:
+    return {
         "log.syslog.severity.code": severity,
         "log.syslog.severity.name": SEVERITY_NAMES[severity],
         "log.level": SEVERITY_NAMES[severity],
-        "log.syslog.facility.code": facility,
     }
+
+
+def _pri_fields(pri: int) -> dict[str, Any]:
+    severity = pri & 7
+    facility = pri >> 3
+    fields: dict[str, Any] = {"log.syslog.priority": pri, **_severity_fields(severity),
+                              "log.syslog.facility.code": facility}
     if facility < len(FACILITY_NAMES):
         fields["log.syslog.facility.name"] = FACILITY_NAMES[facility]
     return fields
 
 
 _PRI_FIELDS = {pri: _pri_fields(pri) for pri in range(192)}
-_SHORT_FIELDS = {
-    pri: {
-        "log.syslog.severity.code": pri,
-        "log.syslog.severity.name": SEVERITY_NAMES[pri],
-        "log.level": SEVERITY_NAMES[pri],
-    }
-    for pri in range(8)
-}
+_SHORT_FIELDS = {pri: _severity_fields(pri) for pri in range(8)}
+
+
+def _put_host(host: str, doc: dict[str, Any]) -> None:
+    """The sending host, unless it is `-` (none)."""
+    if host != "-":
+        doc[HOSTNAME] = host
+        doc[HOST] = host
+
+
+def _put_app(name: str, pid: str, doc: dict[str, Any]) -> None:
+    """The application and its process id (`-`: none)."""
+    if name != "-":
+        doc[APPNAME] = name
+        doc[PROCESS] = name
+    if pid and pid != "-":
+        doc[PROCID] = pid
+        if pid.isdigit() and pid.isascii() and len(pid) < 10:
+            doc[PID] = int(pid)
 _TAG_CACHE: dict[str, dict[str, Any]] = {}
 
 
 def _tag_fields(tag: str) -> dict[str, Any]:
     """`haproxy[9877]` -> appname/process.name and procid/process.pid (cached per tag)."""
-    fields = _TAG_CACHE.get(tag)
-    if fields is not None:
-        return fields
+    cached = _TAG_CACHE.get(tag)
+    if cached is not None:
+        return cached
     name, pid = tag, ""
     bracket = tag.find("[")
     if bracket > 0 and tag.endswith("]"):
         name, pid = tag[:bracket], tag[bracket + 1 : -1]
-    fields = {"log.syslog.appname": name, "process.name": name}
-    if pid:
-        fields["log.syslog.procid"] = pid
-        if pid.isdigit() and pid.isascii() and len(pid) < 10:
-            fields["process.pid"] = int(pid)
+    fields: dict[str, Any] = {}
+    _put_app(name, pid, fields)
     if len(_TAG_CACHE) > 1024:
         _TAG_CACHE.clear()
     _TAG_CACHE[tag] = fields
@@ -91,6 +126,15 @@ def _looks_iso(text: str) -> bool:
         len(text) >= 19 and text[4:5] == "-" and text[7:8] == "-" and text[10:11] in ("T", "t")
         and text[:4].isdigit()
     )
+
+
+# `host tag: ` after a date (the tag with or without `[pid]`), and a bare `name[pid]: `. A
+# program name starts with a letter; a host is not `address:port` (an HAProxy client, which a
+# token ending in `:` after it would otherwise turn into a header; IPv6 `::` forms pass).
+_HOST_TAG = re.compile(
+    r'(?![^\s:]*(?::[^\s:]+)*:\d+ )'  # not `a.b.c.d:port`, `name:port`
+    r'([^\s{\["<]\S*) ([A-Za-z][A-Za-z0-9_./-]{0,63}(?:\[[^\]\s]{1,20}\])?)(?:: |:$)')
+_BARE_TAG = re.compile(r"([A-Za-z0-9_./-]{1,64}\[[0-9]{1,10}\])(?:: |:$)")
 
 
 # RFC 3164/local headers seen before: `<134>Nov 25 18:21:08 haproxy[11604]` -> (fields, offset
@@ -109,7 +153,8 @@ _last_header: tuple[str, dict[str, Any], int, str] | None = None  # key, fields,
 
 
 def parse_header(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
-    """Fill the header fields into `doc`; return (body, header date text, date kind, format)."""
+    """Fill the header fields (and `haproxy.syslog_format`) into `doc`; return (body, header
+    date text, date kind, format)."""
     global _last_header
     last = _last_header
     if last is not None and text.startswith(last[0]) and text.startswith(": ", len(last[0])):
@@ -135,6 +180,7 @@ def parse_header(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
             if pri < 192:
                 header: dict[str, Any] = {}
                 result = _after_pri(text[close + 1 :], pri, header)
+                header[SYSLOG_FORMAT] = result[3]  # in the cached fields: no store per message
                 doc.update(header)
                 if (
                     end > 0 and result[2] == DATE_RFC3164
@@ -144,25 +190,70 @@ def parse_header(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
                         _HEADER_CACHE.clear()
                     _HEADER_CACHE[text[:end]] = (header, close + 1, result[3])
                 return result
+    result = _without_pri(text, doc)
+    doc[SYSLOG_FORMAT] = result[3]
+    return result
+
+
+def _without_pri(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
+    """Lines as log files, relays and the journal write them: no `<PRI>` (or blanks first)."""
+    if text[:1] in (" ", "\t"):
+        stripped = text.lstrip(" \t")
+        if stripped[:1] == "<":
+            return parse_header(stripped, doc)
+        text = stripped
+    if text[:3] in MONTHS and _bsd_date(text):
+        return _rfc3164(text, doc, "file", "file")
     if _looks_iso(text):
         space = text.find(" ")
         if space > 0:
-            return text[space + 1 :], text[:space], DATE_ISO, "iso"
+            return _after_iso(text, space, doc, "iso-file", "iso")
+    tagged = _BARE_TAG.match(text) if text.find("]:", 0, 80) > 0 else None
+    if tagged is not None:
+        doc.update(_tag_fields(tagged[1]))
+        return text[tagged.end() :], "", DATE_NONE, "tag"
     return text, "", DATE_NONE, "raw"
+
+
+def _bsd_date(text: str) -> bool:
+    """`Nov 25 18:17:32 ` (the day may be space-padded)."""
+    return len(text) >= 16 and text[15:16] in (" ", ".") and text[9:10] == ":" and text[
+        12:13] == ":"
+
+
+def _after_iso(text: str, space: int, doc: dict[str, Any], tagged_format: str,
+               plain_format: str) -> tuple[str, str, int, str]:
+    """An ISO date, then either `host tag: MSG` (a relay's or a file's header) or MSG."""
+    date = text[:space]
+    # `host tag: ` has one blank before its `: ` (checked before the pattern: most bodies have
+    # none, or many).
+    colon = text.find(": ", space + 1, space + 200)
+    header = _HOST_TAG.match(text, space + 1) if colon > 0 and text.count(
+        " ", space + 1, colon) == 1 else None
+    if header is not None:
+        _put_host(header[1], doc)
+        doc.update(_tag_fields(header[2]))
+        return text[header.end() :], date, DATE_ISO, tagged_format
+    return text[space + 1 :], date, DATE_ISO, plain_format
 
 
 def _after_pri(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int, str]:
     first = rest[:3]
-    if first in MONTHS and len(rest) >= 16 and rest[15:16] == " " and rest[9:10] == ":":
+    if first in MONTHS and _bsd_date(rest):
         doc.update(_PRI_FIELDS[pri])
-        return _rfc3164(rest, doc)
+        return _rfc3164(rest, doc, "local", "rfc3164")
     if rest[:2] == "1 " and _looks_iso(rest[2:]):
         return _rfc5424(rest, pri, doc)
     if _looks_iso(rest):
         space = rest.find(" ")
         if space > 0:
             doc.update(_SHORT_FIELDS[pri] if pri < 8 else _PRI_FIELDS[pri])
-            return rest[space + 1 :], rest[:space], DATE_ISO, "timed"
+            return _after_iso(rest, space, doc, "forward", "timed")
+    tagged = _BARE_TAG.match(rest) if rest.find("]:", 0, 80) > 0 else None
+    if tagged is not None:
+        doc.update(_SHORT_FIELDS[pri] if pri < 8 else _PRI_FIELDS[pri])
+        doc.update(_tag_fields(tagged[1]))
+        return rest[tagged.end() :], "", DATE_NONE, "tag"
     if pri < 8:
         doc.update(_SHORT_FIELDS[pri])
         return rest, "", DATE_NONE, "short"
@@ -170,26 +261,29 @@ def _after_pri(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int,
     return rest, "", DATE_NONE, "priority"
 
 
-def _rfc3164(rest: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
+def _rfc3164(rest: str, doc: dict[str, Any], local: str, hosted: str
+             ) -> tuple[str, str, int, str]:
+    """After a BSD date: `tag: MSG` (`local`), `host tag: MSG` (`hosted`), or MSG."""
     date = rest[:15]
-    after = rest[16:]
+    after_at = 16
+    if rest[15:16] == ".":  # `journalctl -o short-precise`: microseconds, not kept
+        after_at = rest.find(" ", 16) + 1 or len(rest)
+    after = rest[after_at:]
     space = after.find(" ")
     first = after[:space] if space >= 0 else after
     if first.endswith(":") and len(first) > 1:
         doc.update(_tag_fields(first[:-1]))
-        return after[space + 1 :] if space >= 0 else "", date, DATE_RFC3164, "local"
+        return after[space + 1 :] if space >= 0 else "", date, DATE_RFC3164, local
     if space > 0:
         second_end = after.find(" ", space + 1)
         second = after[space + 1 : second_end] if second_end >= 0 else after[space + 1 :]
         if second.endswith(":") and len(second) > 1:
-            if first != "-":
-                doc["log.syslog.hostname"] = first
-                doc["host.name"] = first
+            _put_host(first, doc)
             doc.update(_tag_fields(second[:-1]))
             body = after[second_end + 1 :] if second_end >= 0 else ""
-            return body, date, DATE_RFC3164, "rfc3164"
+            return body, date, DATE_RFC3164, hosted
     # No `tag:`: not HAProxy's layout; the whole remainder is the body.
-    return after, date, DATE_RFC3164, "rfc3164"
+    return after, date, DATE_RFC3164, hosted
 
 
 _NAMES_CACHE: dict[tuple[int, str, str, str, str], dict[str, Any]] = {}
@@ -201,14 +295,14 @@ def _rfc5424(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int, s
     if len(parts) < 7:
         # A header cut short: keep what is whole, no body.
         doc.update(_PRI_FIELDS[pri])
-        doc["log.syslog.version"] = 1
+        doc[VERSION] = 1
         _rfc5424_names(parts[2:6], doc)
         return "", date, DATE_ISO, "rfc5424"
     key = (pri, parts[2], parts[3], parts[4], parts[5])
     fields = _NAMES_CACHE.get(key)
     if fields is None:
         fields = dict(_PRI_FIELDS[pri])
-        fields["log.syslog.version"] = 1
+        fields[VERSION] = 1
         _rfc5424_names(parts[2:6], fields)
         if len(_NAMES_CACHE) >= 1024:
             _NAMES_CACHE.clear()
@@ -234,18 +328,10 @@ def _rfc5424(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int, s
 
 def _rfc5424_names(names: list[str], doc: dict[str, Any]) -> None:
     host, app, procid, msgid = [*names, "-", "-", "-", "-"][:4]
-    if host != "-":
-        doc["log.syslog.hostname"] = host
-        doc["host.name"] = host
-    if app != "-":
-        doc["log.syslog.appname"] = app
-        doc["process.name"] = app
-    if procid != "-":
-        doc["log.syslog.procid"] = procid
-        if procid.isdigit() and procid.isascii() and len(procid) < 10:
-            doc["process.pid"] = int(procid)
+    _put_host(host, doc)
+    _put_app(app, procid, doc)
     if msgid != "-":
-        doc["log.syslog.msgid"] = msgid
+        doc[MSGID] = msgid
 
 
 # The characters that steer the SD scan; everything between them is skipped in one step.

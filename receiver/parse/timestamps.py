@@ -4,11 +4,17 @@ Owns: turning `%t`/`%tr` (`25/Nov/2026:18:21:08.761`), `%Tl`/`%T` (`25/Nov/2026:
 `%Ts` (epoch seconds), the RFC 3164 header date (`Nov 25 18:17:32`, no year) and ISO 8601
 (`2026-11-25T18:17:32.190752+00:00`) into one form: ISO 8601 UTC with milliseconds,
 `2026-11-25T18:21:08.761Z` (the shipper takes the index date from its first 10 characters).
+A date that names no real moment (day 32, offset +99:00, a year that leaves 1..9999 once
+converted to UTC) converts to None, never to an exception.
 
 HAProxy's `%t`-style dates and the RFC 3164 date carry no zone; they are read in the zone of
-`parse.timezone` (default UTC). RFC 3164 carries no year either: the year chosen is the one that
-puts the event closest to the receive time, so a Dec 31 line received on Jan 1 (or the reverse,
-with a clock a little ahead) lands in the right year.
+`parse.timezone` (default UTC). RFC 3164 carries no year either: the year chosen is the latest
+that does not put the event more than a day after the receive time, so a Dec 31 line received
+on Jan 1 is last year's, a Jan 1 line from a clock a little ahead received on Dec 31 is next
+year's, and a Jan 21 line read on Nov 30 is this January's.
+
+`window(received_at)` gives the bounds, as `@timestamp` strings, of the times an event may
+claim (`parse.max_future`, `parse.max_past`); ISO strings of one width compare as text.
 
 Every conversion is cached per second of input (the expensive part, calendar arithmetic, runs
 once per second per form); the caches are cleared when they grow past a bound.
@@ -33,7 +39,8 @@ _DIGITS = frozenset("0123456789")
 
 
 def _iso_seconds(moment: datetime) -> str:
-    """`2026-11-25T18:21:08.` for an aware datetime, in UTC (the part cached per second)."""
+    """`2026-11-25T18:21:08.` for an aware datetime, in UTC (the part cached per second).
+    Raises OverflowError when UTC falls outside years 1..9999 (callers turn that into None)."""
     utc = moment.astimezone(UTC)
     return (
         f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
@@ -68,8 +75,12 @@ class Timestamps:
     """Converts HAProxy's dates to `@timestamp` strings; one instance per parser (not shared
     between threads: the caches are plain dicts)."""
 
-    def __init__(self, zone: str = "UTC") -> None:
+    def __init__(self, zone: str = "UTC", max_future: float = 0, max_past: float = 0) -> None:
         self.zone: tzinfo = UTC if zone in ("UTC", "utc", "Z", "") else ZoneInfo(zone)
+        # 0: no bound (a window of 10,000 years covers every date there is).
+        self.max_future = max_future or 315_576_000_000.0
+        self.max_past = max_past or 315_576_000_000.0
+        self._windows: dict[int, tuple[str, str]] = {}
         self._clf: dict[str, str | None] = {}
         # Whole `%t` texts seen before: at high rates each millisecond repeats many times.
         self._clf_whole: dict[str, str] = {}
@@ -122,7 +133,9 @@ class Timestamps:
             moment = self._clf_datetime(date[:20], tzinfo_for(delta))
             ms = _ms3(date[21:]) if len(date) > 20 and date[20] == "." else "000"
             if moment is not None and ms is not None and len(date) in (20, 24):
-                result = _iso_seconds(moment) + ms + "Z"
+                result = _utc_prefix(moment)
+                if result is not None:
+                    result += ms + "Z"
         self._remember(self._offset, text, result)
         return result
 
@@ -193,7 +206,7 @@ class Timestamps:
 
     def _clf_prefix(self, key: str) -> str | None:
         moment = self._clf_datetime(key, self.zone)
-        return None if moment is None else _iso_seconds(moment)
+        return None if moment is None else _utc_prefix(moment)
 
     def _iso_prefix(self, seconds: str, zone_text: str) -> str | None:
         if not seconds.replace("-", "").replace(":", "").replace("T", "").replace(
@@ -216,7 +229,7 @@ class Timestamps:
             moment = moment.replace(tzinfo=tzinfo_for(delta))
         else:
             moment = moment.replace(tzinfo=self.zone)
-        return _iso_seconds(moment)
+        return _utc_prefix(moment)
 
     def _rfc3164_uncached(self, text: str, received_at: float) -> str | None:
         parts = text.split()
@@ -229,21 +242,41 @@ class Timestamps:
         hms = clock[0:2] + clock[3:5] + clock[6:8]
         if not hms.isdigit() or not hms.isascii():
             return None
-        received = datetime.fromtimestamp(received_at, UTC) if received_at > 0 else None
-        if received is None:
+        try:
+            received = datetime.fromtimestamp(received_at, UTC)
+        except (OverflowError, OSError, ValueError):
             return None
-        best: datetime | None = None
-        for year in (received.year - 1, received.year, received.year + 1):
+        latest = received + _YEAR_LEEWAY
+        # Feb 29 exists one year in four: look back far enough to find one.
+        for year in range(received.year + 1, received.year - 8, -1):
             try:
                 candidate = datetime(
                     year, month, int(parts[1]),
                     int(clock[0:2]), int(clock[3:5]), int(clock[6:8]), tzinfo=self.zone,
                 )
-            except ValueError:  # Feb 29 in a year without it
+            except (ValueError, OverflowError):  # Feb 29 in a year without it; year 0
                 continue
-            if best is None or abs(candidate - received) < abs(best - received):
-                best = candidate
-        return None if best is None else _iso_seconds(best) + "000Z"
+            if candidate <= latest:
+                prefix = _utc_prefix(candidate)
+                return None if prefix is None else prefix + "000Z"
+        return None
+
+    def window(self, received_at: float) -> tuple[str, str]:
+        """(earliest, latest) `@timestamp` an event received at `received_at` may claim."""
+        second = int(received_at)
+        bounds = self._windows.get(second)
+        if bounds is None:
+            bounds = (self._bound(second - self.max_past, "000"),
+                      self._bound(second + self.max_future, "999"))
+            self._remember(self._windows, second, bounds)
+        return bounds
+
+    @staticmethod
+    def _bound(seconds: float, ms: str) -> str:
+        try:
+            return _iso_seconds(datetime.fromtimestamp(seconds, UTC)) + ms + "Z"
+        except (OverflowError, OSError, ValueError):
+            return "0001-01-01T00:00:00.000Z" if ms == "000" else "9999-12-31T23:59:59.999Z"
 
     @staticmethod
     def _remember(cache: dict[K, V], key: K, value: V) -> None:
@@ -251,6 +284,17 @@ class Timestamps:
             cache.clear()
         cache[key] = value
 
+
+def _utc_prefix(moment: datetime) -> str | None:
+    try:
+        return _iso_seconds(moment)
+    except (OverflowError, ValueError):
+        return None  # e.g. 9999-12-31T23:59:59-23:59: past year 9999 in UTC
+
+
+# RFC 3164 has no year: an event may be at most this far after its receive time (clocks a
+# little ahead, a zone set a few hours apart); anything later is last year's.
+_YEAR_LEEWAY = timedelta(days=1)
 
 _FIXED_ZONES: dict[timedelta, tzinfo] = {}
 

@@ -324,7 +324,7 @@ def _unencodable(document: dict[str, Any], frame: bytes, error: Exception) -> di
     kept = {key: document[key] for key in ("@timestamp", SOURCE_FIELD) if key in document}
     return {
         **kept,
-        "event.original": text,
+        "message": text,  # once, where every unparsed body goes (receiver/parse)
         "error.type": "unencodable",
         "error.message": f"document could not be encoded as JSON: {error}",
         "tags": [TAG_FAILURE],

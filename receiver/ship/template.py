@@ -53,6 +53,8 @@ def template_name(settings: ElasticsearchSettings) -> str:
 def build_template(settings: ElasticsearchSettings, server: ServerInfo | None) -> dict[str, Any]:
     """The composable index template for these settings on this server."""
     template = load_template_file()
+    if server is None or not has_constant_keyword(server):
+        _constant_keywords_as_keywords(template["template"]["mappings"])
     template["index_patterns"] = [index_pattern(settings)]
     template["priority"] = TEMPLATE_PRIORITY
     if settings.data_stream:
@@ -61,6 +63,25 @@ def build_template(settings: ElasticsearchSettings, server: ServerInfo | None) -
         index_settings = template["template"].setdefault("settings", {}).setdefault("index", {})
         index_settings["lifecycle"] = {"name": POLICY_NAME}
     return template
+
+
+def has_constant_keyword(server: ServerInfo) -> bool:
+    """`constant_keyword` exists since Elasticsearch 7.7 and OpenSearch 2.14."""
+    version = (server.major, server.minor)
+    if server.flavor == "elasticsearch":
+        return version >= (7, 7)
+    return server.flavor == "opensearch" and version >= (2, 14)
+
+
+def _constant_keywords_as_keywords(mapping: dict[str, Any]) -> None:
+    """Where `constant_keyword` is unknown: plain `keyword`, without its value (`ecs.version`
+    is then absent from those indices; every other field is the same)."""
+    for field in mapping.get("properties", {}).values():
+        if field.get("type") == "constant_keyword":
+            field.clear()
+            field["type"] = "keyword"
+        else:
+            _constant_keywords_as_keywords(field)
 
 
 def build_policy(settings: ElasticsearchSettings, server: ServerInfo) -> dict[str, Any]:

@@ -5,6 +5,7 @@ parse failure) or counted as cut (`messages_truncated_total`), never silently lo
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import socket
@@ -41,6 +42,8 @@ def healthy(receiver: Receiver) -> bool:
 
 
 def text_of(document: dict[str, Any]) -> str:
+    if document.get("error.type") == "binary":  # kept base64-encoded, once
+        return base64.b64decode(document["event.original"]).decode("utf-8", "backslashreplace")
     return str(document.get("message") or document.get("event.original") or "")
 
 

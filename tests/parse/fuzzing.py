@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from receiver.config import ParseSettings
-from receiver.parse import TAG_FAILURE, Parser
+from receiver.parse import TAG_FAILURE, TAG_REPAIRED, TAG_TRUNCATED, Parser
 
 _INTERESTING = [b'"', b"\\", b"{", b"}", b"[", b"]", b"|", b" ", b"/", b":", b",", b"-", b"+",
                 b"#22", b"\\u", b"\x00", b"\n", b"\xff", b"\xc3", b"<BADREQ>", b"-1", b"9" * 30,
@@ -61,7 +61,12 @@ def run(seeds: list[bytes], count: int, seed: int = 1,
         document = parser.parse(message, 1795631000.0 + index)
         stamp = document["@timestamp"]
         assert len(stamp) == 24 and stamp[10] == "T" and stamp.endswith("Z"), (message, stamp)
-        if document.get("tags") or parser.keep_original:
+        tags = document.get("tags", ())
+        if TAG_FAILURE in tags:
+            # Kept once: the text as `message`, or a binary body base64 in event.original.
+            assert ("event.original" in document) == (document["error.type"] == "binary")
+            assert isinstance(document["message"], str), message
+        elif parser.keep_original or TAG_REPAIRED in tags or TAG_TRUNCATED in tags:
             assert isinstance(document["event.original"], str), message
         else:
             assert "event.original" not in document, message

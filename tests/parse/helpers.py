@@ -7,7 +7,8 @@ from typing import Any
 
 from receiver.config import ParseSettings
 from receiver.parse import Parser
-from receiver.parse.fields import Collected, FieldMapper
+from receiver.parse.fields import Collected
+from receiver.parse.mapper import FieldMapper
 
 
 def epoch(text: str) -> float:
@@ -35,5 +36,5 @@ def map_both(
     generic_doc: dict[str, Any] = {}
     seen_generic = Collected()
     mapper.map_generic(raw, generic_doc, True, seen_generic)
-    mapper._finish(seen_generic, generic_doc)
+    mapper.finish(seen_generic, generic_doc)
     return compiled_doc, seen_compiled, generic_doc, seen_generic

@@ -38,3 +38,14 @@ def test_pretty_output_and_octet_counted_frames() -> None:
     document = json.loads(text)
     assert document["cp"] == 49360
     assert document["haproxy.syslog_format"] == "local"
+
+
+def test_a_pasted_line_shows_its_own_time_whatever_its_age() -> None:
+    out = io.StringIO()
+    old = (b"Feb  6 12:12:56 localhost haproxy[14387]: 10.0.1.2:33313 [06/Feb/2009:12:12:51.443]"
+           b" fnt bck/srv1 0/0/5007 212 -- 0/0/0/0/3 0/0")
+    run_parse_command([old], ParseSettings(), out, False)
+    document = json.loads(out.getvalue())
+    assert document["@timestamp"] == "2009-02-06T12:12:51.443Z"
+    assert "tags" not in document
+    assert document["haproxy.syslog_format"] == "file"

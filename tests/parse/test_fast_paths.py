@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from receiver.config import ParseSettings
 from receiver.parse import TAG_REPAIRED, TAG_TRUNCATED, Parser, fields, syslog
-from receiver.parse.fields import FieldMapper, is_ip
+from receiver.parse.fields import is_ip
+from receiver.parse.mapper import FieldMapper
 from receiver.parse.syslog import _parse_sd_escaped, _parse_sd_plain, _sd_end
 from receiver.parse.timestamps import Timestamps
 from tests.parse.corpus import RECEIVED_AT, all_frames, corpus_files, frames
@@ -106,7 +107,7 @@ def _ipaddress_says(text: str) -> bool:
 @settings(max_examples=3000, deadline=None)
 @given(st.text(alphabet="0123456789.", max_size=16))
 def test_ipv4_pattern_decides_as_ipaddress(text: str) -> None:
-    fields._IP_CACHE.pop(text, None)  # decide afresh, not from the cache
+    fields.IP_SEEN.pop(text, None)  # decide afresh, not from the cache
     assert is_ip(text) == _ipaddress_says(text)
 
 
@@ -114,7 +115,7 @@ def test_ipv4_pattern_decides_as_ipaddress(text: str) -> None:
 @given(st.lists(st.integers(0, 300).map(str), min_size=4, max_size=4))
 def test_dotted_quads_decide_as_ipaddress(octets: list[str]) -> None:
     for text in (".".join(octets), ".".join("0" + octet for octet in octets)):
-        fields._IP_CACHE.pop(text, None)
+        fields.IP_SEEN.pop(text, None)
         assert is_ip(text) == _ipaddress_says(text)
 
 

@@ -11,9 +11,11 @@ import pytest
 
 from receiver.config import ParseSettings
 from receiver.parse import Parser
-from receiver.parse.fields import Collected, FieldMapper, field_reference, unescape_hash
+from receiver.parse.fields import Collected, field_reference, unescape_hash
+from receiver.parse.mapper import FieldMapper
 from tests.parse.corpus import all_frames
 from tests.parse.helpers import map_both, parse
+from tests.parse.real_lines import real_lines
 
 SEED = (
     '<134>Nov 25 18:21:08 haproxy[11604]: {"ci":"127.0.0.1","cp":56572,'
@@ -152,19 +154,52 @@ def test_field_reference_lists_every_variable() -> None:
 
 
 
-def test_fast_httplog_path_agrees_with_the_general_path() -> None:
+def test_standard_patterns_agree_with_the_structural_reading() -> None:
     settings = ParseSettings(capture_request_headers=["Host", "User-Agent"],
                              capture_response_headers=["Content-Type"])
     fast, general = Parser(settings), Parser(settings)
     general.fast_paths = False
     used = 0
-    for frame in all_frames():
-        fast_doc = fast.parse(frame.message, 1795631000.0)
-        assert fast_doc == general.parse(frame.message, 1795631000.0), frame
-        used += fast_doc["haproxy.log_format"] in ("httplog", "httpslog")
-    assert used > 500
+    messages = [frame.message for frame in all_frames()]
+    messages += [line.line.encode() for line in real_lines()]
+    for message in messages:
+        fast_doc = fast.parse(message, 1795631000.0)
+        assert list(fast_doc.items()) == list(general.parse(message, 1795631000.0).items()), (
+            message)
+        used += fast_doc["haproxy.log_format"] in ("httplog", "httpslog", "tcplog")
+    assert used > 900
 
 
 def test_readme_carries_the_generated_field_reference() -> None:
     readme = Path(__file__).resolve().parents[2] / "README.md"
     assert field_reference() in readme.read_text()
+
+
+def test_compiled_text_shapes_agree_with_the_generic_loop() -> None:
+    """A text line's tokens (numbers as checked text) map the same through the code generated
+    for text as through the table-driven loop."""
+    from receiver.parse import traffic
+
+    mapper = FieldMapper(ParseSettings(capture_request_headers=["Host"]))
+    bodies = [line.line.split("]: ", 1)[-1] for line in real_lines()]
+    bodies += [frame.message.decode("utf-8", "backslashreplace").split("]: ", 1)[-1].rstrip()
+               for frame in all_frames()]
+    read = 0
+    for body in bodies:
+        for standard in (True, False):
+            line = traffic.read(body, False, standard)
+            if line is None:
+                continue
+            read += 1
+            _, keys, values, _ = line
+            compiled_doc: dict[str, Any] = {}
+            seen_compiled = mapper.map_values(keys, values, compiled_doc, True)
+            generic_doc: dict[str, Any] = {}
+            seen_generic = Collected()
+            mapper.map_generic(dict(zip(keys, values, strict=True)), generic_doc, True,
+                               seen_generic)
+            mapper.finish(seen_generic, generic_doc)
+            assert list(compiled_doc.items()) == list(generic_doc.items()), body
+            for slot in ("date", "date_kind", "duration_ms", "status", "termination"):
+                assert getattr(seen_compiled, slot) == getattr(seen_generic, slot), (body, slot)
+    assert read > 1200

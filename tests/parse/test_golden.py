@@ -82,7 +82,7 @@ def test_httpslog_documentation_example() -> None:
         received="2009-02-06T12:14:15",
     )
     assert doc["haproxy.log_format"] == "httpslog"
-    assert doc["haproxy.frontend_name"] == "https-in"
+    assert doc["haproxy.frontend_name"] == "https-in~"  # as logged, as Elastic keeps it
     assert doc["haproxy.frontend_transport"] == "ssl"
     assert doc["tls.version"] == "1.3"
     assert doc["tls.version_protocol"] == "tls"
@@ -209,3 +209,92 @@ def test_haproxy3_json_option_output() -> None:
     assert doc["url.query"] == "x=1"
     assert doc["http.version"] == "2.0"
     assert doc["event.outcome"] == "failure"
+
+
+def test_tcplog_clf_line() -> None:
+    # `option tcplog clf` (HAProxy 3.1+, src/log.c clf_tcp_log_format), with the manual's
+    # tcplog example's values: Th Tw Tc Tt, then %U, then %ts followed by `--`.
+    doc = parse(
+        '<134>Feb  6 12:12:56 localhost haproxy[14387]: 10.0.1.2 - - [06/Feb/2009:12:12:51 +0000]'
+        ' "TCP " 000 212 "" "" 33313 443 "fnt" "bck" "srv1" 0 1 2 5007 152 ---- 0 0 0 0 3 0 0'
+        ' "" "" ',
+        received="2009-02-06T12:12:57",
+    )
+    expected = {
+        "haproxy.log_format": "tcpclf",
+        "@timestamp": "2009-02-06T12:12:51.443Z",
+        "source.ip": "10.0.1.2",
+        "source.port": 33313,
+        "haproxy.frontend_name": "fnt",
+        "haproxy.backend_name": "bck",
+        "haproxy.server_name": "srv1",
+        "haproxy.time_handshake_ms": 0,
+        "haproxy.time_queue_ms": 1,
+        "haproxy.time_connect_ms": 2,
+        "haproxy.total_time_ms": 5007,
+        "event.duration": 5_007_000_000,
+        "haproxy.bytes_read": 212,
+        "haproxy.bytes_uploaded": 152,
+        "haproxy.termination_state": "--",
+        "haproxy.connections.retries": 3,
+        "event.category": ("network",),
+    }
+    assert {key: doc.get(key) for key in expected} == expected
+    assert not [key for key in doc if key.startswith(("http.", "url."))]
+    assert "tags" not in doc
+
+
+def test_httplog_clf_cookies_and_header_captures() -> None:
+    # `option httplog clf`: %CC %CS after the queues, then one quoted value per capture.
+    line = (
+        '<134>Nov 25 18:22:08 haproxy[11604]: 127.0.0.1 - - [25/Nov/2026:18:22:08 +0000] "GET /a'
+        ' HTTP/1.1" 200 161 "" "" 58378 466 "fe_clf" "be_app" "s1" 1 2 3 4 5 ---- 1 1 0 0 0 0 0'
+        ' "SID=abc" "" "corpus.example" "curl/8" "text/html"'
+    )
+    doc = parse(line, capture_request_headers=["Host", "User-Agent"],
+                capture_response_headers=["Content-Type"])
+    assert doc["haproxy.log_format"] == "clf"
+    assert doc["haproxy.time_request_ms"] == 1
+    assert doc["haproxy.time_active_ms"] == 5
+    assert doc["haproxy.http.request.captured_cookie"] == "SID=abc"
+    assert "haproxy.http.response.captured_cookie" not in doc
+    assert doc["haproxy.http.request.headers.host"] == "corpus.example"
+    assert doc["user_agent.original"] == "curl/8"
+    assert doc["haproxy.http.response.headers.content_type"] == "text/html"
+    unnamed = parse(line)  # without names the captures cannot be told apart: kept in order
+    assert unnamed["haproxy.extra_tokens"] == ["corpus.example", "curl/8", "text/html"]
+    assert "user_agent.original" not in unnamed
+
+
+def test_request_target_exactly_as_logged() -> None:
+    doc = parse(
+        "<134>Nov 25 18:21:38 haproxy[1]: 127.0.0.1:49360 [25/Nov/2026:18:21:38.683] fe be/s1"
+        ' 0/0/0/5/5 200 161 - - ---- 1/1/0/0/0 0/0 "GET http://h:8080/p#22q?x=#C3#A9 HTTP/1.1"'
+    )
+    assert doc["url.original"] == "http://h:8080/p#22q?x=#C3#A9"  # not decoded
+    assert doc["url.path"] == '/p"q'
+    assert doc["url.query"] == "x=é"
+    assert doc["url.domain"] == "h"
+    assert doc["url.port"] == 8080
+    assert doc["url.scheme"] == "http"
+    connect = parse(
+        "<134>Nov  4 08:32:18 debian10 haproxy[3666]: 127.0.0.1:34500 [04/Nov/2026:08:32:18.194]"
+        ' samplefrontend backendnodes/node1 0/0/0/0/0 405 501 - - ---- 1/1/0/1/0 0/0'
+        ' "CONNECT localhost:8080 HTTP/1.1"', received="2026-11-04T08:32:19")
+    assert connect["url.original"] == "localhost:8080"
+    assert connect["url.domain"] == "localhost" and connect["url.port"] == 8080
+    assert "url.path" not in connect
+
+
+def test_categorisation_fields() -> None:
+    http = parse(HTTPLOG_DOC, received="2009-02-06T12:14:15")
+    assert (http["event.kind"], http["event.category"], http["event.type"]) == (
+        "event", ("web",), ("access",))
+    assert http["related.ip"] == ["10.0.1.2"]
+    connect = parse("<134>Nov 25 18:00:00 haproxy[1]: Connect from 10.0.0.1:5000 to 10.0.0.2:80"
+                    " (www/HTTP)")
+    assert connect["event.category"] == ("network",)
+    assert connect["related.ip"] == ["10.0.0.1", "10.0.0.2"]
+    failed = parse("<134>Nov 25 18:00:00 haproxy[1]: nothing HAProxy would write")
+    assert failed["event.kind"] == "pipeline_error"
+    assert "event.category" not in failed

@@ -43,7 +43,7 @@ def test_backslash_before_closing_quote() -> None:
 def test_hash_escapes_are_decoded() -> None:
     doc = parse(HEADER + '{"r":"GET /say/#22hello#22/caf#C3#A9 HTTP/1.1","HP":"/say/#22hello#22"}')
     assert doc["url.path"] == '/say/"hello"'
-    assert doc["url.original"] == '/say/"hello"/café'
+    assert doc["url.original"] == "/say/#22hello#22/caf#C3#A9"  # exactly as logged
 
 
 def test_dash_and_plus_numbers() -> None:
@@ -103,10 +103,22 @@ def test_nested_values_and_unknown_keys() -> None:
     assert "haproxy.n" not in doc
 
 
-def test_text_after_the_object_is_ignored_but_recorded() -> None:
+def test_text_after_the_object_keeps_every_field() -> None:
     result = repair('{"a":1} trailing')
     assert result.fields == {"a": 1}
-    assert result.repairs
+    assert result.repairs and result.trailing == "trailing" and not result.truncated
+    doc = parse(HEADER + '{"ci":"10.0.0.1","ST":200,"r":"GET / HTTP/1.1"} extra')
+    assert doc["source.ip"] == "10.0.0.1"
+    assert doc["http.response.status_code"] == 200
+    assert doc["url.path"] == "/"
+    assert doc["haproxy.trailing_text"] == "extra"
+    assert doc["tags"] == [TAG_REPAIRED]  # not cut: nothing was lost
+    braces = parse(HEADER + '{"ci":"10.0.0.1","ST":200} {x} }')
+    assert braces["http.response.status_code"] == 200
+    assert braces["haproxy.trailing_text"] == "{x} }"
+    # Needing the scanner too (a literal backslash), the text is still kept.
+    scanned = parse(HEADER + '{"HP":"/a\\b","ST":-} tail')
+    assert scanned["haproxy.trailing_text"] == "tail"
 
 
 def test_json_converter_dash_is_no_value() -> None:

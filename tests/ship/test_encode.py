@@ -153,7 +153,8 @@ def test_an_unencodable_document_keeps_the_received_line() -> None:
     encoded = encode_batch([Record(Position(1, 42), payload, 0.0)], "x", IndexNamer(settings()),
                            event_id, parser=_HugeNumberParser(ParseSettings()), metrics=metrics)
     [document_] = lines(encoded.body)[1::2]
-    assert document_["event.original"] == LINE.decode() and document_["tags"] == [TAG_FAILURE]
+    assert document_["message"] == LINE.decode() and document_["tags"] == [TAG_FAILURE]
+    assert "event.original" not in document_  # the body is kept once
     assert "could not be encoded as JSON" in str(document_["error.message"])
     assert document_["log.source.address"] == "192.0.2.1"
     assert metrics.parse_failures.labels("unencodable")._value.get() == 1
