@@ -20,10 +20,12 @@ if [ "$(id -u)" = 0 ]; then
         bash "$bench/peers/syslog-ng/install.sh"
     fi
 fi
-python3 -m pip install -q --disable-pip-version-check -e "$repo"
+# The receiver runs from the checkout's virtual environment (made as the quick start makes it).
+[ -x "$repo/.venv/bin/python" ] || bash "$repo/deploy/venv.sh" "$repo/.venv" "$repo"
+python="$repo/.venv/bin/python"
 
 mkdir -p "$repo/bench/results"
-receiver="custom:cd $repo && exec python3 -m receiver run --udp 127.0.0.1:{udp_port} --tcp 127.0.0.1:{tcp_port} --elasticsearch {sink_url} --spool-dir {workdir}/spool --metrics ''"
+receiver="custom:cd $repo && exec $python -m receiver run --udp 127.0.0.1:{udp_port} --tcp 127.0.0.1:{tcp_port} --elasticsearch {sink_url} --spool-dir {workdir}/spool --metrics ''"
 args=(--sut "$receiver")
 for peer in $peers; do args+=(--sut "$peer"); done
 cd "$bench"

@@ -167,7 +167,6 @@ class EncodedBatch:
     indices: list[str]
     ids: list[str]
     records: list[int]
-    documents: list[bytes]
     # Records that could not be decoded: (index in the sequence, error type, reason).
     unencodable: list[tuple[int, str, str]] = field(default_factory=list)
 
@@ -177,19 +176,24 @@ class EncodedBatch:
     def item(self, i: int) -> bytes:
         return self.body[self.offsets[i] : self.offsets[i + 1]]
 
+    def document(self, i: int) -> bytes:
+        """Item `i`'s document, the line after its action line. (Not kept apart: a document from
+        orjson can hold several times its size of buffer, and a batch has many.)"""
+        start = self.body.index(b"\n", self.offsets[i]) + 1
+        return self.body[start : self.offsets[i + 1] - 1]
+
     @classmethod
     def join(cls, parts: Sequence[EncodedBatch], sizes: Sequence[int]) -> EncodedBatch:
         """One batch of `parts`, encoded from consecutive record sequences of `sizes` records:
         record indexes go on counting across the parts."""
         if len(parts) == 1:
             return parts[0]
-        joined = cls(b"".join(part.body for part in parts), [], [], [], [], [])
+        joined = cls(b"".join(part.body for part in parts), [], [], [], [])
         base = first = 0
         for part, size in zip(parts, sizes, strict=True):
             joined.offsets += [base + offset for offset in part.offsets[:-1]]
             joined.indices += part.indices
             joined.ids += part.ids
-            joined.documents += part.documents
             joined.records += [first + index for index in part.records]
             joined.unencodable += [(first + index, kind, why)
                                    for index, kind, why in part.unencodable]
@@ -241,9 +245,9 @@ class BulkEncoder:
         formats: Tally[str] = Tally()
         failures: Tally[str] = Tally()
         buffer = bytearray()
-        encoded = EncodedBatch(b"", [], [], [], [], [])
+        encoded = EncodedBatch(b"", [], [], [], [])
         offsets, indices, ids = encoded.offsets, encoded.indices, encoded.ids
-        kept, documents = encoded.records, encoded.documents
+        kept = encoded.records
         for i, record in enumerate(records):
             try:
                 received = decode(record.payload)
@@ -294,7 +298,6 @@ class BulkEncoder:
             buffer += b"\n"
             indices.append(index)
             kept.append(i)
-            documents.append(source)
         offsets.append(len(buffer))
         encoded.body = bytes(buffer)
         self._count(formats, failures)

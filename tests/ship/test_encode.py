@@ -132,7 +132,8 @@ def test_received_messages_are_parsed_stamped_and_counted() -> None:
     assert all(d["log.source.address"] == "192.0.2.9" for d in docs)
     assert docs[1]["tags"] == [TAG_FAILURE]
     assert TAG_TRUNCATED in str(docs[2]["tags"])  # the listener cut it
-    assert encoded.documents[0] == encoded.body.splitlines()[1]
+    assert encoded.document(0) == encoded.body.splitlines()[1]
+    assert encoded.document(2) == encoded.body.splitlines()[5]
     assert encoded.ids == [event_id("ident", Position(2, 100 * i)) for i in range(3)]
     assert metrics.events_parsed.labels("json")._value.get() >= 1
     assert metrics.parse_failures.labels("unknown_format")._value.get() == 1
