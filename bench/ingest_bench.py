@@ -30,7 +30,7 @@ from receiver.metrics import Metrics, ParseMetrics
 from receiver.parse import Parser
 from receiver.runtime import tune
 from receiver.ship.encode import BulkEncoder
-from receiver.spool import Position, Record, SpoolWriter, event_id
+from receiver.spool import Position, Record, SpoolWriter
 
 
 def per_message(label: str, count: int, started: float) -> None:
@@ -82,7 +82,7 @@ def main() -> None:
         parse(message, now)
     per_message("  parse", len(messages), started)
     bulk = BulkEncoder(ElasticsearchSettings(), Parser(ParseSettings()),
-                       ParseMetrics(CollectorRegistry()), event_id)
+                       ParseMetrics(CollectorRegistry()))
     records = [Record(Position(1, i), p, now) for i, p in enumerate(payloads)]
     started = time.process_time()
     for i in range(0, len(records), 1000):

@@ -362,10 +362,9 @@ def spool_dump_command(
         from receiver.metrics import ParseMetrics
         from receiver.parse import Parser
         from receiver.ship.encode import BulkEncoder
-        from receiver.spool import event_id
 
         encoder = BulkEncoder(settings.elasticsearch, Parser(settings.parse),
-                              ParseMetrics(CollectorRegistry()), event_id)
+                              ParseMetrics(CollectorRegistry()))
         parse = encoder.document
     dump_pending(Path(settings.spool.dir), sys.stdout.buffer, parse=parse)
     sys.stdout.flush()

@@ -88,17 +88,21 @@ def encode_document(document: dict[str, Any]) -> bytes:
     return msgpack.packb((DOCUMENT_VERSION, document.get("@timestamp", ""), orjson.dumps(document)))
 
 
+_new_tuple = tuple.__new__
+_unpack = msgpack.unpackb
+
+
 def decode(payload: bytes) -> Record:
     """A spool payload -> the record it holds; raises EventDecodeError. (The payload passed the
     spool's CRC: the checks are of the layout, not of every value.)"""
     try:
-        value = msgpack.unpackb(payload, use_list=False)
+        value = _unpack(payload, use_list=False)
     except (ValueError, TypeError, msgpack.UnpackException) as error:
         raise EventDecodeError(f"not a spool record: {error}") from None
     if type(value) is tuple and value:
         if value[0] == FRAME_VERSION and len(value) == _FIELDS and type(value[6]) is bytes \
                 and type(value[1]) is float:
-            return Received._make(value[1:])
+            return _new_tuple(Received, value[1:])  # NamedTuple's _make, minus its checks
         if value[0] == DOCUMENT_VERSION and len(value) == 3 and type(value[1]) is str \
                 and type(value[2]) is bytes:
             return Document(value[1], value[2])

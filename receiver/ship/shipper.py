@@ -30,7 +30,7 @@ from receiver.ship.dead_letter import DeadLetters
 from receiver.ship.delivery import Delivery
 from receiver.ship.encode import BulkEncoder, EncodedBatch
 from receiver.ship.output import Output
-from receiver.spool.records import Batch, event_id
+from receiver.spool.records import Batch
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Shipper:
         self._abandon = threading.Event()  # drain's deadline passed: stop retrying
         dead_letters = DeadLetters(dead_letter_path, output, settings.dead_letter_index)
         self._delivery = Delivery(settings, output, metrics, dead_letters, self._abandon)
-        self._encoder = BulkEncoder(settings, Parser(parse or ParseSettings()), metrics, event_id,
+        self._encoder = BulkEncoder(settings, Parser(parse or ParseSettings()), metrics,
                                     output.wants_ids)
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
         # Daemon workers (not an executor): a request stuck until its timeout must not hold

@@ -43,6 +43,11 @@ class Batch:
     lost: int = 0
 
 
+def id_head(identity: str, segment: int) -> str:
+    """The start of the event ids of one segment's records (see `event_id`)."""
+    return f"{identity}-{segment:x}-"
+
+
 def event_id(identity: str, position: Position) -> str:
     """Stable Elasticsearch `_id`: spool identity, segment and offset (hex), e.g. `ab12cd34ef-7-1a2b`."""
-    return f"{identity}-{position.segment:x}-{position.offset:x}"
+    return id_head(identity, position.segment) + format(position.offset, "x")

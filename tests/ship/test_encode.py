@@ -39,7 +39,7 @@ def encode_batch(records: list[Record], identity: str, namer: IndexNamer, event_
                  with_id: bool = True, parser: Parser | None = None,
                  metrics: ParseMetrics | None = None) -> EncodedBatch:
     encoder = BulkEncoder(ElasticsearchSettings(), parser or Parser(ParseSettings()),
-                          metrics or ParseMetrics(CollectorRegistry()), event_id, with_id)
+                          metrics or ParseMetrics(CollectorRegistry()), with_id)
     encoder._namer = namer  # the namer under test
     return encoder.encode(records, [identity] * len(records))
 
