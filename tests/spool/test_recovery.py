@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from receiver.metrics import Metrics
-from receiver.spool import SpoolWriter
+from receiver.spool import SpoolWriter, event_id
 from receiver.spool.directory import IDENTITY_FILE, LEGACY_CHECKPOINT_FILE, QUARANTINE_DIR, place_of
 from receiver.spool.format import FRAME_SIZE, HEADER_SIZE, iter_records, list_segments, segment_name
 from receiver.spool.ledger import LEDGER_FILE
@@ -168,6 +168,32 @@ def test_an_older_versions_checkpoint_is_taken_over(tmp_path: Path) -> None:
     writer.close()
 
 
+def test_an_identity_file_copied_into_another_spool_does_not_make_its_ids_collide(
+    tmp_path: Path,
+) -> None:
+    # Issue 17's case: `spool/identity` copied into a second receiver's empty spool (a VM
+    # image); both then numbered their segments 1, 2, ... under one identity, and Elasticsearch
+    # kept one of each colliding pair (2 of 1,000 events vanished).
+    first, second = tmp_path / "a", tmp_path / "b"
+    _filled(first, 100)
+    second.mkdir()
+    (second / IDENTITY_FILE).write_bytes((first / IDENTITY_FILE).read_bytes())
+    writer = SpoolWriter(settings(second), Metrics())
+    writer.append(payloads(0, 100))
+    ids = set()
+    reader = reader_of(writer)
+    while (batch := reader.read(1000, 10**7)) is not None:
+        ids.update(event_id(batch.identity, r.position) for r in batch.records)
+        reader.acknowledge(batch)
+    writer.close()
+    original = SpoolWriter(settings(first), Metrics())
+    reader = reader_of(original)
+    while (batch := reader.read(1000, 10**7)) is not None:
+        assert not ids & {event_id(batch.identity, r.position) for r in batch.records}
+        reader.acknowledge(batch)
+    original.close()
+
+
 def test_a_copied_spool_gets_a_new_identity_and_keeps_the_old_ids(tmp_path: Path) -> None:
     original = tmp_path / "a"
     _filled(original, 100)
@@ -225,7 +251,7 @@ _WRITER = textwrap.dedent(
     from receiver.event import encode_document
     from receiver.config import SpoolSettings
     from receiver.metrics import Metrics
-    from receiver.spool import SpoolWriter
+    from receiver.spool import SpoolWriter, event_id
     directory, start = sys.argv[1], int(sys.argv[2])
     writer = SpoolWriter(SpoolSettings(dir=directory, segment_bytes=65536, max_bytes=1 << 30,
                                        max_record_bytes=8192, fsync="never"), Metrics())
