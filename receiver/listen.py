@@ -77,7 +77,8 @@ DRAIN_QUIET = 0.5
 CLOSE_WAIT = 5.0
 STOP_WAIT = 5.0  # stop deadline when the caller gives none
 STOP_MARGIN = 2.0  # for the last reads after the deadline and the loop's own end
-HOUSEKEEPING_EVERY = 0.05
+HOUSEKEEPING_EVERY = 0.05  # while reading is paused or connections are being ended
+QUIET_HOUSEKEEPING_EVERY = 0.5  # else: idle timeouts and the spool's room change slowly
 SETTLE_EVERY = 0.02
 
 
@@ -878,7 +879,8 @@ class StreamServer:
     async def _housekeeping(self) -> None:
         """Resume paused readers when room returns; end idle connections; finish closes."""
         while True:
-            await asyncio.sleep(HOUSEKEEPING_EVERY)
+            busy = self.flow.paused or self._closing
+            await asyncio.sleep(HOUSEKEEPING_EVERY if busy else QUIET_HOUSEKEEPING_EVERY)
             if self.heartbeat is not None:
                 self.heartbeat.beat()
             self.flow.check()

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_INTERVAL = 0.5
+SNAPSHOT_INTERVAL = 1.0  # a scrape every 15 s or more sees at most this much lag
 START_TIMEOUT = 60.0
 # A worker silent this long, or whose shipper loop has not turned for this long (it turns at
 # least 4 times a second), is wedged: it is killed and started again.
@@ -187,7 +187,8 @@ class WorkerPool:
             elif kind == "release":
                 ledger.release(number, *message[1:])
             elif kind == "metrics":
-                self._relayed.update(number, message[1])
+                if message[1] is not None:  # None: nothing changed since the last
+                    self._relayed.update(number, message[1])
                 worker.last_report, worker.loop_silence = time.monotonic(), message[2]
 
     def _sealed(self, worker: object, segment: int, end: int) -> None:
@@ -357,6 +358,7 @@ class _Child:
         self._metrics = WorkerMetrics()
         self._forced = threading.Event()
         self._shipper: Shipper | None = None
+        self._last_values: list[float] = []
 
     def run(self) -> None:
         from receiver.ship.errors import OutputError
@@ -435,9 +437,16 @@ class _Child:
             self._forced.set()
 
     def _send_snapshot(self) -> None:
+        """What the metrics counted, when it changed (an idle worker sends `None`: collecting
+        and pickling every family twice a second was most of what an idle worker cost); and
+        how long the shipper's loop has been still, always (the parent's wedge watch)."""
         silence = 0.0 if self._shipper is None else time.monotonic() - self._shipper.last_turn
+        families = list(self._metrics.registry.collect())
+        values = [sample.value for family in families for sample in family.samples]
+        changed = values != self._last_values
+        self._last_values = values
         with contextlib.suppress(OSError):
-            self._ledger.send(("metrics", list(self._metrics.registry.collect()), silence))
+            self._ledger.send(("metrics", families if changed else None, silence))
 
 
 def dead_letter_path(settings: Settings) -> Path:

@@ -45,7 +45,7 @@ _DAMAGE_GRACE = 1.0
 # The reader sleeps on an inotify watch until a segment is written; it still looks at the
 # files this often, so a notification the filesystem never delivers (or the ledger's word that
 # a segment is sealed) costs latency, not events.
-_WATCHED_POLL_INTERVAL = 0.05
+_WATCHED_POLL_INTERVAL = 0.25
 _POLL_INTERVAL = 0.002  # without inotify
 # Read chunks are sized from the average frame of the last batch (with this margin), so a
 # batch of 2000 events reads ~2 MB rather than the whole segment; a short chunk only costs one
