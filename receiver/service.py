@@ -32,6 +32,7 @@ from receiver.config import ConfigError, ListenSettings, Settings, redacted
 from receiver.ingest import Ingest
 from receiver.listen import (
     DatagramReader,
+    Listener,
     ListenError,
     Listeners,
     StreamServer,
@@ -109,7 +110,7 @@ class Receiver:
         if self._listeners.stream:
             self._start_streams(self._listeners, self.settings.listen)
 
-    def _start_readers(self, listeners: list[Any], settings: ListenSettings) -> None:
+    def _start_readers(self, listeners: list[Listener], settings: ListenSettings) -> None:
         block = self.settings.spool.when_full == "block"
         wait = self.writer.wait_for_room if block else (lambda _timeout: True)
         allow = source_filter(settings)

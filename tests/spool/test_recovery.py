@@ -180,7 +180,7 @@ def test_an_identity_file_copied_into_another_spool_does_not_make_its_ids_collid
     (second / IDENTITY_FILE).write_bytes((first / IDENTITY_FILE).read_bytes())
     writer = SpoolWriter(settings(second), Metrics())
     writer.append(payloads(0, 100))
-    ids = set()
+    ids: set[str] = set()
     reader = reader_of(writer)
     while (batch := reader.read(1000, 10**7)) is not None:
         ids.update(event_id(batch.identity, r.position) for r in batch.records)
