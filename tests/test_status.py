@@ -93,6 +93,7 @@ def test_every_listener_is_shown_even_without_traffic() -> None:
 def test_watch_against_a_running_receiver_whose_output_is_down(tmp_path: Path) -> None:
     unreachable = "http://127.0.0.1:9"  # nothing listens: bulk requests fail, events stay spooled
     receiver = Receiver(tmp_path, unreachable, env={  # retry often, so failures fall in the window
+        "HAPROXY_RECEIVER_ELASTICSEARCH__BATCH_AGE": "0.05",  # the first request at once
         "HAPROXY_RECEIVER_ELASTICSEARCH__RETRY_INITIAL": "0.1",
         "HAPROXY_RECEIVER_ELASTICSEARCH__RETRY_MAX": "0.2",
         "HAPROXY_RECEIVER_SERVICE__SHUTDOWN_GRACE": "0.5"}).start()
@@ -104,7 +105,8 @@ def test_watch_against_a_running_receiver_whose_output_is_down(tmp_path: Path) -
         wait_for(lambda: receiver.metric("haproxy_receiver_events_spooled_total") == 5, 10, "spooled")
         result = subprocess.run(
             [sys.executable, "-m", "receiver", "status", "--metrics", f"127.0.0.1:{receiver.metrics_port}",
-             "--watch", "--interval", "0.5", "--count", "4"],
+             # workers relay their counters once a second: refreshes that far apart see them rise
+             "--watch", "--interval", "1.1", "--count", "4"],
             capture_output=True, text=True, cwd=REPO, timeout=60)
     finally:
         assert receiver.stop() == 0
