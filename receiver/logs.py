@@ -1,4 +1,4 @@
-"""The process's own log: one setup for every command and for the ship process.
+"""The process's own log: one setup for every command and for the worker processes.
 
 `setup_logging(level, format)` sends log records to stderr (stdout carries documents when no
 Elasticsearch is configured) either as text for people or, with `format="json"`, as one JSON

@@ -9,7 +9,7 @@
   fresh mmap, faulting in every page again: a fixed 32 MiB threshold keeps them on the heap.
   One arena: by default every thread that allocates gets its own (up to 8 per core), and with
   trimming off each keeps its own peak; only one thread runs Python at a time (the GIL), so
-  they would rarely contend for a shared one (ship process at full speed: 113 -> 92 MiB).
+  they would rarely contend for a shared one (the shipping process at full speed: 113 -> 92 MiB).
 - GC: every event allocates a few container objects (the document dict, its tags list), so the
   default generation-0 threshold of 700 runs a collection every few dozen events, each walking
   the young objects. Reference counting frees all of them anyway (documents have no cycles);

@@ -1,6 +1,6 @@
 """Errors of the output stage, importable without loading the HTTP client.
 
-The receiving process only starts the ship process and reports its start-up failures; keeping
+The receiving process only starts the workers and reports their start-up failures; keeping
 these here spares it libcurl and the HTTP client (receiver/ship/http.py).
 """
 

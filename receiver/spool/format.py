@@ -106,7 +106,7 @@ def read_records(
     `max_records`, their payloads summing to at most `max_bytes` (the first one always), none
     ending after `limit`. Returns `(offset in data, payload, written at)` per record and the
     offset after the last one; stops at the first frame that is not a whole valid record (the
-    caller asks `frame_at` what it is). The reading loop of the ship process (~1 µs a record)."""
+    caller asks `frame_at` what it is). The reading loop of a worker (~1 µs a record)."""
     records: list[tuple[int, bytes, float]] = []
     keep = records.append
     unpack = FRAME.unpack_from

@@ -3,10 +3,10 @@
 Inside one process the writer signals a condition after each appended batch and the reader
 after it deleted segments, so a waiting reader (or a writer waiting for room) reacts at once.
 
-Across processes (the ship process reads what the receiving process writes) the reader asks the
+Across processes (a worker reads what the receiving process writes) the reader asks the
 kernel: an inotify watch on the directory reports every write to a segment file, so an idle
 reader sleeps until there is something to read instead of looking at the file every few
-milliseconds (500 wake-ups a second cost an idle ship process about 2 % of a core). Where
+milliseconds (500 wake-ups a second cost an idle worker about 2 % of a core). Where
 inotify is not available (not Linux, or the per-user limit on instances is reached) the reader
 falls back to polling.
 """
@@ -117,7 +117,7 @@ class SegmentWatch:
             offset += _EVENT.size
             name = data[offset:offset + length].rstrip(b"\0")
             offset += length
-            # The reader's own checkpoint and position writes are in the same directory.
+            # The ledger and identity files are in the same directory.
             if mask & _IN_Q_OVERFLOW or name.endswith(self._suffix):
                 return True
         return False

@@ -223,7 +223,7 @@ class SpoolReader:
             return self._skip_damage(current)
 
     def _batch(self, current: _Open, found: list[tuple[int, bytes, float]], consumed: int) -> Batch:
-        # The hot loop of the ship process's reading thread: positions built without
+        # The hot loop of a worker's reading thread: positions built without
         # NamedTuple's Python-level __new__ (~3x cheaper).
         new_tuple, number, base = tuple.__new__, current.number, current.offset
         records = [Record(new_tuple(Position, (number, base + offset)), payload, written_at)
