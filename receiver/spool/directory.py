@@ -85,8 +85,11 @@ class DirectoryLock:
                 "one instance per spool directory: stop that one or set spool.dir to another "
                 "directory"
             ) from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+        # The pid only names the holder in another instance's error message: a full disk (the
+        # moment a restart must still work, to ship the backlog) is no reason not to start.
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -11,6 +11,7 @@ counted, and the valid records kept.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -85,7 +86,8 @@ def _recover_segment(
             log.info("spool segment %s is empty; removed", path)
         path.unlink()
         return None
-    with open(path, "r+b") as handle:
+    # Unbuffered: a write the disk has no room for fails at once, not at a later flush or close.
+    with open(path, "r+b", buffering=0) as handle:
         header = handle.read(HEADER_SIZE)
         if parse_header(header) is None:
             quarantine(directory, number, 0, header)
@@ -124,9 +126,10 @@ def _recover_segment(
         end = scan.end if scan.footer is None else scan.end - FRAME_SIZE
         if scan.footer is None:
             handle.seek(0, os.SEEK_END)
+            footer = pack_footer(scan.records, time.time())
             try:
-                handle.write(pack_footer(scan.records, time.time()))
-                handle.flush()
+                if handle.write(footer) != len(footer):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             except OSError as error:  # a full disk: the ledger knows where it ends anyway
                 log.warning("spool segment %s: cannot add its footer (%s)", path, error.strerror)
                 handle.truncate(end)

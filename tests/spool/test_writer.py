@@ -17,6 +17,7 @@ import pytest
 
 from receiver.metrics import Metrics
 from receiver.spool import SpoolError, SpoolLocked, SpoolWriter, spool_stats
+from receiver.spool.format import FRAME_SIZE, list_segments, segment_name
 from tests.spool.helpers import KIB, counter, drain, payloads, reader_of, settings
 from tests.support import REPO, wait_for
 
@@ -253,3 +254,36 @@ def test_full_disk_with_drop_oldest_keeps_the_newest(small_disk: Path) -> None:
     assert len(delivered) + dropped == total
     assert delivered == list(range(total - len(delivered), total))  # the newest, no gap
     writer.close()
+
+
+def test_start_on_a_full_disk_keeps_the_segment_a_crash_left_without_footer(
+    small_disk: Path,
+) -> None:
+    # The active segment of a writer killed on a full disk has no footer, and there is no room
+    # to add one at the next start: the segment must still be taken, ending where its records end.
+    spool = small_disk / "spool"
+    writer = SpoolWriter(settings(spool), Metrics())
+    page = os.statvfs(small_disk).f_bsize
+    sent = 0
+    # Until the records end where a footer no longer fits in the file's last page (a footer
+    # that fits in it needs no new block, and would be written on a full disk too).
+    while sent < 600 or -os.path.getsize(_newest(spool)) % page >= FRAME_SIZE:
+        assert writer.append(payloads(sent, 1)) == 1
+        sent += 1
+        assert sent < 3000
+    writer.close()
+    last = _newest(spool)
+    last.write_bytes(last.read_bytes()[:-FRAME_SIZE])  # as the kill left it: no footer
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as handle, pytest.raises(OSError):
+        while True:
+            handle.write(b"\0" * 4096)
+    writer = SpoolWriter(settings(spool), Metrics())
+    assert writer.ledger.pending() == sent
+    filler.unlink()
+    assert drain(reader_of(writer)) == list(range(sent))
+    writer.close()
+
+
+def _newest(spool: Path) -> Path:
+    return spool / segment_name(list_segments(spool)[-1])
