@@ -146,23 +146,13 @@ class Ledger:
 
     def _load(self) -> None:
         """The saved prefixes, or an older version's checkpoint (migrated at `restore`)."""
-        try:
-            data = (self._directory / LEDGER_FILE).read_bytes()
-        except FileNotFoundError:
-            data = b""
-        best = max(_slots(data), default=None, key=lambda slot: slot[0])
-        if best is not None:
-            self._sequence, self._highest, self._saved = best
-            return
-        if data:
+        saved = _read_saved(self._directory)
+        if saved.damaged:
             log.warning("spool %s: the ledger is damaged; every segment is read from its start "
                         "(events already delivered are re-sent and recognised by their ids)",
                         self._directory)
-        legacy = read_legacy_checkpoint(self._directory)
-        if legacy is not None:
-            self._highest = legacy.segment
-            self._saved = {legacy.segment: (legacy.offset, legacy.ordinal)}
-            self._legacy_before = legacy.segment
+        self._sequence, self._highest, self._saved = saved.sequence, saved.highest, saved.prefixes
+        self._legacy_before = saved.legacy_before
 
     @property
     def highest_segment(self) -> int:
@@ -441,19 +431,40 @@ def _slots(data: bytes) -> list[tuple[int, int, dict[int, tuple[int, int]]]]:
     return found
 
 
-def read_progress(directory: Path) -> tuple[int, dict[int, tuple[int, int]]]:
-    """The saved state for tools that look from outside: (highest segment, prefixes)."""
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    """What a spool directory says of its progress: the newest intact ledger slot, or else an
+    older version's checkpoint (every segment before `legacy_before` was acknowledged)."""
+
+    sequence: int = 0
+    highest: int = 0
+    prefixes: dict[int, tuple[int, int]] = field(default_factory=dict)
+    legacy_before: int | None = None
+    damaged: bool = False  # a ledger file without an intact slot
+
+
+def _read_saved(directory: Path) -> _Saved:
     try:
-        data = (Path(directory) / LEDGER_FILE).read_bytes()
-    except OSError:
+        data = (directory / LEDGER_FILE).read_bytes()
+    except FileNotFoundError:
         data = b""
     best = max(_slots(data), default=None, key=lambda slot: slot[0])
     if best is not None:
-        return best[1], best[2]
-    legacy = read_legacy_checkpoint(Path(directory))
+        return _Saved(*best)
+    legacy = read_legacy_checkpoint(directory)
     if legacy is None:
+        return _Saved(damaged=bool(data))
+    return _Saved(0, legacy.segment, {legacy.segment: (legacy.offset, legacy.ordinal)},
+                  legacy.segment, damaged=bool(data))
+
+
+def read_progress(directory: Path) -> tuple[int, dict[int, tuple[int, int]]]:
+    """The saved state for tools that look from outside: (highest segment, prefixes)."""
+    try:
+        saved = _read_saved(Path(directory))
+    except OSError:  # not readable by whoever asks: nothing known
         return 0, {}
-    return legacy.segment, {legacy.segment: (legacy.offset, legacy.ordinal)}
+    return saved.highest, saved.prefixes
 
 
 def _deliver(grants: list[tuple[Callable[[Lease], None], Lease]]) -> None:

@@ -155,7 +155,6 @@ class SpoolReader:
 
     def __init__(self, directory: Path, ledger: LedgerClient) -> None:
         self._directory = Path(directory)
-        self._directory_text = str(self._directory)
         self._ledger = ledger
         self._open: _Open | None = None
         self._watch: notify.SegmentWatch | None = None  # opened by the first `wait`
