@@ -86,8 +86,7 @@ def main() -> None:
     records = [Record(Position(1, i), p, now) for i, p in enumerate(payloads)]
     started = time.process_time()
     for i in range(0, len(records), 1000):
-        chunk = records[i : i + 1000]
-        bulk.encode(chunk, ["benchspool"] * len(chunk))
+        bulk.encode(records[i : i + 1000], "benchspool")
     per_message("  decode + parse + bulk body (BulkEncoder)", len(records), started)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this benchmark: {peak:.0f} MiB")

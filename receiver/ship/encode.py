@@ -231,9 +231,9 @@ class BulkEncoder:
             _mark_cut(document)
         return document
 
-    def encode(self, records: Sequence[Any], identities: Sequence[str]) -> EncodedBatch:
-        """The bulk body of `records` (each with `.payload`, `.position`, `.written_at`);
-        `identities[i]` is the spool identity of record i's segment."""
+    def encode(self, records: Sequence[Any], identity: str) -> EncodedBatch:
+        """The bulk body of `records` (each with `.payload`, `.position`, `.written_at`), read
+        from segments whose header holds the spool identity `identity`."""
         namer = self._namer
         static, needs_document = namer.static, namer.needs_document
         key_length, cached, name_of = namer.key_length, namer.names_by_key, namer.name
@@ -245,8 +245,8 @@ class BulkEncoder:
         # list of them, joined at the end, holds orjson's generous output buffers alive: fresh
         # pages for every document, 5 µs a document more here).
         buffer = bytearray()
-        # (index, identity, segment) -> (the id's start, the action line up to the id's end)
-        heads: dict[tuple[str, str, int], tuple[str, bytes]] = {}
+        # (index, segment) -> (the id's start, the action line up to the id's end)
+        heads: dict[tuple[str, int], tuple[str, bytes]] = {}
         encoded = EncodedBatch(b"", [], [], [], [])
         offsets, indices, ids = encoded.offsets, encoded.indices, encoded.ids
         kept = encoded.records
@@ -291,10 +291,10 @@ class BulkEncoder:
             offsets.append(len(buffer))
             if with_ids:
                 segment, offset = record.position
-                key = (index, identities[i], segment)
+                key = (index, segment)
                 head = heads.get(key)
                 if head is None:
-                    text = id_head(identities[i], segment)
+                    text = id_head(identity, segment)
                     head = heads[key] = (text, prefix + text.encode())
                 tail = format(offset, "x")
                 ids.append(head[0] + tail)

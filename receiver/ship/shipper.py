@@ -136,7 +136,7 @@ class Shipper:
             if not batch.records:  # a damaged stretch, skipped: nothing to deliver
                 self._reader.acknowledge(batch)
                 continue
-            encoded = self._encoder.encode(batch.records, [batch.identity] * len(batch.records))
+            encoded = self._encoder.encode(batch.records, batch.identity)
             policy.encoded(batch, encoded)
             shipment.add(batch, encoded)
             self._building = shipment.records

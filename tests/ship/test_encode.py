@@ -41,7 +41,7 @@ def encode_batch(records: list[Record], identity: str, namer: IndexNamer, event_
     encoder = BulkEncoder(ElasticsearchSettings(), parser or Parser(ParseSettings()),
                           metrics or ParseMetrics(CollectorRegistry()), with_id)
     encoder._namer = namer  # the namer under test
-    return encoder.encode(records, [identity] * len(records))
+    return encoder.encode(records, identity)
 
 
 def settings(**changes: object) -> ElasticsearchSettings:
