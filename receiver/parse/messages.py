@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from receiver.parse.fields import name_of
-from receiver.parse.traffic import CONNECTIONS, QUEUES, read_start
+from receiver.parse.traffic import CONNECTIONS, QUEUES, client_values, read_start, start_values
 
 _SERVER_STATE = re.compile(
     r"^(?:Backup )?Server (?P<backend>[^/ ]+)/(?P<server>\S+) is (?P<state>(?:going )?"
@@ -61,10 +61,10 @@ def parse_error_line(body: str) -> tuple[dict[str, Any], str] | None:
         return None
     if message.partition(" ")[0].endswith(":"):
         return None  # `a/b: c/d: text`: which one is `frontend/bind`?
-    raw: dict[str, Any] = {}
-    if client is not None:
-        split_client(client, raw)
-    raw["t"] = date
+    keys: list[str] = []
+    values: list[Any] = []
+    start_values(client, date, keys, values)
+    raw = dict(zip(keys, values, strict=True))
     frontend, _, bind = name.partition("/")
     raw["ft"] = frontend
     if bind:
@@ -72,23 +72,15 @@ def parse_error_line(body: str) -> tuple[dict[str, Any], str] | None:
     return raw, message
 
 
-def split_client(client: str, raw: dict[str, Any]) -> None:
-    """`127.0.0.1:5000`, `::1:5000`, `unix:1` -> ci, cp."""
-    host, colon, port = client.rpartition(":")
-    if colon and host:
-        raw["ci"] = host
-        raw["cp"] = port
-    else:
-        raw["ci"] = client
-
-
 def parse_connect(body: str) -> dict[str, Any] | None:
     """The legacy `Connect from ci:cp to fi:fp (proxy/MODE)` line, or None."""
     match = _CONNECT.match(body)
     if match is None:
         return None
-    raw: dict[str, Any] = {}
-    split_client(match["client"], raw)
+    keys: list[str] = []
+    values: list[Any] = []
+    client_values(match["client"], keys, values)
+    raw = dict(zip(keys, values, strict=True))
     destination, _, port = match["frontend_addr"].rpartition(":")
     if destination:
         raw["fi"] = destination

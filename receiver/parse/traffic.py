@@ -145,18 +145,23 @@ def read_start(body: str) -> tuple[str | None, str, int] | None:
 def start_values(client: str | None, date: str, keys: list[str], values: list[Any]) -> None:
     """`ci`/`cp` (when there is a client) and the date, appended to `keys`/`values`."""
     if client is not None:
-        host, colon, port = client.rpartition(":")
-        if colon and host:
-            keys.append("ci")
-            values.append(host)
-            if _is_port(port):  # `-:-`, a redacted `xx`: no port
-                keys.append("cp")
-                values.append(port)
-        else:
-            keys.append("ci")
-            values.append(client)
+        client_values(client, keys, values)
     keys.append("T" if " " in date else "t")  # `[%T]` in a custom format carries a zone
     values.append(date)
+
+
+def client_values(client: str, keys: list[str], values: list[Any]) -> None:
+    """`127.0.0.1:5000`, `::1:5000`, `unix:1` -> `ci` and `cp`, appended to `keys`/`values`."""
+    host, colon, port = client.rpartition(":")
+    if colon and host:
+        keys.append("ci")
+        values.append(host)
+        if _is_port(port):  # `-:-`, a redacted `xx`: no port
+            keys.append("cp")
+            values.append(port)
+    else:
+        keys.append("ci")
+        values.append(client)
 
 
 _DATE_START = re.compile(r"\[\d{0,2}(?:/[A-Za-z]{0,3}(?:/\d{0,4}(?::[\d:.]*)?)?)?", re.ASCII)

@@ -150,6 +150,20 @@ def test_error_line_documentation_example() -> None:
     assert doc["@timestamp"] == "2012-12-03T17:35:10.380Z"
 
 
+def test_error_line_with_a_zoned_date_is_stamped_by_it() -> None:
+    # A custom error-log-format whose date carries its zone: stamped by it, as the same date on
+    # a traffic line is; not the receive time with the claimed one kept aside.
+    doc = parse(
+        "<134>Nov 25 18:21:08 haproxy[1]: 1.2.3.4:5 [25/Nov/2026:18:21:08.761 +0100]"
+        " fe/bind: SSL handshake failure",
+        received="2026-11-25T17:21:09",
+    )
+    assert doc["haproxy.log_format"] == "error"
+    assert doc["@timestamp"] == "2026-11-25T17:21:08.761Z"
+    assert "haproxy.claimed_time" not in doc
+    assert doc["source.port"] == 5
+
+
 def test_connect_from_line() -> None:
     doc = parse("<134>Nov 25 18:00:00 haproxy[1]: Connect from 10.0.0.1:5000 to 10.0.0.2:80"
                 " (www/HTTP)")
