@@ -128,8 +128,7 @@ class Parser:
             seen = self._traffic(line, doc, tags)  # the usual text line, without `_body`
         elif body[:1] in _BLANKS:  # blanks after the header (checked here: rare)
             body = body.lstrip(" \t")
-            seen = self._json(body, doc, tags) if body[:1] == "{" and self.json_first else (
-                self._body(body, doc, tags))
+            seen = self._body(body, doc, tags)
         else:
             seen = self._body(body, doc, tags, self.pinned == "auto")
         failed = TAG_FAILURE in tags if tags else False

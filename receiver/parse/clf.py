@@ -30,23 +30,22 @@ from receiver.parse.traffic import (
     TERMINATION_HTTP,
     TERMINATION_TCP,
     TrafficLine,
+    matcher,
 )
 
-
-def _matcher(pattern: str) -> Callable[[str], Any]:
-    return re.compile(pattern, re.ASCII).fullmatch  # HAProxy writes ASCII digits
-
-
-_NUM = _matcher(r"[+-]?\d{1,18}")
-_COUNT = _matcher(r"\+?\d{1,18}")
-_PORT = _matcher(r"\d{1,18}|-")
-_MS = _matcher(r"\d{1,3}")
-_NAME = _matcher(SERVER_NAME)
+_SIGNED = r"[+-]?\d{1,18}"  # timers and byte counts (-1 when unknown)
+_UNSIGNED = r"\+?\d{1,18}"  # connection counts and queues
+_MS_DIGITS = r"\d{1,3}"
+_NUM = matcher(_SIGNED)
+_COUNT = matcher(_UNSIGNED)
+_PORT = matcher(r"\d{1,18}|-")
+_MS = matcher(_MS_DIGITS)
+_NAME = matcher(SERVER_NAME)
 _CHECKS: dict[str, Callable[[str], Any]] = {
-    "ST": _matcher(STATUS), "B": _matcher(BYTES),
-    "ft": _matcher(FRONTEND), "b": _NAME, "s": _NAME, "cp": _PORT, "ms": _MS,
-    "tsc": _matcher(TERMINATION_HTTP),
-    "ts": _matcher(TERMINATION_TCP + "--"),
+    "ST": matcher(STATUS), "B": matcher(BYTES),
+    "ft": matcher(FRONTEND), "b": _NAME, "s": _NAME, "cp": _PORT, "ms": _MS,
+    "tsc": matcher(TERMINATION_HTTP),
+    "ts": matcher(TERMINATION_TCP + "--"),
     "": lambda token: token == "",
 }
 # After the request: the place of each token (`""`: a literal empty quoted value).
@@ -83,11 +82,11 @@ _TCP_PLAN = _plan(_TCP)
 # built from the same checks: what the reading below gives for it.
 _STANDARD = re.compile(
     rf'(?P<ci>[^ "]+) - - \[(?P<date>{DATE_MS} [+-]\d{{4}})\] "(?P<r>[^"]*)" (?P<ST>{STATUS})'
-    rf' (?P<B>{BYTES}) "" "" (?P<cp>\d{{1,18}}) (?P<ms>\d{{1,3}}) "(?P<ft>{FRONTEND})"'
+    rf' (?P<B>{BYTES}) "" "" (?P<cp>\d{{1,18}}) (?P<ms>{_MS_DIGITS}) "(?P<ft>{FRONTEND})"'
     rf' "(?P<b>{SERVER_NAME})" "(?P<s>{SERVER_NAME})" '
-    + " ".join(rf"(?P<{key}>[+-]?\d{{1,18}})" for key in ("TR", "Tw", "Tc", "Tr", "Ta"))
+    + " ".join(rf"(?P<{key}>{_SIGNED})" for key in ("TR", "Tw", "Tc", "Tr", "Ta"))
     + rf" (?P<tsc>{TERMINATION_HTTP}) "
-    + " ".join(rf"(?P<{key}>\+?\d{{1,18}})" for key in ("ac", "fc", "bc", "sc", "rc", "sq", "bq"))
+    + " ".join(rf"(?P<{key}>{_UNSIGNED})" for key in ("ac", "fc", "bc", "sc", "rc", "sq", "bq"))
     + r' "(?P<CC>[^"]*)" "(?P<CS>[^"]*)"',
     re.ASCII,
 )
@@ -146,7 +145,7 @@ def read(body: str, request_captures: int, response_captures: int, standard: boo
             placed[slot] = text[:2] if slot == "ts" else text
     ms = placed.pop("ms", None)
     if len(date) >= 20:
-        if isinstance(ms, str) and ms.isdigit() and len(ms) <= 3:
+        if ms is not None:  # passed _MS
             date = f"{date[:20]}.{ms.zfill(3)}{date[20:]}"
         keys.append("T" if tcp else "trg")
         values.append(date)

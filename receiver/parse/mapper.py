@@ -27,6 +27,7 @@ from receiver.parse.fields import (
     Collected,
     Handler,
     fill_from_request_line,
+    name_of,
 )
 
 _REQUEST_FIELDS = (VERSION_FIELD, URL_ORIGINAL, METHOD_FIELD)
@@ -57,9 +58,9 @@ class FieldMapper:
             return name
         lowered = name.lower()
         if side == "request" and lowered == "user-agent":
-            return FIELDS["ua"][0]
+            return name_of("ua")
         if side == "request" and lowered in ("referer", "referrer"):
-            return FIELDS["referer"][0]
+            return name_of("referer")
         return f"haproxy.http.{side}.headers.{lowered.replace('-', '_')}"
 
     def map(self, raw: dict[str, Any], doc: dict[str, Any], http: bool) -> Collected:
@@ -96,11 +97,8 @@ class FieldMapper:
     @staticmethod
     def _shape(keys: tuple[str, ...], shapes: dict[tuple[str, ...], compiled.Compiled | None],
                text: bool) -> compiled.Compiled | None:
-        """The generated function for this key layout (None past the bounds: use the loop)."""
-        try:
-            return shapes[keys]
-        except KeyError:
-            pass
+        """The generated function for a key layout not in `shapes` yet (None past the bounds:
+        use the loop)."""
         if len(shapes) >= compiled.MAX_SHAPES:
             return None
         mapped = compiled.compile_shape(keys, text) if len(keys) <= compiled.MAX_KEYS else None

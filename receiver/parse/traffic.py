@@ -33,7 +33,7 @@ exactly what the structural reading yields for them (tests compare the two on ev
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # -- token shapes (the one definition every reading here uses) -------------------------------
@@ -86,25 +86,26 @@ DATE = rf"{DATE_MS}(?: [+-]\d{{4}})?"  # `[%T]` in a custom format carries a zon
 PORT = r"\d{1,18}+"
 
 
-def _matcher(pattern: str) -> Any:
-    return re.compile(pattern, re.ASCII).fullmatch  # HAProxy writes ASCII digits
+def matcher(pattern: str) -> Callable[[str], Any]:
+    """A whole-token check for `pattern` (ASCII: HAProxy writes ASCII digits)."""
+    return re.compile(pattern, re.ASCII).fullmatch
 
 
-_is_frontend = _matcher(FRONTEND)
-_is_backend_server = _matcher(BACKEND_SERVER)
-_is_timers_http = _matcher(TIMERS_HTTP)
-_is_timers_tcp = _matcher(TIMERS_TCP)
-_is_status = _matcher(STATUS)
-_is_bytes = _matcher(BYTES)
-_is_termination_tcp = _matcher(TERMINATION_TCP)
-_is_termination_http = _matcher(TERMINATION_HTTP)
-_is_connections = _matcher(CONNECTIONS)
-_is_queues = _matcher(QUEUES)
-_is_tls_errors = _matcher(TLS_ERRORS)
-_is_tls_names = _matcher(TLS_NAMES)
-_is_date = _matcher(DATE)
+_is_frontend = matcher(FRONTEND)
+_is_backend_server = matcher(BACKEND_SERVER)
+_is_timers_http = matcher(TIMERS_HTTP)
+_is_timers_tcp = matcher(TIMERS_TCP)
+_is_status = matcher(STATUS)
+_is_bytes = matcher(BYTES)
+_is_termination_tcp = matcher(TERMINATION_TCP)
+_is_termination_http = matcher(TERMINATION_HTTP)
+_is_connections = matcher(CONNECTIONS)
+_is_queues = matcher(QUEUES)
+_is_tls_errors = matcher(TLS_ERRORS)
+_is_tls_names = matcher(TLS_NAMES)
+_is_date = matcher(DATE)
 
-_is_port = _matcher(PORT)
+_is_port = matcher(PORT)
 # Positions, from the timers on, of the two standard middles (cookies are any token).
 _HTTP_MIDDLE = ("timers", "ST", "B", "CC", "CS", "tsc")
 _TCP_MIDDLE = ("timers", "B", "ts")
