@@ -287,8 +287,9 @@ class Parser:
     def _stamp(self, doc: dict[str, Any], seen: Collected | None, header_date: str,
                header_kind: int, received_at: float, tags: list[str]) -> None:
         """`@timestamp`: the body's date, else the header's, if it names a real moment within
-        the window around the receive time; else the receive time, and the claimed date (as
-        logged) in `haproxy.claimed_time`."""
+        the window around the receive time; else the receive time. A date passed over (as
+        logged) is kept in `haproxy.claimed_time` and tagged: also a body's date that names no
+        real moment when the header's then stamps the event."""
         timestamps = self.timestamps
         stamp: str | None = None
         claimed: Any = None
