@@ -214,10 +214,11 @@ def setup(
 
 
 def _import_dashboards(kibana: str, settings: Settings) -> int:
-    from receiver.kibana import KibanaError, data_view_pattern, import_dashboards
+    from receiver.kibana import KibanaError, import_dashboards
+    from receiver.ship.template import index_pattern
 
     es = settings.elasticsearch
-    pattern = data_view_pattern(es)
+    pattern = index_pattern(es)
     try:
         result = import_dashboards(kibana, settings=es, index_pattern=pattern)
     except KibanaError as error:

@@ -5,7 +5,7 @@
 and returns what Kibana reported object by object. It is what `haproxy-receiver setup --kibana
 URL` runs; re-running it replaces the objects (stable ids), so it is safe to repeat. The
 dashboards' data view is pointed at the indices the configuration writes to
-(`data_view_pattern()`: the data stream, or `elasticsearch.index` up to its first variable),
+(`ship.template.index_pattern()`: the data stream, or `elasticsearch.index` up to its first variable),
 so a custom `index` or a `data_stream` gets dashboards that show its documents. The request
 goes through receiver.ship.http with the Elasticsearch output's TLS configuration, proxy rule
 and credentials, and every message is redacted.
@@ -25,15 +25,7 @@ from typing import Any
 from receiver import assets
 from receiver.config import ElasticsearchSettings
 from receiver.redaction import redact
-from receiver.ship.http import (
-    USER_AGENT,
-    ConnectionOptions,
-    HttpClient,
-    HttpError,
-    TlsConfig,
-    authorization,
-    connection_options,
-)
+from receiver.ship.http import ConnectionOptions, HttpClient, HttpError, connection_options
 
 DASHBOARDS_FILE = "haproxy-receiver.ndjson"
 DEFAULT_INDEX_PATTERN = "haproxy-*"
@@ -56,13 +48,6 @@ class ImportResult:
             return f"imported {self.success_count} saved objects"
         return (f"imported {self.success_count} saved objects, {len(self.errors)} failed: "
                 + "; ".join(self.errors))
-
-
-def data_view_pattern(settings: ElasticsearchSettings) -> str:
-    """The data view pattern for what `run` writes: the pattern the index template covers."""
-    from receiver.ship.template import index_pattern  # late: keeps the Elasticsearch client out
-
-    return index_pattern(settings)
 
 
 def default_ndjson() -> bytes:
@@ -129,15 +114,11 @@ def import_dashboards(
 def _options(settings: ElasticsearchSettings | None, username: str | None, password: str | None,
              api_key: str | None, ca_file: str | None, verify: bool,
              timeout: float) -> ConnectionOptions:
-    if settings is not None:
-        return dataclasses.replace(connection_options(settings), timeout=timeout)
-    auth = authorization(username or "", password or "", api_key or "")
-    headers = {"user-agent": USER_AGENT}
-    if auth:
-        headers["authorization"] = auth
-    return ConnectionOptions(
-        TlsConfig(verify=verify, ca_file=ca_file or ""), "", headers, timeout,
-        tuple(s for s in (password, api_key, auth.partition(" ")[2]) if s))
+    if settings is None:  # the credentials and TLS choices given, as output settings
+        settings = ElasticsearchSettings(username=username or "", password=password or "",
+                                         api_key=api_key or "", ca_file=ca_file or "",
+                                         verify_certs=verify)
+    return dataclasses.replace(connection_options(settings), timeout=timeout)
 
 
 def _import_path(space: str | None) -> str:

@@ -30,7 +30,7 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -243,12 +243,6 @@ class ConnectionOptions:
     timeout: float = 30.0
     secrets: tuple[str, ...] = ()  # cut out of every message (receiver.redaction)
 
-    @classmethod
-    def from_settings(cls, settings: ElasticsearchSettings, headers: Mapping[str, str],
-                      secrets: Iterable[str]) -> ConnectionOptions:
-        return cls(TlsConfig.from_settings(settings), settings.proxy, dict(headers),
-                   float(settings.request_timeout), tuple(s for s in secrets if s))
-
 
 def authorization(username: str = "", password: str = "", api_key: str = "",
                   bearer_token: str = "") -> str:
@@ -273,7 +267,8 @@ def connection_options(settings: ElasticsearchSettings) -> ConnectionOptions:
         headers["authorization"] = auth
     secrets = [settings.password, settings.api_key, settings.bearer_token,
                settings.client_key_passphrase, auth.partition(" ")[2]]
-    return ConnectionOptions.from_settings(settings, headers, secrets)
+    return ConnectionOptions(TlsConfig.from_settings(settings), settings.proxy, headers,
+                             float(settings.request_timeout), tuple(s for s in secrets if s))
 
 
 class _Handle:
