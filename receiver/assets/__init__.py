@@ -41,8 +41,8 @@ class Kind:
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("kibana-dashboards", "Kibana saved objects (NDJSON: data view, searches, dashboard)",
          "dashboards/kibana/haproxy-receiver.ndjson"),
-    Kind("index-template", "the composable index template `setup` installs (JSON, for --config)",
-         ""),
+    Kind("index-template", "the composable index template `setup` installs, in the form every "
+         "server takes (`ecs.version` a keyword; JSON, for --config)", ""),
     Kind("systemd-unit", "the systemd service for the per-host role",
          "systemd/haproxy-receiver.service"),
     Kind("haproxy-config", "an HAProxy configuration sending to the receiver (--name)", "haproxy"),
