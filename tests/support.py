@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from receiver.config import CONFIG_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "data" / "corpus"  # origin and capture: its README.md
 T = TypeVar("T")
@@ -62,6 +64,17 @@ def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "con
             last = result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def receiver_command(*args: str, env: dict[str, str] | None = None,
+                     timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -m receiver ARGS` in the repository with the settings in `env` only: this
+    environment without its HAPROXY_RECEIVER_* variables, but still with the configuration file
+    tests/conftest.py names (without it the command would read the machine's /etc)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HAPROXY_RECEIVER_")}
+    clean[CONFIG_ENV] = os.environ[CONFIG_ENV]
+    return subprocess.run([sys.executable, "-m", "receiver", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=timeout, env={**clean, **(env or {})})
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Any:

@@ -4,9 +4,6 @@ variable, default path) and secrets read from files (`<secret>_file`)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,14 +17,7 @@ from receiver.config import (
     redacted,
     secret_file_keys,
 )
-from tests.support import REPO
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("HAPROXY_RECEIVER_")}
-    return subprocess.run([sys.executable, "-m", "receiver", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=60, env={**clean, **(env or {})})
-
+from tests.support import receiver_command
 
 # --- the configuration file ------------------------------------------------------------------
 
@@ -51,10 +41,10 @@ def test_environment_variable_naming_a_missing_file_is_refused(tmp_path: Path) -
 def test_commands_read_the_file_the_environment_variable_names(tmp_path: Path) -> None:
     file = tmp_path / "elsewhere.toml"
     file.write_text('[spool]\ndir = "/srv/spool-from-env-file"\n')
-    result = cli("check-config", env={CONFIG_ENV: str(file)})
+    result = receiver_command("check-config", env={CONFIG_ENV: str(file)})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["spool"]["dir"] == "/srv/spool-from-env-file"
-    missing = cli("check-config", env={CONFIG_ENV: str(tmp_path / "gone.toml")})
+    missing = receiver_command("check-config", env={CONFIG_ENV: str(tmp_path / "gone.toml")})
     assert missing.returncode == 2
     assert f"{CONFIG_ENV}={tmp_path / 'gone.toml'}: no such configuration file" in missing.stderr
 
@@ -110,8 +100,9 @@ def test_file_form_is_offered_only_for_secrets() -> None:
 def test_cli_reads_the_secret_file_and_never_prints_it(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text("hunter2\n")
-    result = cli("check-config", env={"HAPROXY_RECEIVER_ELASTICSEARCH__USERNAME": "u",
-                                      "HAPROXY_RECEIVER_ELASTICSEARCH__PASSWORD_FILE": str(secret)})
+    result = receiver_command("check-config", env={
+        "HAPROXY_RECEIVER_ELASTICSEARCH__USERNAME": "u",
+        "HAPROXY_RECEIVER_ELASTICSEARCH__PASSWORD_FILE": str(secret)})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["elasticsearch"]["password"] == "***"
     assert "hunter2" not in result.stdout + result.stderr

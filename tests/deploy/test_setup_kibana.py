@@ -4,21 +4,16 @@ indices, a custom `index`, a data stream), and the output says what was done in 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
 
 from tests.fakes.kibana_server import running_kibana
-from tests.support import REPO
+from tests.support import receiver_command
 
 
 def setup(es_url: str, kibana_url: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("HAPROXY_RECEIVER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "receiver", "setup", "-e", es_url, "--kibana", kibana_url],
-        capture_output=True, text=True, cwd=REPO, timeout=120, env={**clean, **env})
+    return receiver_command("setup", "-e", es_url, "--kibana", kibana_url, env=env, timeout=120)
 
 
 @pytest.mark.parametrize(("env", "pattern"), [

@@ -4,12 +4,14 @@ holding a read-only user, and an unreachable host."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
+from receiver.config import CONFIG_ENV
 from tests.fakes.es_server import FakeElasticsearch
 from tests.support import REPO, free_port
 
@@ -24,7 +26,9 @@ USERS = {
 def command(*args: str, **env: str) -> tuple[int, str]:
     """Run a haproxy-receiver command with `elasticsearch.*` settings from `env`: its status
     and what it printed (stdout, then its log on stderr after a `--- log` line)."""
-    environment = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    # A bare environment (no proxies, no settings), with the tests' configuration file: never
+    # the machine's /etc.
+    environment = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", CONFIG_ENV: os.environ[CONFIG_ENV]}
     environment.update({f"HAPROXY_RECEIVER_ELASTICSEARCH__{k.upper()}": v for k, v in env.items()})
     done = subprocess.run([sys.executable, "-m", "receiver", *args], cwd=REPO, env=environment,
                           capture_output=True, text=True, timeout=60, check=False)
