@@ -11,8 +11,8 @@ hits them alike; the table shows the median round and the spread (min-max).
 
 Clients: `pycurl` (libcurl, an easy handle reused), `receiver` (receiver.ship.http, the
 client the output uses: pycurl plus header parsing, failover and the answer cap), `urllib3`
-(HTTPConnectionPool), and `hand-written` (receiver.ship.bulk_http, the client this replaced;
-measured while it existed, skipped when it is gone).
+(HTTPConnectionPool). The README's row for the hand-written client libcurl replaced was
+measured with this benchmark before that client was removed.
 """
 
 from __future__ import annotations
@@ -169,23 +169,7 @@ def urllib3_client(url: str) -> Post | None:
     return post
 
 
-def hand_written_client(url: str) -> Post | None:
-    try:
-        bulk_http = importlib.import_module("receiver.ship.bulk_http")
-    except ImportError:
-        return None
-    client = bulk_http.BulkClient([bulk_http.endpoint(url, url, None, {})], 30.0)
-    lines = bulk_http.header_lines({"content-type": CONTENT_TYPE})
-
-    def post(body: bytes) -> tuple[int, bytes]:
-        result: tuple[int, bytes] = client.post("/_bulk", body, lines)
-        return result
-
-    return post
-
-
 CLIENTS: dict[str, Callable[[str], Post | None]] = {  # None: not importable here
-    "hand-written": hand_written_client,
     "pycurl": pycurl_client,
     "receiver": receiver_client,
     "urllib3": urllib3_client,

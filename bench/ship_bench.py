@@ -44,6 +44,7 @@ from receiver.spool import SpoolWriter
 
 NULLSINK = Path(__file__).resolve().parent / "nullsink.py"  # the repository's own null Elasticsearch
 _MALLOC = {"MALLOC_TRIM_THRESHOLD_": "268435456", "MALLOC_TOP_PAD_": "67108864"}
+STALL_LIMIT = 60.0  # seconds without any acknowledged event: the run failed
 
 
 def document(n: int) -> dict[str, Any]:
@@ -117,8 +118,15 @@ def run_once(args: argparse.Namespace, records: list[bytes], workers: int, url: 
     started = time.perf_counter()
     pool.start()
     pids = [w.process.pid for w in pool._workers.values()]
-    while writer.ledger.pending() > 0:
+    last, stalled_since = writer.ledger.pending(), time.monotonic()
+    while last > 0:  # a worker that keeps failing must not hang the benchmark
         time.sleep(0.01)
+        pending = writer.ledger.pending()
+        if pending != last:
+            last, stalled_since = pending, time.monotonic()
+        elif time.monotonic() - stalled_since > STALL_LIMIT:
+            raise SystemExit(f"no progress for {STALL_LIMIT:.0f} s with {pending} events "
+                             "pending: the workers are not shipping (see their log above)")
     elapsed = time.perf_counter() - started
     worker_usage = [process_usage(pid) for pid in pids]
     usage = resource.getrusage(resource.RUSAGE_SELF)

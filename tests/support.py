@@ -323,7 +323,7 @@ class TcpProxy:
         with self._lock:
             sockets, self._sockets = self._sockets, set()
         for sock in sockets:
-            _reset(sock)
+            reset(sock)
 
     def close(self) -> None:
         """Stop and give the port back."""
@@ -345,13 +345,13 @@ class TcpProxy:
                 try:
                     upstream = socket.create_connection(self.target, timeout=5)
                 except OSError:
-                    _reset(client)
+                    reset(client)
                     continue
                 upstream.settimeout(None)
                 with self._lock:
                     if stop.is_set():
-                        _reset(client)
-                        _reset(upstream)
+                        reset(client)
+                        reset(upstream)
                         return
                     self._sockets |= {client, upstream}
                 for source, sink in ((client, upstream), (upstream, client)):
@@ -363,8 +363,8 @@ class TcpProxy:
                 sink.sendall(data)
             sink.shutdown(socket.SHUT_WR)
         except OSError:
-            _reset(source)
-            _reset(sink)
+            reset(source)
+            reset(sink)
 
 
 def _bound(port: int) -> socket.socket:
@@ -390,7 +390,7 @@ def _bind(port: int) -> socket.socket:
     return sock
 
 
-def _reset(sock: socket.socket) -> None:
+def reset(sock: socket.socket) -> None:
     """Close with RST (SO_LINGER 0), like a peer that died."""
     with suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -434,12 +434,12 @@ def _flatten(source: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of a process (VmRSS of /proc/PID/status)."""
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """Resident set size of a process (`VmRSS` of /proc/PID/status; `VmHWM`: its peak), bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    raise AssertionError(f"no {field} for pid {pid}")
 
 
 def group_members(group: int) -> list[int]:

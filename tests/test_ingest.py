@@ -11,6 +11,7 @@ from receiver.ingest import Ingest
 from receiver.metrics import Metrics
 from receiver.spool import SpoolWriter
 from tests.spool.helpers import reader_of
+from tests.support import wait_for
 
 LINE = b'<134>Nov 25 18:00:00 lb1 haproxy[7]: {"ci":"10.0.0.1","ST":200,"B":9}'
 
@@ -62,8 +63,9 @@ def test_received_is_counted_before_a_blocked_append(tmp_path: Path) -> None:
     blocked.start()
     value = metrics.registry.get_sample_value
     labels = {"listener": "tcp://x", "transport": "tcp"}
-    received = value("haproxy_receiver_messages_received_total", labels) or 0
-    assert received == 100  # counted at once, while the batch waits
+    wait_for(lambda: value("haproxy_receiver_messages_received_total", labels) == 100, 10,
+             "the blocked batch counted received")
+    assert blocked.is_alive()  # counted while the batch waits
     assert (value("haproxy_receiver_events_spooled_total") or 0) - filled < 100
     reader = reader_of(writer)
     while blocked.is_alive():  # shipping makes room; the blocked batch goes in whole

@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from receiver.config import load_settings
+from tests.support import REPO
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk (test extra) bundles Helm")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
-REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "haproxy-receiver"
 ALERTS = REPO / "dashboards" / "prometheus" / "alerts.yml"
 GRAFANA = REPO / "dashboards" / "grafana" / "haproxy-receiver.json"

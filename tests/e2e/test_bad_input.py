@@ -109,14 +109,6 @@ def test_garbage_is_kept_or_counted_and_never_stops_the_receiver(tmp_path: Path,
     assert {1, 2} <= seqs, "a connection stopped working after bad input"
 
 
-def vm(pid: int, field: str) -> int:
-    """A `VmRSS`/`VmHWM` line of /proc/PID/status, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"{field} not in /proc/{pid}/status")
-
-
 def test_a_flood_of_64_kib_garbage_datagrams_costs_its_size_once(tmp_path: Path) -> None:
     # Issue 17's attack: 2,000 datagrams of b"\x01" * 65507 (131 MB on the wire) once became
     # 1.09 GB of spool (stored twice, each escaped) and left the receiving process at 492 MiB.
@@ -125,7 +117,7 @@ def test_a_flood_of_64_kib_garbage_datagrams_costs_its_size_once(tmp_path: Path)
     assert receiver.process is not None
     main = receiver.process.pid
     try:
-        baseline = vm(main, "VmRSS")
+        baseline = rss_bytes(main)
         datagram = b"\x01" * MAX_DATAGRAM
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             for n in range(2000):
@@ -136,7 +128,7 @@ def test_a_flood_of_64_kib_garbage_datagrams_costs_its_size_once(tmp_path: Path)
         wait_for(lambda: receiver.metric("haproxy_receiver_events_spooled_total") == 2000, 60,
                  "2,000 datagrams spooled")
         spool = sum(p.stat().st_size for p in receiver.spool_dir.glob("*.seg"))
-        peak = vm(main, "VmHWM")
+        peak = rss_bytes(main, "VmHWM")
         # Each message is on disk once, as received: 65,507 bytes and ~60 of record around it.
         assert spool < 2000 * (MAX_DATAGRAM + 200) + 64 * 1024, f"spool of {spool} bytes"
         assert peak - baseline < 48 * MIB, f"receiving took {(peak - baseline) / MIB:.0f} MiB"
@@ -144,7 +136,8 @@ def test_a_flood_of_64_kib_garbage_datagrams_costs_its_size_once(tmp_path: Path)
                  "everything shipped")
         workers = [pid for pid in group_members(main) if pid != main]
         for pid in workers:  # shipments are bounded by elasticsearch.batch_bytes
-            assert vm(pid, "VmHWM") < 160 * MIB, f"a worker peaked at {vm(pid, 'VmHWM') / MIB:.0f} MiB"
+            worker_peak = rss_bytes(pid, "VmHWM")
+            assert worker_peak < 160 * MIB, f"a worker peaked at {worker_peak / MIB:.0f} MiB"
         assert receiver.stop() == 0
     finally:
         if receiver.process is not None and receiver.process.poll() is None:

@@ -55,7 +55,7 @@ class Sent:
     reset: bool = False
 
 
-def stream_until_fin(sock: socket.socket, result: Sent, started: threading.Event) -> None:
+def stream_until_fin(sock: socket.socket, result: Sent) -> None:
     sock.setblocking(False)
     accepted: list[bytes] = []
     chunks = stream()
@@ -88,7 +88,6 @@ def stream_until_fin(sock: socket.socket, result: Sent, started: threading.Event
                     raise
                 accepted.append(pending[:sent])
                 pending = pending[sent:]
-                started.set()
     finally:
         result.accepted = b"".join(accepted)
         sock.close()
@@ -104,8 +103,7 @@ def test_sigterm_mid_stream_ships_every_accepted_line_exactly_once(tmp_path: Pat
     try:
         receiver.start()
         sock = socket.create_connection(("127.0.0.1", receiver.tcp_port))
-        started = threading.Event()
-        sender = threading.Thread(target=stream_until_fin, args=(sock, result, started), daemon=True)
+        sender = threading.Thread(target=stream_until_fin, args=(sock, result), daemon=True)
         sender.start()
         wait_for(lambda: receiver.metric("haproxy_receiver_messages_received_total") >= SIGTERM_AFTER,
                  60, f"{SIGTERM_AFTER} lines received")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -138,9 +137,3 @@ def ok(conn: socket.socket, request: Request) -> bool:
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                  % (len(BULK_OK), BULK_OK))
     return True
-
-
-def reset(conn: socket.socket) -> None:
-    """Close with an RST (SO_LINGER 0) instead of a FIN."""
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    conn.close()

@@ -10,9 +10,9 @@ import pytest
 
 from receiver.ship.classify import RequestOutcome
 from receiver.ship.http import ConnectionOptions, HttpClient, HttpTimeout, HttpUnavailable
-from tests.fakes.scripted_http import BULK_OK, Request, ok, reset, scripted
+from tests.fakes.scripted_http import BULK_OK, Request, ok, scripted
 from tests.ship.harness import es_settings
-from tests.support import free_port
+from tests.support import free_port, reset
 
 
 def client(*urls: str, timeout: float = 5.0) -> HttpClient:

@@ -251,7 +251,7 @@ _WRITER = textwrap.dedent(
     from receiver.event import encode_document
     from receiver.config import SpoolSettings
     from receiver.metrics import Metrics
-    from receiver.spool import SpoolWriter, event_id
+    from receiver.spool import SpoolWriter
     directory, start = sys.argv[1], int(sys.argv[2])
     writer = SpoolWriter(SpoolSettings(dir=directory, segment_bytes=65536, max_bytes=1 << 30,
                                        max_record_bytes=8192, fsync="never"), Metrics())
