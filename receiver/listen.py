@@ -353,13 +353,14 @@ class DatagramReader:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception:
-            log.exception("%s: reader failed; restarting it", self.listener.name)
-            if not self._stop.is_set():
-                self._run()
-                return
+        while True:  # a loop, not a recursion: failures must not pile up stack frames
+            try:
+                self._loop()
+                break
+            except Exception:
+                log.exception("%s: reader failed; restarting it", self.listener.name)
+                if self._stop.is_set():
+                    break
         self._drain()
 
     def _loop(self) -> None:
