@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from receiver.addresses import family_of, parse_host_port
 
@@ -61,7 +62,8 @@ class ListenMetrics:
         self.bytes_received = _counter(
             "received_bytes", "Bytes of syslog messages received.", r, ("listener", "transport"))
         self.messages_truncated = _counter(
-            "messages_truncated", "Stream messages cut at listen.max_message_bytes.", r,
+            "messages_truncated", "Messages cut at listen.max_message_bytes (stream frames and "
+            "datagrams) or by the end of their connection.", r,
             ("listener",))
         self.connections_open = _gauge("connections_open", "Stream connections open.", r,
                                        ("listener",))
@@ -276,7 +278,7 @@ class Relayed(Collector):
                     base = self._bases.setdefault(family.name, {})
                     for sample in family.samples:
                         if not sample.name.endswith("_created"):
-                            key = (sample.name, tuple(sorted(sample.labels.items())))
+                            key = _sample_key(sample)
                             base[key] = base.get(key, 0.0) + sample.value
 
     def collect(self) -> Iterable[Metric]:
@@ -294,6 +296,11 @@ class Relayed(Collector):
 _SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
+def _sample_key(sample: Sample) -> _SampleKey:
+    """A sample's name and labels: the same series in every worker's snapshot."""
+    return sample.name, tuple(sorted(sample.labels.items()))
+
+
 def _merged(template: Metric, families: list[Metric], bases: dict[_SampleKey, float]) -> Metric:
     merged = Metric(template.name, template.documentation, template.type, template.unit)
     cumulative = template.type in ("counter", "histogram")
@@ -304,7 +311,7 @@ def _merged(template: Metric, families: list[Metric], bases: dict[_SampleKey, fl
         for sample in family.samples:
             if sample.name.endswith("_created"):
                 continue
-            key = (sample.name, tuple(sorted(sample.labels.items())))
+            key = _sample_key(sample)
             values.setdefault(key, []).append(sample.value if families else 0.0)
             labels[key] = sample.labels
     for key in bases:
