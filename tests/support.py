@@ -77,6 +77,20 @@ def receiver_command(*args: str, env: dict[str, str] | None = None,
                           text=True, cwd=REPO, timeout=timeout, env={**clean, **(env or {})})
 
 
+def tls_files(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A private CA (trustme) and a certificate it issued for `host`, written to `directory`:
+    (certificate chain, its key, the CA's certificate)."""
+    import trustme
+
+    authority = trustme.CA()
+    leaf = authority.issue_cert(host)
+    cert, key, ca = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    authority.cert_pem.write_to_path(str(ca))
+    return cert, key, ca
+
+
 def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method,

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-import trustme
 
 from receiver.kibana import KibanaError, default_ndjson, import_dashboards
 from tests.fakes.kibana_server import running_kibana
+from tests.support import tls_files
 
 NDJSON = Path(__file__).resolve().parents[2] / "dashboards" / "kibana" / "haproxy-receiver.ndjson"
 
@@ -93,12 +93,7 @@ def test_default_file_is_the_shipped_dashboards() -> None:
 
 
 def test_https_with_a_private_ca(tmp_path: Path) -> None:
-    authority = trustme.CA()
-    served = authority.issue_cert("127.0.0.1")
-    cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    served.cert_chain_pems[0].write_to_path(str(cert))
-    served.private_key_pem.write_to_path(str(key))
-    authority.cert_pem.write_to_path(str(ca))
+    cert, key, ca = tls_files(tmp_path)
     with running_kibana(certfile=cert, keyfile=key) as kibana:
         assert kibana.url.startswith("https://")
         with pytest.raises(KibanaError, match="certificate"):

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 from receiver.ship.elasticsearch import ElasticsearchOutput
 from receiver.ship.errors import OutputUnavailable
@@ -18,7 +17,7 @@ from tests.fakes.connect_proxy import ConnectProxy
 from tests.fakes.es_server import FakeElasticsearch
 from tests.ship.harness import es_settings, running_shipper
 from tests.ship.memory_spool import MemorySpool, document
-from tests.support import wait_for
+from tests.support import tls_files, wait_for
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
                    "all_proxy", "NO_PROXY", "no_proxy")
@@ -32,12 +31,7 @@ def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def https_server(tmp_path: Path) -> Iterator[tuple[FakeElasticsearch, str]]:
-    authority = trustme.CA()
-    leaf = authority.issue_cert("127.0.0.1")
-    cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    leaf.private_key_pem.write_to_path(str(key))
-    authority.cert_pem.write_to_path(str(ca))
+    cert, key, ca = tls_files(tmp_path)
     with FakeElasticsearch.start("es8", tls=(str(cert), str(key))) as server:
         yield server, str(ca)
 
