@@ -15,7 +15,9 @@ Parent side, `WorkerPool`:
   `OutputError`/`SpoolError` as in one process);
 - relays each worker's messages to the ledger and its metrics to a `Relayed` collector;
 - restarts a worker that died (logged; what it held is leased again from the acknowledged
-  prefixes, and the event ids make re-sent documents harmless);
+  prefixes, and the event ids make re-sent documents harmless): at once after a long run, later
+  and later after one that could not start or died soon after starting (a crash loop must not
+  spin, and a missing worker is always started again);
 - at stop, asks every worker to ship what is spooled within the grace period and waits for them.
 
 Child side, `child_main`: builds its spool reader, output and `Shipper`, runs the shipper in a
@@ -56,6 +58,10 @@ START_TIMEOUT = 60.0
 # A worker silent this long, or whose shipper loop has not turned for this long (it turns at
 # least 4 times a second), is wedged: it is killed and started again.
 WEDGED_AFTER = 60.0
+# A worker that ran this long before it died is started again at once; one that died sooner, or
+# could not start, after RESTART_DELAYS[0] seconds, doubling up to RESTART_DELAYS[1].
+RAN_LONG_ENOUGH = 30.0
+RESTART_DELAYS = (0.5, 30.0)
 _PR_SET_PDEATHSIG = 1
 _DRAIN_POLL = 0.05
 WORKER_NICENESS = 10  # added to the receiving process's niceness
@@ -70,7 +76,7 @@ class _Worker:
         self.conn = conn
         self.send_lock = threading.Lock()
         self.relay: threading.Thread | None = None
-        self.last_report = time.monotonic()
+        self.started_at = self.last_report = time.monotonic()
         self.loop_silence = 0.0  # how long its shipper loop had not turned, at the last report
 
     def send(self, message: tuple[Any, ...]) -> None:
@@ -91,6 +97,7 @@ class WorkerPool:
         self._workers: dict[int, _Worker] = {}
         self._stopping = False
         self.restarts = 0
+        self._delays: dict[int, tuple[float, float]] = {}  # missing worker: (start it at, delay)
         self._relayed = Relayed()
         metrics.add_collector(self._relayed)
         ledger.on_sealed(self._sealed)
@@ -119,10 +126,16 @@ class WorkerPool:
                       "with the previous one", error)
             self._stopping = False
             self._settings = previous
-            self.start()
+            try:
+                self.start()
+            except Exception as again:  # supervise() keeps trying; the spool holds what comes
+                self._stopping = False
+                log.error("reload: the workers cannot start with the previous configuration "
+                          "either (%s); trying again", again)
 
     def start(self) -> None:
         """Start every worker and wait until each runs; raises what one could not start with."""
+        self._delays.clear()
         try:
             for number in range(self.size):
                 self._start(number)
@@ -152,20 +165,22 @@ class WorkerPool:
         deadline = time.monotonic() + START_TIMEOUT
         conn, process = worker.conn, worker.process
         while time.monotonic() < deadline:
-            if conn.poll(0.1):
-                try:
-                    kind, *rest = conn.recv()
-                except EOFError:
-                    break
-                if kind == "started":
-                    return
-                if kind == "failed":
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        process.wait(5.0)
-                    conn.close()
-                    _raise_start_failure(*rest)
-            elif process.poll() is not None:
+            try:
+                message = conn.recv() if conn.poll(0.1) else None
+            except (EOFError, OSError):  # it died: its exit status says more than the socket
                 break
+            if message is None:
+                if process.poll() is not None:
+                    break
+                continue
+            kind, *rest = message
+            if kind == "started":
+                return
+            if kind == "failed":
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(5.0)
+                conn.close()
+                _raise_start_failure(*rest)
         process.kill()
         process.wait()
         conn.close()
@@ -197,11 +212,12 @@ class WorkerPool:
             target.send(("sealed", segment, end))
 
     def alive(self) -> bool:
-        return bool(self._workers) and all(
+        return len(self._workers) == self.size and all(
             w.process.poll() is None for w in self._workers.values())
 
     def supervise(self) -> None:
-        """Restart a worker that died (called periodically by the service's main thread)."""
+        """Restart a worker that died or was wedged, and start again one that could not start
+        (called periodically by the service's main thread)."""
         if self._stopping:
             return
         for number, worker in list(self._workers.items()):
@@ -212,15 +228,32 @@ class WorkerPool:
                 log.error("worker %d made no progress for %.0f s; killing it", number, silent)
                 worker.process.kill()
                 worker.process.wait()
-            log.error("worker %d exited unexpectedly (exit status %s); restarting it; what it "
-                      "held is shipped again from the acknowledged prefixes", number,
-                      worker.process.returncode)
             self._forget(worker)
             self.restarts += 1
+            if time.monotonic() - worker.started_at >= RAN_LONG_ENOUGH:
+                self._delays.pop(number, None)
+                when = "restarting it"
+            else:
+                when = f"starting it again in {self._postpone(number):g} s"
+            log.error("worker %d exited unexpectedly (exit status %s); %s; what it held is "
+                      "shipped again from the acknowledged prefixes", number,
+                      worker.process.returncode, when)
+        for number in range(self.size):
+            if number in self._workers or time.monotonic() < self._delays.get(number, (0, 0))[0]:
+                continue
             try:
                 self._start(number)
-            except Exception as error:  # keep receiving; try again at the next supervision
-                log.error("restarting worker %d failed: %s", number, error)
+            except Exception as error:  # keep receiving; the spool holds what comes meanwhile
+                log.error("starting worker %d failed: %s; trying again in %g s", number, error,
+                          self._postpone(number))
+
+    def _postpone(self, number: int) -> float:
+        """The next start of worker `number` waits twice as long as the previous wait."""
+        first, longest = RESTART_DELAYS
+        previous = self._delays.get(number, (0.0, first / 2))[1]
+        delay = min(longest, previous * 2)
+        self._delays[number] = (time.monotonic() + delay, delay)
+        return delay
 
     def _forget(self, worker: _Worker) -> None:
         """After the worker's exit: read what it still said, then give back what it held."""

@@ -50,8 +50,18 @@ def accounted(receiver: Receiver) -> tuple[float, float]:
 
 def quiet(receiver: Receiver, what: str) -> None:
     """Wait until nothing is pending and both workers run, then check the identity."""
-    wait_for(lambda: receiver.metric("haproxy_receiver_spool_events_pending") == 0
-             and len(workers(receiver)) == 2, 90, f"{what}: everything shipped")
+    seen: list[tuple[float, int]] = []  # (pending, workers) at the last look, for the failure
+
+    def settled() -> bool:
+        seen[:] = [(receiver.metric("haproxy_receiver_spool_events_pending"),
+                    len(workers(receiver)))]
+        return seen[0] == (0, 2)
+
+    try:
+        wait_for(settled, 90, f"{what}: everything shipped")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; (pending, workers) = {seen}\n"
+                             f"{receiver.stderr()[-4000:]}") from None
     inflow, outflow = accounted(receiver)
     assert inflow == outflow, f"{what}: {inflow} came in, {outflow} accounted for"
 

@@ -1,5 +1,6 @@
 """The ship process (receiver/ship/process.py) under the real `python -m receiver run`: metrics
-relayed to the parent's /metrics exactly once, a killed child restarted without loss, a graceful
+relayed to the parent's /metrics exactly once, a killed child restarted without loss (also one
+killed while it starts), a graceful
 stop that stops the child, and a killed parent that takes the child with it."""
 
 from __future__ import annotations
@@ -108,6 +109,30 @@ def test_a_killed_ship_process_is_restarted_and_nothing_is_lost(
     finally:
         assert receiver.stop() == 0
     assert count(es_url) == 200
+
+
+def test_a_worker_killed_while_it_starts_is_started_again(tmp_path: Path, es_url: str) -> None:
+    """Seen in CI: a worker killed before it reported started was never started again, and its
+    segments waited for good. Now every start that fails is tried again, later each time."""
+    receiver = Receiver(tmp_path, es_url).start()
+    try:
+        assert receiver.process is not None
+        parent = receiver.process.pid
+        killed = {ship_child(receiver)}
+        os.kill(next(iter(killed)), signal.SIGKILL)
+        for _ in range(3):  # each new worker dies at once, before its start is complete
+            new = wait_for(lambda: [p for p in children(parent) if p not in killed], 30,
+                           "a worker started again", interval=0.005)[0]
+            os.kill(new, signal.SIGKILL)
+            killed.add(new)
+        send(receiver, 0, 100)
+        wait_for(lambda: count(es_url) >= 100, 60, "the documents sent after the kills")
+        log = receiver.stderr()
+        assert "starting it again in 0.5 s" in log, log  # it had run only briefly: backing off
+        assert "did not start" in log and "trying again in" in log, log
+    finally:
+        assert receiver.stop() == 0
+    assert count(es_url) == 100
 
 
 def test_the_ship_process_dies_with_a_killed_receiver(tmp_path: Path, es_url: str) -> None:
