@@ -285,8 +285,7 @@ def test_unwritable_dead_letter_file_keeps_events_until_it_works(tmp_path: Path)
             wait_for(lambda: len(server.bulk_requests()) >= 3, what="the refusal sent again")
             assert spool.acknowledged_records() == 0
             assert run.value("events_dead_lettered_total", reason="mapper_parsing_exception") == 0
-            blocker.unlink()
-            blocker.mkdir()
+            blocker.unlink()  # the writer makes the directory itself at its next try
             settle(run, 2)
             assert run.value("events_dead_lettered_total", reason="mapper_parsing_exception") == 1
         assert len((blocker / "dead-letter.jsonl").read_text().splitlines()) == 1
