@@ -10,6 +10,7 @@ address...), and hypothesis adds random tokens at random boundaries."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -107,6 +108,22 @@ def split(message: bytes, received: float) -> tuple[dict[str, Any], str, str] | 
     return clean, text[:at], body
 
 
+def insert_at_one_boundary(message: bytes, received: float, token: str,
+                           pick: Callable[[list[int]], int]) -> bool:
+    """Insert `token` at the boundary `pick` chooses and check the document; False when the
+    message has no body to insert into (nothing was tried)."""
+    parts = split(message, received)
+    if parts is None:
+        return False
+    clean, prefix, body = parts
+    places = boundaries(body)
+    if not places:
+        return False
+    check_insertion(clean, prefix, body, pick(places), token, received,
+                    header_only(prefix, received))
+    return True
+
+
 def test_real_lines_at_every_boundary_with_every_token() -> None:
     tried = 0
     for line in real_lines():
@@ -145,15 +162,7 @@ def test_corpus_frames_at_every_boundary() -> None:
     st.sampled_from(TOKENS),
     st.text(alphabet="0123456789/-+.:~abcSCDLR<>", min_size=1, max_size=12)))
 def test_any_corpus_frame_any_token(message: bytes, where: int, token: str) -> None:
-    parts = split(message, RECEIVED_AT)
-    if parts is None:
-        return
-    clean, prefix, body = parts
-    places = boundaries(body)
-    if not places:
-        return
-    check_insertion(clean, prefix, body, places[where % len(places)], token, RECEIVED_AT,
-                    header_only(prefix, RECEIVED_AT))
+    insert_at_one_boundary(message, RECEIVED_AT, token, lambda places: places[where % len(places)])
 
 
 def test_random_tokens_at_random_places() -> None:
@@ -168,15 +177,6 @@ def test_random_tokens_at_random_places() -> None:
     tried = 0
     for _ in range(30_000):
         message, received = rng.choice(sources)
-        parts = split(message, received)
-        if parts is None:
-            continue
-        clean, prefix, body = parts
-        places = boundaries(body)
-        if not places:
-            continue
         token = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 14)))
-        check_insertion(clean, prefix, body, rng.choice(places), token, received,
-                        header_only(prefix, received))
-        tried += 1
+        tried += insert_at_one_boundary(message, received, token, rng.choice)
     assert tried > 15_000
