@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from receiver.cpus import usable_cpus
 from receiver.redaction import redact
 
 ENV_PREFIX = "HAPROXY_RECEIVER_"
@@ -49,7 +50,7 @@ def setting(default: Any, doc: str, *, unit: str = "") -> Any:
 
 ByteSize = typing.NewType("ByteSize", int)
 Seconds = typing.NewType("Seconds", float)
-Workers = typing.NewType("Workers", int)  # `auto` is read as the cores but one
+Workers = typing.NewType("Workers", int)  # `auto`: see auto_workers()
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,8 +334,9 @@ class ServiceSettings:
     workers: Workers = setting(
         Workers(1),
         "Parse-and-ship processes sharing the spool (a segment at a time each). `auto`: one per "
-        "core but one (the receiving process keeps a core). One is enough for a HAProxy host; "
-        "an aggregator fed by a fleet wants `auto`.",
+        "CPU this process may use (its affinity and cgroup CPU quota, not the host's cores) "
+        "but one, which the receiving process keeps. One is enough for a HAProxy host; an "
+        "aggregator fed by a fleet wants `auto`.",
     )
 
 
@@ -489,13 +491,18 @@ def _build(raw: Mapping[str, Mapping[str, Any]]) -> Settings:
     return settings
 
 
+def auto_workers() -> int:
+    """`service.workers = auto`: the CPUs this process may use but one, at least one."""
+    return max(1, usable_cpus() - 1)
+
+
 def coerce(name: str, hint: Any, value: Any) -> Any:
     """Convert one raw value (TOML value or environment string) to the setting's type."""
     if hint is ByteSize:
         return ByteSize(_byte_size(name, value))
     if hint is Workers:
         if isinstance(value, str) and value.strip().lower() == "auto":
-            return Workers(max(1, (os.cpu_count() or 2) - 1))
+            return Workers(auto_workers())
         count = _number(name, value, int, "a number of processes or `auto`")
         if not 1 <= count <= 256:
             raise ConfigError(f"{name} = {value!r} is not allowed; allowed: 1 to 256, or auto")
