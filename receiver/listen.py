@@ -5,10 +5,12 @@
   `DATAGRAM_BATCH` datagrams) and hand the whole batch to `Ingest`. A thread per socket costs
   ~3 µs per datagram here, a third of asyncio's datagram protocol (PERF-NOTES).
 - Stream sockets (TCP, TLS, Unix stream) share one asyncio loop in one thread: each read is cut
-  into messages by `StreamFramer` and handed over in one batch. When the spool is full under the
-  `block` policy, `FlowControl` pauses reading every connection until there is room again, so
-  senders feel TCP backpressure instead of losing data. Connection limits cannot be exhausted
-  by idle connections: the one idle longest gives way to a newcomer (`StreamServer.admit`).
+  into messages by `StreamFramer` and handed over in one batch; after a small read a
+  connection waits briefly for more (`STREAM_COALESCE_BELOW`), as datagram readers do. When
+  the spool is full under the `block` policy, `FlowControl` pauses reading every connection
+  until there is room again, so senders feel TCP backpressure instead of losing data.
+  Connection limits cannot be exhausted by idle connections: the one idle longest gives way
+  to a newcomer (`StreamServer.admit`).
 
 All sockets are bound by `open_listeners()` before anything starts, so an address in use is
 reported at start with the setting that named it; stream sockets listen with the kernel's
@@ -64,6 +66,12 @@ COALESCE_BELOW = 16  # datagrams per drain under which the reader waits for comp
 # (peerbench udp-2k, side by side), for latency the 1 s batch budget dwarfs anyway. Under load
 # drains are full and nothing waits.
 COALESCE_WAIT = 0.02
+# Stream connections wait for company too: a read this small (a few lines: a host logging a few
+# hundred lines a second over TCP gets one line a read) pauses the connection for
+# COALESCE_WAIT, so the next read takes what arrived meanwhile in one wake-up, one framing and
+# one spool append. Under load reads are large and never wait; while waiting, the kernel's
+# socket buffer holds the lines and TCP flow control covers the rest.
+STREAM_COALESCE_BELOW = 16 * 1024
 MAX_DATAGRAM = 65535 + 1  # one more than UDP allows, so nothing is ever cut by recvfrom
 STREAM_READ = 256 * 1024
 TLS_HANDSHAKE_TIMEOUT = 10.0
@@ -514,6 +522,7 @@ class StreamConnection(asyncio.Protocol):
         self.closing_since = 0.0
         self.close_by = 0.0  # monotonic deadline of the graceful close
         self.lost = False  # the transport is gone (closed by either side)
+        self._waiting = False  # reading paused to let a small read's successors gather
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -542,6 +551,26 @@ class StreamConnection(asyncio.Protocol):
         self.last_activity = time.monotonic()
         messages = self._framer.feed(data)
         self._deliver(messages)
+        if len(data) < STREAM_COALESCE_BELOW and not self.closing and not self._waiting:
+            self._wait_for_company()
+
+    def _wait_for_company(self) -> None:
+        """Pause reading for COALESCE_WAIT after a small read (see STREAM_COALESCE_BELOW)."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or not transport.is_reading():
+            return
+        self._waiting = True
+        transport.pause_reading()
+        asyncio.get_running_loop().call_later(COALESCE_WAIT, self._company_waited)
+
+    def _company_waited(self) -> None:
+        self._waiting = False
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        # A full spool's pause (FlowControl) outlasts this one; it resumes every reader itself.
+        if self.closing or not self._server.flow.paused:
+            transport.resume_reading()
 
     def eof_received(self) -> bool:
         self._finish()

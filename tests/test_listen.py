@@ -41,11 +41,13 @@ class Collected:
     messages: list[tuple[bytes, str | None, str]] = field(default_factory=list)
     ports: list[int | None] = field(default_factory=list)
     cut: list[bytes] = field(default_factory=list)  # messages handed over as cut
+    batches: int = 0  # calls of accept: one per socket drain or stream read
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def accept(self, messages: Sequence[bytes], peers: Peer | list[Peer], listener: str,
                transport: str, cut: frozenset[int] = frozenset()) -> int:
         with self.lock:
+            self.batches += 1
             for i, message in enumerate(messages):
                 sender, port = peers[i] if isinstance(peers, list) else peers
                 self.messages.append((message, sender, transport))
@@ -169,6 +171,26 @@ def test_tcp_lf_and_octet_counting_connections(start: Start) -> None:
         octet.sendall(b"8 <134>abc9 <134>defg")
     wait_for(lambda: len(running.sink.bodies()) == 4, 10, "4 messages")
     assert sorted(running.sink.bodies()) == [b"<134>abc", b"<134>defg", b"<134>one", b"<134>two"]
+
+
+def test_small_stream_reads_wait_for_company(start: Start,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender logging a line at a time (a host at everyday rates) is read a few lines per
+    wake-up, not one: after a small read the connection waits COALESCE_WAIT (widened here so
+    a loaded machine cannot stretch the sends past it) before the next. Issue 28, item 4."""
+    monkeypatch.setattr("receiver.listen.COALESCE_WAIT", 0.5)
+    running = start(base_settings(udp=[]))
+    with socket.create_connection(running.address("tcp")) as sender:
+        sender.sendall(b"<134>first\n")
+        wait_for(lambda: len(running.sink.bodies()) == 1, 10, "the first line")
+        for n in range(20):
+            sender.sendall(b"<134>line %d\n" % n)
+            time.sleep(0.002)  # paced like a sender: each line its own segment
+        wait_for(lambda: len(running.sink.bodies()) == 21, 10, "21 lines")
+    assert running.sink.bodies()[1:] == [b"<134>line %d" % n for n in range(20)]
+    # One read for the first line, one (rarely two) for the 20 that came during the wait; read
+    # as they came, they take about 20.
+    assert running.sink.batches <= 3, running.sink.batches
 
 
 def test_a_line_without_newline_for_megabytes_is_cut_and_counted(start: Start) -> None:
