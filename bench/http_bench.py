@@ -145,7 +145,7 @@ def receiver_client(url: str) -> Post | None:
         http = importlib.import_module("receiver.ship.http")
     except ImportError:
         return None
-    client = http.HttpClient([url], http.ConnectionOptions())
+    client = http.HttpClient(url, http.ConnectionOptions())
 
     def post(body: bytes) -> tuple[int, bytes]:
         response = client.request("POST", "/_bulk", body, {"content-type": CONTENT_TYPE})
