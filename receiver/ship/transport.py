@@ -163,7 +163,7 @@ class Cluster:
     def __init__(self, urls: Sequence[str], options: ConnectionOptions) -> None:
         configs = [node_config(url, options) for url in urls]
         secrets = url_secrets(urls, options)
-        self._names = {config: redact(url, secrets) for config, url in zip(configs, urls)}
+        self._names = {config: redact(url, secrets) for config, url in zip(configs, urls, strict=True)}
         # A request that got no answer is tried once on each other host (as the node pool
         # chooses); anything with an answer, and a timeout, comes back to our classification.
         self._retries = len(urls) - 1
