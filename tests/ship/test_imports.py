@@ -44,3 +44,16 @@ def test_the_output_loads_the_client_on_libcurl_and_no_second_http_stack() -> No
     pycurl, loaded = loaded_after("", made).split(" ", 1)
     assert pycurl == "True"
     assert "'elasticsearch'" in loaded and "'elastic_transport'" in loaded
+
+
+def test_a_worker_with_the_client_stays_well_under_100_mib() -> None:
+    """What a worker holds before its first batch: its modules, the client, its output (the
+    replay benchmark measured 72 MiB at its peak while shipping, README "Dependencies")."""
+    made = ("import receiver.ship.process, receiver.ship.shipper, receiver.parse\n"
+            "from receiver.config import ElasticsearchSettings\n"
+            "from receiver.ship.elasticsearch import ElasticsearchOutput\n"
+            "output = ElasticsearchOutput(ElasticsearchSettings(hosts=['http://127.0.0.1:9']))\n"
+            "rss = next(int(line.split()[1]) for line in open('/proc/self/status')\n"
+            "           if line.startswith('VmRSS:'))\n"
+            "assert rss < 80 * 1024, f'{rss / 1024:.0f} MiB'\n")
+    assert loaded_after("", made).startswith("True")
