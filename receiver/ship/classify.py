@@ -72,13 +72,15 @@ def classify_error(error: Exception, expected_items: int) -> Classification:
     - UnsupportedProductError (a 2xx answer without `X-Elastic-Product`): REJECTED, a
       configuration problem (this host is not Elasticsearch) that waits for someone to fix it;
     - ConnectionTimeout: sent, no answer in time: RETRY (`timeout`);
+    - SerializationError (an answer of a media type the client cannot read, say a proxy's
+      image): RETRY (`bad_response`);
     - ConnectionError (no connection, TLS refused, a cut answer, on every host tried) and any
-      other TransportError (an answer it could not decode): RETRY (`connection_error`).
+      other TransportError: RETRY (`connection_error`).
 
     Messages are the node's (receiver.ship.http), already redacted; the caller redacts again
     what came from the server."""
     # Imported here: the receiving process imports this module, never the client.
-    from elastic_transport import ConnectionTimeout, TransportError
+    from elastic_transport import ConnectionTimeout, SerializationError, TransportError
     from elasticsearch import ApiError, UnsupportedProductError
 
     if isinstance(error, UnsupportedProductError):
@@ -90,6 +92,9 @@ def classify_error(error: Exception, expected_items: int) -> Classification:
         return classify(error.meta.status, _parsed(error.body), expected_items)
     if isinstance(error, ConnectionTimeout):
         return transport_failure("timeout", failure_text(error))
+    if isinstance(error, SerializationError):
+        return Classification(RequestOutcome.RETRY, "bad_response", 0,
+                              f"an answer the client cannot read: {failure_text(error)}")
     if isinstance(error, TransportError):
         return transport_failure("connection_error", failure_text(error))
     raise error

@@ -281,3 +281,24 @@ def test_an_early_413_is_read_and_classified_as_too_large(answer: object) -> Non
         finally:
             output.close()
     assert (result.request, result.label, result.status) == (RequestOutcome.TOO_LARGE, "too_large", 413)
+
+
+def test_an_answer_of_a_media_type_the_client_cannot_read_is_a_bad_response() -> None:
+    from receiver.ship.elasticsearch import ElasticsearchOutput, ServerInfo
+
+    def image(conn: socket.socket, request: Request) -> bool:
+        request.read_body()
+        conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: image/gif\r\n"
+                     b"Content-Length: 3\r\n\r\nGIF")
+        return True
+
+    with scripted(image) as served:
+        output = ElasticsearchOutput(es_settings([served.url], compression="off"))
+        output.server = ServerInfo("opensearch", "2.18.0", 2, 18)  # probed already
+        output._choose_headers(output.server)
+        try:
+            result = output.send(b'{"create":{}}\n{"a":1}\n', 1)
+        finally:
+            output.close()
+    assert (result.request, result.label) == (RequestOutcome.RETRY, "bad_response")
+    assert "image/gif" in result.message
