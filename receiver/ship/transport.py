@@ -98,7 +98,9 @@ class CurlNode(BaseNode):
     Its NodeConfig carries, in `_extras`, the URL as configured (credentials in it included,
     which only libcurl sees) and the ConnectionOptions. Our Authorization and User-Agent
     replace the client's; everything else the client sends (media types, its meta header) goes
-    as given. Failures become the client's ConnectionTimeout (sent, no answer in time: not
+    as given. The timeout is `elasticsearch.request_timeout`, set on the libcurl handles (the
+    client's per-request `request_timeout` goes unused: there is one). Thread-safe: the
+    HttpClient pools its handles. Failures become the client's ConnectionTimeout (sent, no answer in time: not
     retried on another node) and ConnectionError (no connection or a broken answer: the next
     node is tried and this one put aside), with our redacted message.
     """
