@@ -1,5 +1,5 @@
 """The processes' memory: the receiving process never imports the `elasticsearch` client (its
-~170 ms and ~12 MiB are a worker's, paid when the worker makes its output), and a worker's
+~0.13 s of CPU and ~15 MiB are a worker's, paid when the worker makes its output), and a worker's
 requests all go through libcurl: every node of the client's pool is ours (`elastic_transport`
 imports urllib3 as its default node's library, but no connection is made with it)."""
 
