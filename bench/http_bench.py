@@ -9,10 +9,15 @@ body on one warm connection; `time.thread_time()` around `--requests` POSTs give
 request of the sending thread alone. Rounds alternate between the clients so that machine noise
 hits them alike; the table shows the median round and the spread (min-max).
 
-Clients: `pycurl` (libcurl, an easy handle reused), `receiver` (receiver.ship.http, the
-client the output uses: pycurl plus header parsing, failover and the answer cap), `urllib3`
-(HTTPConnectionPool). The README's row for the hand-written client libcurl replaced was
-measured with this benchmark before that client was removed.
+Clients: `pycurl` (libcurl, an easy handle reused), `receiver` (receiver.ship.http alone:
+pycurl plus header parsing and the answer cap; the output's path before the `elasticsearch`
+client came back), `es-client` (the output's path to Elasticsearch 8/9: the official client's
+`perform_request`, its transport and node pool, our libcurl node and pass-through serializer,
+receiver/ship/transport.py), `es-transport` (the path to 7.x and OpenSearch: the same without
+the client's request method), `es-urllib3` (the official client as it comes: its urllib3 node
+and its own serializers), `urllib3` (HTTPConnectionPool). The last line gives what the client
+path adds per event of the 500 KB body. The README's row for the hand-written client libcurl
+replaced was measured with this benchmark before that client was removed.
 """
 
 from __future__ import annotations
@@ -145,11 +150,48 @@ def receiver_client(url: str) -> Post | None:
         http = importlib.import_module("receiver.ship.http")
     except ImportError:
         return None
-    client = http.HttpClient([url], http.ConnectionOptions())
+    client = http.HttpClient(url, http.ConnectionOptions())
 
     def post(body: bytes) -> tuple[int, bytes]:
         response = client.request("POST", "/_bulk", body, {"content-type": CONTENT_TYPE})
         return int(response.status), bytes(response.body)
+
+    return post
+
+
+COMPAT = "application/vnd.elasticsearch+x-ndjson; compatible-with=8"
+BULK_TARGET = "/_bulk?filter_path=errors,items.*.status,items.*.error"
+
+
+def cluster_client(url: str, checked: bool) -> Post | None:
+    try:
+        http = importlib.import_module("receiver.ship.http")
+        transport = importlib.import_module("receiver.ship.transport")
+    except ImportError:  # a checkout from before the client came back
+        return None
+    options = http.ConnectionOptions(headers={"user-agent": "bench"})
+    cluster = transport.Cluster([url], options)
+    headers = ({"content-type": COMPAT, "accept": COMPAT.replace("x-ndjson", "json")}
+               if checked else {"content-type": CONTENT_TYPE, "accept": "application/json"})
+
+    def post(body: bytes) -> tuple[int, bytes]:
+        answer = cluster.request("POST", BULK_TARGET, body, headers, checked)
+        return int(answer.status), bytes(answer.body)
+
+    return post
+
+
+def stock_client(url: str) -> Post | None:
+    try:
+        elasticsearch = importlib.import_module("elasticsearch")
+    except ImportError:
+        return None
+    client = elasticsearch.Elasticsearch(url)
+
+    def post(body: bytes) -> tuple[int, bytes]:
+        response = client.perform_request(
+            "POST", BULK_TARGET, body=body, headers={"content-type": CONTENT_TYPE})
+        return int(response.meta.status), orjson.dumps(response.body)
 
     return post
 
@@ -172,6 +214,9 @@ def urllib3_client(url: str) -> Post | None:
 CLIENTS: dict[str, Callable[[str], Post | None]] = {  # None: not importable here
     "pycurl": pycurl_client,
     "receiver": receiver_client,
+    "es-client": lambda url: cluster_client(url, checked=True),
+    "es-transport": lambda url: cluster_client(url, checked=False),
+    "es-urllib3": stock_client,
     "urllib3": urllib3_client,
 }
 
@@ -235,6 +280,13 @@ def main() -> int:
             values = results[(name, label)]
             cells.append(f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    label, body = next(iter(bodies.items()))
+    events = body.count(b"\n") // 2
+    if ("es-client", label) in results and ("receiver", label) in results:
+        for name in ("es-client", "es-transport"):
+            added = (statistics.median(results[(name, label)])
+                     - statistics.median(results[("receiver", label)])) / events
+            print(f"{name} adds {added:+.2f} µs per event to receiver ({label}, {events} events)")
     return 0
 
 

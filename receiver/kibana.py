@@ -8,7 +8,10 @@ dashboards' data view is pointed at the indices the configuration writes to
 (`ship.template.index_pattern()`: the data stream, or `elasticsearch.index` up to its first variable),
 so a custom `index` or a `data_stream` gets dashboards that show its documents. The request
 goes through receiver.ship.http with the Elasticsearch output's TLS configuration, proxy rule
-and credentials, and every message is redacted.
+and credentials, and every message is redacted. It is Kibana's API, not Elasticsearch's, so the
+`elasticsearch` client (which speaks only to Elasticsearch) has no part in it: the import
+touches Elasticsearch only through Kibana; what `setup --kibana` does in Elasticsearch itself
+(templates, ILM) goes through the client (receiver/ship/template.py, ElasticsearchOutput).
 """
 
 from __future__ import annotations
@@ -94,8 +97,8 @@ def import_dashboards(
         "accept": "application/json",
     }
     try:
-        client = HttpClient([kibana_url], _options(settings, username, password, api_key,
-                                                   ca_file, verify, timeout))
+        client = HttpClient(kibana_url, _options(settings, username, password, api_key,
+                                                 ca_file, verify, timeout))
     except HttpError as error:
         raise KibanaError(str(error)) from None
     try:

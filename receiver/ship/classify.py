@@ -1,4 +1,6 @@
-"""What a bulk response means: one pure function from (HTTP status, parsed body) to outcomes.
+"""What a bulk response means: one pure function from (HTTP status, parsed body) to outcomes,
+and the one place where the `elasticsearch` client's error types get their meaning
+(`classify_error`).
 
 Whole request: OK (look at the items), RETRY (429, 5xx, 408, connection trouble, an answer we
 cannot read), AUTH (401/403: retried slowly, events stay spooled), TOO_LARGE (413: send halves),
@@ -61,6 +63,61 @@ class Classification:
 def transport_failure(label: str, message: str) -> Classification:
     """No usable response at all (refused, reset, cut, timed out): retry the whole request."""
     return Classification(RequestOutcome.RETRY, label, 0, message)
+
+
+def classify_error(error: Exception, expected_items: int) -> Classification:
+    """What an error the `elasticsearch` client raised for a bulk request means:
+
+    - ApiError (an answer outside 2xx): its status and body, as `classify` reads any answer;
+    - UnsupportedProductError (a 2xx answer without `X-Elastic-Product`): REJECTED, a
+      configuration problem (this host is not Elasticsearch) that waits for someone to fix it;
+    - ConnectionTimeout: sent, no answer in time: RETRY (`timeout`);
+    - SerializationError (an answer of a media type the client cannot read, say a proxy's
+      image): RETRY (`bad_response`);
+    - ConnectionError (no connection, TLS refused, a cut answer, on every host tried) and any
+      other TransportError: RETRY (`connection_error`).
+
+    Messages are the node's (receiver.ship.http), already redacted; the caller redacts again
+    what came from the server."""
+    # Imported here: the receiving process imports this module, never the client.
+    from elastic_transport import ConnectionTimeout, SerializationError, TransportError
+    from elasticsearch import ApiError, UnsupportedProductError
+
+    if isinstance(error, UnsupportedProductError):
+        return Classification(
+            RequestOutcome.REJECTED, "rejected", error.meta.status,
+            "the server answered without `X-Elastic-Product: Elasticsearch`: it is not "
+            "Elasticsearch (the client's product check)")
+    if isinstance(error, ApiError):
+        return classify(error.meta.status, _parsed(error.body), expected_items)
+    if isinstance(error, ConnectionTimeout):
+        return transport_failure("timeout", failure_text(error))
+    if isinstance(error, SerializationError):
+        return Classification(RequestOutcome.RETRY, "bad_response", 0,
+                              f"an answer the client cannot read: {failure_text(error)}")
+    if isinstance(error, TransportError):
+        return transport_failure("connection_error", failure_text(error))
+    raise error
+
+
+def failure_text(error: Exception) -> str:
+    """A transport error's message with those of the hosts tried before it (oldest first).
+    The node's own message (`message`): the client's `str()` of its errors names only a class."""
+    earlier = getattr(error, "errors", ()) or ()
+    return "; ".join(str(getattr(each, "message", each)) for each in (*earlier, error))
+
+
+def _parsed(body: Any) -> Any:
+    if isinstance(body, bytes | bytearray):
+        if not body:
+            return None
+        import orjson
+
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return bytes(body)
+    return body
 
 
 def classify(status: int, body: Any, expected_items: int) -> Classification:

@@ -1,7 +1,9 @@
 """The Elasticsearch/OpenSearch output: server probe, media types, bulk requests, setup requests.
 
-Every request goes through receiver.ship.http (libcurl), so the probe, `setup`, `test output`
-and bulk share one TLS configuration, one proxy rule and failover between hosts. At the first
+Every request goes through the official `elasticsearch` client (receiver/ship/transport.py),
+whose nodes send through receiver.ship.http (libcurl): the probe, `setup`, `test output` and
+bulk share one TLS configuration, one proxy rule, and the client's node pool over the hosts
+(round robin, a failed node put aside and tried again after its back-off). At the first
 request it probes `GET /` and picks the media types each server accepts: Elasticsearch 8/9 get
 `compatible-with=<major>` types, Elasticsearch 7 and OpenSearch 1-3 plain JSON/NDJSON. A server
 that is neither is refused with a clear error. Credentials travel only in the Authorization
@@ -19,30 +21,29 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from receiver.config import ElasticsearchSettings
 from receiver.metrics import ShipMetrics
+from receiver.redaction import redact
 from receiver.ship.classify import (
     Classification,
     RequestOutcome,
     classify,
+    classify_error,
     delivered_all_raw,
+    failure_text,
     transport_failure,
 )
 from receiver.ship.encode import gzip_body
 from receiver.ship.errors import OutputError, OutputUnavailable
-from receiver.ship.http import (
-    HttpClient,
-    HttpError,
-    HttpTimeout,
-    HttpUnavailable,
-    Response,
-    connection_options,
-)
+from receiver.ship.http import HttpError, connection_options, url_secrets
+
+if TYPE_CHECKING:
+    from receiver.ship.transport import Answer, Cluster
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def compresses(settings: ElasticsearchSettings) -> bool:
 
 
 class ElasticsearchOutput:
-    """Bulk requests to Elasticsearch or OpenSearch (receiver.ship.http, libcurl)."""
+    """Bulk requests to Elasticsearch or OpenSearch (the `elasticsearch` client on libcurl)."""
 
     wants_ids = True
 
@@ -149,11 +150,18 @@ class ElasticsearchOutput:
         self._installer = installer
         self._metrics = metrics
         self.compress = compresses(settings)
+        options = connection_options(settings)
+        self._secrets = url_secrets(settings.hosts, options)
+        self.urls = [redact(url, self._secrets) for url in settings.hosts]
+        # Imported here, in the worker making its output: the receiving process imports this
+        # module's names, never the client (~0.13 s of CPU, ~15 MiB).
+        from receiver.ship.transport import Cluster
+
         try:
-            self._http = HttpClient(settings.hosts, connection_options(settings))
+            self._cluster: Cluster = Cluster(settings.hosts, options)
         except HttpError as error:  # a TLS file that cannot be read
             raise OutputError(str(error)) from None
-        self.urls = self._http.urls
+        self._checked = False  # Elasticsearch 8/9: through the client's product-checked method
         self._lock = threading.Lock()
         self.server: ServerInfo | None = None
         self._bulk_headers: dict[str, str] = {}  # chosen by the probe
@@ -165,7 +173,7 @@ class ElasticsearchOutput:
 
     def redact(self, text: str) -> str:
         """`text` without any credential (receiver.redaction, with our secrets)."""
-        return self._http.redact(text)
+        return redact(text, self._secrets)
 
     # --- probing -------------------------------------------------------------------------
 
@@ -174,17 +182,29 @@ class ElasticsearchOutput:
         with self._lock:
             if self.server is not None:
                 return self.server
+            # Through the transport: which server this is, and so which way to reach it, is
+            # what the answer tells.
             try:
-                response = self._http.request("GET", "/", headers={"accept": "application/json"})
-            except (HttpUnavailable, HttpTimeout) as error:
-                raise OutputUnavailable(f"cannot reach {error}") from None
+                response = self._cluster.request(
+                    "GET", "/", None, {"accept": "application/json"}, checked=False)
+            except Exception as error:
+                raise OutputUnavailable(f"cannot reach {self._unreachable(error)}") from None
             info = self._server_info(response)
             self._choose_headers(info)
             self.server = info
             return info
 
-    def _server_info(self, response: Response) -> ServerInfo:
-        status, url = response.status, response.url
+    def _unreachable(self, error: Exception) -> str:
+        """The client's error for a request that got no answer, as text; anything else (a
+        programming error) is raised."""
+        from elastic_transport import TransportError
+
+        if not isinstance(error, TransportError):
+            raise error
+        return self.redact(failure_text(error))
+
+    def _server_info(self, response: Answer) -> ServerInfo:
+        status, url = response.status, self._node_name(response)
         body = _loads(response.body)
         if status == 403:
             # A writer without the `monitor` privilege may not read `GET /`; plain JSON
@@ -199,12 +219,17 @@ class ElasticsearchOutput:
                 f"{self.redact(_short(body))}; check elasticsearch.username/password, "
                 "api_key or bearer_token"
             )
-        info = parse_server_info(url, status, response.headers, body)
+        info = parse_server_info(url, status, dict(response.headers), body)
         log.info("output: %s at %s (bulk bodies %s)", info.describe(), url,
                  "gzipped" if self.compress else "not compressed")
         return info
 
+    def _node_name(self, response: Answer) -> str:
+        """The host that answered, as configured and redacted."""
+        return response.node if response.node else ", ".join(self.urls)
+
     def _choose_headers(self, info: ServerInfo) -> None:
+        self._checked = info.flavor == "elasticsearch" and info.major >= 8
         if info.flavor == "elasticsearch" and info.major >= 8:
             compat = f"; compatible-with={info.major}"
             self._bulk_headers = {
@@ -234,11 +259,10 @@ class ElasticsearchOutput:
             return Classification(RequestOutcome.REJECTED, "rejected", 0, str(error))
         payload = gzip_body(body) if self.compress else body
         try:
-            response = self._http.request("POST", BULK_PATH, payload, self._bulk_headers)
-        except HttpTimeout as error:
-            return transport_failure("timeout", str(error))
-        except HttpUnavailable as error:
-            return transport_failure("connection_error", str(error))
+            response = self._cluster.request("POST", BULK_PATH, payload, self._bulk_headers,
+                                             self._checked)
+        except Exception as error:  # the client's error types: classify_error says what they mean
+            return self._redacted(classify_error(error, items))
         if self._metrics is not None:
             self._metrics.bulk_bytes_sent.inc(len(payload))
         if delivered_all_raw(response.status, response.body, items):
@@ -266,9 +290,13 @@ class ElasticsearchOutput:
         if payload is None:
             headers.pop("content-type", None)
         try:
-            response = self._http.request(method, path, payload, headers)
-        except (HttpUnavailable, HttpTimeout) as error:
-            raise OutputUnavailable(str(error)) from None
+            response = self._cluster.answer(method, path, payload, headers, self._checked)
+        except Exception as error:
+            from elasticsearch import UnsupportedProductError
+
+            if isinstance(error, UnsupportedProductError):
+                raise OutputError(classify_error(error, 0).message) from None
+            raise OutputUnavailable(self._unreachable(error)) from None
         return response.status, _loads(response.body)
 
     def setup(self) -> None:
@@ -284,7 +312,7 @@ class ElasticsearchOutput:
                       "to retry): %s", self.redact(str(error)))
 
     def close(self) -> None:
-        self._http.close()
+        self._cluster.close()
 
 
 def _loads(data: Any) -> Any:

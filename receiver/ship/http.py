@@ -2,7 +2,9 @@
 
 The probe, `setup`, `test output`, every bulk request and the Kibana import go through
 `HttpClient`, so one TLS configuration (`TlsConfig`), one proxy rule (`proxy_for`) and one
-redaction rule (receiver.redaction) apply to all of them.
+redaction rule (receiver.redaction) apply to all of them. Elasticsearch requests reach it
+through the official client: its node class (receiver/ship/transport.py, `CurlNode`) holds one
+`HttpClient` per host, and the client's node pool chooses the host.
 
 Why libcurl: it is maintained, it is what rsyslog's omelasticsearch and many shippers use, and
 it gets right what our hand-written client did not: an unsolicited `100 Continue`, an
@@ -16,8 +18,7 @@ nothing is compiled and the system's libcurl is never used.
 Guarantees: a request either returns the final answer (any status, 1xx skipped) or raises
 `HttpTimeout` (sent, no answer in time) or `HttpUnavailable` (no connection, TLS refused, the
 connection broke before a whole answer, an answer larger than `MAX_ANSWER`), with a message
-that is already redacted. Hosts are tried in turn starting with the one that answered last; a
-timeout is not retried on another host. A kept connection the server closed while idle is
+that is already redacted. A kept connection the server closed while idle is
 replaced by libcurl itself. Handles are pooled per host and used by one thread at a time.
 """
 
@@ -316,63 +317,56 @@ class _Host:
         self.lock = threading.Lock()
 
 
-class HttpClient:
-    """Requests to the first of `urls` that answers, starting with the one that answered last."""
+def url_secrets(urls: Sequence[str], options: ConnectionOptions) -> tuple[str, ...]:
+    """What is cut out of every message: the options' secrets and the passwords embedded in
+    the URLs and the proxy (those travel as Basic authentication; libcurl does that)."""
+    secrets = list(options.secrets)
+    for url in [*urls, options.proxy]:
+        password = urlsplit(url).password if url else None
+        if password:
+            secrets.append(password)
+    return tuple(secrets)
 
-    def __init__(self, urls: Sequence[str], options: ConnectionOptions) -> None:
-        if not urls:
+
+class HttpClient:
+    """Requests to one URL (an Elasticsearch node, or Kibana). Choosing among several hosts is
+    the Elasticsearch client's node pool's work (receiver/ship/transport.py), not this class's."""
+
+    def __init__(self, url: str, options: ConnectionOptions) -> None:
+        if not url:
             raise ValueError("no URL to connect to")
         options.tls.check_files()
         self.options = options
-        # Credentials embedded in a URL travel as Basic authentication (libcurl does that).
-        secrets = list(options.secrets)
-        for url in [*urls, options.proxy]:
-            password = urlsplit(url).password if url else None
-            if password:
-                secrets.append(password)
-        self._secrets = tuple(secrets)
-        self._hosts = [_Host(url, self._secrets, proxy_for(url, options.proxy)) for url in urls]
+        self._secrets = url_secrets([url], options)
+        self._host = _Host(url, self._secrets, proxy_for(url, options.proxy))
         self._base_headers = [f"{name}: {value}" for name, value in options.headers.items()]
         # No `Expect: 100-continue` (libcurl's default above 1 MiB): servers that ignore it
         # would cost a 1 s wait per request; an early 413 is read while sending anyway.
         self._base_headers.append("Expect:")
         self._header_lists: dict[tuple[tuple[str, str], ...], list[str]] = {}
-        self._current = 0
         self._closed = False
-        self.urls = [host.url for host in self._hosts]
-        if not options.tls.verify and any(host.https for host in self._hosts):
+        self.url = self._host.url
+        if not options.tls.verify and self._host.https:
             log.warning(
                 "elasticsearch.verify_certs is off: TLS certificates of %s are NOT verified; "
-                "anyone on the path can read the credentials and the data", ", ".join(self.urls))
-        for host in self._hosts:
-            if host.proxy:
-                log.info("connecting to %s through the proxy %s", host.url, self.redact(host.proxy))
+                "anyone on the path can read the credentials and the data", self.url)
+        if self._host.proxy:
+            log.info("connecting to %s through the proxy %s", self.url,
+                     self.redact(self._host.proxy))
 
     def redact(self, text: str) -> str:
         return redact(text, self._secrets)
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: Mapping[str, str] | None = None) -> Response:
-        """One request; raises HttpUnavailable (after trying every host) or HttpTimeout."""
+        """One request; raises HttpUnavailable or HttpTimeout."""
         key = tuple((headers or {}).items())
         lines = self._header_lists.get(key)
         if lines is None:
             lines = self._base_headers + [f"{name}: {value}" for name, value in key]
             if len(self._header_lists) < 64:  # bulk, JSON and GET: a handful in practice
                 self._header_lists[key] = lines
-        failures: list[str] = []
-        count = len(self._hosts)
-        first = self._current
-        for step in range(count):
-            index = (first + step) % count
-            try:
-                response = self._request_to(self._hosts[index], method, path, body, key, lines)
-            except HttpUnavailable as error:
-                failures.append(str(error))
-                continue
-            self._current = index
-            return response
-        raise HttpUnavailable("; ".join(failures))
+        return self._request_to(self._host, method, path, body, key, lines)
 
     def _request_to(self, host: _Host, method: str, path: str, body: bytes | None,
                     key: tuple[tuple[str, str], ...], lines: list[str]) -> Response:
@@ -509,8 +503,8 @@ class HttpClient:
 
     def close(self) -> None:
         self._closed = True
-        for host in self._hosts:
-            with host.lock:
-                idle, host.idle = host.idle, []
-            for handle in idle:
-                handle.curl.close()
+        host = self._host
+        with host.lock:
+            idle, host.idle = host.idle, []
+        for handle in idle:
+            handle.curl.close()

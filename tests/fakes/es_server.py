@@ -23,6 +23,11 @@ does, with the listed index privileges granted on every index (and `manage_index
 among them granting that cluster privilege). `tls` is a (certificate, key) pair or a ready
 server `ssl.SSLContext` (client certificates, TLS versions).
 
+`FakeCluster.start(3)` serves three such nodes over one store of documents (a document created
+through one node exists for all); `kill(i)` makes node i die (its listener closed, every
+request on a kept connection closed unanswered and unprocessed) and `revive(i)` brings it back
+on the same port.
+
 Documents with a field listed in `reject_fields` always get a per-item 400
 `mapper_parsing_exception`, like a mapping conflict. Every request is recorded (method, path,
 headers, decompressed body) in `requests`; stored documents are in `documents` (`_id` ->
@@ -107,6 +112,7 @@ class FakeElasticsearch:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
+        self.dead = False  # FakeCluster.kill: requests are closed unanswered and unprocessed
 
     @classmethod
     def start(cls, flavor: str = "es8", **options: Any) -> FakeElasticsearch:
@@ -278,7 +284,7 @@ class FakeElasticsearch:
 
     # --- HTTP ----------------------------------------------------------------------------
 
-    def _serve(self) -> None:
+    def _serve(self, port: int = 0) -> None:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -296,6 +302,9 @@ class FakeElasticsearch:
                 return data
 
             def _handle(self) -> None:
+                if fake.dead:  # a node that died: the connection goes, nothing is processed
+                    self.close_connection = True
+                    return
                 path = self.path.split("?", 1)[0]
                 length = int(self.headers.get("Content-Length") or 0)
                 if fake.max_content_length and path.endswith("/_bulk") and (
@@ -394,7 +403,7 @@ class FakeElasticsearch:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
 
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = Server(("127.0.0.1", port), Handler)
         scheme = "http"
         if self.tls is not None:
             if isinstance(self.tls, ssl.SSLContext):
@@ -407,3 +416,52 @@ class FakeElasticsearch:
         self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                          name="fake-es", daemon=True).start()
+
+
+class FakeCluster:
+    """`size` Elasticsearch nodes sharing one store; nodes die and come back on their port."""
+
+    def __init__(self, nodes: list[FakeElasticsearch]) -> None:
+        self.nodes = nodes
+
+    @classmethod
+    def start(cls, size: int = 3, flavor: str = "es8") -> FakeCluster:
+        first = FakeElasticsearch(flavor)
+        nodes = [first] + [FakeElasticsearch(flavor) for _ in range(size - 1)]
+        for node in nodes[1:]:  # one store, one lock: a document exists once for all nodes
+            node.documents, node.requests, node._lock = first.documents, [], first._lock
+        for node in nodes:
+            node._serve()
+        return cls(nodes)
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    @property
+    def documents(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        return self.nodes[0].documents
+
+    def kill(self, index: int) -> None:
+        node = self.nodes[index]
+        node.dead = True
+        assert node._server is not None
+        node._server.shutdown()
+        node._server.server_close()
+
+    def revive(self, index: int) -> None:
+        node = self.nodes[index]
+        port = int(node.url.rsplit(":", 1)[1])
+        node.dead = False
+        node._serve(port)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            if not node.dead:
+                node.close()
+
+    def __enter__(self) -> FakeCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

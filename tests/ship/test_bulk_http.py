@@ -1,28 +1,49 @@
-"""The HTTP client (receiver.ship.http) against crafted servers on real sockets, one odd answer
-each: framings, early and unsolicited answers, closes and resets, silence, failover."""
+"""The HTTP stack (receiver.ship.http, libcurl) under the `elasticsearch` client (its node
+class, receiver.ship.transport) against crafted servers on real sockets, one odd answer each:
+framings, early and unsolicited answers, closes and resets, silence, failover. Every request
+goes through the client's transport and node pool, as the output's do."""
 
 from __future__ import annotations
 
+import re
 import select
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from elastic_transport import ConnectionError as ClientConnectionError
+from elastic_transport import ConnectionTimeout, TransportError
 
-from receiver.ship.classify import RequestOutcome
-from receiver.ship.http import ConnectionOptions, HttpClient, HttpTimeout, HttpUnavailable
+from receiver.ship.classify import RequestOutcome, failure_text
+from receiver.ship.http import ConnectionOptions
+from receiver.ship.transport import Answer, Cluster
 from tests.fakes.scripted_http import BULK_OK, Request, ok, scripted
 from tests.ship.harness import es_settings
 from tests.support import free_port, reset
 
 
-def client(*urls: str, timeout: float = 5.0) -> HttpClient:
+def client(*urls: str, timeout: float = 5.0) -> Cluster:
     headers = {"user-agent": "test", "authorization": "ApiKey abcdefghij"}
-    return HttpClient(list(urls), ConnectionOptions(headers=headers, timeout=timeout))
+    return Cluster(list(urls), ConnectionOptions(headers=headers, timeout=timeout))
 
 
-def post(bulk: HttpClient, body: bytes = b"x", path: str = "/_bulk") -> tuple[int, bytes]:
-    response = bulk.request("POST", path, body, {"content-type": "application/x-ndjson"})
-    return response.status, response.body
+def send(bulk: Cluster, body: bytes = b"x", path: str = "/_bulk") -> Answer:
+    return bulk.request("POST", path, body, {"content-type": "application/x-ndjson"},
+                        checked=False)
+
+
+def post(bulk: Cluster, body: bytes = b"x", path: str = "/_bulk") -> tuple[int, bytes]:
+    answer = send(bulk, body, path)
+    return answer.status, answer.body
+
+
+@contextmanager
+def fails(kind: type[TransportError], pattern: str) -> Iterator[None]:
+    """The client raised `kind` with our (node's) message matching `pattern`."""
+    with pytest.raises(kind) as raised:
+        yield
+    assert re.search(pattern, failure_text(raised.value)), failure_text(raised.value)
 
 
 def chunked(conn: socket.socket, request: Request) -> bool:
@@ -75,7 +96,7 @@ def test_an_unsolicited_100_continue_is_skipped() -> None:
 
     with scripted(continue_then_ok, ok) as served:
         bulk = client(served.url)
-        response = bulk.request("POST", "/_bulk", b"a")
+        response = send(bulk, b"a")
         assert (response.status, response.body) == (200, BULK_OK)
         assert response.headers["content-type"] == "application/json"  # the 200's, not the 100's
         assert post(bulk, b"b") == (200, BULK_OK)
@@ -152,7 +173,7 @@ def test_a_cut_answer_is_a_connection_error() -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"errors\":false")
         return False
 
-    with scripted(cut) as served, pytest.raises(HttpUnavailable, match=served.url):
+    with scripted(cut) as served, fails(ClientConnectionError, served.url):
         post(client(served.url))
 
 
@@ -162,7 +183,7 @@ def test_an_answer_larger_than_any_bulk_answer_is_refused() -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n{")
         return False
 
-    with scripted(huge) as served, pytest.raises(HttpUnavailable, match="larger than 64 MiB"):
+    with scripted(huge) as served, fails(ClientConnectionError, "larger than 64 MiB"):
         post(client(served.url))
 
 
@@ -178,7 +199,7 @@ def test_an_endless_answer_without_a_length_is_cut_off() -> None:
             pass  # the client hung up: what we want
         return False
 
-    with scripted(endless) as served, pytest.raises(HttpUnavailable, match="larger than 64 MiB"):
+    with scripted(endless) as served, fails(ClientConnectionError, "larger than 64 MiB"):
         post(client(served.url))
 
 
@@ -188,7 +209,7 @@ def test_silence_is_a_timeout() -> None:
         conn.recv(1)  # until the client gives up and closes
         return False
 
-    with scripted(silent) as served, pytest.raises(HttpTimeout, match=r"within 0\.3s"):
+    with scripted(silent) as served, fails(ConnectionTimeout, r"within 0\.3s"):
         post(client(served.url, timeout=0.3))
 
 
@@ -197,9 +218,9 @@ def test_fails_over_to_the_next_host_and_stays_there() -> None:
     with scripted(ok, ok) as served:
         bulk = client(refused, served.url)
         assert post(bulk, b"a")[0] == 200
-        assert post(bulk, b"b")[0] == 200
+        assert post(bulk, b"b")[0] == 200  # the refused node is put aside (the node pool)
     assert len(served.requests) == 2
-    with pytest.raises(HttpUnavailable, match=r"127\.0\.0\.1.*(refused|Failed to connect)"):
+    with fails(ClientConnectionError, r"127\.0\.0\.1.*(refused|Failed to connect)"):
         post(client(refused))
 
 
@@ -260,3 +281,24 @@ def test_an_early_413_is_read_and_classified_as_too_large(answer: object) -> Non
         finally:
             output.close()
     assert (result.request, result.label, result.status) == (RequestOutcome.TOO_LARGE, "too_large", 413)
+
+
+def test_an_answer_of_a_media_type_the_client_cannot_read_is_a_bad_response() -> None:
+    from receiver.ship.elasticsearch import ElasticsearchOutput, ServerInfo
+
+    def image(conn: socket.socket, request: Request) -> bool:
+        request.read_body()
+        conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: image/gif\r\n"
+                     b"Content-Length: 3\r\n\r\nGIF")
+        return True
+
+    with scripted(image) as served:
+        output = ElasticsearchOutput(es_settings([served.url], compression="off"))
+        output.server = ServerInfo("opensearch", "2.18.0", 2, 18)  # probed already
+        output._choose_headers(output.server)
+        try:
+            result = output.send(b'{"create":{}}\n{"a":1}\n', 1)
+        finally:
+            output.close()
+    assert (result.request, result.label) == (RequestOutcome.RETRY, "bad_response")
+    assert "image/gif" in result.message

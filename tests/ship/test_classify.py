@@ -139,3 +139,50 @@ def test_raw_fast_path_agrees_with_classify() -> None:
         % i for i in range(3)) + b"]}"
     assert delivered_all_raw(201, raw, 3)
     assert classify(201, json.loads(raw), 3) == Classification(RequestOutcome.OK, "ok", 201)
+
+
+# --- the client's error types (classify_error) ----------------------------------------------
+
+def client_error(kind: str, status: int = 0, body: bytes = b"") -> Exception:
+    from elastic_transport import ApiResponseMeta, ConnectionTimeout, HttpHeaders, NodeConfig
+    from elastic_transport import ConnectionError as ClientConnectionError
+    from elasticsearch import ApiError, UnsupportedProductError
+
+    meta = ApiResponseMeta(status, "1.1", HttpHeaders(), 0.0, NodeConfig("http", "h", 9200))
+    if kind == "api":
+        return ApiError("refused", meta, body)
+    if kind == "product":
+        return UnsupportedProductError("not Elasticsearch", meta, body)
+    if kind == "timeout":
+        return ConnectionTimeout("no answer within 5s from http://h:9200")
+    earlier = ClientConnectionError("http://a:9200: Connection refused")
+    return ClientConnectionError("http://h:9200: Connection refused", errors=(earlier,))
+
+
+@pytest.mark.parametrize(("kind", "status", "body", "outcome", "label", "text"), [
+    ("api", 429, b'{"error":{"type":"es_rejected_execution_exception","reason":"busy"}}',
+     RequestOutcome.RETRY, "throttled", "busy"),
+    ("api", 503, b"", RequestOutcome.RETRY, "server_error", ""),
+    ("api", 401, b'{"error":"no"}', RequestOutcome.AUTH, "auth_error", "no"),
+    ("api", 413, b"", RequestOutcome.TOO_LARGE, "too_large", ""),
+    ("api", 404, b"not json", RequestOutcome.REJECTED, "rejected", "not json"),
+    ("product", 200, b"{}", RequestOutcome.REJECTED, "rejected", "X-Elastic-Product"),
+    ("timeout", 0, b"", RequestOutcome.RETRY, "timeout", "within 5s"),
+    ("connection", 0, b"", RequestOutcome.RETRY, "connection_error",
+     "http://a:9200: Connection refused; http://h:9200"),
+])
+def test_the_client_errors_mean_what_the_answers_mean(
+        kind: str, status: int, body: bytes, outcome: RequestOutcome, label: str,
+        text: str) -> None:
+    from receiver.ship.classify import classify_error
+
+    result = classify_error(client_error(kind, status, body), 1)
+    assert (result.request, result.label) == (outcome, label)
+    assert text in result.message
+
+
+def test_an_error_that_is_not_the_clients_is_not_hidden() -> None:
+    from receiver.ship.classify import classify_error
+
+    with pytest.raises(KeyError):
+        classify_error(KeyError("a bug"), 1)
