@@ -163,7 +163,7 @@ class ReceiverMetrics(ListenMetrics, SpoolMetrics):
 
 class WorkerMetrics(ParseMetrics, ShipMetrics):
     """A parse-and-ship worker process: everything it counts is relayed to the receiving
-    process (receiver/ship/process.py), which serves it."""
+    process (receiver/workers/), which serves it."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()

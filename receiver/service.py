@@ -1,7 +1,7 @@
 """The running receiver: open everything in order, run until a signal, stop in order.
 
 Processes joined by the spool (README, "Process layout"): this one receives and appends raw
-messages to the spool; `service.workers` children (receiver/ship/process.py) lease its segments,
+messages to the spool; `service.workers` children (receiver/workers/) lease its segments,
 parse and ship. Start: spool writer (takes the directory lock, recovers, opens the ledger) →
 sockets (bound before any thread starts, so a busy address fails the start) → workers (each
 builds its output; a failure there fails the start) → metrics endpoint → listeners. While
@@ -43,10 +43,10 @@ from receiver.listen import (
 from receiver.logs import setup_logging
 from receiver.metrics import CallbackCollector, ReceiverMetrics, serve, udp_socket_drops
 from receiver.runtime import tune
-from receiver.ship.process import WorkerPool
 from receiver.spool import SpoolWriter, collector
 from receiver.status import summary_line
 from receiver.systemd import ServiceNotifier
+from receiver.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
