@@ -20,18 +20,22 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from receiver.config import Settings
 from receiver.logs import setup_logging
 from receiver.metrics import WorkerMetrics
 from receiver.runtime import tune
 from receiver.ship.errors import OutputError
-from receiver.ship.output import make_output
+from receiver.ship.output import Output, make_output
 from receiver.ship.shipper import Shipper
 from receiver.spool import SpoolError, SpoolReader
 from receiver.workers import protocol
 from receiver.workers.ledger_link import RemoteLedger
 from receiver.workers.protocol import SNAPSHOT_INTERVAL, Failed, Force, Report, Setup, Started, Stop
+
+if TYPE_CHECKING:
+    from receiver.kafka.producer import Forwarder
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +84,23 @@ class _Child:
         self._ledger = RemoteLedger(conn)
         self._metrics = WorkerMetrics()
         self._forced = threading.Event()
-        self._shipper: Shipper | None = None
+        self._shipper: Shipper | Forwarder | None = None
         self._last_values: list[float] = []
 
     def run(self) -> None:
         s = self._settings
+        output: Output | None = None
         try:
             reader = SpoolReader(Path(s.spool.dir), self._ledger)
-            output = make_output(s.elasticsearch, self._metrics, sys.stdout.buffer)
-            shipper = Shipper(s.elasticsearch, reader, output, self._metrics,
-                              str(dead_letter_path(s)), s.parse)
+            shipper: Shipper | Forwarder
+            if s.kafka.bootstrap_servers:  # the worker tier ships; here the spool goes to Kafka
+                from receiver.kafka.producer import Forwarder
+
+                shipper = Forwarder(s, reader, self._metrics)
+            else:
+                output = make_output(s.elasticsearch, self._metrics, sys.stdout.buffer)
+                shipper = Shipper(s.elasticsearch, reader, output, self._metrics,
+                                  str(dead_letter_path(s)), s.parse)
         except OutputError as error:
             protocol.send(self._conn, Failed("output", str(error)))
             return
@@ -117,7 +128,8 @@ class _Child:
         shipper.drain(time.monotonic() if self._forced.is_set() else deadline)
         thread.join(max(deadline - time.monotonic(), 1.0))
         reader.close()
-        output.close()
+        if output is not None:
+            output.close()
         self._send_snapshot()
 
     def _serve(self, thread: threading.Thread) -> tuple[float, bool]:

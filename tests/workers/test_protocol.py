@@ -41,24 +41,24 @@ def test_every_message_crosses_the_pair_unchanged() -> None:
     ack = Ack(segment=3, start=42, end=900, ordinal=9, shipped=7, dead=(("mapping", 1),), lost=1)
     to_child: list[protocol.ToChild] = [Setup(Settings(), 2), Granted(lease), Granted(None),
                                         Sealed(3, 900), Stop(5.0, True), Force()]
-    for message in to_child:
-        protocol.send(parent, message)
-        assert protocol.receive_in_child(child) == message
+    for down in to_child:
+        protocol.send(parent, down)
+        assert protocol.receive_in_child(child) == down
     families = list(WorkerMetrics().registry.collect())
     to_parent: list[protocol.ToParent] = [Started(), Failed("output", "no"), AskLease(),
                                           Acknowledged(ack), Released(3, 10, 900),
                                           Report(families, 0.5), Report(None, 0.0)]
-    for message in to_parent:
-        protocol.send(child, message)
+    for up in to_parent:
+        protocol.send(child, up)
         got = protocol.receive_in_parent(parent)
-        assert type(got) is type(message)
-        if not isinstance(message, Report):
-            assert got == message
+        assert type(got) is type(up)
+        if not isinstance(up, Report):  # metric families compare by identity
+            assert got == up
 
 
 def test_a_message_in_the_wrong_direction_is_refused() -> None:
     parent, child = pair()
-    protocol.send(parent, Started())  # type: ignore[arg-type]  # what a bug would do
+    protocol.send(parent, Started())  # what a bug would do
     with pytest.raises(protocol.ProtocolError):
         protocol.receive_in_child(child)
     child.send(("ack", 1))  # the old untyped tuple
