@@ -153,6 +153,35 @@ def run(
     raise typer.Exit(status)
 
 
+@app.command()
+def consume(
+    config: ConfigOption = None,
+    elasticsearch: Annotated[list[str] | None, typer.Option(
+        "--elasticsearch", "-e", metavar="URL",
+        help="Elasticsearch URL (repeatable); none: JSON lines on stdout.")] = None,
+    metrics: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT", help="Metrics address; '' disables (metrics.listen).")] = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """Run one member of the Kafka worker tier: read [kafka] topic as group kafka.group_id,
+    parse and ship to Elasticsearch, until SIGTERM or SIGINT."""
+    flags = {"elasticsearch.hosts": elasticsearch, "metrics.listen": metrics,
+             "service.log_level": log_level, "service.log_format": log_format}
+    settings = _logged_settings(config, flags, log_level, log_format)
+    faulthandler.enable()
+    from receiver.ship.errors import OutputError
+
+    try:
+        from receiver.kafka.member import run_member
+
+        status = run_member(settings, loader=_loader(config, flags))
+    except OutputError as error:
+        log.error("%s", error)
+        raise typer.Exit(1) from None
+    raise typer.Exit(status)
+
+
 @app.command("check-config")
 def check_config(config: ConfigOption = None) -> None:
     """Validate the configuration (file + environment) and print it, secrets hidden."""

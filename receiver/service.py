@@ -134,6 +134,9 @@ class Receiver:
             return False, "spool full or not writable"
         if not self.shipping.alive():
             return False, "a worker is not running"
+        if self.settings.kafka.bootstrap_servers and self.metrics.registry.get_sample_value(
+                "haproxy_receiver_kafka_up") == 0:  # relayed from the producing workers
+            return False, "Kafka unreachable for longer than kafka.unreachable_after"
         return True, "ready"
 
     # --- run and stop --------------------------------------------------------------------------
@@ -212,12 +215,12 @@ class Receiver:
                 log.error("reload: the new listeners cannot be used, the running ones stay: %s",
                           error)
                 new = dataclasses.replace(new, listen=old.listen)
-        workers = (new.parse, new.elasticsearch, new.service.workers)
-        if workers != (old.parse, old.elasticsearch, old.service.workers):
+        workers = (new.parse, new.elasticsearch, new.service.workers, new.kafka)
+        if workers != (old.parse, old.elasticsearch, old.service.workers, old.kafka):
             self.shipping.restart(new, float(new.service.shutdown_grace))
             if self.shipping.settings is not new:  # refused: the old workers run again
                 new = dataclasses.replace(new, parse=old.parse, elasticsearch=old.elasticsearch,
-                                          service=dataclasses.replace(
+                                          kafka=old.kafka, service=dataclasses.replace(
                                               new.service, workers=old.service.workers))
         self.settings = new
         log.info("reload: done (%s)", ", ".join(changed))
