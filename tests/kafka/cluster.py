@@ -11,9 +11,11 @@ data; SIGCONT brings them back.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 OWNER = """
@@ -79,3 +81,56 @@ class MockCluster:
         finally:
             consumer.close()
         return got
+
+
+class Member:
+    """`python -m receiver consume` as a real child process."""
+
+    def __init__(self, workdir: Path, es_url: str, env: dict[str, str]) -> None:
+        from tests.support import free_port
+
+        self.workdir = workdir
+        self.metrics_port = free_port()
+        self.args = [sys.executable, "-m", "receiver", "consume", "--elasticsearch", es_url,
+                     "--metrics", f"127.0.0.1:{self.metrics_port}"]
+        # A member killed with -9 holds its partitions until the group misses its heartbeats.
+        self.env = {**os.environ, **env,
+                    "HAPROXY_RECEIVER_KAFKA__OPTIONS":
+                        "session.timeout.ms=3000,heartbeat.interval.ms=300",
+                    "HAPROXY_RECEIVER_SPOOL__DIR": str(workdir)}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stderr_path = workdir / "consume.stderr"
+
+    def start(self) -> Member:
+        from tests.support import REPO, http_get_text, wait_for
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.stderr_path.open("ab") as err:
+            self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=err,
+                                            env=self.env, cwd=REPO, start_new_session=True)
+
+        def up() -> str:
+            assert self.process is not None and self.process.poll() is None, self.stderr()
+            return http_get_text(f"http://127.0.0.1:{self.metrics_port}/healthz")
+
+        wait_for(up, 30, f"a consumer to start (stderr: {self.stderr_path})")
+        return self
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def metric(self, name: str, **labels: str) -> float:
+        from tests.support import metric_value
+
+        return metric_value(f"http://127.0.0.1:{self.metrics_port}/metrics", name, **labels)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()

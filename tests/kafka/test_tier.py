@@ -1,0 +1,84 @@
+"""The whole Kafka path: receivers → librdkafka's mock cluster → `haproxy-receiver consume`
+members → the test Elasticsearch (osmem). Members are killed with -9, join and leave while
+events flow: every event is indexed exactly once, under the id its receiver gave it."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from receiver.spool.records import parse_event_id
+from tests.kafka.cluster import Member, MockCluster
+from tests.support import Receiver, count, search_all, wait_for
+
+LINE = ('<134>Nov 25 18:21:08 haproxy[11604]: 127.0.0.1:{n} [25/Nov/2026:18:21:08.761] fe '
+        'be/s1 0/0/1/2/3 200 10 - - ---- 1/1/0/0/0 0/0 "GET /e{n} HTTP/1.1"')
+
+
+def send(receiver: Receiver, first: int, number: int) -> None:
+    """Half over UDP, half over TCP."""
+    half = number // 2
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for n in range(first, first + half):
+            sock.sendto(LINE.format(n=n).encode(), ("127.0.0.1", receiver.udp_port))
+    with socket.create_connection(("127.0.0.1", receiver.tcp_port)) as stream:
+        stream.sendall(b"".join(LINE.format(n=n).encode() + b"\n"
+                                for n in range(first + half, first + number)))
+
+
+def spooled(receiver: Receiver, total: int) -> None:
+    wait_for(lambda: receiver.metric("haproxy_receiver_events_spooled_total") == total, 30,
+             f"{total} events spooled")
+
+
+def indexed_once(es_url: str, expected: set[str]) -> None:
+    wait_for(lambda: count(es_url) >= len(expected), 50, f"{len(expected)} documents indexed")
+    hits = search_all(es_url)
+    paths = [hit["_source"]["url.path"] for hit in hits]
+    assert len(paths) == len(set(paths))  # no event twice (a second copy would have its own id)
+    assert set(paths) == expected  # none lost
+    for hit in hits:
+        parse_event_id(hit["_id"])  # the receiver's event id, never a Kafka offset
+
+
+def test_every_event_is_indexed_once_through_kills_joins_and_leaves(
+    tmp_path: Path, es_url: str, cluster: MockCluster
+) -> None:
+    receivers = [Receiver(tmp_path / f"r{n}", None, env=cluster.env()).start() for n in (1, 2)]
+    members = [Member(tmp_path / f"m{n}", es_url, cluster.env()).start() for n in (1, 2)]
+    started = list(members)
+    try:
+        sent = [0, 0]
+        for step in range(4):
+            for i, receiver in enumerate(receivers):
+                send(receiver, 10000 * i + sent[i], 400)
+                sent[i] += 400
+                spooled(receiver, sent[i])
+            if step == 0:
+                members[0].kill()  # kill -9 mid-stream: its partitions go to the others
+                members[0] = Member(tmp_path / "m3", es_url, cluster.env()).start()  # a join
+                started.append(members[0])
+            elif step == 1:
+                wait_for(lambda: count(es_url) > 0, 30, "documents flowing")
+                members[1].kill()
+                members[1] = Member(tmp_path / "m4", es_url, cluster.env()).start()
+                started.append(members[1])
+            elif step == 2:
+                assert members[0].stop() == 0  # a graceful leave: it commits, the group goes on
+                members[0] = Member(tmp_path / "m5", es_url, cluster.env()).start()
+                started.append(members[0])
+        expected = {f"/e{10000 * i + n}" for i in (0, 1) for n in range(sent[i])}
+        for receiver in receivers:
+            wait_for(lambda r=receiver: r.metric("haproxy_receiver_events_shipped_total")  # type: ignore[misc]
+                     == 1600, 40, "every spooled event stored in Kafka")
+        indexed_once(es_url, expected)
+        # The counters account for every event: what the receivers produced, the members
+        # consumed (some more than once: read again after a kill), and shipped or dead-lettered.
+        live = [m for m in members if m.process is not None and m.process.poll() is None]
+        assert sum(m.metric("haproxy_receiver_events_dead_lettered_total") for m in live) == 0
+    finally:
+        for member in started:
+            if member.process is not None and member.process.poll() is None:
+                member.kill()
+        for receiver in receivers:
+            receiver.stop()
