@@ -265,11 +265,24 @@ def test_output(
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
 ) -> None:
-    """Reach every Elasticsearch host as `run` would: version, credentials, privileges, template."""
+    """Reach every Elasticsearch host as `run` would: version, credentials, privileges, template;
+    with [kafka] set, the brokers and the topic first."""
     settings = _logged_settings(config, {"elasticsearch.hosts": elasticsearch}, log_level, log_format)
     from receiver.ship.output_check import run_output_check
 
-    raise typer.Exit(run_output_check(settings.elasticsearch, typer.echo))
+    status = 0
+    if settings.kafka.bootstrap_servers:
+        from receiver.kafka.check import run_kafka_check
+        from receiver.ship.errors import OutputError
+
+        try:
+            status = run_kafka_check(settings.kafka, typer.echo)
+        except OutputError as error:  # the kafka extra is missing
+            typer.echo(f"FAIL {error}")
+            raise typer.Exit(1) from None
+        if not (settings.elasticsearch.hosts or settings.elasticsearch.cloud_id):
+            raise typer.Exit(status)  # receivers producing to Kafka need no Elasticsearch
+    raise typer.Exit(run_output_check(settings.elasticsearch, typer.echo) or status)
 
 
 @app.command()
