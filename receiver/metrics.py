@@ -200,6 +200,21 @@ class WorkerMetrics(ParseMetrics, ShipMetrics, KafkaMetrics):
         KafkaMetrics.__init__(self, self.registry)
 
 
+class ConsumerMetrics(WorkerMetrics):
+    """A member of the Kafka worker tier (`consume`): a worker, plus the outcome counters the
+    ledger keeps in a receiver (there is no ledger here: Kafka's committed offsets are it)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        self.events_shipped = _counter(
+            "events_shipped", "Events acknowledged by the output (created, or 409 already "
+            "there); a record read again after a rebalance counts again.", r)
+        self.events_dead_lettered = _counter(
+            "events_dead_lettered",
+            "Events refused by Elasticsearch and written to the dead-letter file.", r, ("reason",))
+
+
 class Metrics(ReceiverMetrics, WorkerMetrics):
     """Every component in one registry: one process doing everything (tests, tools)."""
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from receiver.config import Settings
 from receiver.kafka.client import client_config, library
-from receiver.metrics import WorkerMetrics
+from receiver.metrics import ConsumerMetrics
 from receiver.ratelimit import RateLimitedLog
 from receiver.spool.records import Batch, Record, parse_event_id
 
@@ -120,7 +120,7 @@ class OffsetBook:
 class KafkaSource:
     """The `Source` of a worker-tier member: reads the topic as one consumer of the group."""
 
-    def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
+    def __init__(self, settings: Settings, metrics: ConsumerMetrics) -> None:
         kafka = settings.kafka
         self._kafka = library()
         self._metrics = metrics
@@ -173,6 +173,10 @@ class KafkaSource:
                     dead: tuple[tuple[str, int], ...] = ()) -> None:
         with self._tickets_lock:
             ticket = self._tickets.pop(id(batch), None)
+        if shipped:
+            self._metrics.events_shipped.inc(shipped)
+        for reason, number in dead:
+            self._metrics.events_dead_lettered.labels(reason).inc(number)
         if ticket is not None:
             self._book.done(ticket)
 

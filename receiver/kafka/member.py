@@ -22,7 +22,7 @@ from types import FrameType
 from receiver.config import ConfigError, Settings
 from receiver.kafka.consumer import KafkaSource
 from receiver.logs import setup_logging
-from receiver.metrics import WorkerMetrics, serve
+from receiver.metrics import ConsumerMetrics, serve
 from receiver.ship.output import Output, make_output
 from receiver.ship.shipper import Shipper
 from receiver.workers.child import dead_letter_path
@@ -33,7 +33,7 @@ log = logging.getLogger("receiver.kafka")
 class Member:
     """One consumer group member: source, shipper and output, for one set of settings."""
 
-    def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
+    def __init__(self, settings: Settings, metrics: ConsumerMetrics) -> None:
         self.settings = settings
         self._output: Output = make_output(settings.elasticsearch, metrics, sys.stdout.buffer)
         self.source = KafkaSource(settings, metrics)
@@ -65,7 +65,7 @@ def run_member(settings: Settings, loader: Callable[[], Settings] | None = None)
     if not settings.kafka.bootstrap_servers:
         log.error("consume: kafka.bootstrap_servers is empty; there is nothing to consume")
         return 2
-    metrics = WorkerMetrics()
+    metrics = ConsumerMetrics()
     member = Member(settings, metrics)
     exit_now, reload = threading.Event(), threading.Event()
     force = threading.Event()
@@ -108,7 +108,7 @@ def run_member(settings: Settings, loader: Callable[[], Settings] | None = None)
     return 0
 
 
-def _reloaded(member: Member, loader: Callable[[], Settings], metrics: WorkerMetrics) -> Member:
+def _reloaded(member: Member, loader: Callable[[], Settings], metrics: ConsumerMetrics) -> Member:
     try:
         new = loader()
     except ConfigError as error:

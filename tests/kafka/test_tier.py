@@ -76,6 +76,11 @@ def test_every_event_is_indexed_once_through_kills_joins_and_leaves(
         # consumed (some more than once: read again after a kill), and shipped or dead-lettered.
         live = [m for m in members if m.process is not None and m.process.poll() is None]
         assert sum(m.metric("haproxy_receiver_events_dead_lettered_total") for m in live) == 0
+        assert sum(m.metric("haproxy_receiver_events_shipped_total") for m in live) > 0
+        wait_for(lambda: sum(m.metric("haproxy_receiver_kafka_consumer_lag") for m in live) == 0,
+                 20, "no lag left: produced = consumed")
+        for receiver in receivers:
+            assert receiver.metric("haproxy_receiver_events_dropped_total") == 0
     finally:
         for member in started:
             if member.process is not None and member.process.poll() is None:
