@@ -9,7 +9,7 @@ from pathlib import Path
 
 from receiver.spool.records import parse_event_id
 from tests.kafka.cluster import Member, MockCluster
-from tests.support import Receiver, count, search_all, wait_for
+from tests.support import Receiver, TcpProxy, count, search_all, wait_for
 
 LINE = ('<134>Nov 25 18:21:08 haproxy[11604]: 127.0.0.1:{n} [25/Nov/2026:18:21:08.761] fe '
         'be/s1 0/0/1/2/3 200 10 - - ---- 1/1/0/0/0 0/0 "GET /e{n} HTTP/1.1"')
@@ -87,3 +87,39 @@ def test_every_event_is_indexed_once_through_kills_joins_and_leaves(
                 member.kill()
         for receiver in receivers:
             receiver.stop()
+
+
+def test_an_elasticsearch_outage_and_a_killed_receiver_lose_and_double_nothing(
+    tmp_path: Path, es_url: str, cluster: MockCluster
+) -> None:
+    proxy = TcpProxy(es_url).start()
+    spool = tmp_path / "spool"
+    receiver = Receiver(tmp_path / "r", None, env=cluster.env(), spool_dir=spool).start()
+    members = [Member(tmp_path / f"m{n}", proxy.url, cluster.env()).start() for n in (1, 2)]
+    started = list(members)
+    try:
+        send(receiver, 0, 300)
+        wait_for(lambda: count(es_url) > 0, 40, "documents flowing")
+        proxy.stop()  # Elasticsearch unreachable: the members retry, commit nothing new
+        send(receiver, 300, 600)
+        spooled(receiver, 900)
+        receiver.kill()  # kill -9: what Kafka had not confirmed is produced again at the start
+        receiver = Receiver(tmp_path / "r", None, env=cluster.env(), spool_dir=spool).start()
+        wait_for(lambda: all(m.metric("haproxy_receiver_output_up") == 0 for m in members), 30,
+                 "the members to see Elasticsearch down")
+        members[0].kill()  # with batches in flight and uncommitted
+        members[0] = Member(tmp_path / "m3", proxy.url, cluster.env()).start()
+        started.append(members[0])
+        send(receiver, 900, 200)
+        proxy.start()
+        wait_for(lambda: receiver.metric("haproxy_receiver_spool_events_pending") == 0, 40,
+                 "the restarted receiver's spool to drain into Kafka")
+        indexed_once(es_url, {f"/e{n}" for n in range(1100)})
+        wait_for(lambda: sum(m.metric("haproxy_receiver_kafka_consumer_lag")
+                             for m in members) == 0, 20, "no lag left")
+    finally:
+        for member in started:
+            if member.process is not None and member.process.poll() is None:
+                member.kill()
+        receiver.stop()
+        proxy.close()
