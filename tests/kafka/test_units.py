@@ -115,3 +115,34 @@ def test_without_kafka_configured_nothing_of_it_is_loaded() -> None:
                           text=True, timeout=60, check=False, env=dict(os.environ))
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_status_shows_a_members_lag_per_partition() -> None:
+    from receiver.metrics import ConsumerMetrics
+    from receiver.status import render, status_from_families
+
+    metrics = ConsumerMetrics()
+    metrics.kafka_up.set(1)
+    metrics.kafka_records_consumed.inc(500)
+    metrics.kafka_consumer_lag.labels("10").set(7)
+    metrics.kafka_consumer_lag.labels("2").set(3)
+    metrics.kafka_rebalances.labels("assigned").inc(2)
+    metrics.kafka_commits.labels("ok").inc(4)
+    text = render(status_from_families(metrics.registry.collect(), True, "ready"))
+    assert ("kafka:     up; consumed 500, lag 10 (2: 3, 10: 7), commits 4, partitions assigned 2"
+            in text)
+    assert "produced" not in text  # a member produces nothing
+
+
+def test_status_shows_what_a_receiver_waits_to_have_stored() -> None:
+    from receiver.metrics import WorkerMetrics
+    from receiver.status import render, status_from_families
+
+    metrics = WorkerMetrics()
+    metrics.kafka_up.set(0)
+    metrics.kafka_records_produced.inc(90)
+    metrics.kafka_produce_queue.set(12)
+    text = render(status_from_families(metrics.registry.collect(), False, "Kafka unreachable"))
+    assert "kafka:     UNREACHABLE; produced 90, waiting for the brokers 12, delivery errors 0" \
+        in text
+    assert "consumed" not in text
