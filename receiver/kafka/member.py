@@ -23,9 +23,9 @@ from receiver.config import ConfigError, Settings
 from receiver.kafka.consumer import KafkaSource
 from receiver.logs import setup_logging
 from receiver.metrics import ConsumerMetrics, serve
+from receiver.ship.dead_letter import dead_letter_path
 from receiver.ship.output import Output, make_output
 from receiver.ship.shipper import Shipper
-from receiver.workers.child import dead_letter_path
 
 log = logging.getLogger("receiver.kafka")
 

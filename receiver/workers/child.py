@@ -26,6 +26,7 @@ from receiver.config import Settings
 from receiver.logs import setup_logging
 from receiver.metrics import WorkerMetrics
 from receiver.runtime import tune
+from receiver.ship.dead_letter import dead_letter_path
 from receiver.ship.errors import OutputError
 from receiver.ship.output import Output, make_output
 from receiver.ship.shipper import Shipper
@@ -183,11 +184,6 @@ class _Child:
         self._last_values = values
         with contextlib.suppress(OSError):
             self._ledger.send(Report(families if changed else None, silence))
-
-
-def dead_letter_path(settings: Settings) -> Path:
-    configured = settings.elasticsearch.dead_letter_file
-    return Path(configured) if configured else Path(settings.spool.dir) / "dead-letter.jsonl"
 
 
 if __name__ == "__main__":

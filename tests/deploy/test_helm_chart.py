@@ -421,5 +421,5 @@ def test_kafka_workers_run_consume_as_a_deployment_the_receivers_services_do_not
 
 
 def test_workers_without_kafka_are_refused() -> None:
-    with pytest.raises(Exception, match=r"config\.kafka\.bootstrap_servers"):
+    with pytest.raises(helm.HelmError, match=r"config\.kafka\.bootstrap_servers"):
         render({"workers": {"enabled": True}})
