@@ -121,3 +121,39 @@ def test_an_elasticsearch_outage_and_a_killed_receiver_lose_and_double_nothing(
                 member.kill()
         receiver.stop()
         proxy.close()
+
+
+def test_a_member_reloads_its_configuration_on_sighup_and_goes_on_shipping(
+    tmp_path: Path, es_url: str, cluster: MockCluster
+) -> None:
+    import signal
+
+    config = tmp_path / "consume.toml"
+    config.write_text('[elasticsearch]\nbatch_events = 100\n')
+    receiver = Receiver(tmp_path / "r", None, env=cluster.env()).start()
+    member = Member(tmp_path / "m", es_url, {**cluster.env(),
+                                              "HAPROXY_RECEIVER_CONFIG": str(config)}).start()
+    try:
+        send(receiver, 0, 200)
+        wait_for(lambda: count(es_url) == 200, 40, "the first 200 documents")
+        config.write_text('[elasticsearch]\nbatch_events = 50\n')
+        assert member.process is not None
+        member.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload: done" in member.stderr(), 30, "the reload")
+        send(receiver, 200, 200)
+        indexed_once(es_url, {f"/e{n}" for n in range(400)})
+        config.write_text('[elasticsearch]\nbatch_events = "many"\n')  # refused: the last stays
+        member.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "the new configuration is refused" in member.stderr(), 30, "a refusal")
+        assert member.process.poll() is None
+    finally:
+        member.kill()
+        receiver.stop()
+
+
+def test_consume_without_brokers_says_what_is_missing() -> None:
+    from tests.support import receiver_command
+
+    done = receiver_command("consume", "--metrics", "")
+    assert done.returncode == 2
+    assert "kafka.bootstrap_servers is empty" in done.stderr
