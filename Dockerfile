@@ -26,7 +26,9 @@ COPY dashboards ./dashboards
 COPY haproxy ./haproxy
 COPY deploy/systemd ./deploy/systemd
 # The geoip extra: source.geo.* (the Kibana map) needs maxminddb once a database is mounted.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[geoip]'
+# The kafka extra: confluent-kafka (librdkafka bundled) for the Kafka path, `run` producing and
+# `consume` workers (README: "Fleet"); unused, it is never imported.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[geoip,kafka]'
 
 FROM python:3.11-slim
 # A fixed numeric id so Kubernetes' runAsNonRoot can verify it and volumes can be chowned to it.
@@ -36,7 +38,7 @@ RUN groupadd --system --gid 10001 haproxy-receiver \
  && install -d -o haproxy-receiver -g haproxy-receiver -m 0750 \
       /var/lib/haproxy-receiver /var/lib/haproxy-receiver/spool
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels 'haproxy-receiver[geoip]' \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels 'haproxy-receiver[geoip,kafka]' \
  && rm -rf /wheels
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1

@@ -5,7 +5,7 @@
 
 Fills a fresh spool with N loadgen-shaped messages as received (bench/workload.py), or with
 documents as an earlier version spooled them (`--records documents`), then starts the real
-`WorkerPool` (receiver/ship/process.py: the ledger stays in this process, each worker is its own
+`WorkerPool` (receiver/workers/: the ledger stays in this process, each worker is its own
 interpreter) and times it from start until the ledger has every event acknowledged. Prints
 events/s, the CPU seconds and peak RSS of the workers and of this process (the ledger), and the
 sink's CPU (its own process, sharing the machine's cores). Re-executes itself once with glibc
@@ -39,8 +39,8 @@ from receiver.config import (
 )
 from receiver.event import FrameEncoder, encode_document
 from receiver.metrics import ReceiverMetrics
-from receiver.ship.process import WorkerPool
 from receiver.spool import SpoolWriter
+from receiver.workers.pool import WorkerPool
 
 NULLSINK = Path(__file__).resolve().parent / "nullsink.py"  # the repository's own null Elasticsearch
 _MALLOC = {"MALLOC_TRIM_THRESHOLD_": "268435456", "MALLOC_TOP_PAD_": "67108864"}

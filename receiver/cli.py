@@ -153,6 +153,35 @@ def run(
     raise typer.Exit(status)
 
 
+@app.command()
+def consume(
+    config: ConfigOption = None,
+    elasticsearch: Annotated[list[str] | None, typer.Option(
+        "--elasticsearch", "-e", metavar="URL",
+        help="Elasticsearch URL (repeatable); none: JSON lines on stdout.")] = None,
+    metrics: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT", help="Metrics address; '' disables (metrics.listen).")] = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """Run one member of the Kafka worker tier: read [kafka] topic as group kafka.group_id,
+    parse and ship to Elasticsearch, until SIGTERM or SIGINT."""
+    flags = {"elasticsearch.hosts": elasticsearch, "metrics.listen": metrics,
+             "service.log_level": log_level, "service.log_format": log_format}
+    settings = _logged_settings(config, flags, log_level, log_format)
+    faulthandler.enable()
+    from receiver.ship.errors import OutputError
+
+    try:
+        from receiver.kafka.member import run_member
+
+        status = run_member(settings, loader=_loader(config, flags))
+    except OutputError as error:
+        log.error("%s", error)
+        raise typer.Exit(1) from None
+    raise typer.Exit(status)
+
+
 @app.command("check-config")
 def check_config(config: ConfigOption = None) -> None:
     """Validate the configuration (file + environment) and print it, secrets hidden."""
@@ -236,11 +265,24 @@ def test_output(
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
 ) -> None:
-    """Reach every Elasticsearch host as `run` would: version, credentials, privileges, template."""
+    """Reach every Elasticsearch host as `run` would: version, credentials, privileges, template;
+    with [kafka] set, the brokers and the topic first."""
     settings = _logged_settings(config, {"elasticsearch.hosts": elasticsearch}, log_level, log_format)
     from receiver.ship.output_check import run_output_check
 
-    raise typer.Exit(run_output_check(settings.elasticsearch, typer.echo))
+    status = 0
+    if settings.kafka.bootstrap_servers:
+        from receiver.kafka.check import run_kafka_check
+        from receiver.ship.errors import OutputError
+
+        try:
+            status = run_kafka_check(settings.kafka, typer.echo)
+        except OutputError as error:  # the kafka extra is missing
+            typer.echo(f"FAIL {error}")
+            raise typer.Exit(1) from None
+        if not (settings.elasticsearch.hosts or settings.elasticsearch.cloud_id):
+            raise typer.Exit(status)  # receivers producing to Kafka need no Elasticsearch
+    raise typer.Exit(run_output_check(settings.elasticsearch, typer.echo) or status)
 
 
 @app.command()

@@ -342,6 +342,59 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """Kafka between the receivers and a worker tier (the `kafka` extra: `pip install
+    'haproxy-receiver[kafka]'`). With `bootstrap_servers` set, `run` produces every spool record
+    to `topic` instead of shipping it, and `haproxy-receiver consume` (on any number of hosts,
+    one consumer group) parses and ships them. Empty: no Kafka, nothing of it is loaded."""
+
+    bootstrap_servers: list[str] = setting(
+        [], "Kafka brokers `HOST:PORT` to start from. Empty: no Kafka path."
+    )
+    topic: str = setting("haproxy-receiver", "Topic the receivers produce to and workers consume.")
+    group_id: str = setting(
+        "haproxy-receiver",
+        "Consumer group of `consume`; another group (another cluster, an archive) reads the "
+        "same topic independently.",
+    )
+    security_protocol: Literal["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"] = setting(
+        "plaintext", "How to reach the brokers: TLS (`ssl`, `sasl_ssl`) and/or SASL."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = setting(
+        "SCRAM-SHA-512", "SASL mechanism, with `username` and `password`."
+    )
+    username: str = setting("", "SASL user.")
+    password: str = setting("", "SASL password (prefer the environment variable or a file).")
+    ca_file: str = setting(
+        "", "CA certificates (PEM) to verify the brokers with; empty: the system's trust."
+    )
+    client_cert: str = setting("", "Client certificate file, PEM (TLS client authentication).")
+    client_key: str = setting("", "Private key of `client_cert`, PEM; may be encrypted.")
+    client_key_passphrase: str = setting("", "Passphrase of an encrypted `client_key`.")
+    verify_certs: bool = setting(True, "Verify the brokers' certificates and host names.")
+    compression: Literal["zstd", "lz4", "snappy", "gzip", "none"] = setting(
+        "zstd", "Compression of produced batches."
+    )
+    linger: Seconds = setting(
+        Seconds(0.02), "How long the producer waits to fill a batch (latency for fewer, larger "
+        "requests).", unit="s",
+    )
+    unreachable_after: Seconds = setting(
+        Seconds(60.0),
+        "Kafka unreachable this long (records waiting for the brokers, none stored meanwhile) "
+        "fails `/readyz`; the spool keeps accepting under `spool.when_full` meanwhile.",
+        unit="s",
+    )
+    max_in_flight: int = setting(
+        20000, "Most records each producing worker has sent and not yet seen stored."
+    )
+    options: dict[str, str] = setting(
+        {}, "More client properties, passed to every Kafka client as given (e.g. "
+        "`{\"socket.keepalive.enable\" = \"true\"}`)."
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     listen: ListenSettings = field(default_factory=ListenSettings)
     parse: ParseSettings = field(default_factory=ParseSettings)
@@ -349,12 +402,13 @@ class Settings:
     elasticsearch: ElasticsearchSettings = field(default_factory=ElasticsearchSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
 
 # Hidden by `redacted()`; each can also be given as `<key>_file` (see `_read_secret_files`).
 SECRET_SETTINGS = frozenset({
     "elasticsearch.password", "elasticsearch.api_key", "elasticsearch.bearer_token",
-    "elasticsearch.client_key_passphrase",
+    "elasticsearch.client_key_passphrase", "kafka.password", "kafka.client_key_passphrase",
 })
 
 
@@ -663,6 +717,30 @@ def _check(settings: Settings) -> None:
         raise ConfigError("elasticsearch.retry_initial must be > 0 and <= retry_max")
     if es.password and not es.username:
         raise ConfigError("elasticsearch.password is set but elasticsearch.username is empty")
+    _check_kafka(settings.kafka)
+
+
+def _check_kafka(kafka: KafkaSettings) -> None:
+    from receiver.addresses import AddressError, parse_host_port  # late: avoids a cycle
+
+    for i, address in enumerate(kafka.bootstrap_servers):
+        try:
+            parse_host_port(address)
+        except AddressError as error:
+            raise ConfigError(f"kafka.bootstrap_servers[{i}]: {error}") from None
+    if kafka.bootstrap_servers and not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", kafka.topic):
+        raise ConfigError(f"kafka.topic = {kafka.topic!r} is not a topic name; allowed: 1 to "
+                          "249 letters, digits, `.`, `_`, `-`")
+    if kafka.bootstrap_servers and not kafka.group_id:
+        raise ConfigError("kafka.group_id must not be empty")
+    if kafka.security_protocol.startswith("sasl") and not (kafka.username and kafka.password):
+        raise ConfigError(f"kafka.security_protocol = {kafka.security_protocol!r} needs "
+                          "kafka.username and kafka.password")
+    if kafka.client_key and not kafka.client_cert:
+        raise ConfigError("kafka.client_key is set but kafka.client_cert is empty")
+    if kafka.max_in_flight < 1 or kafka.linger < 0 or kafka.unreachable_after <= 0:
+        raise ConfigError("kafka.max_in_flight must be at least 1, kafka.linger at least 0 and "
+                          "kafka.unreachable_after more than 0")
 
 
 def _check_zone(name: str, zone: str) -> None:

@@ -149,6 +149,34 @@ class ShipMetrics:
             merge="min")
 
 
+class KafkaMetrics:
+    """The Kafka path (receiver/kafka/): producing workers of `run`, members of `consume`.
+    Zero where Kafka is not configured."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.kafka_produce_queue = _gauge(
+            "kafka_produce_queue", "Records sent to Kafka and not yet reported stored.", r)
+        self.kafka_records_produced = _counter(
+            "kafka_records_produced", "Records Kafka reported stored (acks=all).", r)
+        self.kafka_delivery_errors = _counter(
+            "kafka_delivery_errors", "Records Kafka did not store, by error (produced again).", r,
+            ("error",))
+        self.kafka_up = _gauge(
+            "kafka_up", "0 once Kafka was unreachable for kafka.unreachable_after (every "
+            "client's), else 1.", r, merge="min")
+        self.kafka_records_consumed = _counter(
+            "kafka_records_consumed", "Records read from Kafka by this consumer group member.", r)
+        self.kafka_consumer_lag = _gauge(
+            "kafka_consumer_lag", "Records in an assigned partition after the last one read.", r,
+            ("partition",))
+        self.kafka_rebalances = _counter(
+            "kafka_rebalances", "Partitions assigned to or revoked from this member.", r,
+            ("change",))
+        self.kafka_commits = _counter(
+            "kafka_commits", "Offset commits, by outcome.", r, ("outcome",))
+
+
 class ReceiverMetrics(ListenMetrics, SpoolMetrics):
     """The receiving process: listeners, spool and ledger, plus what its workers relay."""
 
@@ -161,14 +189,30 @@ class ReceiverMetrics(ListenMetrics, SpoolMetrics):
         self.registry.register(collector)
 
 
-class WorkerMetrics(ParseMetrics, ShipMetrics):
+class WorkerMetrics(ParseMetrics, ShipMetrics, KafkaMetrics):
     """A parse-and-ship worker process: everything it counts is relayed to the receiving
-    process (receiver/ship/process.py), which serves it."""
+    process (receiver/workers/), which serves it."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         ParseMetrics.__init__(self, self.registry)
         ShipMetrics.__init__(self, self.registry)
+        KafkaMetrics.__init__(self, self.registry)
+
+
+class ConsumerMetrics(WorkerMetrics):
+    """A member of the Kafka worker tier (`consume`): a worker, plus the outcome counters the
+    ledger keeps in a receiver (there is no ledger here: Kafka's committed offsets are it)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        self.events_shipped = _counter(
+            "events_shipped", "Events acknowledged by the output (created, or 409 already "
+            "there); a record read again after a rebalance counts again.", r)
+        self.events_dead_lettered = _counter(
+            "events_dead_lettered",
+            "Events refused by Elasticsearch and written to the dead-letter file.", r, ("reason",))
 
 
 class Metrics(ReceiverMetrics, WorkerMetrics):
@@ -178,6 +222,7 @@ class Metrics(ReceiverMetrics, WorkerMetrics):
         super().__init__(registry)
         ParseMetrics.__init__(self, self.registry)
         ShipMetrics.__init__(self, self.registry)
+        KafkaMetrics.__init__(self, self.registry)
 
 
 class CallbackCollector(Collector):

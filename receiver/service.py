@@ -1,7 +1,7 @@
 """The running receiver: open everything in order, run until a signal, stop in order.
 
 Processes joined by the spool (README, "Process layout"): this one receives and appends raw
-messages to the spool; `service.workers` children (receiver/ship/process.py) lease its segments,
+messages to the spool; `service.workers` children (receiver/workers/) lease its segments,
 parse and ship. Start: spool writer (takes the directory lock, recovers, opens the ledger) →
 sockets (bound before any thread starts, so a busy address fails the start) → workers (each
 builds its output; a failure there fails the start) → metrics endpoint → listeners. While
@@ -43,10 +43,10 @@ from receiver.listen import (
 from receiver.logs import setup_logging
 from receiver.metrics import CallbackCollector, ReceiverMetrics, serve, udp_socket_drops
 from receiver.runtime import tune
-from receiver.ship.process import WorkerPool
 from receiver.spool import SpoolWriter, collector
 from receiver.status import summary_line
 from receiver.systemd import ServiceNotifier
+from receiver.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,9 @@ class Receiver:
             return False, "spool full or not writable"
         if not self.shipping.alive():
             return False, "a worker is not running"
+        if self.settings.kafka.bootstrap_servers and self.metrics.registry.get_sample_value(
+                "haproxy_receiver_kafka_up") == 0:  # relayed from the producing workers
+            return False, "Kafka unreachable for longer than kafka.unreachable_after"
         return True, "ready"
 
     # --- run and stop --------------------------------------------------------------------------
@@ -212,12 +215,12 @@ class Receiver:
                 log.error("reload: the new listeners cannot be used, the running ones stay: %s",
                           error)
                 new = dataclasses.replace(new, listen=old.listen)
-        workers = (new.parse, new.elasticsearch, new.service.workers)
-        if workers != (old.parse, old.elasticsearch, old.service.workers):
+        workers = (new.parse, new.elasticsearch, new.service.workers, new.kafka)
+        if workers != (old.parse, old.elasticsearch, old.service.workers, old.kafka):
             self.shipping.restart(new, float(new.service.shutdown_grace))
             if self.shipping.settings is not new:  # refused: the old workers run again
                 new = dataclasses.replace(new, parse=old.parse, elasticsearch=old.elasticsearch,
-                                          service=dataclasses.replace(
+                                          kafka=old.kafka, service=dataclasses.replace(
                                               new.service, workers=old.service.workers))
         self.settings = new
         log.info("reload: done (%s)", ", ".join(changed))

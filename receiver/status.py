@@ -41,6 +41,7 @@ ERROR_COUNTERS: dict[str, tuple[str, str]] = {
     "messages_refused_total": ("datagrams refused (listen.allow)", "listener"),
     "udp_receive_drops": ("datagrams dropped by the kernel", ""),
     "spool_corrupt_records_total": ("damaged spool records", ""),
+    "kafka_delivery_errors_total": ("records Kafka did not store", "error"),
 }
 _NOT_ERRORS = {("bulk_requests_total", "ok")}
 
@@ -125,7 +126,28 @@ def render(status: Status) -> str:
         f"dropped:   {int(v('events_dropped_total'))} events by policy, "
         f"{int(v('udp_receive_drops'))} datagrams by the kernel",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _kafka_lines(status))
+
+
+def _kafka_lines(status: Status) -> list[str]:
+    """The Kafka path, where it is used: a producing receiver, or a `consume` member."""
+    v = status.value
+    up = "up" if v("kafka_up") else "UNREACHABLE"
+    lines = []
+    if v("kafka_records_produced_total") or v("kafka_produce_queue") \
+            or v("kafka_delivery_errors_total"):
+        lines.append(f"kafka:     {up}; produced {int(v('kafka_records_produced_total'))}, "
+                     f"waiting for the brokers {int(v('kafka_produce_queue'))}, delivery errors "
+                     f"{int(v('kafka_delivery_errors_total'))}")
+    lag = status.by_label("kafka_consumer_lag", "partition")
+    if v("kafka_records_consumed_total") or lag:
+        per_partition = ", ".join(f"{p}: {int(n)}" for p, n in sorted(lag.items(),
+                                                                        key=lambda i: int(i[0])))
+        lines.append(f"kafka:     {up}; consumed {int(v('kafka_records_consumed_total'))}, lag "
+                     f"{int(sum(lag.values()))} ({per_partition or 'no partitions assigned'}), "
+                     f"commits {int(v('kafka_commits_total'))}, partitions assigned "
+                     f"{int(status.by_label('kafka_rebalances_total', 'change').get('assigned', 0))}")
+    return lines
 
 
 # --- watch -----------------------------------------------------------------------------------

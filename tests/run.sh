@@ -32,7 +32,7 @@ export PATH="$PATH:/usr/sbin:/sbin"  # haproxy is in /usr/sbin, outside a normal
 venv=${VIRTUAL_ENV:-.venv}
 # The package with its test and geoip extras (editable), and the `dev` dependency group:
 # linters, type stubs, and the packaging and deployment checkers.
-bash deploy/venv.sh "$venv" -e '.[test,geoip]' --group dev
+bash deploy/venv.sh "$venv" -e '.[test,geoip,kafka]' --group dev
 "$venv/bin/python" -m ruff check .
 "$venv/bin/python" -m mypy
 "$venv/bin/python" -m pytest -q "$@"

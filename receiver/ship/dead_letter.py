@@ -16,10 +16,12 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+from receiver.config import Settings
 from receiver.ratelimit import RateLimitedLog
 from receiver.ship.encode import action_line
 from receiver.ship.output import Output
@@ -131,3 +133,9 @@ class DeadLetters:
                       "could not index %d dead letters into %s (%s); they are in %s",
                       len(letters), index,
                       result.message or (failure.reason[:200] if failure else ""), self.file.path)
+
+
+def dead_letter_path(settings: Settings) -> Path:
+    """Where refused documents go: `elasticsearch.dead_letter_file`, else beside the spool."""
+    configured = settings.elasticsearch.dead_letter_file
+    return Path(configured) if configured else Path(settings.spool.dir) / "dead-letter.jsonl"

@@ -1,4 +1,4 @@
-"""The shipper: spool -> parsed and encoded batches -> shipments delivered in worker threads ->
+"""The shipper: source -> parsed and encoded batches -> shipments delivered in worker threads ->
 acknowledgements.
 
 A reading thread (`run`) reads spool batches, turns each into bulk body lines as it is read
@@ -9,7 +9,8 @@ letters) and acknowledges every spool batch of the shipment with how many of its
 shipped and dead-lettered. Nothing is
 acknowledged that was not delivered or dead-lettered, so on any failure the events simply stay
 in the spool. HTTP, gzip and the JSON codecs release the GIL part of the time; several workers
-(processes, receiver/ship/process.py) are what use several cores.
+(processes, receiver/workers/) are what use several cores. The records come from a `Source`
+(ship/source.py): a spool reader, or a Kafka consumer in the worker tier.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import queue
 import threading
 import time
 from collections import Counter as Tally
-from typing import Protocol
 
 from receiver.config import ElasticsearchSettings, ParseSettings
 from receiver.metrics import WorkerMetrics
@@ -30,7 +30,7 @@ from receiver.ship.dead_letter import DeadLetters
 from receiver.ship.delivery import Delivery
 from receiver.ship.encode import BulkEncoder, EncodedBatch
 from receiver.ship.output import Output
-from receiver.spool.records import Batch
+from receiver.ship.source import Source
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,7 @@ log = logging.getLogger(__name__)
 _IDLE_WAIT = 0.25
 
 
-class SpoolSource(Protocol):
-    """What the shipper needs from a spool reader (receiver/spool/reader.py)."""
-
-    def read(self, max_records: int, max_bytes: int) -> Batch | None: ...
-    def wait(self, timeout: float) -> bool: ...
-    def acknowledge(self, batch: Batch, shipped: int = 0,
-                    dead: tuple[tuple[str, int], ...] = ()) -> None: ...
+SpoolSource = Source  # the name of the seam before it had a second source
 
 
 class Shipper:
@@ -53,7 +47,7 @@ class Shipper:
     def __init__(
         self,
         settings: ElasticsearchSettings,
-        reader: SpoolSource,
+        reader: Source,
         output: Output,
         metrics: WorkerMetrics,
         dead_letter_path: str,

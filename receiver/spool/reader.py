@@ -7,7 +7,7 @@ sealed — its footer, or the ledger's word when a full disk left no room for a 
 it go and asks for the next. Several workers each run a reader on the same spool; they never
 read the same segment at once. `acknowledge` reports a delivered batch; the ledger keeps the
 prefixes. The reader talks to the ledger through a `LedgerClient`: directly in the owning
-process (`LocalLedger`), over a pipe from a worker process (receiver/ship/process.py).
+process (`LocalLedger`), over a pipe from a worker process (receiver/workers/).
 """
 
 from __future__ import annotations

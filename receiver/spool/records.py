@@ -51,3 +51,14 @@ def id_head(identity: str, segment: int) -> str:
 def event_id(identity: str, position: Position) -> str:
     """Stable Elasticsearch `_id`: spool identity, segment and offset (hex), e.g. `ab12cd34ef-7-1a2b`."""
     return id_head(identity, position.segment) + format(position.offset, "x")
+
+
+def parse_event_id(text: str) -> tuple[str, Position]:
+    """The identity and position an `event_id` was built from (the Kafka path carries the id and
+    rebuilds batches from it); ValueError if `text` is not one. `event_id(*parse_event_id(x))
+    == x` for every id `event_id` makes (tests/spool/test_records.py)."""
+    identity, segment, offset = text.rsplit("-", 2)
+    position = Position(int(segment, 16), int(offset, 16))
+    if not identity or event_id(identity, position) != text:
+        raise ValueError(f"{text!r} is not an event id")
+    return identity, position

@@ -187,7 +187,7 @@ def test_the_build_stage_builds_from_exactly_what_it_copies(tmp_path: Path) -> N
     """Every file the wheel build needs must be named by a COPY (a missing one fails here, as
     `docker build` failed when pyproject.toml listed a data file the build stage never copied);
     then the runtime stage's install, from those wheels alone, gives a working program with the
-    geoip extra."""
+    geoip and kafka extras."""
     workdir, src = lay_out_build_stage(tmp_path / "build")
     (copy_wheels,) = [r["value"] for r in final_stage() if r["instruction"] == "COPY"]
     wheels_in_build, wheels_in_final = copy_wheels.removeprefix("--from=build ").split()
@@ -196,15 +196,16 @@ def test_the_build_stage_builds_from_exactly_what_it_copies(tmp_path: Path) -> N
     (build,) = shell_commands(build_stage())
     run_shell(as_here(build, {workdir: src, wheels_in_build: wheels}, pip), src)
     assert any(wheels.glob("haproxy_receiver-*.whl")) and any(wheels.glob("maxminddb-*.whl"))
+    assert any(wheels.glob("confluent_kafka-*.whl"))
 
     # The runtime stage's pip line, into a fresh environment standing for the image.
     python = fresh_venv(tmp_path / "image")
     (install,) = shell_commands(final_stage())
-    assert "haproxy-receiver[geoip]" in install
+    assert "haproxy-receiver[geoip,kafka]" in install
     run_shell(as_here(install, {wheels_in_final: wheels}, f"{pip} --python {python}"), tmp_path)
     assert not wheels.exists()  # the line's own `rm -rf` ran too
     entrypoint = python.parent / exec_form("ENTRYPOINT")[0]
     version = subprocess.run([str(entrypoint), "version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("haproxy-receiver ")
     assert_exports_every_asset(entrypoint, tmp_path)
-    subprocess.run([str(python), "-c", "import maxminddb"], check=True)
+    subprocess.run([str(python), "-c", "import maxminddb, confluent_kafka"], check=True)

@@ -68,6 +68,13 @@ MODES: dict[str, dict[str, Any]] = {
                                                    "ports": [{"port": 9200, "protocol": "TCP"}]}]},
         },
     },
+    "kafka-workers": {
+        "elasticsearch": {"hosts": ["https://es:9200"], "username": "shipper",
+                          "existingSecret": "es-creds", "passwordKey": "password"},
+        "config": {"kafka": {"bootstrap_servers": ["kafka-0.kafka:9092", "kafka-1.kafka:9092"],
+                             "topic": "haproxy"}},
+        "workers": {"enabled": True, "replicas": 3},
+    },
     "geoip-claim": {"geoip": {"enabled": True, "existingClaim": "geoip-databases",
                               "asnFile": "GeoLite2-ASN.mmdb"}},
     "geoip-secret": {"mode": "daemonset", "geoip": {"enabled": True, "secretName": "geoip",
@@ -92,7 +99,7 @@ def by_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def workload(documents: list[dict[str, Any]]) -> dict[str, Any]:
-    (found,) = [doc for doc in documents if doc["kind"] in {"StatefulSet", "DaemonSet"}]
+    (found,) = [doc for doc in documents if doc["kind"] in {"StatefulSet", "DaemonSet"}]  # receivers
     return found
 
 
@@ -392,3 +399,27 @@ def test_geoip_needs_exactly_one_source_and_owns_the_database_settings() -> None
     # Without the chart's GeoIP volume, the setting is the user's (e.g. with extraVolumes).
     assert config_toml(render({"config": {"parse": {"geoip_database": "/data/City.mmdb"}}}))[
         "parse"]["geoip_database"] == "/data/City.mmdb"
+
+
+def test_kafka_workers_run_consume_as_a_deployment_the_receivers_services_do_not_select() -> None:
+    documents = render(MODES["kafka-workers"])
+    (deployment,) = by_kind(documents, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    pod = deployment["spec"]["template"]
+    (worker,) = pod["spec"]["containers"]
+    assert worker["command"][:2] == ["haproxy-receiver", "consume"]
+    assert worker["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    env = {e["name"]: e for e in worker["env"]}
+    assert env["HAPROXY_RECEIVER_ELASTICSEARCH__PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "es-creds", "key": "password"}
+    labels = pod["metadata"]["labels"]
+    for service in by_kind(documents, "Service"):
+        selector = service["spec"]["selector"]
+        assert not selector.items() <= labels.items(), service["metadata"]["name"]
+    assert config_toml(documents)["kafka"]["bootstrap_servers"][0] == "kafka-0.kafka:9092"
+    assert container(documents)["command"][:2] == ["haproxy-receiver", "run"]  # they produce
+
+
+def test_workers_without_kafka_are_refused() -> None:
+    with pytest.raises(helm.HelmError, match=r"config\.kafka\.bootstrap_servers"):
+        render({"workers": {"enabled": True}})

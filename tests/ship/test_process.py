@@ -1,4 +1,4 @@
-"""The ship process (receiver/ship/process.py) under the real `python -m receiver run`: metrics
+"""The ship process (receiver/workers/) under the real `python -m receiver run`: metrics
 relayed to the parent's /metrics exactly once, a killed child restarted without loss (also one
 killed while it starts), a graceful
 stop that stops the child, and a killed parent that takes the child with it."""

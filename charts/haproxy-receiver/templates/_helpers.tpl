@@ -22,6 +22,13 @@ app.kubernetes.io/name: {{ include "haproxy-receiver.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The Kafka worker tier's pods (templates/workers.yaml): a name of their own, so nothing
+that selects the receivers selects them. */}}
+{{- define "haproxy-receiver.workerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "haproxy-receiver.name" . }}-worker
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
 {{- define "haproxy-receiver.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "haproxy-receiver.selectorLabels" . }}

@@ -51,28 +51,7 @@ spec:
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       command: ["haproxy-receiver", "run", "--config", "/etc/haproxy-receiver/config.toml"]
       env:
-        {{- $es := .Values.elasticsearch }}
-        {{- if and $es.existingSecret $es.usernameKey (not $es.username) }}
-        - name: HAPROXY_RECEIVER_ELASTICSEARCH__USERNAME
-          valueFrom:
-            secretKeyRef:
-              name: {{ $es.existingSecret }}
-              key: {{ $es.usernameKey }}
-        {{- end }}
-        {{- if and $es.existingSecret $es.passwordKey }}
-        - name: HAPROXY_RECEIVER_ELASTICSEARCH__PASSWORD
-          valueFrom:
-            secretKeyRef:
-              name: {{ $es.existingSecret }}
-              key: {{ $es.passwordKey }}
-        {{- end }}
-        {{- if and $es.existingSecret $es.apiKeyKey }}
-        - name: HAPROXY_RECEIVER_ELASTICSEARCH__API_KEY
-          valueFrom:
-            secretKeyRef:
-              name: {{ $es.existingSecret }}
-              key: {{ $es.apiKeyKey }}
-        {{- end }}
+        {{- include "haproxy-receiver.outputEnv" . | nindent 8 }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -202,4 +181,32 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end -}}
+
+
+{{/* The Elasticsearch credentials from the Secret, as environment variables: receivers and
+workers alike. */}}
+{{- define "haproxy-receiver.outputEnv" -}}
+{{- $es := .Values.elasticsearch }}
+{{- if and $es.existingSecret $es.usernameKey (not $es.username) }}
+- name: HAPROXY_RECEIVER_ELASTICSEARCH__USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $es.existingSecret }}
+      key: {{ $es.usernameKey }}
+{{- end }}
+{{- if and $es.existingSecret $es.passwordKey }}
+- name: HAPROXY_RECEIVER_ELASTICSEARCH__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $es.existingSecret }}
+      key: {{ $es.passwordKey }}
+{{- end }}
+{{- if and $es.existingSecret $es.apiKeyKey }}
+- name: HAPROXY_RECEIVER_ELASTICSEARCH__API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $es.existingSecret }}
+      key: {{ $es.apiKeyKey }}
+{{- end }}
 {{- end -}}

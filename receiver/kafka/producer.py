@@ -1,0 +1,252 @@
+"""The receiving side of the Kafka path: a worker that forwards its spool leases to Kafka.
+
+A `Forwarder` takes a `Shipper`'s place in a worker process (receiver/workers/child.py) when
+`kafka.bootstrap_servers` is set. Its reading thread reads spool batches and produces each
+record: the spool payload as it is (the message as received and its receive metadata,
+receiver/event.py), the event id as key (`event_id`: the same `_id` the worker tier ships it
+under), the time it was spooled as the message timestamp. The producer is idempotent with
+`acks=all`, so a retry inside the client never stores a record twice; a spool batch is
+acknowledged (counted shipped, and deleted with its segment) only once Kafka reported every one
+of its records stored. A record Kafka did not store (its delivery timed out, the topic refused
+it) is produced again after a pause, doubling up to `elasticsearch.retry_max`: while Kafka is
+unreachable nothing is acknowledged, reading stops at `kafka.max_in_flight` records waiting, and
+the spool fills under `spool.when_full` as it does in an Elasticsearch outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from receiver.config import Settings
+from receiver.kafka.client import client_config, library
+from receiver.metrics import WorkerMetrics
+from receiver.ratelimit import RateLimitedLog
+from receiver.spool.reader import SpoolReader
+from receiver.spool.records import Batch, event_id
+
+log = logging.getLogger(__name__)
+
+_IDLE_WAIT = 0.25  # longest wait for spool data or room, so a stop is seen promptly
+_READ_EVENTS = 2000
+_READ_BYTES = 2 * 1024**2
+_CHECK_EVERY = 5.0  # how often an idle forwarder that saw the brokers down looks again
+
+
+class _InFlight:
+    """One spool batch on its way to Kafka: acknowledged when all its records are stored."""
+
+    __slots__ = ("batch", "failed", "forwarder", "waiting")
+
+    def __init__(self, batch: Batch, forwarder: Forwarder) -> None:
+        self.batch = batch
+        self.forwarder = forwarder
+        self.waiting = len(batch.records)
+        self.failed: list[Any] = []  # the messages Kafka did not store, to produce again
+
+    def delivered(self, error: Any, message: Any) -> None:
+        """librdkafka's delivery report for one record (in the polling thread)."""
+        if error is not None:
+            self.failed.append(message)
+        self.forwarder.reported(self, error)
+
+
+class Forwarder:
+    """Reads spool leases and produces every record to Kafka; the worker's `Shipper` when Kafka
+    is configured (same life: `run`, `finish`, `caught_up`, `drain`, `last_turn`)."""
+
+    def __init__(self, settings: Settings, reader: SpoolReader, metrics: WorkerMetrics) -> None:
+        kafka = settings.kafka
+        self._reader = reader
+        self._metrics = metrics
+        self._topic = kafka.topic
+        self._limit = kafka.max_in_flight
+        self._unreachable_after = float(kafka.unreachable_after)
+        self._retry = (float(settings.elasticsearch.retry_initial),
+                       float(settings.elasticsearch.retry_max))
+        self._lock = threading.Condition()
+        self._in_flight = 0  # records produced, not yet reported
+        self._again: deque[tuple[float, _InFlight]] = deque()  # batches with records to resend
+        self._delay = self._retry[0]
+        self._waiting_since: float | None = None  # oldest unreported record, while any
+        self._last_stored = time.monotonic()
+        self._down_since: float | None = None  # the client said every broker is down
+        self._finishing = threading.Event()
+        self._read_all = False
+        self._closing = threading.Event()  # drain is over: the polling thread ends
+        self._all_down = library().KafkaError._ALL_BROKERS_DOWN
+        self._log = RateLimitedLog(log)
+        config = client_config(kafka, "producer") | {
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": kafka.compression,
+            "linger.ms": float(kafka.linger) * 1000,
+            "queue.buffering.max.messages": kafka.max_in_flight + _READ_EVENTS,
+            "message.max.bytes": int(settings.spool.max_record_bytes) + 4096,
+            "error_cb": self._client_error,
+        }
+        self._producer = library().Producer(config)
+        self._poller = threading.Thread(target=self._poll, name="kafka-reports", daemon=True)
+        self._poller.start()
+        self.last_turn = time.monotonic()
+        metrics.kafka_up.set(1)
+
+    # --- the reading thread --------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("producing the spool to Kafka topic %s", self._topic)
+        while not stop.is_set():
+            self.last_turn = time.monotonic()
+            self._resend_due()
+            if not self._room():
+                continue
+            batch = self._reader.read(_READ_EVENTS, _READ_BYTES)
+            self._read_all = batch is None
+            if batch is None:
+                self._reader.wait(_IDLE_WAIT)
+            elif not batch.records:  # a damaged stretch, skipped: nothing to produce
+                self._reader.acknowledge(batch)
+            else:
+                self._produce(_InFlight(batch, self), batch.records)
+
+    def _room(self) -> bool:
+        with self._lock:
+            if self._in_flight < self._limit:
+                return True
+            self._lock.wait(_IDLE_WAIT)
+        return False
+
+    def _produce(self, flight: _InFlight, records: list[Any]) -> None:
+        identity, topic, produce = flight.batch.identity, self._topic, self._producer.produce
+        report = flight.delivered
+        with self._lock:
+            self._in_flight += len(records)
+            if self._waiting_since is None:
+                self._waiting_since = time.monotonic()
+            self._metrics.kafka_produce_queue.set(self._in_flight)
+        for record in records:
+            while True:
+                try:
+                    produce(topic, record.payload, event_id(identity, record.position),
+                            on_delivery=report, timestamp=int(record.written_at * 1000))
+                    break
+                except BufferError:  # the client's own queue is full: let reports drain it
+                    time.sleep(0.01)
+
+    def _resend_due(self) -> None:
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                if not self._again or self._again[0][0] > now:
+                    return
+                _, flight = self._again.popleft()
+            failed, flight.failed = flight.failed, []
+            flight.waiting = len(failed)
+            with self._lock:
+                self._in_flight += len(failed)
+            for message in failed:
+                while True:
+                    try:
+                        self._producer.produce(
+                            message.topic(), message.value(), message.key(),
+                            on_delivery=flight.delivered, timestamp=message.timestamp()[1])
+                        break
+                    except BufferError:
+                        time.sleep(0.01)
+
+    # --- delivery reports (the polling thread) -------------------------------------------
+
+    def _poll(self) -> None:
+        next_check = 0.0
+        while not self._closing.is_set():
+            self._producer.poll(0.1)
+            now = time.monotonic()
+            self._update_up(now)
+            if self._down_since is not None and self._in_flight == 0 and now >= next_check:
+                next_check = now + _CHECK_EVERY
+                self._probe()
+
+    def reported(self, flight: _InFlight, error: Any) -> None:
+        metrics = self._metrics
+        now = time.monotonic()
+        if error is None:
+            metrics.kafka_records_produced.inc()
+            self._last_stored = now
+            self._down_since = None
+        else:
+            metrics.kafka_delivery_errors.labels(error.name()).inc()
+            self._log(logging.ERROR, "delivery", "Kafka did not store a record (%s); it stays "
+                      "in the spool and is produced again", error.str())
+        with self._lock:
+            self._in_flight -= 1
+            flight.waiting -= 1
+            metrics.kafka_produce_queue.set(self._in_flight)
+            if self._in_flight == 0:
+                self._waiting_since = None
+            elif error is None:
+                self._waiting_since = now
+            self._lock.notify_all()
+            if flight.waiting:
+                return
+            if flight.failed:
+                self._again.append((now + self._delay, flight))
+                self._delay = min(self._retry[1], self._delay * 2)
+                return
+            if error is None:
+                self._delay = self._retry[0]
+        try:
+            self._reader.acknowledge(flight.batch, len(flight.batch.records))
+        except Exception:
+            self._log(logging.ERROR, "ack", "acknowledging a spool batch failed", exc_info=True)
+
+    def _client_error(self, error: Any) -> None:
+        if error.code() == self._all_down and self._down_since is None:
+            self._down_since = time.monotonic()
+        self._log(logging.WARNING, f"client-{error.code()}", "Kafka: %s", error.str())
+
+    def _probe(self) -> None:
+        """Idle after the brokers went down: ask for metadata to learn whether they are back."""
+        try:
+            self._producer.list_topics(self._topic, timeout=5.0)
+        except Exception:
+            return
+        self._down_since = None
+
+    def _update_up(self, now: float) -> None:
+        since = [t for t in (self._down_since,) if t is not None]
+        waiting = self._waiting_since
+        if waiting is not None:
+            since.append(max(waiting, self._last_stored))
+        down = bool(since) and now - min(since) > self._unreachable_after
+        self._metrics.kafka_up.set(0 if down else 1)
+
+    # --- stopping ------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        self._finishing.set()
+
+    def caught_up(self) -> bool:
+        with self._lock:
+            return self._finishing.is_set() and self._read_all and self._in_flight == 0 \
+                and not self._again
+
+    def drain(self, deadline: float) -> bool:
+        """After `stop`: wait for the reports of what was produced until `deadline`; what was
+        not reported stored stays in the spool (produced again after the restart: Kafka then
+        holds it twice, and Elasticsearch indexes it once, by its id)."""
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._in_flight == 0:
+                    break
+                self._lock.wait(min(_IDLE_WAIT, max(0.0, deadline - time.monotonic())))
+        with self._lock:
+            left = self._in_flight
+        self._closing.set()
+        self._poller.join(1.0)
+        if left:
+            log.warning("shutdown: %d records still on their way to Kafka at the deadline; they "
+                        "stay in the spool and are produced again after the restart", left)
+        return left == 0
