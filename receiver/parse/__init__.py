@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from receiver.config import ParseSettings
-from receiver.parse import clf, jsonbody, messages, traffic
+from receiver.parse import clf, jsonbody, messages, traffic, wrappers
 from receiver.parse.fields import DATE_MS, DATE_OFFSET, EPOCH, Collected
 from receiver.parse.mapper import FieldMapper
 from receiver.parse.syslog import DATE_ISO, DATE_RFC3164, parse_header
@@ -119,8 +119,17 @@ class Parser:
         except UnicodeDecodeError:
             text = data.decode("utf-8", "backslashreplace")
         doc: dict[str, Any] = {}
-        body, header_date, header_kind, _ = parse_header(text, doc)  # and syslog_format
         tags: list[str] = []
+        # What container tooling puts around a line (never around one starting with `<PRI>`:
+        # tested here, the usual case costs no call).
+        peeled = wrappers.peel(text, doc) if text[:1] != "<" else None
+        if peeled is None:
+            body, header_date, header_kind, _ = parse_header(text, doc)  # and syslog_format
+        else:
+            body, header_date, header_kind, _ = parse_header(peeled.text, doc)
+            if not header_kind and peeled.date:
+                header_date, header_kind = peeled.date, DATE_ISO
+            tags.extend(peeled.tags)
         if body[:1] == "{" and self.json_first:
             seen = self._json(body, doc, tags)
         elif self.pinned == "auto" and (line := traffic.read(
