@@ -31,7 +31,15 @@ import orjson
 
 from receiver.config import ParseSettings
 from receiver.parse import clf, jsonbody, messages, traffic, wrappers
-from receiver.parse.fields import DATE_MS, DATE_OFFSET, EPOCH, Collected
+from receiver.parse.fields import (
+    DATE_MS,
+    DATE_OFFSET,
+    EPOCH,
+    EVENT_CATEGORY,
+    EVENT_OUTCOME,
+    EVENT_TYPE,
+    Collected,
+)
 from receiver.parse.mapper import FieldMapper
 from receiver.parse.syslog import DATE_ISO, DATE_RFC3164, parse_header
 from receiver.parse.timestamps import Timestamps
@@ -47,10 +55,10 @@ TAG_TIME = "_timestamp_out_of_range"
 # Fields this module writes (the variables' fields are named in fields.py).
 CLAIMED_TIME = "haproxy.claimed_time"
 DURATION = "event.duration"
-OUTCOME = "event.outcome"
+OUTCOME = EVENT_OUTCOME
 KIND = "event.kind"
-CATEGORY = "event.category"
-TYPE = "event.type"
+CATEGORY = EVENT_CATEGORY
+TYPE = EVENT_TYPE
 ORIGINAL = "event.original"
 MESSAGE = "message"
 LOG_FORMAT = "haproxy.log_format"

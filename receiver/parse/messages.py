@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from receiver.parse.fields import name_of
+from receiver.parse.fields import EVENT_CATEGORY, EVENT_OUTCOME, EVENT_TYPE, name_of
+from receiver.parse.syslog import LEVEL
 from receiver.parse.traffic import CONNECTIONS, QUEUES, client_values, read_start, start_values
 
 _SERVER_STATE = re.compile(
@@ -70,14 +71,14 @@ _KNOWN_PREFIXES = (
 _LEVELS = {"EMERG": "emerg", "ALERT": "alert", "CRIT": "crit", "ERR": "err",
            "WARNING": "warning", "NOTICE": "notice", "INFO": "info", "DEBUG": "debug"}
 # ECS categorisation of HAProxy's own messages (shared tuples: documents only read them).
-_CATEGORY = "event.category"
-_TYPE = "event.type"
-_OUTCOME = "event.outcome"
+_CATEGORY = EVENT_CATEGORY
+_TYPE = EVENT_TYPE
+_OUTCOME = EVENT_OUTCOME
 _HOST_CHANGE = {_CATEGORY: ("host",), _TYPE: ("change",)}
 _CHECK_INFO_EVENT = {_CATEGORY: ("network",), _TYPE: ("info",)}
 _PROXY_TYPES = {"started": ("start",), "stopped": ("end",), "paused": ("change",),
                 "resumed": ("change",)}
-_LEVEL_FIELD = "log.level"
+_LEVEL_FIELD = LEVEL
 _PID = name_of("pid")
 # An error line's message is prose; one that carries connection counts and queues is a
 # traffic line with a token ending in `:` put in front of it, not an error line.
@@ -85,6 +86,8 @@ _TRAFFIC_INSIDE = re.compile(rf"(?:^| ){CONNECTIONS} {QUEUES}(?: |$)")
 _BACKEND = name_of("b")
 _SERVER_STATE_FIELD = "haproxy.server_state"
 _SERVER = name_of("s")
+_SERVER_IP = name_of("si")
+_REQUEUED = "haproxy.sessions.requeued"
 
 
 def parse_error_line(body: str) -> tuple[dict[str, Any], str] | None:
@@ -139,8 +142,8 @@ def parse_message(body: str, doc: dict[str, Any]) -> bool:
         doc.setdefault(_PID, int(stderr["pid"]))
         text = body[stderr.end() :]
     elif not body.startswith(_KNOWN_PREFIXES) and not (
-            body.startswith("proxy ") and _NO_SERVER.match(body)
-            or " changed its IP from " in body and _IP_CHANGED.match(body)):
+            (body.startswith("proxy ") and _NO_SERVER.match(body))
+            or (" changed its IP from " in body and _IP_CHANGED.match(body))):
         return False
     doc["message"] = body
     if text.startswith(("Server ", "Backup Server ")):
@@ -170,7 +173,7 @@ def parse_message(body: str, doc: dict[str, Any]) -> bool:
         if match:
             doc[_BACKEND] = match["backend"]
             doc[_SERVER] = match["server"]
-            doc["haproxy.server_ip"] = match["new"]
+            doc[_SERVER_IP] = match["new"]
             if match["old"] != "(none)":
                 doc["haproxy.server_previous_ip"] = match["old"]
             doc["haproxy.resolved_by"] = match["by"]
@@ -198,12 +201,12 @@ def _server_state(text: str, doc: dict[str, Any]) -> None:
     sessions = _SESSIONS_DOWN.search(text)
     if sessions:
         doc["haproxy.sessions.active"] = int(sessions["active"])
-        doc["haproxy.sessions.requeued"] = int(sessions["requeued"])
+        doc[_REQUEUED] = int(sessions["requeued"])
         doc["haproxy.queue.remaining"] = int(sessions["remaining"])
     else:
         sessions = _SESSIONS_UP.search(text)
         if sessions:
-            doc["haproxy.sessions.requeued"] = int(sessions["requeued"])
+            doc[_REQUEUED] = int(sessions["requeued"])
             doc["haproxy.queue.total"] = int(sessions["total"])
     doc.update(_HOST_CHANGE)
     if state.endswith("DOWN"):

@@ -58,6 +58,7 @@ SYSLOG_FORMAT = "haproxy.syslog_format"  # which of the header formats above
 # The header's fields (each name written once; `process.pid` is the `%pid` variable's).
 HOSTNAME = "log.syslog.hostname"
 HOST = "host.name"
+LEVEL = "log.level"  # the severity's name; HAProxy's stderr gives it too
 APPNAME = "log.syslog.appname"
 PROCESS = "process.name"
 PROCID = "log.syslog.procid"
@@ -70,7 +71,7 @@ def _severity_fields(severity: int) -> dict[str, Any]:
     return {
         "log.syslog.severity.code": severity,
         "log.syslog.severity.name": SEVERITY_NAMES[severity],
-        "log.level": SEVERITY_NAMES[severity],
+        LEVEL: SEVERITY_NAMES[severity],
     }
 
 
@@ -266,20 +267,27 @@ def _bsd_date(text: str) -> bool:
         12:13] == ":"
 
 
-def _after_iso(text: str, space: int, doc: dict[str, Any], tagged_format: str,
-               plain_format: str) -> tuple[str, str, int, str]:
-    """An ISO date, then either `host tag: MSG` (a relay's or a file's header) or MSG."""
-    date = text[:space]
+def host_tag_after(text: str, space: int) -> re.Match[str] | None:
+    """`host tag: ` (or `host host tag: `) right after the blank at `space`, or None."""
     # `host tag: ` has one blank before its `: ` (checked before the pattern: most bodies have
     # none, or many).
     colon = text.find(": ", space + 1, space + 200)
     blanks = text.count(" ", space + 1, colon) if colon > 0 else 0
-    header = _HOST_TAG.match(text, space + 1) if blanks == 1 else None
+    if blanks == 1:
+        return _HOST_TAG.match(text, space + 1)
     if blanks == 2:
         # `host host tag: ` (some router images write the host twice): the same name twice.
         second = text.find(" ", space + 1)
         if text[space + 1 : second] == text[second + 1 : text.find(" ", second + 1)]:
-            header = _HOST_TAG.match(text, second + 1)
+            return _HOST_TAG.match(text, second + 1)
+    return None
+
+
+def _after_iso(text: str, space: int, doc: dict[str, Any], tagged_format: str,
+               plain_format: str) -> tuple[str, str, int, str]:
+    """An ISO date, then either `host tag: MSG` (a relay's or a file's header) or MSG."""
+    date = text[:space]
+    header = host_tag_after(text, space)
     if header is not None:
         _put_host(header[1], doc)
         doc.update(_tag_fields(header[2]))

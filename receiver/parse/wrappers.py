@@ -8,13 +8,17 @@ same treatment. Wrappers nest (a `docker service logs` prefix around a Go-dated 
 `kubectl` prefix around a CRI record are both seen): up to `_MAX_LAYERS` are peeled, outermost
 first, and named in that order in `haproxy.wrapper`.
 
-| wrapper          | shape                                                        | fields                    |
-|------------------|--------------------------------------------------------------|---------------------------|
-| `kubectl`        | `[pod/NAME/CONTAINER] ` (`kubectl logs --prefix`)            | orchestrator.*, container.name |
-| `docker-service` | `SERVICE.SLOT.TASKID@NODE    \\| ` (`docker service logs`)   | orchestrator.*, container.name, host.name |
-| `compose`        | `PROJECT-SERVICE-1  \\| ` (`docker compose logs`)            | container.name            |
-| `docker-json`    | `{"log":"…\\n","stream":"stderr","time":"…"}` (json-file)    | haproxy.stream            |
-| `cri`            | `2026-11-25T18:21:08.123456789Z stderr F …` (CRI log files)  | haproxy.stream            |
+| wrapper          | shape                                                      |
+|------------------|------------------------------------------------------------|
+| `kubectl`        | `[pod/NAME/CONTAINER] ` (`kubectl logs --prefix`)          |
+| `docker-service` | `SERVICE.SLOT.TASKID@NODE    \\| ` (`docker service logs`) |
+| `compose`        | `PROJECT-SERVICE-1  \\| ` (`docker compose logs`)          |
+| `docker-json`    | `{"log":"…\\n","stream":"stderr","time":"…"}` (json-file)  |
+| `cri`            | `2026-11-25T18:21:08.123456789Z stderr F …` (CRI files)    |
+
+`kubectl` and `docker-service` name the pod or task in `orchestrator.*` and the container in
+`container.name` (`docker-service` also the node, in `host.name`); `compose` names the
+container; `docker-json` and `cri` name the stream (`stdout`, `stderr`) in `haproxy.stream`.
 
 A timestamp the wrapper carries (`--timestamps`, json-file's `time`, CRI's) is returned beside
 the line: it stamps the event only when neither the body nor the inner header has a date.
@@ -33,6 +37,9 @@ from typing import Any
 
 import orjson
 
+from receiver.parse.syslog import HOST as _HOST
+from receiver.parse.syslog import host_tag_after
+
 WRAPPER = "haproxy.wrapper"  # the wrappers peeled, outermost first
 STREAM = "haproxy.stream"  # stdout or stderr, when the wrapper says
 TAG_PARTIAL = "_partial_line"
@@ -43,7 +50,6 @@ _RESOURCE_TYPE = "orchestrator.resource.type"
 _RESOURCE_NAME = "orchestrator.resource.name"
 _RESOURCE_ID = "orchestrator.resource.id"
 _CONTAINER = "container.name"
-_HOST = "host.name"
 
 # RFC 3339 with a fraction of up to nine digits and a zone: what Docker, kubectl and CRI write.
 _RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)"
@@ -59,9 +65,9 @@ _DOCKER_SERVICE = re.compile(
 # number (`proj-web-1`, `proj_web_1`, docker-compose 1's `web_1_3e1d962649bf`), then ` | `.
 _COMPOSE = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,200}?[-_]\d{1,4}(?:_[0-9a-f]{12})?) +\| ")
 _CRI = re.compile(rf"({_RFC3339}) (stdout|stderr) ([FP]) ")
-# A timestamp written by `--timestamps` between a prefix and the line, peeled only when a
-# `<PRI>` follows (otherwise the header parser reads it as the `iso` header it also is).
-_TIMESTAMP_BEFORE_PRI = re.compile(rf"({_RFC3339}) (?=<\d{{1,3}}>)")
+# A timestamp written by `--timestamps` between a prefix and the line (the line's own header,
+# if it has one, follows it).
+_TIMESTAMP = re.compile(rf"({_RFC3339}) ")
 _RFC3339_WHOLE = re.compile(_RFC3339)
 _JSON_FILE_KEYS = frozenset(("log", "stream", "time", "attrs"))
 
@@ -150,10 +156,11 @@ def _peel_one(peeled: Peeled, doc: dict[str, Any]) -> str | None:
 
 
 def _after_timestamp(rest: str, peeled: Peeled) -> str:
-    """`rest` without the `--timestamps` date before a `<PRI>` (kept as the wrappers' date)."""
+    """`rest` without the `--timestamps` date in front (kept as the wrappers' date)."""
     if rest[:1].isdigit():
-        match = _TIMESTAMP_BEFORE_PRI.match(rest)
-        if match is not None:
+        match = _TIMESTAMP.match(rest)
+        # Without `--timestamps`, a log file's `DATE host tag: ` line is the line itself.
+        if match is not None and host_tag_after(rest, match.end() - 1) is None:
             peeled.date = peeled.date or match[1]
             return rest[match.end() :]
     return rest

@@ -1,0 +1,186 @@
+"""Lines as container tooling and orchestrators write them, and HAProxy's own stderr messages:
+real published lines (tests/parse/data/wrapped_lines.jsonl, see its README.md) with every key
+field right, and every line of the main collection inside every wrapper giving the same key
+fields as the line alone. A prefix that is not whole is never peeled."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from receiver.config import ParseSettings
+from receiver.parse import TAG_FAILURE, Parser
+from tests.parse.helpers import epoch
+from tests.parse.real_lines import REAL_LINES, RealLine, real_lines, wrong_fields
+
+WRAPPED_LINES = real_lines(REAL_LINES.parent / "wrapped_lines.jsonl")
+LINES = real_lines()
+PARSER = Parser(ParseSettings())
+
+
+def parse(line: str, received: float = epoch("2026-11-25T18:21:10")) -> dict[str, Any]:
+    return PARSER.parse(line.encode(), received)
+
+
+def test_the_wrapped_collection_says_where_each_line_comes_from() -> None:
+    assert len(WRAPPED_LINES) >= 15
+    assert len({line.where for line in WRAPPED_LINES}) >= 8
+    assert all(line.origin.get("url") for line in WRAPPED_LINES)
+
+
+def test_every_key_field_of_every_wrapped_line_is_right() -> None:
+    wrong = {}
+    for line in WRAPPED_LINES:
+        problems = wrong_fields(line, parse(line.line, line.received))
+        if problems:
+            wrong[line.line] = problems
+    assert not wrong, "\n".join(f"{line}\n  {problems}" for line, problems in wrong.items())
+
+
+def test_a_body_not_read_still_has_its_wrapper_and_header_read() -> None:
+    line = next(line for line in WRAPPED_LINES if line.line.startswith("proxy.2."))
+    doc = parse(line.line, line.received)
+    assert TAG_FAILURE in doc["tags"]
+    assert doc["haproxy.wrapper"] == ["docker-service"]
+    assert doc["orchestrator.type"] == "swarm"
+    assert doc["orchestrator.resource.name"] == "proxy.2.ie6ew1xyh40g"
+    assert doc["host.name"] == "ip-10-64-34-36"
+    assert doc["haproxy.syslog_format"] == "go-log"
+    assert doc["process.name"] == "HAPRoxy"
+    assert doc["message"] == line.line.partition(" HAPRoxy: ")[2]
+
+
+def _json_file(line: str, stamp: str) -> str:
+    return orjson.dumps({"log": line + "\n", "stream": "stdout", "time": stamp}).decode()
+
+
+# Each wrapper: how it wraps a line (given the wrapper's RFC 3339 date), and what it adds.
+Wrap = Callable[[str, str], str]
+WRAPPERS: dict[str, tuple[Wrap, dict[str, object]]] = {
+    "kubectl": (lambda line, stamp: f"[pod/haproxy-7d9f-x2x/haproxy] {line}",
+                {"haproxy.wrapper": ["kubectl"], "orchestrator.type": "kubernetes",
+                 "orchestrator.resource.type": "pod",
+                 "orchestrator.resource.name": "haproxy-7d9f-x2x", "container.name": "haproxy"}),
+    "kubectl --timestamps": (
+        lambda line, stamp: f"[pod/haproxy-0/haproxy] {stamp} {line}",
+        {"haproxy.wrapper": ["kubectl"], "orchestrator.resource.name": "haproxy-0"}),
+    "docker service logs": (
+        lambda line, stamp: f"lb_haproxy.1.ie6ew1xyh40g@worker-2    | {line}",
+        {"haproxy.wrapper": ["docker-service"], "orchestrator.type": "swarm",
+         "orchestrator.resource.id": "ie6ew1xyh40g",
+         "container.name": "lb_haproxy.1.ie6ew1xyh40g"}),
+    "docker service logs --no-trunc --timestamps": (
+        lambda line, stamp: f"lb_haproxy.1.p4xz0wg2rw0kmsyq39mjgd4kq@worker-2 | {stamp} {line}",
+        {"haproxy.wrapper": ["docker-service"],
+         "orchestrator.resource.id": "p4xz0wg2rw0kmsyq39mjgd4kq"}),
+    "docker compose logs": (lambda line, stamp: f"proj-haproxy-1  | {line}",
+                            {"haproxy.wrapper": ["compose"], "container.name": "proj-haproxy-1"}),
+    "json-file": (_json_file, {"haproxy.wrapper": ["docker-json"], "haproxy.stream": "stdout"}),
+    "cri": (lambda line, stamp: f"{stamp} stdout F {line}",
+            {"haproxy.wrapper": ["cri"], "haproxy.stream": "stdout"}),
+    "kubectl around json-file": (
+        lambda line, stamp: f"[pod/haproxy-0/haproxy] {_json_file(line, stamp)}",
+        {"haproxy.wrapper": ["kubectl", "docker-json"]}),
+}
+_KEY_FIELDS = ("haproxy.log_format", "source.address", "haproxy.frontend_name",
+               "haproxy.backend_name", "haproxy.server_name", "http.response.status_code",
+               "url.path", "haproxy.termination_state", "@timestamp", "message", "tags",
+               "log.syslog.hostname", "process.pid", "log.level", "haproxy.server_state")
+
+
+def _unwrapped() -> list[RealLine]:
+    """The real lines that have no wrapper of their own."""
+    return [line for line in [*LINES, *WRAPPED_LINES]
+            if "haproxy.wrapper" not in parse(line.line, line.received)]
+
+
+@pytest.mark.parametrize("wrapper", list(WRAPPERS))
+def test_every_real_line_inside_every_wrapper_reads_as_the_line_alone(wrapper: str) -> None:
+    """The wrapper's date is the line's receive time: a line without a date of its own gets the
+    same `@timestamp` either way."""
+    wrap, fields = WRAPPERS[wrapper]
+    wrong = []
+    lines = _unwrapped()
+    assert len(lines) > 140
+    for line in lines:
+        alone = parse(line.line, line.received)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime(line.received))
+        wrapped = parse(wrap(line.line, stamp), line.received)
+        expected = {**{key: alone.get(key) for key in _KEY_FIELDS}, **fields}
+        got = {key: wrapped.get(key) for key in expected}
+        if got != expected:
+            wrong.append(f"{wrap(line.line, stamp)}\n  {got}\n  != {expected}")
+    assert not wrong, "\n".join(wrong[:10])
+
+
+@pytest.mark.parametrize("text", [
+    "[pod/haproxy-0] 10.0.1.2:33317 [06/Feb/2009:12:14:14.655] fe be/s1 0/0/0/1/1 200 1 - - "
+    "---- 1/1/0/0/0 0/0",  # no container
+    "[pod/Haproxy_0/c] x",  # not a Kubernetes name
+    "proxy.2.ie6ew1xyh40g@ip-10-64-34-36 |x",  # no blank after the bar
+    "web | GET /",  # a name without its replica number
+    '{"log":"x\\n","stream":"stdin","time":"2019-01-01T11:11:11Z"}',  # no such stream
+    '{"log":"x\\n","stream":"stdout","time":"yesterday"}',
+    '{"log":"x\\n","stream":"stdout","time":"2019-01-01T11:11:11Z","ci":"10.0.0.1"}',
+    "2019-01-01T11:11:11.1Z stdin F x",  # no such stream
+    "2019-01-01T11:11:11.1Z stderr X x",  # no such tag
+])
+def test_a_prefix_that_is_not_whole_is_not_peeled(text: str) -> None:
+    assert "haproxy.wrapper" not in parse(text)
+
+
+def test_a_partial_cri_record_is_read_as_it_is_and_tagged() -> None:
+    line = LINES[0].line
+    doc = parse(f"2009-02-06T12:14:14.700000000Z stdout P {line[:150]}", LINES[0].received)
+    assert doc["haproxy.wrapper"] == ["cri"]
+    assert "_partial_line" in doc["tags"]
+    assert doc["source.address"] == "10.0.1.2"
+
+
+def test_the_wrappers_date_stamps_a_line_without_its_own() -> None:
+    doc = parse('{"log":"[NOTICE]   (1) : Loading success.\\n","stream":"stderr",'
+                '"time":"2026-11-25T18:21:08.123456789Z"}')
+    assert doc["@timestamp"] == "2026-11-25T18:21:08.123Z"
+    assert doc["log.level"] == "notice"
+    assert doc["process.pid"] == 1
+    assert doc["haproxy.stream"] == "stderr"
+
+
+def test_stderr_messages_read_as_over_syslog() -> None:
+    message = ("Server be/s1 is DOWN, reason: Layer7 wrong status, code: 503, info: \"Service "
+               "Unavailable\", check duration: 3ms. 0 active and 1 backup servers left. "
+               "2 sessions active, 1 requeued, 0 remaining in queue.")
+    over_syslog = parse(f"<129>Nov 25 18:21:08 haproxy[8]: {message}")
+    on_stderr = parse(f"[WARNING]  (8) : {message}")
+    typed = {key: value for key, value in over_syslog.items()
+             if key.startswith(("haproxy.check.", "haproxy.servers.", "haproxy.sessions.",
+                                "haproxy.queue.", "event.", "haproxy.server_", "haproxy.backend"))}
+    assert typed["haproxy.check.code"] == 503
+    assert typed["haproxy.servers.backup"] == 1
+    assert typed["haproxy.sessions.active"] == 2
+    assert {key: on_stderr.get(key) for key in typed} == typed
+
+
+def test_health_check_messages_are_typed() -> None:
+    doc = parse("<133>Nov 25 18:21:08 haproxy[8]: Health check for server be/s1 failed, "
+                "reason: Layer4 timeout, check duration: 2001ms, status: 0/2 DOWN.")
+    assert doc["haproxy.check.result"] == "failed"
+    assert doc["haproxy.check.health"] == 0
+    assert doc["haproxy.check.health_max"] == 2
+    assert doc["haproxy.check.duration_ms"] == 2001
+    assert doc["haproxy.server_state"] == "DOWN"
+    assert doc["event.outcome"] == "failure"
+    assert list(doc["event.category"]) == ["network"]
+
+
+def test_proxy_started_and_stopped_are_process_events() -> None:
+    doc = parse("<133>Nov 25 18:21:08 haproxy[8]: Proxy fe_main started.")
+    assert (doc["haproxy.proxy_state"], doc["event.category"], doc["event.type"]) == (
+        "started", ("process",), ("start",))
+    doc = parse("[WARNING]  (8) : Proxy fe_main stopped (cumulated conns: FE: 82, BE: 0).")
+    assert doc["haproxy.connections.frontend_total"] == 82
+    assert doc["event.type"] == ("end",)
