@@ -69,6 +69,7 @@ _CRI = re.compile(rf"({_RFC3339}) (stdout|stderr) ([FP]) ")
 # if it has one, follows it).
 _TIMESTAMP = re.compile(rf"({_RFC3339}) ")
 _RFC3339_WHOLE = re.compile(_RFC3339)
+_LABEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _JSON_FILE_KEYS = frozenset(("log", "stream", "time", "attrs"))
 
 
@@ -188,6 +189,7 @@ def _docker_json(text: str, doc: dict[str, Any], peeled: Peeled) -> str | None:
     attrs = record.get("attrs")
     if type(attrs) is dict:
         for key, value in attrs.items():
-            if type(value) is str:
+            # A name with a dot would be an object in Elasticsearch: such labels are left out.
+            if type(value) is str and _LABEL_NAME.fullmatch(key):
                 doc[f"container.labels.{key}"] = value
     return "docker-json"

@@ -184,3 +184,11 @@ def test_proxy_started_and_stopped_are_process_events() -> None:
     doc = parse("[WARNING]  (8) : Proxy fe_main stopped (cumulated conns: FE: 82, BE: 0).")
     assert doc["haproxy.connections.frontend_total"] == 82
     assert doc["event.type"] == ("end",)
+
+
+def test_json_file_labels_become_container_labels() -> None:
+    doc = parse('{"log":"[NOTICE]   (1) : Loading success.\\n","stream":"stderr","attrs":'
+                '{"app":"edge","a.b":"x"},"time":"2026-11-25T18:21:08.1Z"}')
+    assert doc["container.labels.app"] == "edge"
+    assert not any(key.startswith("container.labels.a") and key != "container.labels.app"
+                   for key in doc)
