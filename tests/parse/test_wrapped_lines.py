@@ -41,17 +41,14 @@ def test_every_key_field_of_every_wrapped_line_is_right() -> None:
     assert not wrong, "\n".join(f"{line}\n  {problems}" for line, problems in wrong.items())
 
 
-def test_a_body_not_read_still_has_its_wrapper_and_header_read() -> None:
-    line = next(line for line in WRAPPED_LINES if line.line.startswith("proxy.2."))
+def test_a_body_not_read_keeps_its_wrapper_and_header() -> None:
+    line = next(line for line in WRAPPED_LINES if line.line.startswith("2020-01-26"))
     doc = parse(line.line, line.received)
     assert TAG_FAILURE in doc["tags"]
-    assert doc["haproxy.wrapper"] == ["docker-service"]
-    assert doc["orchestrator.type"] == "swarm"
-    assert doc["orchestrator.resource.name"] == "proxy.2.ie6ew1xyh40g"
-    assert doc["host.name"] == "ip-10-64-34-36"
-    assert doc["haproxy.syslog_format"] == "go-log"
-    assert doc["process.name"] == "HAPRoxy"
-    assert doc["message"] == line.line.partition(" HAPRoxy: ")[2]
+    assert doc["haproxy.wrapper"] == ["cri"]
+    assert doc["haproxy.stream"] == "stderr"
+    assert doc["message"] == line.line.partition(" stderr F ")[2]
+    assert doc["@timestamp"] == "2020-01-26T03:17:29.346Z"  # the CRI record's date
 
 
 def _json_file(line: str, stamp: str) -> str:
