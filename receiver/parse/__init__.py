@@ -41,7 +41,7 @@ from receiver.parse.fields import (
     Collected,
 )
 from receiver.parse.mapper import FieldMapper
-from receiver.parse.syslog import DATE_ISO, DATE_RFC3164, parse_header
+from receiver.parse.syslog import DATE_ISO, DATE_RFC3164, SYSLOG_FORMAT, parse_header
 from receiver.parse.timestamps import Timestamps
 
 __all__ = ["TAG_FAILURE", "TAG_REPAIRED", "TAG_TIME", "TAG_TRUNCATED", "Parser"]
@@ -64,6 +64,7 @@ MESSAGE = "message"
 LOG_FORMAT = "haproxy.log_format"
 ERROR_TYPE = "error.type"
 ERROR_MESSAGE = "error.message"
+STRUCTURED_DATA = "haproxy.structured_data"  # an RFC 5424 SD field that is not SD elements
 
 _STRIP = b"\n\r\0 \t"  # line ends and blanks around the message are not part of it
 _BLANKS = (" ", "\t")
@@ -149,6 +150,11 @@ class Parser:
         else:
             seen = self._body(body, doc, tags, self.pinned == "auto")
         failed = TAG_FAILURE in tags if tags else False
+        if failed and doc.get(SYSLOG_FORMAT) == "rfc5424":
+            retried = self._custom_sd(peeled.text if peeled else text, doc, tags)
+            if retried is not None:
+                body, seen = retried
+                failed = False
         if failed:
             self._keep_unparsed(body, data, doc)
         # `@timestamp`, the usual case inline (the body's `%t`, inside the window); `_stamp`
@@ -250,6 +256,27 @@ class Parser:
         reason = "no HAProxy log format matches this body" if pinned == "auto" else (
             f"body is not in the pinned format {pinned!r}")
         return self._failure(doc, tags, "unknown_format", reason)
+
+    def _custom_sd(self, text: str, doc: dict[str, Any], tags: list[str]
+                   ) -> tuple[str, Collected | None] | None:
+        """An RFC 5424 frame whose SD field is a bare token (HAProxy's `log-profile ... sd
+        "custom-sd"` writes its text there as it is): the body after it, read, or None when it
+        reads no better. Tried only when the body with the token did not read at all."""
+        parts = text.split(" ", 7)
+        if len(parts) < 8 or parts[6] == "-" or parts[6][:1] == "[":
+            return None
+        attempt: dict[str, Any] = {}
+        attempt_tags: list[str] = []
+        seen = self._body(parts[7], attempt, attempt_tags)
+        if TAG_FAILURE in attempt_tags:
+            return None
+        for name in (LOG_FORMAT, ERROR_TYPE, ERROR_MESSAGE):
+            doc.pop(name, None)
+        tags.remove(TAG_FAILURE)
+        tags.extend(attempt_tags)
+        doc[STRUCTURED_DATA] = parts[6]
+        doc.update(attempt)
+        return parts[7], seen
 
     def _json(self, body: str, doc: dict[str, Any], tags: list[str]) -> Collected | None:
         try:

@@ -189,3 +189,48 @@ def test_json_file_labels_become_container_labels() -> None:
     assert doc["container.labels.app"] == "edge"
     assert not any(key.startswith("container.labels.a") and key != "container.labels.app"
                    for key in doc)
+
+
+# -- header variants ---------------------------------------------------------------------------
+_HTTPLOG = ('10.0.0.1:5000 [25/Nov/2026:18:21:08.100] fe be/s1 0/0/0/1/1 200 10 - - ---- '
+            '1/1/0/0/0 0/0 "GET / HTTP/1.1"')
+
+
+@pytest.mark.parametrize(("header", "syslog_format", "host", "program"), [
+    ("2026-11-25 18:21:08,123456 lb1 haproxy[6]: ", "iso-file", "lb1", "haproxy"),
+    ("2026-11-25 18:21:08 lb1 haproxy[6]: ", "iso-file", "lb1", "haproxy"),
+    ("2026-11-25T18:21:08+00:00 router-1 router-1 haproxy[6]: ", "iso-file", "router-1",
+     "haproxy"),
+    ("Nov 5 18:21:08 lb1 haproxy[6]: ", "file", "lb1", "haproxy"),
+    ("<134>Nov 5 18:21:08 haproxy[6]: ", "local", None, "haproxy"),
+    ("2026/11/25 18:21:08 HAPRoxy: ", "go-log", None, "HAPRoxy"),
+    ("2026/11/25 18:21:08 hapee-lb[6]: ", "go-log", None, "hapee-lb"),
+    # HAProxy's `log-profile` writes its `sd` text where RFC 5424 has the SD field
+    # (reg-tests/log/log_profiles.vtc: `on close format "close" sd "sdclose"`).
+    ("<134>1 2026-11-25T18:21:08.123456+00:00 lb1 haproxy 6 - sdclose ", "rfc5424", "lb1",
+     "haproxy"),
+])
+def test_header_variants_read_the_line_behind_them(
+        header: str, syslog_format: str, host: str | None, program: str) -> None:
+    doc = parse(header + _HTTPLOG)
+    assert (doc["haproxy.syslog_format"], doc.get("host.name"), doc["process.name"]) == (
+        syslog_format, host, program)
+    assert (doc["haproxy.log_format"], doc["haproxy.backend_name"], doc["@timestamp"]) == (
+        "httplog", "be", "2026-11-25T18:21:08.100Z")
+
+
+def test_a_custom_sd_token_is_kept_and_a_body_that_reads_with_it_is_untouched() -> None:
+    doc = parse("<134>1 2026-11-25T18:21:08.123456+00:00 lb1 haproxy 6 - sdclose "
+                + _HTTPLOG)
+    assert doc["haproxy.structured_data"] == "sdclose"
+    assert "tags" not in doc
+    # A sender that leaves the SD field out: its body reads as it is, nothing is taken from it.
+    doc = parse("<134>1 2026-11-25T18:21:08.123456+00:00 lb1 haproxy 6 - "
+                "Server be/s1 is UP, reason: Layer4 check passed.")
+    assert "haproxy.structured_data" not in doc
+    assert doc["haproxy.server_name"] == "s1"
+
+
+def test_go_date_without_a_tag_is_not_a_header() -> None:
+    doc = parse("2018/06/13 11:33:19 Starting HAProxy")
+    assert doc["haproxy.syslog_format"] == "raw"
