@@ -25,6 +25,12 @@ _SERVER_STATE = re.compile(
     r"^(?:Backup )?Server (?P<backend>[^/ ]+)/(?P<server>\S+)(?: \('(?P<fqdn>[^']*)'\))? is "
     r"(?P<state>(?:going )?(?:UP|DOWN|NOLB|DRAIN|MAINT)(?:/READY)?(?: for maintenance)?)[ ,.(]"
 )
+# The other changes server.c reports, by their wording -> the state the server is then in.
+_SERVER_CHANGE = re.compile(
+    r"^(?:Backup )?Server (?P<backend>[^/ ]+)/(?P<server>\S+) (?P<change>was DOWN and now enters "
+    r"maintenance|enters drain state|administratively READY)[ ,.(]")
+_CHANGED_STATES = {"was DOWN and now enters maintenance": "MAINT",
+                   "enters drain state": "DRAIN", "administratively READY": "READY"}
 _REASON = re.compile(r"reason: +(?P<reason>[^,]+)")
 _CHECK_DURATION = re.compile(r"check duration: (?P<ms>\d{1,18})ms")
 _CHECK_INFO = re.compile(r', info: "(?P<info>[^"]*)"')
@@ -186,6 +192,12 @@ def _server_state(text: str, doc: dict[str, Any]) -> None:
     left. 0 sessions active, 0 requeued, 0 remaining in queue.` and its UP/MAINT/DRAIN kin."""
     match = _SERVER_STATE.match(text)
     if not match:
+        change = _SERVER_CHANGE.match(text)
+        if change:
+            doc[_BACKEND] = change["backend"]
+            doc[_SERVER] = change["server"]
+            doc[_SERVER_STATE_FIELD] = _CHANGED_STATES[change["change"]]
+            doc.update(_HOST_CHANGE)
         return
     doc[_BACKEND] = match["backend"]
     doc[_SERVER] = match["server"]

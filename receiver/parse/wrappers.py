@@ -15,6 +15,7 @@ first, and named in that order in `haproxy.wrapper`.
 | `compose`        | `PROJECT-SERVICE-1  \\| ` (`docker compose logs`)          |
 | `docker-json`    | `{"log":"…\\n","stream":"stderr","time":"…"}` (json-file)  |
 | `cri`            | `2026-11-25T18:21:08.123456789Z stderr F …` (CRI files)    |
+| `timestamps`     | `2026-11-25T18:21:08.123456789Z <134>…` (`logs --timestamps`) |
 
 `kubectl` and `docker-service` name the pod or task in `orchestrator.*` and the container in
 `container.name` (`docker-service` also the node, in `host.name`); `compose` names the
@@ -65,6 +66,14 @@ _DOCKER_SERVICE = re.compile(
 # number (`proj-web-1`, `proj_web_1`, docker-compose 1's `web_1_3e1d962649bf`), then ` | `.
 _COMPOSE = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,200}?[-_]\d{1,4}(?:_[0-9a-f]{12})?) +\| ")
 _CRI = re.compile(rf"({_RFC3339}) (stdout|stderr) ([FP]) ")
+# `docker logs --timestamps` / `kubectl logs --timestamps` alone: an RFC 3339 date, then a line
+# with a header of its own (`<PRI>`, a BSD or Go date, a bare `name[pid]:` tag, an RFC 3339
+# date with `host tag:`). A date then anything else is the `iso`/`iso-file` header the header
+# parser reads.
+_OWN_HEADER = re.compile(
+    r"<\d{1,3}>|[A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d |\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
+    r"|[A-Za-z][A-Za-z0-9_./-]{0,63}\[\d{1,10}\]: ")
+_ISO_DATE = re.compile(rf"{_RFC3339} ")
 # A timestamp written by `--timestamps` between a prefix and the line (the line's own header,
 # if it has one, follows it).
 _TIMESTAMP = re.compile(rf"({_RFC3339}) ")
@@ -126,7 +135,12 @@ def _peel_one(peeled: Peeled, doc: dict[str, Any]) -> str | None:
             return None
         match = _CRI.match(text)
         if match is None:
-            return None
+            match = _TIMESTAMP.match(text)
+            if match is None or not _has_own_header(text, match.end()):
+                return None
+            peeled.text = text[match.end() :]
+            peeled.date = peeled.date or match[1]
+            return "timestamps"
         peeled.text = text[match.end() :]
         peeled.date = peeled.date or match[1]
         doc[STREAM] = match[2]
@@ -154,6 +168,14 @@ def _peel_one(peeled: Peeled, doc: dict[str, Any]) -> str | None:
         peeled.text = _after_timestamp(text[match.end() :], peeled)
         return "compose"
     return None
+
+
+def _has_own_header(text: str, at: int) -> bool:
+    """Whether the line from `at` starts with a header of its own."""
+    if _OWN_HEADER.match(text, at) is not None:
+        return True
+    date = _ISO_DATE.match(text, at)
+    return date is not None and host_tag_after(text, date.end() - 1) is not None
 
 
 def _after_timestamp(rest: str, peeled: Peeled) -> str:

@@ -79,6 +79,7 @@ WRAPPERS: dict[str, tuple[Wrap, dict[str, object]]] = {
     "json-file": (_json_file, {"haproxy.wrapper": ["docker-json"], "haproxy.stream": "stdout"}),
     "cri": (lambda line, stamp: f"{stamp} stdout F {line}",
             {"haproxy.wrapper": ["cri"], "haproxy.stream": "stdout"}),
+    "docker logs --timestamps": (lambda line, stamp: f"{stamp} {line}", {}),
     "kubectl around json-file": (
         lambda line, stamp: f"[pod/haproxy-0/haproxy] {_json_file(line, stamp)}",
         {"haproxy.wrapper": ["kubectl", "docker-json"]}),
@@ -234,3 +235,32 @@ def test_a_custom_sd_token_is_kept_and_a_body_that_reads_with_it_is_untouched() 
 def test_go_date_without_a_tag_is_not_a_header() -> None:
     doc = parse("2018/06/13 11:33:19 Starting HAProxy")
     assert doc["haproxy.syslog_format"] == "raw"
+
+
+@pytest.mark.parametrize(("message", "state"), [
+    ("Server be/s1 was DOWN and now enters maintenance (DNS NX status).", "MAINT"),
+    ("Server be/s1 administratively READY thanks to valid DNS answer.", "READY"),
+    ("Server be/s1 enters drain state.", "DRAIN"),
+    ("Server be/s1 is going DOWN for maintenance (unresolvable).", "going DOWN for maintenance"),
+    ("Server be/s1 ('db.internal') is UP/READY (resolves again).", "UP/READY"),
+])
+def test_every_server_change_names_the_state_it_leads_to(message: str, state: str) -> None:
+    for line in (f"<133>Nov 25 18:21:08 haproxy[6]: {message}",
+                 f"svc_lb.1.j0v5awcu7s9q@docker-desktop    | [WARNING] 238/070838 (6) : {message}"):
+        doc = parse(line)
+        assert (doc["haproxy.backend_name"], doc["haproxy.server_name"]) == ("be", "s1")
+        assert doc["haproxy.server_state"] == state
+        assert doc["event.type"] == ("change",)
+
+
+def test_a_timestamp_alone_is_a_wrapper_only_before_a_header_of_the_lines_own() -> None:
+    line = LINES[0].line  # `Feb  6 12:14:14 localhost haproxy[14389]: ...`
+    doc = parse(f"2009-02-06T12:14:15.5Z {line}", LINES[0].received)
+    assert doc["haproxy.wrapper"] == ["timestamps"]
+    assert doc["haproxy.syslog_format"] == "file"
+    doc = parse(f"2009-02-06T12:14:15.5Z <134>{line}", LINES[0].received)
+    assert doc["haproxy.wrapper"] == ["timestamps"]
+    # A date before a body is the `iso` header it has always been.
+    doc = parse("2009-02-06T12:14:15.5Z " + line.partition("]: ")[2], LINES[0].received)
+    assert "haproxy.wrapper" not in doc
+    assert doc["haproxy.syslog_format"] == "iso"
