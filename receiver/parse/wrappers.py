@@ -38,6 +38,8 @@ from typing import Any
 
 import orjson
 
+from receiver.parse.timestamps import MONTHS
+
 from receiver.parse.syslog import HOST as _HOST
 from receiver.parse.syslog import host_tag_after
 
@@ -96,7 +98,7 @@ class Peeled:
 def peel(text: str, doc: dict[str, Any]) -> Peeled | None:
     """The line inside the wrappers around `text`, or None when there are none (the usual
     case: a line that starts with `<` is never wrapped, and costs one comparison)."""
-    if text[:1] == "<":
+    if not _may_be_wrapped(text):
         return None
     peeled = Peeled(text)
     names: list[str] = []
@@ -109,6 +111,34 @@ def peel(text: str, doc: dict[str, Any]) -> Peeled | None:
         return None
     doc[WRAPPER] = names
     return peeled
+
+
+def _may_be_wrapped(text: str) -> bool:
+    """False, after a few comparisons, for a line no wrapper can be around (a log file's line,
+    an `iso` header, a bare body: what is read most); True when one may be."""
+    first = text[:1]
+    if first == "<" or not first:
+        return False
+    if first == "[":
+        return text.startswith("[pod/")
+    if first == "{":
+        return text.startswith('{"log":')
+    if first.isdigit():
+        if text[4:5] != "-":
+            return False
+        space = text.find(" ", 19, 40)
+        if space < 0:
+            return False
+        after = text[space + 1 : space + 8]
+        if after in ("stdout ", "stderr ") or after[:1] == "<" or after[:1].isdigit() or after[
+                :3] in MONTHS:
+            return True
+        end = text.find(" ", space + 1, space + 80)  # a bare `name[pid]: ` tag next?
+        return end > 0 and text[end - 2 : end] == "]:"
+    # A container's or task's name is padded to a column before its `| `.
+    space = text.find(" ", 0, 300)
+    return space > 0 and text[space + 1 : space + 2] in (" ", "|") and text.find(
+        " | ", space - 1, 300) >= 0
 
 
 def _peel_one(peeled: Peeled, doc: dict[str, Any]) -> str | None:
