@@ -38,10 +38,9 @@ from typing import Any
 
 import orjson
 
-from receiver.parse.timestamps import MONTHS
-
 from receiver.parse.syslog import HOST as _HOST
 from receiver.parse.syslog import host_tag_after
+from receiver.parse.timestamps import MONTHS
 
 WRAPPER = "haproxy.wrapper"  # the wrappers peeled, outermost first
 STREAM = "haproxy.stream"  # stdout or stderr, when the wrapper says
