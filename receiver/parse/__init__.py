@@ -129,16 +129,12 @@ class Parser:
             text = data.decode("utf-8", "backslashreplace")
         doc: dict[str, Any] = {}
         tags: list[str] = []
-        # What container tooling puts around a line (never around one starting with `<PRI>`:
-        # tested here, the usual case costs no call).
-        peeled = wrappers.peel(text, doc) if text[:1] != "<" else None
-        if peeled is None:
+        # What container tooling puts around a line is never around one starting with `<PRI>`
+        # (tested here: the usual case costs no call).
+        if text[:1] == "<":
             body, header_date, header_kind, _ = parse_header(text, doc)  # and syslog_format
         else:
-            body, header_date, header_kind, _ = parse_header(peeled.text, doc)
-            if not header_kind and peeled.date:
-                header_date, header_kind = peeled.date, DATE_ISO
-            tags.extend(peeled.tags)
+            body, header_date, header_kind = self._unwrapped(text, doc, tags)
         if body[:1] == "{" and self.json_first:
             seen = self._json(body, doc, tags)
         elif self.pinned == "auto" and (line := traffic.read(
@@ -151,7 +147,7 @@ class Parser:
             seen = self._body(body, doc, tags, self.pinned == "auto")
         failed = TAG_FAILURE in tags if tags else False
         if failed and doc.get(SYSLOG_FORMAT) == "rfc5424":
-            retried = self._custom_sd(peeled.text if peeled else text, doc, tags)
+            retried = self._custom_sd(text, doc, tags)
             if retried is not None:
                 body, seen = retried
                 failed = False
@@ -257,11 +253,29 @@ class Parser:
             f"body is not in the pinned format {pinned!r}")
         return self._failure(doc, tags, "unknown_format", reason)
 
+    @staticmethod
+    def _unwrapped(text: str, doc: dict[str, Any], tags: list[str]) -> tuple[str, str, int]:
+        """A line without `<PRI>` first: what container tooling put around it peeled off
+        (`wrappers.py`), then its header read; (body, header date, date kind). The wrappers'
+        date stands for the header's when the line has none."""
+        peeled = wrappers.peel(text, doc)
+        if peeled is None:
+            body, date, kind, _ = parse_header(text, doc)
+            return body, date, kind
+        body, date, kind, _ = parse_header(peeled.text, doc)
+        if not kind and peeled.date:
+            date, kind = peeled.date, DATE_ISO
+        tags.extend(peeled.tags)
+        return body, date, kind
+
     def _custom_sd(self, text: str, doc: dict[str, Any], tags: list[str]
                    ) -> tuple[str, Collected | None] | None:
         """An RFC 5424 frame whose SD field is a bare token (HAProxy's `log-profile ... sd
         "custom-sd"` writes its text there as it is): the body after it, read, or None when it
         reads no better. Tried only when the body with the token did not read at all."""
+        if text[:1] != "<":  # the frame inside a wrapper
+            peeled = wrappers.peel(text, {})
+            text = text if peeled is None else peeled.text
         parts = text.split(" ", 7)
         if len(parts) < 8 or parts[6] == "-" or parts[6][:1] == "[":
             return None

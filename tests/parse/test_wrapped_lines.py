@@ -266,3 +266,10 @@ def test_a_timestamp_alone_is_a_wrapper_only_before_a_header_of_the_lines_own() 
     doc = parse("2009-02-06T12:14:15.5Z " + line.partition("]: ")[2], LINES[0].received)
     assert "haproxy.wrapper" not in doc
     assert doc["haproxy.syslog_format"] == "iso"
+
+
+def test_a_custom_sd_token_is_found_inside_a_wrapper_too() -> None:
+    doc = parse("[pod/haproxy-0/haproxy] <134>1 2026-11-25T18:21:08.123456+00:00 lb1 haproxy 6 - "
+                "sdclose " + _HTTPLOG)
+    assert (doc["haproxy.wrapper"], doc["haproxy.structured_data"]) == (["kubectl"], "sdclose")
+    assert doc["haproxy.backend_name"] == "be"
