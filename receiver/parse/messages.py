@@ -1,15 +1,21 @@
 """Plain-text lines: the connection error line, the legacy "Connect from" line, and HAProxy's
-own messages (servers going up/down, backends without servers, proxies stopping, alerts).
+own messages (servers going up/down, health checks, backends without servers, resolvers
+changing a server's address, proxies starting and stopping, alerts), sent to its log or written
+to its stderr (`[WARNING]  (301) : ...`, before HAProxy 2.4 `[ALERT] 035/080447 (1) : ...`).
 
-Owns recognising them and pulling out the names they carry. Everything here keeps the text as
-`message`; a body that matches none of these and no other format is a parse failure (decided
-by the caller).
+Owns recognising them and pulling out the names and numbers they carry, typed, with their ECS
+categorisation (`event.category`/`type`/`outcome`), the same whichever way they came. Everything
+here keeps the text as `message`; a body that matches none of these and no other format is a
+parse failure (decided by the caller).
 
     error line:   127.0.0.1:44842 [25/Nov/2026:18:23:38.397] fe_https/1: SSL handshake failure
     connect:      Connect from 10.0.0.1:5000 to 10.0.0.2:80 (fe_main/HTTP)
     server state: Server be_chk/s1 is DOWN, reason: Layer4 connection problem, ...
+    check:        Health check for server be/s1 failed, reason: ..., status: 0/2 DOWN.
     backend:      backend be_chk has no server available!
+    resolver:     be/s1 changed its IP from 10.0.0.1 to 10.0.0.2 by DNS cache.
     proxy:        Proxy fe_x stopped (cumulated conns: FE: 82, BE: 0).
+    stderr:       [WARNING]  (301) : Server be/s1 is DOWN, ...
 """
 
 from __future__ import annotations
