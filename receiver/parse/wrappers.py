@@ -4,9 +4,9 @@ Owns recognising each wrapper by its whole shape (a prefix is peeled only when e
 has its shape: nothing is guessed), writing what it names into the document, and returning the
 line inside, which the header parser then reads exactly as if it had arrived over syslog. The
 parser calls `peel` for every message that does not start with `<PRI>`, so lines read live and
-lines imported from files get the same treatment. Wrappers nest (a `kubectl` prefix around a
-`--timestamps` date, a json-file record inside a `kubectl` prefix): up to `_MAX_LAYERS` are
-peeled, outermost first, and named in that order in `haproxy.wrapper`.
+lines imported from files get the same treatment. Wrappers may nest (output of one tool saved
+and shown by another): up to `_MAX_LAYERS` are peeled, outermost first, and named in that
+order in `haproxy.wrapper`.
 
 | wrapper          | shape                                                      |
 |------------------|------------------------------------------------------------|
