@@ -34,9 +34,12 @@ _SERVER_STATE = re.compile(
 # The other changes server.c reports, by their wording -> the state the server is then in.
 _SERVER_CHANGE = re.compile(
     r"^(?:Backup )?Server (?P<backend>[^/ ]+)/(?P<server>\S+) (?P<change>was DOWN and now enters "
-    r"maintenance|enters drain state|administratively READY)[ ,.(]")
+    r"maintenance|enters drain state|administratively READY|is leaving forced maintenance but "
+    r"remains in maintenance|remains in drain mode)[ ,.(]")
 _CHANGED_STATES = {"was DOWN and now enters maintenance": "MAINT",
-                   "enters drain state": "DRAIN", "administratively READY": "READY"}
+                   "enters drain state": "DRAIN", "administratively READY": "READY",
+                   "is leaving forced maintenance but remains in maintenance": "MAINT",
+                   "remains in drain mode": "DRAIN"}
 _REASON = re.compile(r"reason: +(?P<reason>[^,]+)")
 _CHECK_DURATION = re.compile(r"check duration: (?P<ms>\d{1,18})ms")
 _CHECK_INFO = re.compile(r', info: "(?P<info>[^"]*)"')
@@ -61,6 +64,9 @@ _NO_SERVER = re.compile(
 _IP_CHANGED = re.compile(
     r"^(?P<backend>[^/ ]+)/(?P<server>\S+) changed its IP from (?P<old>\S+) to (?P<new>\S+) "
     r"by (?P<by>.+?)\.?$")
+_FQDN_CHANGED = re.compile(
+    r"^(?P<backend>[^/ ]+)/(?P<server>\S+) changed its FQDN from (?P<old>\S+) to "
+    r"(?P<new>[^\s.]\S*?)\.?$")
 _PROXY = re.compile(
     r"^(?:Proxy|Frontend|Backend) (?P<proxy>\S+) (?P<action>stopped|started|paused|resumed)"
     r"(?: \((?:cumulated conns: FE: (?P<fe>\d{1,18}), BE: (?P<be>\d{1,18})"
@@ -100,6 +106,7 @@ _SERVER_STATE_FIELD = "haproxy.server_state"
 _SERVER = name_of("s")
 _SERVER_IP = name_of("si")
 _REQUEUED = "haproxy.sessions.requeued"
+_FQDN = "haproxy.server_fqdn"
 
 
 def parse_error_line(body: str) -> tuple[dict[str, Any], str] | None:
@@ -155,7 +162,8 @@ def parse_message(body: str, doc: dict[str, Any]) -> bool:
         text = body[stderr.end() :]
     elif not body.startswith(_KNOWN_PREFIXES) and not (
             (body.startswith("proxy ") and _NO_SERVER.match(body))
-            or (" changed its IP from " in body and _IP_CHANGED.match(body))):
+            or (" changed its IP from " in body and _IP_CHANGED.match(body))
+            or (" changed its FQDN from " in body and _FQDN_CHANGED.match(body))):
         return False
     doc["message"] = body
     if text.startswith(("Server ", "Backup Server ")):
@@ -180,6 +188,11 @@ def parse_message(body: str, doc: dict[str, Any]) -> bool:
                 doc["haproxy.connections.backend_total"] = int(match["be"] or match["be_old"])
             doc[_CATEGORY] = ("process",)
             doc[_TYPE] = _PROXY_TYPES[match["action"]]
+    elif (match := _FQDN_CHANGED.match(text)) is not None:
+        doc[_BACKEND] = match["backend"]
+        doc[_SERVER] = match["server"]
+        doc[_FQDN] = match["new"]
+        doc.update(_HOST_CHANGE)
     else:
         match = _IP_CHANGED.match(text)
         if match:
@@ -210,7 +223,7 @@ def _server_state(text: str, doc: dict[str, Any]) -> None:
     state = match["state"]
     doc[_SERVER_STATE_FIELD] = state
     if match["fqdn"]:
-        doc["haproxy.server_fqdn"] = match["fqdn"]
+        doc[_FQDN] = match["fqdn"]
     _check_details(text, doc)
     servers = _SERVERS_LEFT.search(text)
     if servers:

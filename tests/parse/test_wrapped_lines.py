@@ -243,6 +243,8 @@ def test_go_date_without_a_tag_is_not_a_header() -> None:
     ("Server be/s1 was DOWN and now enters maintenance (DNS NX status).", "MAINT"),
     ("Server be/s1 administratively READY thanks to valid DNS answer.", "READY"),
     ("Server be/s1 enters drain state.", "DRAIN"),
+    ("Server be/s1 remains in drain mode.", "DRAIN"),
+    ("Server be/s1 is leaving forced maintenance but remains in maintenance.", "MAINT"),
     ("Server be/s1 is going DOWN for maintenance (unresolvable).", "going DOWN for maintenance"),
     ("Server be/s1 ('db.internal') is UP/READY (resolves again).", "UP/READY"),
 ])
@@ -273,3 +275,10 @@ def test_a_custom_sd_token_is_found_inside_a_wrapper_too() -> None:
                 "sdclose " + _HTTPLOG)
     assert (doc["haproxy.wrapper"], doc["haproxy.structured_data"]) == (["kubectl"], "sdclose")
     assert doc["haproxy.backend_name"] == "be"
+
+
+def test_a_server_given_another_name_to_resolve_is_typed() -> None:
+    doc = parse("[WARNING]  (8) : be/s1 changed its FQDN from old.internal to db.internal")
+    assert (doc["haproxy.backend_name"], doc["haproxy.server_name"]) == ("be", "s1")
+    assert doc["haproxy.server_fqdn"] == "db.internal"
+    assert doc["event.type"] == ("change",)
