@@ -30,10 +30,18 @@ from typing import Any
 import orjson
 
 from receiver.config import ParseSettings
-from receiver.parse import clf, jsonbody, messages, traffic
-from receiver.parse.fields import DATE_MS, DATE_OFFSET, EPOCH, Collected
+from receiver.parse import clf, jsonbody, messages, traffic, wrappers
+from receiver.parse.fields import (
+    DATE_MS,
+    DATE_OFFSET,
+    EPOCH,
+    EVENT_CATEGORY,
+    EVENT_OUTCOME,
+    EVENT_TYPE,
+    Collected,
+)
 from receiver.parse.mapper import FieldMapper
-from receiver.parse.syslog import DATE_ISO, DATE_RFC3164, parse_header
+from receiver.parse.syslog import DATE_ISO, DATE_RFC3164, SYSLOG_FORMAT, parse_header
 from receiver.parse.timestamps import Timestamps
 
 __all__ = ["TAG_FAILURE", "TAG_REPAIRED", "TAG_TIME", "TAG_TRUNCATED", "Parser"]
@@ -47,15 +55,16 @@ TAG_TIME = "_timestamp_out_of_range"
 # Fields this module writes (the variables' fields are named in fields.py).
 CLAIMED_TIME = "haproxy.claimed_time"
 DURATION = "event.duration"
-OUTCOME = "event.outcome"
+OUTCOME = EVENT_OUTCOME
 KIND = "event.kind"
-CATEGORY = "event.category"
-TYPE = "event.type"
+CATEGORY = EVENT_CATEGORY
+TYPE = EVENT_TYPE
 ORIGINAL = "event.original"
 MESSAGE = "message"
 LOG_FORMAT = "haproxy.log_format"
 ERROR_TYPE = "error.type"
 ERROR_MESSAGE = "error.message"
+STRUCTURED_DATA = "haproxy.structured_data"  # an RFC 5424 SD field that is not SD elements
 
 _STRIP = b"\n\r\0 \t"  # line ends and blanks around the message are not part of it
 _BLANKS = (" ", "\t")
@@ -119,8 +128,13 @@ class Parser:
         except UnicodeDecodeError:
             text = data.decode("utf-8", "backslashreplace")
         doc: dict[str, Any] = {}
-        body, header_date, header_kind, _ = parse_header(text, doc)  # and syslog_format
         tags: list[str] = []
+        # What container tooling puts around a line is never around one starting with `<PRI>`
+        # (tested here: the usual case costs no call).
+        if text[:1] == "<":
+            body, header_date, header_kind, _ = parse_header(text, doc)  # and syslog_format
+        else:
+            body, header_date, header_kind = self._unwrapped(text, doc, tags)
         if body[:1] == "{" and self.json_first:
             seen = self._json(body, doc, tags)
         elif self.pinned == "auto" and (line := traffic.read(
@@ -132,6 +146,11 @@ class Parser:
         else:
             seen = self._body(body, doc, tags, self.pinned == "auto")
         failed = TAG_FAILURE in tags if tags else False
+        if failed and doc.get(SYSLOG_FORMAT) == "rfc5424":
+            retried = self._custom_sd(text, doc, tags)
+            if retried is not None:
+                body, seen = retried
+                failed = False
         if failed:
             self._keep_unparsed(body, data, doc)
         # `@timestamp`, the usual case inline (the body's `%t`, inside the window); `_stamp`
@@ -233,6 +252,45 @@ class Parser:
         reason = "no HAProxy log format matches this body" if pinned == "auto" else (
             f"body is not in the pinned format {pinned!r}")
         return self._failure(doc, tags, "unknown_format", reason)
+
+    @staticmethod
+    def _unwrapped(text: str, doc: dict[str, Any], tags: list[str]) -> tuple[str, str, int]:
+        """A line without `<PRI>` first: what container tooling put around it peeled off
+        (`wrappers.py`), then its header read; (body, header date, date kind). The wrappers'
+        date stands for the header's when the line has none."""
+        peeled = wrappers.peel(text, doc)
+        if peeled is None:
+            body, date, kind, _ = parse_header(text, doc)
+            return body, date, kind
+        body, date, kind, _ = parse_header(peeled.text, doc)
+        if not kind and peeled.date:
+            date, kind = peeled.date, DATE_ISO
+        tags.extend(peeled.tags)
+        return body, date, kind
+
+    def _custom_sd(self, text: str, doc: dict[str, Any], tags: list[str]
+                   ) -> tuple[str, Collected | None] | None:
+        """An RFC 5424 frame whose SD field is a bare token (HAProxy's `log-profile ... sd
+        "custom-sd"` writes its text there as it is): the body after it, read, or None when it
+        reads no better. Tried only when the body with the token did not read at all."""
+        if text[:1] != "<":  # the frame inside a wrapper
+            peeled = wrappers.peel(text, {})
+            text = text if peeled is None else peeled.text
+        parts = text.split(" ", 7)
+        if len(parts) < 8 or parts[6] == "-" or parts[6][:1] == "[":
+            return None
+        attempt: dict[str, Any] = {}
+        attempt_tags: list[str] = []
+        seen = self._body(parts[7], attempt, attempt_tags)
+        if TAG_FAILURE in attempt_tags:
+            return None
+        for name in (LOG_FORMAT, ERROR_TYPE, ERROR_MESSAGE):
+            doc.pop(name, None)
+        tags.remove(TAG_FAILURE)
+        tags.extend(attempt_tags)
+        doc[STRUCTURED_DATA] = parts[6]
+        doc.update(attempt)
+        return parts[7], seen
 
     def _json(self, body: str, doc: dict[str, Any], tags: list[str]) -> Collected | None:
         try:

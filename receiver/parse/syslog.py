@@ -18,9 +18,12 @@ per message with no setting:
 | `file`     | `Jul 30 09:03:52 localhost haproxy[32450]: MSG` (journalctl -o short)|
 | `iso-file` | `2019-01-14T21:49:23+00:00 localhost haproxy[6]: MSG` (rsyslog file) |
 | `iso`      | `2026-11-25T18:17:32.191210+00:00 MSG`                              |
+| `go-log`   | `2018/04/16 20:34:21 HAProxy: MSG` (Go's log date, then a tag)      |
 
 (`file` is what rsyslog and syslog-ng write to a log file by default; `iso-file` is rsyslog's
-RSYSLOG_FileFormat and `journalctl -o short-iso`, with microseconds, `Z` or `+0100` alike.)
+RSYSLOG_FileFormat and `journalctl -o short-iso`, with microseconds, `Z` or `+0100` alike, and
+also `2019-01-14 21:49:23,123456 host tag:` and a host written twice; a day below 10 may lack
+its padding blank, `Jan 1`.)
 | `raw`      | `MSG`                                                               |
 
 `short` and `priority` differ only in the PRI value; a PRI below 8 (facility `kern`) is taken
@@ -55,6 +58,7 @@ SYSLOG_FORMAT = "haproxy.syslog_format"  # which of the header formats above
 # The header's fields (each name written once; `process.pid` is the `%pid` variable's).
 HOSTNAME = "log.syslog.hostname"
 HOST = "host.name"
+LEVEL = "log.level"  # the severity's name; HAProxy's stderr gives it too
 APPNAME = "log.syslog.appname"
 PROCESS = "process.name"
 PROCID = "log.syslog.procid"
@@ -67,7 +71,7 @@ def _severity_fields(severity: int) -> dict[str, Any]:
     return {
         "log.syslog.severity.code": severity,
         "log.syslog.severity.name": SEVERITY_NAMES[severity],
-        "log.level": SEVERITY_NAMES[severity],
+        LEVEL: SEVERITY_NAMES[severity],
     }
 
 
@@ -202,8 +206,11 @@ def _without_pri(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
         if stripped[:1] == "<":
             return parse_header(stripped, doc)
         text = stripped
-    if text[:3] in MONTHS and _bsd_date(text):
-        return _rfc3164(text, doc, "file", "file")
+    if text[:3] in MONTHS:
+        if _bsd_date(text):
+            return _rfc3164(text, doc, "file", "file")
+        if _unpadded_day(text):
+            return _rfc3164(text[:4] + " " + text[4:], doc, "file", "file")
     if _looks_iso(text):
         space = text.find(" ")
         if space > 0:
@@ -212,7 +219,46 @@ def _without_pri(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str]:
     if tagged is not None:
         doc.update(_tag_fields(tagged[1]))
         return text[tagged.end() :], "", DATE_NONE, "tag"
+    if text[4:5] in ("/", "-") and text[:4].isdigit():
+        dated = _dated_header(text, doc)
+        if dated is not None:
+            return dated
     return text, "", DATE_NONE, "raw"
+
+
+# `2018/04/16 20:34:21 tag: ` (Go's standard log date, then a program's name) and
+# `2019-01-14 21:49:23,123456 host tag: ` (a date with a blank and a comma, then a file's
+# `host tag`): read only when the whole header has its shape.
+_GO_HEADER = re.compile(
+    r"(\d{4})/(\d\d)/(\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,9}))? "
+    r"([A-Za-z][A-Za-z0-9_./-]{0,63}(?:\[[0-9]{1,10}\])?)(?:: |:$)")
+_SPACED_DATE = re.compile(r"(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:[,.](\d{1,9}))?"
+                          r"((?:Z|[+-]\d\d:?\d\d)?) ")
+
+
+def _dated_header(text: str, doc: dict[str, Any]) -> tuple[str, str, int, str] | None:
+    match = _GO_HEADER.match(text)
+    if match is not None:
+        doc.update(_tag_fields(match[6]))
+        date = f"{match[1]}-{match[2]}-{match[3]}T{match[4]}" + (
+            f".{match[5]}" if match[5] else "")
+        return text[match.end() :], date, DATE_ISO, "go-log"
+    match = _SPACED_DATE.match(text)
+    if match is None:
+        return None
+    header = _HOST_TAG.match(text, match.end())
+    if header is None:
+        return None
+    _put_host(header[1], doc)
+    doc.update(_tag_fields(header[2]))
+    date = f"{match[1]}T{match[2]}" + (f".{match[3]}" if match[3] else "") + match[4]
+    return text[header.end() :], date, DATE_ISO, "iso-file"
+
+
+def _unpadded_day(text: str) -> bool:
+    """`Jan 1 00:00:01 ` (a day below 10 written without its padding blank)."""
+    return (text[3:4] == " " and text[4:5].isdigit() and text[5:6] == " "
+            and text[8:9] == ":" and text[11:12] == ":" and text[14:15] == " ")
 
 
 def _bsd_date(text: str) -> bool:
@@ -221,15 +267,27 @@ def _bsd_date(text: str) -> bool:
         12:13] == ":"
 
 
+def host_tag_after(text: str, space: int) -> re.Match[str] | None:
+    """`host tag: ` (or `host host tag: `) right after the blank at `space`, or None."""
+    # `host tag: ` has one blank before its `: ` (checked before the pattern: most bodies have
+    # none, or many).
+    colon = text.find(": ", space + 1, space + 200)
+    blanks = text.count(" ", space + 1, colon) if colon > 0 else 0
+    if blanks == 1:
+        return _HOST_TAG.match(text, space + 1)
+    if blanks == 2:
+        # `host host tag: ` (some router images write the host twice): the same name twice.
+        second = text.find(" ", space + 1)
+        if text[space + 1 : second] == text[second + 1 : text.find(" ", second + 1)]:
+            return _HOST_TAG.match(text, second + 1)
+    return None
+
+
 def _after_iso(text: str, space: int, doc: dict[str, Any], tagged_format: str,
                plain_format: str) -> tuple[str, str, int, str]:
     """An ISO date, then either `host tag: MSG` (a relay's or a file's header) or MSG."""
     date = text[:space]
-    # `host tag: ` has one blank before its `: ` (checked before the pattern: most bodies have
-    # none, or many).
-    colon = text.find(": ", space + 1, space + 200)
-    header = _HOST_TAG.match(text, space + 1) if colon > 0 and text.count(
-        " ", space + 1, colon) == 1 else None
+    header = host_tag_after(text, space)
     if header is not None:
         _put_host(header[1], doc)
         doc.update(_tag_fields(header[2]))
@@ -239,9 +297,13 @@ def _after_iso(text: str, space: int, doc: dict[str, Any], tagged_format: str,
 
 def _after_pri(rest: str, pri: int, doc: dict[str, Any]) -> tuple[str, str, int, str]:
     first = rest[:3]
-    if first in MONTHS and _bsd_date(rest):
-        doc.update(_PRI_FIELDS[pri])
-        return _rfc3164(rest, doc, "local", "rfc3164")
+    if first in MONTHS:
+        if _bsd_date(rest):
+            doc.update(_PRI_FIELDS[pri])
+            return _rfc3164(rest, doc, "local", "rfc3164")
+        if _unpadded_day(rest):
+            doc.update(_PRI_FIELDS[pri])
+            return _rfc3164(rest[:4] + " " + rest[4:], doc, "local", "rfc3164")
     if rest[:2] == "1 " and _looks_iso(rest[2:]):
         return _rfc5424(rest, pri, doc)
     if _looks_iso(rest):

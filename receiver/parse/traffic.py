@@ -358,10 +358,17 @@ def _anchor(tokens: list[str]) -> tuple[bool, int, int] | None:
 
 def _names(head: list[str], keys: list[str], values: list[Any], extra: list[str]) -> bool:
     """Frontend and `backend/server` from the tokens before the timers: the one token shaped
-    `backend/server`, and at most one token (the frontend) before it; later ones are extra.
+    `backend/server`, and at most one token (the frontend) before it; later ones are extra
+    (without a `backend/server`, the one token there, if any, is extra too).
     False when that cannot be decided (an extra shaped like timers may be the real timers,
     with the token taken for them an insertion)."""
     placed = [i for i, token in enumerate(head) if "/" in token and _is_backend_server(token)]
+    if not placed and len(head) <= 1 and not any(
+            _is_timers_http(token) or _is_timers_tcp(token) for token in head):
+        # A custom format without `%b/%s`: the one name before the timers may be the
+        # frontend or the backend; it is kept, unnamed, with the extra tokens.
+        extra += head
+        return True
     if len(placed) != 1 or placed[0] > 1:
         return False
     for token in head[placed[0] + 1 :]:
