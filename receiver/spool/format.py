@@ -4,8 +4,9 @@ Everything that knows a byte offset inside a segment lives here; the writer, rea
 and statistics modules use these functions and never parse bytes themselves.
 
     segment file  = header (42 bytes) · frame* · [footer frame]
-    header        = magic "HRSPOOL\\0" · version u16 · header size u16 · spool identity (10 ASCII)
-                    · segment number u64 · created at f64 (Unix s) · CRC32C of the 38 bytes before
+    header        = magic "HRSPOOL\\0" · version u16 · header size u16 · identity (10 ASCII, of
+                    the writer start that made it: SpoolWriter.identity) · segment number u64
+                    · created at f64 (Unix s) · CRC32C of the 38 bytes before
     frame         = marker (4) · CRC32C u32 · length u32 · written at f64 (Unix s) · payload
                     (CRC32C covers length, written-at and payload; all integers little-endian)
     record frame  : marker b"\\x1eHRr", payload = one msgpack document of `length` bytes

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from receiver.spool import notify
-from receiver.spool.directory import quarantine
+from receiver.spool.directory import new_identity, quarantine
 from receiver.spool.errors import SpoolError
 from receiver.spool.format import (
     FRAME_SIZE,
@@ -270,7 +270,13 @@ class SpoolReader:
                 self._ledger.release(lease.segment, lease.ordinal, lease.offset)
                 continue
             header = parse_header(os.pread(fd, HEADER_SIZE, 0))
-            identity = header.identity if header is not None else ""
+            if header is not None:
+                identity = header.identity
+            else:  # damaged since the start: ids nobody used (a duplicate rather than a loss)
+                identity = new_identity()
+                log.error("spool %s: the header of segment %d is damaged; its events are sent "
+                          "under the new identity %s (those delivered before may be indexed "
+                          "twice)", self._directory, lease.segment, identity)
             self._open = _Open(lease, fd, identity)
             return self._open
         return None

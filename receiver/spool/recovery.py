@@ -16,12 +16,16 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from io import FileIO
 from pathlib import Path
 
 from receiver.spool.directory import quarantine
 from receiver.spool.format import (
+    FOOTER_MARKER,
+    FRAME,
     FRAME_SIZE,
     HEADER_SIZE,
+    RECORD_MARKER,
     list_segments,
     pack_footer,
     pack_header,
@@ -47,7 +51,10 @@ class RecoveredSegment:
 class Recovery:
     segments: list[RecoveredSegment] = field(default_factory=list)
     next_segment: int = 1
-    lost_records: int = 0  # in torn tails cut off now
+    lost_records: int = 0  # in torn tails cut off now (also counted recovered: they were pending)
+    # segment -> records, for segments whose damaged header was rewritten with the writer's
+    # identity: their events get new ids (see SpoolWriter._count_reidentified)
+    reidentified: dict[int, int] = field(default_factory=dict)
 
 
 def recover(directory: Path, identity: str, highest: int) -> Recovery:
@@ -89,49 +96,74 @@ def _recover_segment(
     # Unbuffered: a write the disk has no room for fails at once, not at a later flush or close.
     with open(path, "r+b", buffering=0) as handle:
         header = handle.read(HEADER_SIZE)
-        if parse_header(header) is None:
+        rewritten = parse_header(header) is None
+        if rewritten:
             quarantine(directory, number, 0, header)
-            log.warning("spool segment %s has a damaged header; rewritten, records kept", path)
+            log.warning("spool segment %s has a damaged header; rewritten with this start's "
+                        "identity %s, records kept (their ids change)", path, identity)
             handle.seek(0)
             handle.write(pack_header(identity, number, time.time()))
-        if size >= HEADER_SIZE + FRAME_SIZE:
-            handle.seek(size - FRAME_SIZE)
-            count = parse_footer(handle.read(FRAME_SIZE))
-            if count is not None:
-                return RecoveredSegment(number, size, count, size - FRAME_SIZE)
-        handle.seek(0)
-        data = handle.read()
-        scan = scan_segment(data)
-        for damage in scan.damage or []:
-            stretch = data[damage.start : damage.end]
-            fresh = quarantine(directory, number, damage.start, stretch)
-            if damage.torn_tail:
-                # Counted here (the reader never sees a torn tail); damage in the middle is
-                # counted once by the reader that skips it, when it is acknowledged.
-                if fresh:
-                    result.lost_records += records_in(stretch)
-                log.warning(
-                    "spool segment %s: torn tail of %d bytes at offset %d (an unfinished write) "
-                    "truncated; copy in the quarantine folder", path, damage.end - damage.start,
-                    damage.start,
-                )
-                handle.truncate(damage.start)
-                handle.seek(damage.start)
-            else:
-                log.error(
-                    "spool segment %s: %d damaged bytes at offset %d skipped (copy in the "
-                    "quarantine folder); the records around them are kept", path,
-                    damage.end - damage.start, damage.start,
-                )
-        end = scan.end if scan.footer is None else scan.end - FRAME_SIZE
-        if scan.footer is None:
-            handle.seek(0, os.SEEK_END)
-            footer = pack_footer(scan.records, time.time())
-            try:
-                if handle.write(footer) != len(footer):
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            except OSError as error:  # a full disk: the ledger knows where it ends anyway
-                log.warning("spool segment %s: cannot add its footer (%s)", path, error.strerror)
-                handle.truncate(end)
-        size = os.fstat(handle.fileno()).st_size
+        recovered = _recover_frames(handle, path, number, size, result)
+    if rewritten:
+        result.reidentified[number] = recovered.records
+    return recovered
+
+
+def _recover_frames(handle: FileIO, path: Path, number: int, size: int,
+                    result: Recovery) -> RecoveredSegment:
+    """The records of a segment whose header is in order: its footer's count, or a scan that
+    truncates a torn tail and adds the footer."""
+    directory = path.parent
+    if size >= HEADER_SIZE + FRAME_SIZE:
+        handle.seek(size - FRAME_SIZE)
+        count = parse_footer(handle.read(FRAME_SIZE))
+        if count is not None:
+            return RecoveredSegment(number, size, count, size - FRAME_SIZE)
+    handle.seek(0)
+    data = handle.read()
+    scan = scan_segment(data)
+    for damage in scan.damage or []:
+        stretch = data[damage.start : damage.end]
+        fresh = quarantine(directory, number, damage.start, stretch)
+        if damage.torn_tail:
+            # Counted here (the reader never sees a torn tail); damage in the middle is
+            # counted once by the reader that skips it, when it is acknowledged. A damaged
+            # footer behind every record held none.
+            damaged_footer = _damaged_footer(stretch, scan.records)
+            if fresh and not damaged_footer:
+                result.lost_records += records_in(stretch)
+            log.warning(
+                "spool segment %s: %s of %d bytes at offset %d truncated; copy in the quarantine "
+                "folder", path, "damaged footer (no record lost; rewritten)" if damaged_footer
+                else "torn tail (an unfinished write)", damage.end - damage.start, damage.start,
+            )
+            handle.truncate(damage.start)
+            handle.seek(damage.start)
+        else:
+            log.error(
+                "spool segment %s: %d damaged bytes at offset %d skipped (copy in the "
+                "quarantine folder); the records around them are kept", path,
+                damage.end - damage.start, damage.start,
+            )
+    end = scan.end if scan.footer is None else scan.end - FRAME_SIZE
+    if scan.footer is None:
+        handle.seek(0, os.SEEK_END)
+        footer = pack_footer(scan.records, time.time())
+        try:
+            if handle.write(footer) != len(footer):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as error:  # a full disk: the ledger knows where it ends anyway
+            log.warning("spool segment %s: cannot add its footer (%s)", path, error.strerror)
+            handle.truncate(end)
+    size = os.fstat(handle.fileno()).st_size
     return RecoveredSegment(number, size, scan.records, end)
+
+
+def _damaged_footer(tail: bytes, records: int) -> bool:
+    """A torn tail that is the segment's footer with some bytes flipped, not a cut record: a
+    frame head alone, with the footer's marker or the count of the records before it (a record's
+    head cut from its payload has the record marker and its payload's length)."""
+    if len(tail) != FRAME_SIZE:
+        return False
+    marker, _, length, _ = FRAME.unpack(tail)
+    return bool(marker == FOOTER_MARKER or (marker != RECORD_MARKER and length == records))

@@ -37,6 +37,7 @@ from receiver.spool.directory import (
     fsync_directory,
     load_identity,
     make_private,
+    new_identity,
 )
 from receiver.spool.errors import SpoolError
 from receiver.spool.format import (
@@ -95,15 +96,25 @@ class SpoolWriter:
         self._closed = False
         try:
             make_private(self._directory)
-            self.identity = load_identity(self._directory)
+            self.spool_identity = load_identity(self._directory)
+            # The identity this writer puts in the header of every segment it starts, the
+            # first part of their events' ids: fresh at every start, so that ids never repeat
+            # whatever spool file is lost, damaged, copied or restored (a deleted or older
+            # ledger restarts the segment numbers; new numbers under a new identity are new
+            # ids). Segments already there keep the identity in their header, so their replays
+            # are still recognised.
+            self.identity = new_identity()
             self.ledger = Ledger(self._directory, metrics, self._fs)
             self.ledger.on_freed(lambda: notify.signal(self._condition))
             recovery = recover(self._directory, self.identity, self.ledger.highest_segment)
-            if recovery.lost_records:
-                metrics.spool_corrupt_records.inc(recovery.lost_records)
             recovered = self.ledger.restore(
                 (s.number, s.size, s.records, s.end) for s in recovery.segments)
-            metrics.events_recovered.inc(recovered)
+            # Records of a torn tail were in the spool when the earlier run stopped: found now
+            # (recovered) and lost (corrupt), so the accounting of this run closes.
+            metrics.events_recovered.inc(recovered + recovery.lost_records)
+            if recovery.lost_records:
+                metrics.spool_corrupt_records.inc(recovery.lost_records)
+            self._count_reidentified(recovery.reidentified)
             if recovered:
                 log.info("spool %s: %d events from before the start are pending", self._directory,
                          recovered)
@@ -119,6 +130,21 @@ class SpoolWriter:
                 target=self._fsync_loop, name="spool-fsync", daemon=True
             )
             self._fsync_thread.start()
+
+    def _count_reidentified(self, segments: dict[int, int]) -> None:
+        """Segments whose header was damaged got this writer's identity: their pending events
+        are sent under new ids, so Elasticsearch may hold some twice (a duplicate, never a
+        loss: the old identity is unknown, and guessing one could match other events' ids)."""
+        if not segments:
+            return
+        progress = self.ledger.progress()
+        count = sum(records - progress[number][1] for number, records in segments.items()
+                    if number in progress)
+        if count:
+            self._metrics.spool_events_reidentified.inc(count)
+            log.warning("spool %s: %d pending events of segments with a damaged header are sent "
+                        "under new ids (segments %s): those delivered before may be indexed twice",
+                        self._directory, count, ", ".join(map(str, sorted(segments))))
 
     @property
     def directory(self) -> Path:
