@@ -18,7 +18,8 @@ that made it (random, new at every start), segment number, creation time, CRC32C
 records, then (once sealed) a footer. Each record is a 20-byte frame head — marker
 `\\x1eHRr`, CRC32C, payload length, time written — followed by one msgpack record
 (receiver/event.py: the message as received); the CRC32C covers length, time and payload.
-Records never span segments. The footer is a frame with marker `\\x1eHRf` whose length field holds the segment's record count, so pending events are counted without reading the
+Records never span segments. The footer is a frame with marker `\\x1eHRf` whose length
+field holds the segment's record count, so pending events are counted without reading the
 segments. Positions (segment, offset of the frame) name records within their segment;
 `event_id` builds the Elasticsearch `_id` from the segment's identity and the position, so a
 replay after a crash is recognised (409 on `create`), and no id is given to two events whatever
