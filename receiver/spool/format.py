@@ -142,12 +142,18 @@ def pack_footer(count: int, sealed_at: float) -> bytes:
 
 def parse_footer(data: bytes) -> int | None:
     """Record count from a footer frame (exactly FRAME_SIZE bytes), or None if it is not one."""
+    footer = parse_footer_frame(data)
+    return None if footer is None else footer[0]
+
+
+def parse_footer_frame(data: bytes) -> tuple[int, float] | None:
+    """(record count, sealed at) of a footer frame (exactly FRAME_SIZE bytes), or None."""
     if len(data) != FRAME_SIZE:
         return None
     marker, crc, count, sealed_at = FRAME.unpack(data)
     if marker != FOOTER_MARKER or google_crc32c.value(CHECKED.pack(count, sealed_at)) != crc:
         return None
-    return int(count)
+    return int(count), float(sealed_at)
 
 
 class Step(Enum):

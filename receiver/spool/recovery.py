@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import FileIO
 from pathlib import Path
@@ -30,6 +31,7 @@ from receiver.spool.format import (
     pack_footer,
     pack_header,
     parse_footer,
+    parse_footer_frame,
     parse_header,
     records_in,
     scan_segment,
@@ -57,9 +59,10 @@ class Recovery:
     reidentified: dict[int, int] = field(default_factory=dict)
 
 
-def recover(directory: Path, identity: str, highest: int) -> Recovery:
+def recover(directory: Path, identity: str, highest: int,
+            clock: Callable[[], float] = time.time) -> Recovery:
     """Repair every segment file; `highest` is the highest segment number ever created here
-    (the ledger's), so that no number is ever reused."""
+    (the ledger's): numbers go on from it. `clock` stamps what recovery writes."""
     numbers = list_segments(directory)
     result = Recovery()
     # Never reuse a segment number, not even one of a file removed below: positions are ids.
@@ -67,7 +70,7 @@ def recover(directory: Path, identity: str, highest: int) -> Recovery:
     for number in numbers:
         path = directory / segment_name(number)
         try:
-            recovered = _recover_segment(path, number, identity, result)
+            recovered = _recover_segment(path, number, identity, result, clock)
         except OSError as error:
             log.error(
                 "spool segment %s cannot be repaired (%s); left as it is, the reader skips "
@@ -80,7 +83,7 @@ def recover(directory: Path, identity: str, highest: int) -> Recovery:
 
 
 def _recover_segment(
-    path: Path, number: int, identity: str, result: Recovery
+    path: Path, number: int, identity: str, result: Recovery, clock: Callable[[], float]
 ) -> RecoveredSegment | None:
     size = path.stat().st_size
     directory = path.parent
@@ -102,15 +105,15 @@ def _recover_segment(
             log.warning("spool segment %s has a damaged header; rewritten with this start's "
                         "identity %s, records kept (their ids change)", path, identity)
             handle.seek(0)
-            handle.write(pack_header(identity, number, time.time()))
-        recovered = _recover_frames(handle, path, number, size, result)
+            handle.write(pack_header(identity, number, clock()))
+        recovered = _recover_frames(handle, path, number, size, result, clock)
     if rewritten:
         result.reidentified[number] = recovered.records
     return recovered
 
 
 def _recover_frames(handle: FileIO, path: Path, number: int, size: int,
-                    result: Recovery) -> RecoveredSegment:
+                    result: Recovery, clock: Callable[[], float]) -> RecoveredSegment:
     """The records of a segment whose header is in order: its footer's count, or a scan that
     truncates a torn tail and adds the footer."""
     directory = path.parent
@@ -148,7 +151,7 @@ def _recover_frames(handle: FileIO, path: Path, number: int, size: int,
     end = scan.end if scan.footer is None else scan.end - FRAME_SIZE
     if scan.footer is None:
         handle.seek(0, os.SEEK_END)
-        footer = pack_footer(scan.records, time.time())
+        footer = pack_footer(scan.records, clock())
         try:
             if handle.write(footer) != len(footer):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -167,3 +170,21 @@ def _damaged_footer(tail: bytes, records: int) -> bool:
         return False
     marker, _, length, _ = FRAME.unpack(tail)
     return bool(marker == FOOTER_MARKER or (marker != RECORD_MARKER and length == records))
+
+
+def newest_seal(directory: Path) -> float:
+    """When the newest segment was sealed (its footer's time; 0 when unknown): what the spool's
+    clock must not go back behind after a restart."""
+    numbers = list_segments(directory)
+    if not numbers:
+        return 0.0
+    try:
+        with open(directory / segment_name(numbers[-1]), "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() < HEADER_SIZE + FRAME_SIZE:
+                return 0.0
+            handle.seek(-FRAME_SIZE, os.SEEK_END)
+            footer = parse_footer_frame(handle.read(FRAME_SIZE))
+    except OSError:
+        return 0.0
+    return 0.0 if footer is None else footer[1]

@@ -31,6 +31,7 @@ from receiver.config import SpoolSettings
 from receiver.metrics import SpoolMetrics
 from receiver.ratelimit import RateLimitedLog
 from receiver.spool import notify
+from receiver.spool.clock import SPOOL_CLOCK, SpoolClock
 from receiver.spool.directory import (
     DirectoryLock,
     ensure_directory,
@@ -50,7 +51,7 @@ from receiver.spool.format import (
 )
 from receiver.spool.fs import FileSystem, write_all
 from receiver.spool.ledger import Ledger
-from receiver.spool.recovery import recover
+from receiver.spool.recovery import newest_seal, recover
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,9 @@ class SpoolWriter:
     """Appends records to the spool directory it owns (exclusive lock) until `close()`."""
 
     def __init__(self, settings: SpoolSettings, metrics: SpoolMetrics,
-                 fs: FileSystem | None = None) -> None:
+                 fs: FileSystem | None = None, clock: SpoolClock | None = None) -> None:
         self._settings = settings
+        self.clock = clock or SPOOL_CLOCK  # stamps records: never goes back (spool/clock.py)
         self._metrics = metrics
         self._fs = fs or FileSystem()
         self._directory = Path(settings.dir)
@@ -106,7 +108,9 @@ class SpoolWriter:
             self.identity = new_identity()
             self.ledger = Ledger(self._directory, metrics, self._fs)
             self.ledger.on_freed(lambda: notify.signal(self._condition))
-            recovery = recover(self._directory, self.identity, self.ledger.highest_segment)
+            recovery = recover(self._directory, self.identity, self.ledger.highest_segment,
+                               self.clock.now)
+            self.clock.not_before(newest_seal(self._directory))
             recovered = self.ledger.restore(
                 (s.number, s.size, s.records, s.end) for s in recovery.segments)
             # Records of a torn tail were in the spool when the earlier run stopped: found now
@@ -208,7 +212,7 @@ class SpoolWriter:
         segment or the spool is full."""
         segment_room = self._settings.segment_bytes - self._size - FRAME_SIZE  # keep the footer's
         spool_room = self._settings.max_bytes - self.ledger.bytes_on_disk() - FRAME_SIZE
-        now = time.time()
+        now = self.clock.now()
         ends, parts = self._ends, self._parts
         ends.clear()
         parts.clear()
@@ -302,7 +306,7 @@ class SpoolWriter:
                       self._directory, path.name, error.strerror)
             return False
         try:
-            write_all(self._fs, fd, pack_header(self.identity, number, time.time()))
+            write_all(self._fs, fd, pack_header(self.identity, number, self.clock.now()))
         except OSError as error:
             os.close(fd)
             path.unlink(missing_ok=True)
@@ -326,7 +330,7 @@ class SpoolWriter:
         assert self._fd is not None
         end = self._size
         try:
-            write_all(self._fs, self._fd, pack_footer(self._records, time.time()))
+            write_all(self._fs, self._fd, pack_footer(self._records, self.clock.now()))
             self._size += FRAME_SIZE
         except OSError as error:  # a full disk: without its footer the segment still ends here
             log.warning("spool %s: segment %d sealed without its footer: %s",
