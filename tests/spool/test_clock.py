@@ -105,7 +105,8 @@ def test_the_lag_survives_a_restart_during_a_backward_step(tmp_path: Path) -> No
 def _shipment(written_at: float) -> Shipment:
     shipment = Shipment()
     record = Record(Position(1, 42), b"x", written_at)
-    shipment.add(Batch(1, "testspool", 42, 63, 1, [record]), EncodedBatch(b"{}\n", [0, 3], ["i"], ["id"], [0]))
+    encoded = EncodedBatch(b"{}\n", [0, 3], ["i"], ["id"], [0])
+    shipment.add(Batch(1, "testspool", 42, 63, 1, [record]), encoded)
     return shipment
 
 
