@@ -110,7 +110,6 @@ class _Segment:
     early: dict[int, Ack] = field(default_factory=dict)  # delivered beyond the prefix, by start
     reader: Worker | None = None  # whose batches are outstanding
     reading: bool = False  # the reader still reads it (holds the lease)
-    revoked: bool = False  # deleted by drop_oldest while read: dropped counted at release
 
     @property
     def pending(self) -> int:
@@ -217,23 +216,22 @@ class Ledger:
             return sum(s.size for s in self._segments.values() if s.present)
 
     def drop_oldest(self) -> int | None:
-        """`spool.when_full = "drop_oldest"`: delete the oldest sealed segment nobody is reading
-        (or, when every one is being read, the oldest). Returns the bytes freed, None when there
-        is no sealed segment.
+        """`spool.when_full = "drop_oldest"`: delete the oldest sealed segment no worker holds
+        open. Returns the bytes freed, None when there is none (the writer then refuses the
+        new events instead).
 
         Events a worker already read sit in bulk requests that keep being retried: deleting
         their segment does not stop their delivery, so they are not dropped (they are counted
-        shipped when acknowledged). Only events never handed out count as dropped: at once for
-        a segment nobody reads, and when the reader lets go of it for one being read (the
-        reader knows how far it got)."""
+        shipped when acknowledged); segments read to their end go first. Then the oldest one
+        not read yet: its events count as dropped. A segment a worker is reading is never
+        taken: deleting a file held open frees nothing on disk, and its events are still
+        readable (they used to be given up as dropped)."""
         with self._lock:
-            sealed = [s for s in self._segments.values() if s.present and s.end is not None]
-            if not sealed:
+            idle = [s for s in self._segments.values()
+                    if s.present and s.end is not None and not s.reading]
+            if not idle:
                 return None
-            # Nobody reading it: first those read to their end and in delivery (deleting them
-            # loses nothing), then those not read yet; only then one being read.
-            idle = [s for s in sealed if not s.reading]
-            victim = min(idle or sealed, key=lambda s: (s.reader is None, s.number))
+            victim = min(idle, key=lambda s: (s.reader is None, s.number))
             try:
                 self._fs.unlink(self._directory / segment_name(victim.number))
             except FileNotFoundError:
@@ -245,9 +243,7 @@ class Ledger:
             victim.present = False
             freed = victim.size
             self._on_freed()
-            if victim.reading:
-                victim.revoked = True  # what it had not read yet is counted when it lets go
-            elif victim.reader is None:  # nobody holds any of it: every pending event is lost
+            if victim.reader is None:  # nobody holds any of it: every pending event is lost
                 self._dropped(victim.number, victim.pending)
                 del self._segments[victim.number]
             # else: read to its end, in delivery: kept until acknowledged (or its reader dies)
@@ -300,16 +296,13 @@ class Ledger:
 
     def release(self, worker: Worker, number: int, read: int, offset: int) -> None:
         """`worker` stopped reading segment `number` after handing out `read` of its records,
-        ending at `offset`: at its end, or because drop_oldest deleted it. Batches it still
+        ending at `offset` (its end, unless the file was deleted under it). Batches it still
         delivers are acknowledged as usual."""
         with self._lock:
             segment = self._segments.get(number)
             if segment is None or segment.reader != worker:
                 return
             segment.reading = False
-            if segment.revoked:
-                self._dropped(number, max(0, segment.records - read))
-                segment.records, segment.end = min(segment.records, read), offset
             if segment.done:
                 self._finish(segment)
                 self._save()

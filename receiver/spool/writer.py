@@ -59,6 +59,12 @@ _IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 102
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # Room a new segment needs beyond its first record: its header and, one day, its footer.
 _SEGMENT_OVERHEAD = HEADER_SIZE + FRAME_SIZE
+# A segment takes at most this share of the room the spool has on its volume (what is free plus
+# what the spool holds): on a volume smaller than `spool.segment_bytes` the spool still has
+# several segments, so `drop_oldest` can delete old ones while a worker holds the one it reads,
+# and acknowledged segments free space a piece at a time.
+_SEGMENTS_PER_VOLUME = 8
+_SMALLEST_SEGMENT = 64 * 1024
 
 
 class _ShortWrite(Exception):
@@ -90,6 +96,7 @@ class SpoolWriter:
         self._number = 0
         self._size = 0
         self._records = 0
+        self._segment_limit = int(settings.segment_bytes)
         self._disk_full = False
         self._wanted = FRAME_SIZE
         self._dirty = False
@@ -210,7 +217,7 @@ class SpoolWriter:
     def _fill(self, payloads: Sequence[bytes], start: int) -> tuple[int, str]:
         """Frame payloads[start:] (a head per record, the payload itself not copied) until the
         segment or the spool is full."""
-        segment_room = self._settings.segment_bytes - self._size - FRAME_SIZE  # keep the footer's
+        segment_room = self._segment_limit - self._size - FRAME_SIZE  # keep the footer's
         spool_room = self._settings.max_bytes - self.ledger.bytes_on_disk() - FRAME_SIZE
         now = self.clock.now()
         ends, parts = self._ends, self._parts
@@ -316,6 +323,7 @@ class SpoolWriter:
             return False
         self._fd, self._number, self._next_number = fd, number, number + 1
         self._size, self._records = HEADER_SIZE, 0
+        self._segment_limit = self._segment_size()
         self.ledger.opened(number, HEADER_SIZE)
         self._dirty = True
         if self._settings.fsync == "always":
@@ -323,6 +331,17 @@ class SpoolWriter:
         else:
             self._directory_dirty = True
         return True
+
+    def _segment_size(self) -> int:
+        """`spool.segment_bytes`, or less on a volume where that is more than an eighth of
+        the room the spool has (a segment larger than the volume is cut by a full disk, and
+        the whole of it is held until every event in it is shipped)."""
+        try:
+            room = self._fs.free_bytes(self._directory) + self.ledger.bytes_on_disk()
+        except OSError:
+            return int(self._settings.segment_bytes)
+        return min(self._settings.segment_bytes,
+                   max(_SMALLEST_SEGMENT, room // _SEGMENTS_PER_VOLUME))
 
     def _seal(self) -> None:
         """Close the active segment: its footer (best effort: the ledger knows where its records
