@@ -204,7 +204,7 @@ class SpoolSettings:
         "`block`: stop reading streams (senders feel backpressure; UDP drops in the kernel, "
         "counted). `drop_newest`: refuse new events. `drop_oldest`: delete the oldest segment "
         "no worker is reading (what it already sends is still delivered; a segment being read "
-        "is never taken); when there is none, refuse new events.",
+        "is never taken); when workers hold every segment, refuse new events.",
     )
     fsync: Literal["always", "interval", "never"] = setting(
         "interval",

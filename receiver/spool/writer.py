@@ -385,10 +385,16 @@ class SpoolWriter:
         return self.ledger.bytes_on_disk() + needed + FRAME_SIZE <= self._settings.max_bytes
 
     def _make_room(self, needed: int) -> bool:
-        """drop_oldest: delete old segments until `needed` bytes fit (on disk and in max_bytes)."""
+        """drop_oldest: delete old segments until `needed` bytes fit (on disk and in max_bytes).
+        When no sealed segment can go (a worker holds the only one), the segment being written
+        is sealed so that it can: its events are older than the new ones. Only when a worker
+        holds that one too are the new events refused."""
         while not (self._fits(needed) and (not self._disk_full or self._disk_has_space(needed))):
             if self.ledger.drop_oldest() is None:
-                return False
+                if self._fd is None or not self._records:
+                    return False
+                self._seal()
+                continue
             self._disk_full = False  # to be found out again by the next write
         return True
 

@@ -19,7 +19,7 @@ import pytest
 from receiver.config import ByteSize
 from receiver.metrics import Metrics
 from receiver.spool import SpoolWriter
-from receiver.spool.format import FRAME_SIZE
+from receiver.spool.format import FRAME_SIZE, HEADER_SIZE, iter_records, segment_name
 from tests.spool.helpers import KIB, counter, numbers, payloads, reader_of, settings
 
 MIB = 1024 * KIB
@@ -88,3 +88,33 @@ def test_a_volume_smaller_than_a_segment_drops_only_what_does_not_fit(
     else:
         assert set(dropped) == {"disk_full"}
         assert seen == list(range(len(seen)))  # the oldest are kept
+
+
+def test_drop_oldest_never_takes_the_segment_a_worker_reads(tmp_path: Path) -> None:
+    # Without a small volume: spool.max_bytes is the limit, reached while the segment after
+    # the one the worker holds is being written.
+    metrics = Metrics()
+    writer = SpoolWriter(settings(tmp_path, segment_bytes=ByteSize(64 * KIB),
+                                  max_bytes=ByteSize(100 * KIB), when_full="drop_oldest"), metrics)
+    reader = reader_of(writer)
+    writer.append(payloads(0, 10))
+    held = reader.read(10, MIB)  # in a bulk request that fails for now
+    assert held is not None and len(held.records) == 10
+    total = 2000
+    for start in range(10, total, 10):
+        assert writer.append(payloads(start, 10)) == 10  # never refuses
+    first = writer.directory / segment_name(held.segment)
+    assert first.exists()  # the segment the worker reads was not deleted
+    in_first = sum(1 for _ in iter_records(first.read_bytes(), HEADER_SIZE))
+    reader.acknowledge(held, shipped=10)
+    seen = numbers([r.payload for r in held.records])
+    while (batch := reader.read(100, MIB)) is not None:
+        seen += numbers([r.payload for r in batch.records])
+        reader.acknowledge(batch, shipped=len(batch.records))
+    dropped = _dropped(metrics)
+    assert seen[:in_first] == list(range(in_first))  # was: 10, the rest of it counted dropped
+    assert seen[in_first:] == list(range(seen[in_first], total))  # then the newest, no gap
+    assert set(dropped) == {"spool_full_oldest"}
+    assert len(seen) + dropped["spool_full_oldest"] == total
+    assert counter(metrics, "events_shipped") == len(seen) and writer.ledger.pending() == 0
+    writer.close()
