@@ -56,6 +56,12 @@ _ENTRY = struct.Struct("<QQQ")  # segment, acknowledged offset, acknowledged rec
 # Segments with progress at once: one or two per worker in practice. Beyond this the newest
 # prefixes are not saved: those segments are re-read from their start after a crash (harmless).
 MAX_ENTRIES = 256
+# An entry whose segment number has this bit is a seal: (segment, where its records end, how
+# many records it holds), so that a sealed segment cut short while the receiver was stopped
+# counts the records it lost (its footer, which holds the count, is what was cut). Seals fill
+# the entries prefixes leave free, oldest segments first; older versions read them as prefixes
+# of segments that do not exist, and ignore them.
+SEAL_FLAG = 1 << 63
 _SLOT = _HEAD.size + MAX_ENTRIES * _ENTRY.size + 4
 DROPPED_OLDEST = "spool_full_oldest"
 
@@ -136,6 +142,7 @@ class Ledger:
         self._sequence = 0
         self._fd: int | None = None
         self._saved: dict[int, tuple[int, int]] = {}
+        self.saved_seals: dict[int, tuple[int, int]] = {}  # segment -> (end, records), as loaded
         self._log = RateLimitedLog(log)
         self._written: tuple[int, dict[int, tuple[int, int]]] | None = None
         self._legacy_before: int | None = None  # an older version's checkpoint had passed these
@@ -151,6 +158,7 @@ class Ledger:
                         "(events already delivered are re-sent and recognised by their ids)",
                         self._directory)
         self._sequence, self._highest, self._saved = saved.sequence, saved.highest, saved.prefixes
+        self.saved_seals = saved.seals
         self._legacy_before = saved.legacy_before
 
     @property
@@ -206,7 +214,7 @@ class Ledger:
             holder = segment.reader if segment.reading else None
             if segment.done:
                 self._finish(segment)
-                self._save()
+            self._save()  # its seal
         if holder is not None:
             for callback in self._on_sealed:
                 callback(holder, number, end)
@@ -324,6 +332,8 @@ class Ledger:
                 moved = True
             if not moved:
                 return
+            if segment.end is not None and segment.acked_offset >= segment.end:
+                self._missing(segment)
             if segment.done:
                 self._finish(segment)
             self._save()
@@ -340,6 +350,17 @@ class Ledger:
                     del self._segments[segment.number]
             grants = self._grant_waiting()
         _deliver(grants)
+
+    def _missing(self, segment: _Segment) -> None:
+        """Acknowledged to its end with records still pending: the file lost them (cut short,
+        or damage that hid their markers). Counted lost, so the accounting closes."""
+        missing = segment.pending
+        if missing:
+            self._counters.lost(missing)
+            segment.lost += missing
+            log.error("spool %s: segment %d ended %d records short of what was written (the "
+                      "file was cut or damaged); counted lost", self._directory, segment.number,
+                      missing)
 
     def _finish(self, segment: _Segment) -> None:
         """Sealed and acknowledged to its end: the segment file goes."""
@@ -381,6 +402,11 @@ class Ledger:
     def _save(self) -> None:
         entries = {n: (s.acked_offset, s.acked) for n, s in sorted(self._segments.items())
                    if s.acked_offset > HEADER_SIZE}
+        for n, s in sorted(self._segments.items()):
+            if len(entries) >= MAX_ENTRIES:
+                break
+            if s.end is not None and s.present:
+                entries[n | SEAL_FLAG] = (s.end, s.records)
         if (self._highest, entries) == self._written:
             return
         self._sequence += 1
@@ -434,6 +460,7 @@ class _Saved:
     prefixes: dict[int, tuple[int, int]] = field(default_factory=dict)
     legacy_before: int | None = None
     damaged: bool = False  # a ledger file without an intact slot
+    seals: dict[int, tuple[int, int]] = field(default_factory=dict)  # segment -> (end, records)
 
 
 def _read_saved(directory: Path) -> _Saved:
@@ -443,7 +470,10 @@ def _read_saved(directory: Path) -> _Saved:
         data = b""
     best = max(_slots(data), default=None, key=lambda slot: slot[0])
     if best is not None:
-        return _Saved(*best)
+        sequence, highest, entries = best
+        prefixes = {n: value for n, value in entries.items() if not n & SEAL_FLAG}
+        seals = {n & ~SEAL_FLAG: value for n, value in entries.items() if n & SEAL_FLAG}
+        return _Saved(sequence, highest, prefixes, seals=seals)
     legacy = read_legacy_checkpoint(directory)
     if legacy is None:
         return _Saved(damaged=bool(data))

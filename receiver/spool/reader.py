@@ -216,6 +216,10 @@ class SpoolReader:
                 if frame.step is not Step.DAMAGED or not self._damage_persists(current):
                     current.idle_size = current.offset + len(data)
                     return None
+            if frame.step is Step.END and end is not None:
+                # Before the sealed end, nothing more: the file was cut short. What it lost is
+                # counted by the ledger when the prefix reaches the end.
+                return self._skip_damage(current)
             if frame.step is Step.END or (frame.step is Step.INCOMPLETE and end is None):
                 current.idle_size = current.offset + len(data)
                 return None
@@ -248,16 +252,24 @@ class SpoolReader:
         data = os.pread(current.fd, max(0, size - current.offset), current.offset)
         resume = next_valid_frame(data, 0)
         end = len(data) if resume is None else resume
-        quarantine(self._directory, current.number, current.offset, data[:end])
-        lost = records_in(data[:end])
-        log.error("spool %s: %d damaged bytes in segment %d at offset %d skipped (about %d "
-                  "records lost; copy in the quarantine folder)", self._directory, end,
-                  current.number, current.offset, lost)
+        lost = 0
+        if end:
+            quarantine(self._directory, current.number, current.offset, data[:end])
+            lost = records_in(data[:end])
+            log.error("spool %s: %d damaged bytes in segment %d at offset %d skipped (about %d "
+                      "records lost; copy in the quarantine folder)", self._directory, end,
+                      current.number, current.offset, lost)
         start = current.offset
         current.offset += end
         current.damage_since = None
-        if resume is None and current.end is None:
-            current.end = current.offset  # nothing valid follows: the segment ends here
+        if resume is None:
+            if current.end is None:
+                current.end = current.offset  # nothing valid follows: the segment ends here
+            elif current.offset < current.end:  # cut short after it was sealed
+                log.error("spool %s: segment %d ends at %d, before where it was sealed (%d): "
+                          "the file was cut", self._directory, current.number, current.offset,
+                          current.end)
+                current.offset = current.end
         return Batch(current.number, current.identity, start, current.offset, current.ordinal,
                      [], lost)
 

@@ -60,9 +60,13 @@ class Recovery:
 
 
 def recover(directory: Path, identity: str, highest: int,
-            clock: Callable[[], float] = time.time) -> Recovery:
+            clock: Callable[[], float] = time.time,
+            seals: dict[int, tuple[int, int]] | None = None) -> Recovery:
     """Repair every segment file; `highest` is the highest segment number ever created here
-    (the ledger's): numbers go on from it. `clock` stamps what recovery writes."""
+    (the ledger's): numbers go on from it. `clock` stamps what recovery writes; `seals` (the
+    ledger's: segment -> where its records ended and how many it held when sealed) tell what a
+    sealed segment cut short lost."""
+    seals = seals or {}
     numbers = list_segments(directory)
     result = Recovery()
     # Never reuse a segment number, not even one of a file removed below: positions are ids.
@@ -70,7 +74,8 @@ def recover(directory: Path, identity: str, highest: int,
     for number in numbers:
         path = directory / segment_name(number)
         try:
-            recovered = _recover_segment(path, number, identity, result, clock)
+            recovered = _recover_segment(path, number, identity, result, clock,
+                                         seals.get(number))
         except OSError as error:
             log.error(
                 "spool segment %s cannot be repaired (%s); left as it is, the reader skips "
@@ -83,7 +88,8 @@ def recover(directory: Path, identity: str, highest: int,
 
 
 def _recover_segment(
-    path: Path, number: int, identity: str, result: Recovery, clock: Callable[[], float]
+    path: Path, number: int, identity: str, result: Recovery, clock: Callable[[], float],
+    seal: tuple[int, int] | None,
 ) -> RecoveredSegment | None:
     size = path.stat().st_size
     directory = path.parent
@@ -106,16 +112,17 @@ def _recover_segment(
                         "identity %s, records kept (their ids change)", path, identity)
             handle.seek(0)
             handle.write(pack_header(identity, number, clock()))
-        recovered = _recover_frames(handle, path, number, size, result, clock)
+        recovered = _recover_frames(handle, path, number, size, result, clock, seal)
     if rewritten:
         result.reidentified[number] = recovered.records
     return recovered
 
 
-def _recover_frames(handle: FileIO, path: Path, number: int, size: int,
-                    result: Recovery, clock: Callable[[], float]) -> RecoveredSegment:
+def _recover_frames(handle: FileIO, path: Path, number: int, size: int, result: Recovery,
+                    clock: Callable[[], float], seal: tuple[int, int] | None) -> RecoveredSegment:
     """The records of a segment whose header is in order: its footer's count, or a scan that
-    truncates a torn tail and adds the footer."""
+    truncates a torn tail and adds the footer. Damaged records in the middle count as records
+    of the segment (their reader counts them lost), as in a footer the writer wrote."""
     directory = path.parent
     if size >= HEADER_SIZE + FRAME_SIZE:
         handle.seek(size - FRAME_SIZE)
@@ -125,6 +132,7 @@ def _recover_frames(handle: FileIO, path: Path, number: int, size: int,
     handle.seek(0)
     data = handle.read()
     scan = scan_segment(data)
+    torn = hidden = 0  # records lost in a torn tail, records in damage the reader will skip
     for damage in scan.damage or []:
         stretch = data[damage.start : damage.end]
         fresh = quarantine(directory, number, damage.start, stretch)
@@ -134,7 +142,7 @@ def _recover_frames(handle: FileIO, path: Path, number: int, size: int,
             # footer behind every record held none.
             damaged_footer = _damaged_footer(stretch, scan.records)
             if fresh and not damaged_footer:
-                result.lost_records += records_in(stretch)
+                torn = records_in(stretch)
             log.warning(
                 "spool segment %s: %s of %d bytes at offset %d truncated; copy in the quarantine "
                 "folder", path, "damaged footer (no record lost; rewritten)" if damaged_footer
@@ -143,15 +151,27 @@ def _recover_frames(handle: FileIO, path: Path, number: int, size: int,
             handle.truncate(damage.start)
             handle.seek(damage.start)
         else:
+            hidden += records_in(stretch)
             log.error(
                 "spool segment %s: %d damaged bytes at offset %d skipped (copy in the "
                 "quarantine folder); the records around them are kept", path,
                 damage.end - damage.start, damage.start,
             )
+    records = scan.records + hidden
+    if seal is not None and scan.footer is None and seal[0] >= scan.end:
+        # Sealed with `seal[1]` records: the end was cut off (the ledger remembers the count
+        # the lost footer held). A stale seal (a ledger older than the segment) would end
+        # before the records found, and is not believed.
+        cut = seal[1] - records
+        if cut > torn:
+            log.error("spool segment %s: sealed with %d records, %d of them cut off; counted "
+                      "lost", path, seal[1], cut)
+        torn = max(torn, cut)
+    result.lost_records += torn
     end = scan.end if scan.footer is None else scan.end - FRAME_SIZE
     if scan.footer is None:
         handle.seek(0, os.SEEK_END)
-        footer = pack_footer(scan.records, clock())
+        footer = pack_footer(records, clock())
         try:
             if handle.write(footer) != len(footer):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -159,7 +179,7 @@ def _recover_frames(handle: FileIO, path: Path, number: int, size: int,
             log.warning("spool segment %s: cannot add its footer (%s)", path, error.strerror)
             handle.truncate(end)
     size = os.fstat(handle.fileno()).st_size
-    return RecoveredSegment(number, size, scan.records, end)
+    return RecoveredSegment(number, size, records, end)
 
 
 def _damaged_footer(tail: bytes, records: int) -> bool:

@@ -116,7 +116,7 @@ class SpoolWriter:
             self.ledger = Ledger(self._directory, metrics, self._fs)
             self.ledger.on_freed(lambda: notify.signal(self._condition))
             recovery = recover(self._directory, self.identity, self.ledger.highest_segment,
-                               self.clock.now)
+                               self.clock.now, self.ledger.saved_seals)
             self.clock.not_before(newest_seal(self._directory))
             recovered = self.ledger.restore(
                 (s.number, s.size, s.records, s.end) for s in recovery.segments)

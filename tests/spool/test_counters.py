@@ -89,3 +89,41 @@ def test_a_damaged_footer_loses_no_record(tmp_path: Path, byte: int) -> None:
     assert _ship_everything(writer) == list(range(600))
     assert _balance(metrics, writer) == (600, 600)
     writer.close()
+
+
+def _cut_in_half(path: Path) -> tuple[int, int]:
+    """Cut a sealed segment in the middle of a record; (records it held, records left whole)."""
+    data = path.read_bytes()
+    offsets = [frame.offset for frame in iter_records(data, HEADER_SIZE)]
+    middle = offsets[len(offsets) // 2] + FRAME_SIZE + 7  # inside a record
+    path.write_bytes(data[:middle])
+    return len(offsets), len(offsets) // 2
+
+
+def test_a_sealed_segment_cut_while_stopped_counts_every_record_it_lost(tmp_path: Path) -> None:
+    segments = _filled(tmp_path)
+    first = _records_of(tmp_path / segment_name(segments[0]))  # events before the cut segment
+    held, left = _cut_in_half(tmp_path / segment_name(segments[1]))
+    metrics = Metrics()
+    writer = SpoolWriter(settings(tmp_path), metrics)
+    assert counter(metrics, "spool_corrupt_records") == held - left  # was 1 (the torn record)
+    assert counter(metrics, "events_recovered") == 600
+    seen = _ship_everything(writer)
+    assert seen == list(range(first + left)) + list(range(first + held, 600))
+    assert _balance(metrics, writer) == (600, 600)
+    writer.close()
+
+
+def test_a_sealed_segment_cut_while_running_counts_every_record_it_lost(tmp_path: Path) -> None:
+    metrics = Metrics()
+    writer = SpoolWriter(settings(tmp_path), metrics)
+    for start in range(0, 600, 50):
+        writer.append(payloads(start, 50))
+    segments = list_segments(tmp_path)
+    held, left = _cut_in_half(tmp_path / segment_name(segments[0]))
+    seen = _ship_everything(writer)  # was: stuck at the cut, the segment never finished
+    assert seen == list(range(left)) + list(range(held, 600))
+    assert counter(metrics, "spool_corrupt_records") == held - left  # was 1
+    assert writer.ledger.pending() == 0
+    assert _balance(metrics, writer) == (600, 600)
+    writer.close()
