@@ -230,17 +230,27 @@ def read_legacy_checkpoint(directory: Path) -> LegacyCheckpoint | None:
 
 def quarantine(directory: Path, segment: int, offset: int, data: bytes) -> bool:
     """Keep a copy of damaged bytes; False when this damage was already quarantined before (so
-    the records in it are counted as lost once, whoever finds them)."""
+    the records in it are counted as lost once, whoever finds them). Other bytes at the same
+    place (segment numbers start again when the ledger is lost) are other damage: kept beside,
+    as `<segment>-<offset>-<n>.bin`, and counted."""
     folder = directory / QUARANTINE_DIR
-    path = folder / f"{segment:012d}-{offset:012d}.bin"
-    try:
-        folder.mkdir(exist_ok=True, mode=DIRECTORY_MODE)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-    except FileExistsError:
+    stem = f"{segment:012d}-{offset:012d}"
+    path = folder / f"{stem}.bin"
+    for copy in range(1, 1000):
+        try:
+            folder.mkdir(exist_ok=True, mode=DIRECTORY_MODE)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+            break
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                if path.read_bytes() == data:
+                    return False
+            path = folder / f"{stem}-{copy}.bin"
+        except OSError as error:
+            log.error("cannot write quarantine file %s: %s", path, error.strerror)
+            return True
+    else:
         return False
-    except OSError as error:
-        log.error("cannot write quarantine file %s: %s", path, error.strerror)
-        return True
     try:
         os.write(fd, data)
     except OSError as error:

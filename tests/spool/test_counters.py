@@ -127,3 +127,22 @@ def test_a_sealed_segment_cut_while_running_counts_every_record_it_lost(tmp_path
     assert writer.ledger.pending() == 0
     assert _balance(metrics, writer) == (600, 600)
     writer.close()
+
+
+def test_a_torn_tail_where_older_damage_was_quarantined_is_still_counted(tmp_path: Path) -> None:
+    # Segment numbers start again when the ledger is lost: damage of another segment of the
+    # same number may have been quarantined at the same offset before.
+    last = _filled(tmp_path)[-1]
+    path = tmp_path / segment_name(last)
+    data = path.read_bytes()
+    torn_at = len(data) - FRAME_SIZE
+    path.write_bytes(data[:torn_at] + data[HEADER_SIZE : HEADER_SIZE + 200])
+    folder = tmp_path / "quarantine"
+    folder.mkdir()
+    (folder / f"{last:012d}-{torn_at:012d}.bin").write_bytes(b"other damage, long ago")
+    metrics = Metrics()
+    writer = SpoolWriter(settings(tmp_path), metrics)
+    assert counter(metrics, "spool_corrupt_records") == 1  # was 0: taken for the old damage
+    assert counter(metrics, "events_recovered") == 601
+    assert len(list(folder.iterdir())) == 2
+    writer.close()
