@@ -43,7 +43,7 @@ import google_crc32c
 
 from receiver.ratelimit import RateLimitedLog
 from receiver.spool.directory import LEGACY_FILES, read_legacy_checkpoint
-from receiver.spool.format import HEADER_SIZE, segment_name
+from receiver.spool.format import HEADER_SIZE, list_segments, segment_name
 from receiver.spool.fs import FileSystem
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,10 @@ class Ledger:
         saved = _read_saved(self._directory)
         if saved.damaged:
             log.warning("spool %s: the ledger is damaged; every segment is read from its start "
+                        "(events already delivered are re-sent and recognised by their ids)",
+                        self._directory)
+        elif not (self._directory / LEDGER_FILE).exists() and list_segments(self._directory):
+            log.warning("spool %s: the ledger is missing; every segment is read from its start "
                         "(events already delivered are re-sent and recognised by their ids)",
                         self._directory)
         self._sequence, self._highest, self._saved = saved.sequence, saved.highest, saved.prefixes
