@@ -160,8 +160,10 @@ def _recover_frames(handle: FileIO, path: Path, number: int, size: int, result: 
     records = scan.records + hidden
     if seal is not None and scan.footer is None and seal[0] >= scan.end:
         # Sealed with `seal[1]` records: the end was cut off (the ledger remembers the count
-        # the lost footer held). A stale seal (a ledger older than the segment) would end
-        # before the records found, and is not believed.
+        # the lost footer held). A seal ending before the records found is stale (a ledger
+        # restored from a backup, the number since reused) and not believed; one that is stale
+        # and ends after them can only overstate the loss, and the accounting still closes
+        # (what is counted lost here is counted recovered too).
         cut = seal[1] - records
         if cut > torn:
             log.error("spool segment %s: sealed with %d records, %d of them cut off; counted "
