@@ -191,7 +191,8 @@ class SpoolSettings:
         ByteSize(4 * 1024**3), "Most bytes kept on disk before `when_full` applies.", unit="bytes"
     )
     segment_bytes: ByteSize = setting(
-        ByteSize(64 * 1024**2), "Size at which a segment file is closed and a new one started.",
+        ByteSize(64 * 1024**2), "Size at which a segment file is closed and a new one started "
+        "(smaller on a volume where this is more than an eighth of the room the spool has).",
         unit="bytes",
     )
     max_record_bytes: ByteSize = setting(
@@ -203,7 +204,8 @@ class SpoolSettings:
         "block",
         "`block`: stop reading streams (senders feel backpressure; UDP drops in the kernel, "
         "counted). `drop_newest`: refuse new events. `drop_oldest`: delete the oldest segment "
-        "the shipper has not started on (what it already sends is still delivered).",
+        "no worker is reading (what it already sends is still delivered; a segment being read "
+        "is never taken); when workers hold every segment, refuse new events.",
     )
     fsync: Literal["always", "interval", "never"] = setting(
         "interval",

@@ -97,6 +97,10 @@ class SpoolMetrics:
         self.spool_corrupt_records = _counter(
             "spool_corrupt_records", "Spool records lost to damaged bytes (copied to the "
             "quarantine folder), counted by the record markers in the damage.", r)
+        self.spool_events_reidentified = _counter(
+            "spool_events_reidentified", "Pending spool events sent under a new id because "
+            "their segment's header (and so their old id) was damaged: Elasticsearch may hold "
+            "them twice.", r)
         self.spool_fsyncs = _counter("spool_fsyncs", "fsync calls on spool files.", r)
         self.spool_fsync_seconds = _histogram("spool_fsync_seconds", "Duration of spool fsyncs.", r)
 

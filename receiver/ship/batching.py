@@ -14,10 +14,12 @@ expansion seen so far.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from receiver.config import ElasticsearchSettings
 from receiver.ship.encode import EncodedBatch
+from receiver.spool.clock import SPOOL_CLOCK
 from receiver.spool.records import Batch
 
 # The expansion (bulk body bytes per spool payload byte) assumed before any batch was encoded.
@@ -32,7 +34,8 @@ class Shipment:
     parts: list[EncodedBatch] = field(default_factory=list)
     records: int = 0
     size: int = 0  # bulk body bytes
-    oldest: float = 0.0  # written_at of its first record (wall clock)
+    oldest: float = 0.0  # written_at of its first record (the spool's clock)
+    due_at: float | None = None  # when `batch_age` ends, by the monotonic clock (BatchPolicy)
 
     def add(self, batch: Batch, encoded: EncodedBatch) -> None:
         if not self.records:
@@ -49,7 +52,10 @@ class Shipment:
 class BatchPolicy:
     """When a shipment goes, and how much to read for it (see the module docstring)."""
 
-    def __init__(self, settings: ElasticsearchSettings) -> None:
+    def __init__(self, settings: ElasticsearchSettings,
+                 wall: Callable[[], float] = SPOOL_CLOCK.now,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._wall, self._monotonic = wall, monotonic
         self.events = settings.batch_events
         self.bytes = int(settings.batch_bytes)
         self.age = float(settings.batch_age)
@@ -62,8 +68,17 @@ class BatchPolicy:
         return bool(shipment.records) and (self.full(shipment) or self.age_left(shipment) <= 0)
 
     def age_left(self, shipment: Shipment) -> float:
-        """Seconds until the shipment's oldest event has waited `batch_age`."""
-        return shipment.oldest + self.age - time.time()
+        """Seconds until the shipment's oldest event has waited `batch_age`.
+
+        How long it has waited already is asked of the wall clock once, when first looked at
+        (right after it was read), and held between 0 and `batch_age`; from then on the
+        monotonic clock counts. A record stamped in the future (the clock stepped back since,
+        or another process's clock) waits `batch_age` at most, not the hour the clock went back;
+        a step during the wait changes nothing."""
+        if shipment.due_at is None:
+            waited = min(max(0.0, self._wall() - shipment.oldest), self.age)
+            shipment.due_at = self._monotonic() + self.age - waited
+        return shipment.due_at - self._monotonic()
 
     def room(self, shipment: Shipment) -> tuple[int, int]:
         """(events, spool payload bytes) to read for the shipment."""

@@ -8,20 +8,22 @@ directory 0700):
                          `spool.segment_bytes` (or when the disk is full), deleted once every
                          record in them is acknowledged
     lock                 flock(2) held by the owning process (its pid inside, for the error message)
-    identity             10 base32 characters and the place they were made for; a copy of the
-                         directory elsewhere gets a new one (see directory.load_identity)
+    identity             the spool's name: 10 base32 characters and the place they were made
+                         for (see directory.load_identity); event ids do not depend on it
     ledger               per segment the acknowledged prefix, and the highest segment number
     quarantine/          copies of damaged bytes found in segments, `<segment>-<offset>.bin`
 
-A segment is a 42-byte header (magic `HRSPOOL\\0`, format version, spool identity, segment
-number, creation time, CRC32C), then records, then (once sealed) a footer. Each record is a
-20-byte frame head — marker `\\x1eHRr`, CRC32C, payload length, time written — followed by one
-msgpack record (receiver/event.py: the message as received); the CRC32C covers length, time and
-payload. Records never span segments. The footer is a frame with marker `\\x1eHRf` whose length
+A segment is a 42-byte header (magic `HRSPOOL\\0`, format version, the identity of the writer
+that made it (random, new at every start), segment number, creation time, CRC32C), then
+records, then (once sealed) a footer. Each record is a 20-byte frame head — marker
+`\\x1eHRr`, CRC32C, payload length, time written — followed by one msgpack record
+(receiver/event.py: the message as received); the CRC32C covers length, time and payload.
+Records never span segments. The footer is a frame with marker `\\x1eHRf` whose length
 field holds the segment's record count, so pending events are counted without reading the
-segments. Positions (segment, offset of the frame) name records for the life of the directory;
+segments. Positions (segment, offset of the frame) name records within their segment;
 `event_id` builds the Elasticsearch `_id` from the segment's identity and the position, so a
-replay after a crash is recognised (409 on `create`).
+replay after a crash is recognised (409 on `create`), and no id is given to two events whatever
+file of the spool is lost (see records.py).
 
 Guarantees: an event counts as accepted when `SpoolWriter.append` returned; it then survives a
 kill of the process. It survives a power cut once fsynced (`fsync = "always"`: before `append`

@@ -119,13 +119,12 @@ def load_identity(directory: Path) -> str:
     """The spool identity: created on first use, and made anew when the directory turns out to
     be a copy of another spool.
 
-    Event ids are `<identity of the segment>-<segment>-<offset>`, the identity taken from each
-    segment's header. A cloned directory would go on writing the same segment numbers as its
-    original under the same identity: different events, same ids, and Elasticsearch would keep
-    only the first (409 for the other). So the identity file records the place it was made for
-    (`place_of`); found elsewhere, a new identity is chosen for the segments written from now on.
-    Segments already there keep theirs: the original has the same events under the same ids, so
-    replays of them are still recognised."""
+    The spool's name (`spool stats` shows it). Event ids do not depend on it any more: they are
+    `<identity of the segment>-<segment>-<offset>`, the identity taken from each segment's
+    header, where each start of the writer puts a random one of its own (a cloned directory, or
+    one whose ledger was lost, numbers its segments again, under a new identity). The place
+    the name was made for (`place_of`) is still recorded: found elsewhere, the copy is named
+    anew and the log says so."""
     path = directory / IDENTITY_FILE
     place = place_of(directory)
     try:
@@ -138,11 +137,12 @@ def load_identity(directory: Path) -> str:
         if recorded == place:
             return identity
         if recorded:  # an identity of an older version has no place yet: keep it, add one
-            fresh = _new_identity()
+            fresh = new_identity()
             log.warning(
                 "spool %s: its identity %s was made for another place (%s, now %s): this spool is "
-                "a copy (a VM image, a volume snapshot?); new events are written under the new "
-                "identity %s so that they cannot collide with the original's", directory,
+                "a copy (a VM image, a volume snapshot?); it is named %s from now on (new events "
+                "cannot collide with the original's: each start writes under an identity of its "
+                "own)", directory,
                 identity, recorded, place, fresh)
             identity = fresh
     else:
@@ -150,12 +150,14 @@ def load_identity(directory: Path) -> str:
         if lines:
             log.warning("spool identity file %s is damaged (%r); using %s", path,
                         "\n".join(lines)[:40], recovered or "a new one")
-        identity = recovered or _new_identity()
+        identity = recovered or new_identity()
     _replace_file(path, f"{identity}\n{place}\n".encode("ascii", "replace"))
     return identity
 
 
-def _new_identity() -> str:
+def new_identity() -> str:
+    """10 random base32 characters (50 bits): a spool's name, and the identity each writer
+    start puts in the headers of the segments it writes (see `SpoolWriter.identity`)."""
     return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()[:IDENTITY_LENGTH]
 
 
@@ -228,17 +230,27 @@ def read_legacy_checkpoint(directory: Path) -> LegacyCheckpoint | None:
 
 def quarantine(directory: Path, segment: int, offset: int, data: bytes) -> bool:
     """Keep a copy of damaged bytes; False when this damage was already quarantined before (so
-    the records in it are counted as lost once, whoever finds them)."""
+    the records in it are counted as lost once, whoever finds them). Other bytes at the same
+    place (segment numbers start again when the ledger is lost) are other damage: kept beside,
+    as `<segment>-<offset>-<n>.bin`, and counted."""
     folder = directory / QUARANTINE_DIR
-    path = folder / f"{segment:012d}-{offset:012d}.bin"
-    try:
-        folder.mkdir(exist_ok=True, mode=DIRECTORY_MODE)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-    except FileExistsError:
+    stem = f"{segment:012d}-{offset:012d}"
+    path = folder / f"{stem}.bin"
+    for copy in range(1, 1000):
+        try:
+            folder.mkdir(exist_ok=True, mode=DIRECTORY_MODE)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+            break
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                if path.read_bytes() == data:
+                    return False
+            path = folder / f"{stem}-{copy}.bin"
+        except OSError as error:
+            log.error("cannot write quarantine file %s: %s", path, error.strerror)
+            return True
+    else:
         return False
-    except OSError as error:
-        log.error("cannot write quarantine file %s: %s", path, error.strerror)
-        return True
     try:
         os.write(fd, data)
     except OSError as error:

@@ -4,8 +4,9 @@ Everything that knows a byte offset inside a segment lives here; the writer, rea
 and statistics modules use these functions and never parse bytes themselves.
 
     segment file  = header (42 bytes) · frame* · [footer frame]
-    header        = magic "HRSPOOL\\0" · version u16 · header size u16 · spool identity (10 ASCII)
-                    · segment number u64 · created at f64 (Unix s) · CRC32C of the 38 bytes before
+    header        = magic "HRSPOOL\\0" · version u16 · header size u16 · identity (10 ASCII, of
+                    the writer start that made it: SpoolWriter.identity) · segment number u64
+                    · created at f64 (Unix s) · CRC32C of the 38 bytes before
     frame         = marker (4) · CRC32C u32 · length u32 · written at f64 (Unix s) · payload
                     (CRC32C covers length, written-at and payload; all integers little-endian)
     record frame  : marker b"\\x1eHRr", payload = one msgpack document of `length` bytes
@@ -141,12 +142,18 @@ def pack_footer(count: int, sealed_at: float) -> bytes:
 
 def parse_footer(data: bytes) -> int | None:
     """Record count from a footer frame (exactly FRAME_SIZE bytes), or None if it is not one."""
+    footer = parse_footer_frame(data)
+    return None if footer is None else footer[0]
+
+
+def parse_footer_frame(data: bytes) -> tuple[int, float] | None:
+    """(record count, sealed at) of a footer frame (exactly FRAME_SIZE bytes), or None."""
     if len(data) != FRAME_SIZE:
         return None
     marker, crc, count, sealed_at = FRAME.unpack(data)
     if marker != FOOTER_MARKER or google_crc32c.value(CHECKED.pack(count, sealed_at)) != crc:
         return None
-    return int(count)
+    return int(count), float(sealed_at)
 
 
 class Step(Enum):

@@ -43,7 +43,7 @@ import google_crc32c
 
 from receiver.ratelimit import RateLimitedLog
 from receiver.spool.directory import LEGACY_FILES, read_legacy_checkpoint
-from receiver.spool.format import HEADER_SIZE, segment_name
+from receiver.spool.format import HEADER_SIZE, list_segments, segment_name
 from receiver.spool.fs import FileSystem
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,12 @@ _ENTRY = struct.Struct("<QQQ")  # segment, acknowledged offset, acknowledged rec
 # Segments with progress at once: one or two per worker in practice. Beyond this the newest
 # prefixes are not saved: those segments are re-read from their start after a crash (harmless).
 MAX_ENTRIES = 256
+# An entry whose segment number has this bit is a seal: (segment, where its records end, how
+# many records it holds), so that a sealed segment cut short while the receiver was stopped
+# counts the records it lost (its footer, which holds the count, is what was cut). Seals fill
+# the entries prefixes leave free, oldest segments first; older versions read them as prefixes
+# of segments that do not exist, and ignore them.
+SEAL_FLAG = 1 << 63
 _SLOT = _HEAD.size + MAX_ENTRIES * _ENTRY.size + 4
 DROPPED_OLDEST = "spool_full_oldest"
 
@@ -110,7 +116,6 @@ class _Segment:
     early: dict[int, Ack] = field(default_factory=dict)  # delivered beyond the prefix, by start
     reader: Worker | None = None  # whose batches are outstanding
     reading: bool = False  # the reader still reads it (holds the lease)
-    revoked: bool = False  # deleted by drop_oldest while read: dropped counted at release
 
     @property
     def pending(self) -> int:
@@ -137,6 +142,7 @@ class Ledger:
         self._sequence = 0
         self._fd: int | None = None
         self._saved: dict[int, tuple[int, int]] = {}
+        self.saved_seals: dict[int, tuple[int, int]] = {}  # segment -> (end, records), as loaded
         self._log = RateLimitedLog(log)
         self._written: tuple[int, dict[int, tuple[int, int]]] | None = None
         self._legacy_before: int | None = None  # an older version's checkpoint had passed these
@@ -151,7 +157,12 @@ class Ledger:
             log.warning("spool %s: the ledger is damaged; every segment is read from its start "
                         "(events already delivered are re-sent and recognised by their ids)",
                         self._directory)
+        elif not (self._directory / LEDGER_FILE).exists() and list_segments(self._directory):
+            log.warning("spool %s: the ledger is missing; every segment is read from its start "
+                        "(events already delivered are re-sent and recognised by their ids)",
+                        self._directory)
         self._sequence, self._highest, self._saved = saved.sequence, saved.highest, saved.prefixes
+        self.saved_seals = saved.seals
         self._legacy_before = saved.legacy_before
 
     @property
@@ -207,7 +218,7 @@ class Ledger:
             holder = segment.reader if segment.reading else None
             if segment.done:
                 self._finish(segment)
-                self._save()
+            self._save()  # its seal
         if holder is not None:
             for callback in self._on_sealed:
                 callback(holder, number, end)
@@ -217,23 +228,22 @@ class Ledger:
             return sum(s.size for s in self._segments.values() if s.present)
 
     def drop_oldest(self) -> int | None:
-        """`spool.when_full = "drop_oldest"`: delete the oldest sealed segment nobody is reading
-        (or, when every one is being read, the oldest). Returns the bytes freed, None when there
-        is no sealed segment.
+        """`spool.when_full = "drop_oldest"`: delete the oldest sealed segment no worker holds
+        open. Returns the bytes freed, None when there is none (the writer then refuses the
+        new events instead).
 
         Events a worker already read sit in bulk requests that keep being retried: deleting
         their segment does not stop their delivery, so they are not dropped (they are counted
-        shipped when acknowledged). Only events never handed out count as dropped: at once for
-        a segment nobody reads, and when the reader lets go of it for one being read (the
-        reader knows how far it got)."""
+        shipped when acknowledged); segments read to their end go first. Then the oldest one
+        not read yet: its events count as dropped. A segment a worker is reading is never
+        taken: deleting a file held open frees nothing on disk, and its events are still
+        readable (they used to be given up as dropped)."""
         with self._lock:
-            sealed = [s for s in self._segments.values() if s.present and s.end is not None]
-            if not sealed:
+            idle = [s for s in self._segments.values()
+                    if s.present and s.end is not None and not s.reading]
+            if not idle:
                 return None
-            # Nobody reading it: first those read to their end and in delivery (deleting them
-            # loses nothing), then those not read yet; only then one being read.
-            idle = [s for s in sealed if not s.reading]
-            victim = min(idle or sealed, key=lambda s: (s.reader is None, s.number))
+            victim = min(idle, key=lambda s: (s.reader is None, s.number))
             try:
                 self._fs.unlink(self._directory / segment_name(victim.number))
             except FileNotFoundError:
@@ -245,9 +255,7 @@ class Ledger:
             victim.present = False
             freed = victim.size
             self._on_freed()
-            if victim.reading:
-                victim.revoked = True  # what it had not read yet is counted when it lets go
-            elif victim.reader is None:  # nobody holds any of it: every pending event is lost
+            if victim.reader is None:  # nobody holds any of it: every pending event is lost
                 self._dropped(victim.number, victim.pending)
                 del self._segments[victim.number]
             # else: read to its end, in delivery: kept until acknowledged (or its reader dies)
@@ -300,16 +308,13 @@ class Ledger:
 
     def release(self, worker: Worker, number: int, read: int, offset: int) -> None:
         """`worker` stopped reading segment `number` after handing out `read` of its records,
-        ending at `offset`: at its end, or because drop_oldest deleted it. Batches it still
+        ending at `offset` (its end, unless the file was deleted under it). Batches it still
         delivers are acknowledged as usual."""
         with self._lock:
             segment = self._segments.get(number)
             if segment is None or segment.reader != worker:
                 return
             segment.reading = False
-            if segment.revoked:
-                self._dropped(number, max(0, segment.records - read))
-                segment.records, segment.end = min(segment.records, read), offset
             if segment.done:
                 self._finish(segment)
                 self._save()
@@ -331,6 +336,8 @@ class Ledger:
                 moved = True
             if not moved:
                 return
+            if segment.end is not None and segment.acked_offset >= segment.end:
+                self._missing(segment)
             if segment.done:
                 self._finish(segment)
             self._save()
@@ -347,6 +354,17 @@ class Ledger:
                     del self._segments[segment.number]
             grants = self._grant_waiting()
         _deliver(grants)
+
+    def _missing(self, segment: _Segment) -> None:
+        """Acknowledged to its end with records still pending: the file lost them (cut short,
+        or damage that hid their markers). Counted lost, so the accounting closes."""
+        missing = segment.pending
+        if missing:
+            self._counters.lost(missing)
+            segment.lost += missing
+            log.error("spool %s: segment %d ended %d records short of what was written (the "
+                      "file was cut or damaged); counted lost", self._directory, segment.number,
+                      missing)
 
     def _finish(self, segment: _Segment) -> None:
         """Sealed and acknowledged to its end: the segment file goes."""
@@ -388,6 +406,11 @@ class Ledger:
     def _save(self) -> None:
         entries = {n: (s.acked_offset, s.acked) for n, s in sorted(self._segments.items())
                    if s.acked_offset > HEADER_SIZE}
+        for n, s in sorted(self._segments.items()):
+            if len(entries) >= MAX_ENTRIES:
+                break
+            if s.end is not None and s.present:
+                entries[n | SEAL_FLAG] = (s.end, s.records)
         if (self._highest, entries) == self._written:
             return
         self._sequence += 1
@@ -441,6 +464,7 @@ class _Saved:
     prefixes: dict[int, tuple[int, int]] = field(default_factory=dict)
     legacy_before: int | None = None
     damaged: bool = False  # a ledger file without an intact slot
+    seals: dict[int, tuple[int, int]] = field(default_factory=dict)  # segment -> (end, records)
 
 
 def _read_saved(directory: Path) -> _Saved:
@@ -450,7 +474,10 @@ def _read_saved(directory: Path) -> _Saved:
         data = b""
     best = max(_slots(data), default=None, key=lambda slot: slot[0])
     if best is not None:
-        return _Saved(*best)
+        sequence, highest, entries = best
+        prefixes = {n: value for n, value in entries.items() if not n & SEAL_FLAG}
+        seals = {n & ~SEAL_FLAG: value for n, value in entries.items() if n & SEAL_FLAG}
+        return _Saved(sequence, highest, prefixes, seals=seals)
     legacy = read_legacy_checkpoint(directory)
     if legacy is None:
         return _Saved(damaged=bool(data))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from receiver.spool import notify
-from receiver.spool.directory import quarantine
+from receiver.spool.directory import new_identity, quarantine
 from receiver.spool.errors import SpoolError
 from receiver.spool.format import (
     FRAME_SIZE,
@@ -177,9 +177,6 @@ class SpoolReader:
             if current.idle_size is not None and current.damage_since is None \
                     and not self._may_have_news(current):
                 return None  # nothing changed since the last look: skip the read
-            if os.fstat(current.fd).st_nlink == 0:  # deleted by drop_oldest while we read it
-                self._let_go(current)
-                continue
             batch = self._read(current, max(1, max_records), max_bytes)
             if batch is None or isinstance(batch, Batch):
                 return batch
@@ -216,6 +213,10 @@ class SpoolReader:
                 if frame.step is not Step.DAMAGED or not self._damage_persists(current):
                     current.idle_size = current.offset + len(data)
                     return None
+            if frame.step is Step.END and end is not None:
+                # Before the sealed end, nothing more: the file was cut short. What it lost is
+                # counted by the ledger when the prefix reaches the end.
+                return self._skip_damage(current)
             if frame.step is Step.END or (frame.step is Step.INCOMPLETE and end is None):
                 current.idle_size = current.offset + len(data)
                 return None
@@ -248,16 +249,24 @@ class SpoolReader:
         data = os.pread(current.fd, max(0, size - current.offset), current.offset)
         resume = next_valid_frame(data, 0)
         end = len(data) if resume is None else resume
-        quarantine(self._directory, current.number, current.offset, data[:end])
-        lost = records_in(data[:end])
-        log.error("spool %s: %d damaged bytes in segment %d at offset %d skipped (about %d "
-                  "records lost; copy in the quarantine folder)", self._directory, end,
-                  current.number, current.offset, lost)
+        lost = 0
+        if end:
+            quarantine(self._directory, current.number, current.offset, data[:end])
+            lost = records_in(data[:end])
+            log.error("spool %s: %d damaged bytes in segment %d at offset %d skipped (about %d "
+                      "records lost; copy in the quarantine folder)", self._directory, end,
+                      current.number, current.offset, lost)
         start = current.offset
         current.offset += end
         current.damage_since = None
-        if resume is None and current.end is None:
-            current.end = current.offset  # nothing valid follows: the segment ends here
+        if resume is None:
+            if current.end is None:
+                current.end = current.offset  # nothing valid follows: the segment ends here
+            elif current.offset < current.end:  # cut short after it was sealed
+                log.error("spool %s: segment %d ends at %d, before where it was sealed (%d): "
+                          "the file was cut", self._directory, current.number, current.offset,
+                          current.end)
+                current.offset = current.end
         return Batch(current.number, current.identity, start, current.offset, current.ordinal,
                      [], lost)
 
@@ -270,7 +279,13 @@ class SpoolReader:
                 self._ledger.release(lease.segment, lease.ordinal, lease.offset)
                 continue
             header = parse_header(os.pread(fd, HEADER_SIZE, 0))
-            identity = header.identity if header is not None else ""
+            if header is not None:
+                identity = header.identity
+            else:  # damaged since the start: ids nobody used (a duplicate rather than a loss)
+                identity = new_identity()
+                log.error("spool %s: the header of segment %d is damaged; its events are sent "
+                          "under the new identity %s (those delivered before may be indexed "
+                          "twice)", self._directory, lease.segment, identity)
             self._open = _Open(lease, fd, identity)
             return self._open
         return None
@@ -306,8 +321,10 @@ class SpoolReader:
         return False
 
     def _may_have_news(self, current: _Open) -> bool:
+        # A segment file deleted under the reader (by hand: drop_oldest never takes a segment
+        # being read) is read on through the open descriptor: its events are still there.
         status = os.fstat(current.fd)
-        if status.st_nlink == 0 or current.idle_size is None:
+        if current.idle_size is None:
             return True
         if current.end is None and self._ledger.sealed_end(current.number) is not None:
             return True

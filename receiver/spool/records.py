@@ -1,10 +1,12 @@
 """The values the spool hands out: positions, records, batches, and the event id built from them.
 
-A position (segment number, byte offset of the frame) names one record for the life of the
-spool directory: segment numbers are never reused (the ledger remembers the highest one, and a
-writer always starts a fresh segment), so `event_id`, built from the identity written in the
-segment's header and the position, is stable across restarts and replays: that is what makes
-Elasticsearch's `create` action deduplicate re-sends.
+A position (segment number, byte offset of the frame) names one record of its segment;
+`event_id` is built from the identity written in the segment's header and the position, so it
+is stable across restarts and replays: that is what makes Elasticsearch's `create` action
+deduplicate re-sends. It is never given to another event: every start of the writer puts an
+identity of its own (random) in the headers of the segments it writes, and within one start
+segment numbers only grow; so ids stay unique even when the ledger, which remembers the highest
+segment number, is lost, damaged or restored from a backup and the numbers start again.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Batch:
     skipped (`lost` records, counted by their markers)."""
 
     segment: int
-    identity: str  # the spool identity in the segment's header: the first part of event ids
+    identity: str  # the identity in the segment's header (its writer's): the first part of ids
     start: int
     end: int
     ordinal: int

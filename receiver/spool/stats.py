@@ -22,6 +22,7 @@ import orjson
 
 from receiver.event import Document, EventDecodeError, Received, decode
 from receiver.metrics import CallbackCollector
+from receiver.spool.clock import SPOOL_CLOCK
 from receiver.spool.directory import IDENTITY_FILE, QUARANTINE_DIR
 from receiver.spool.format import (
     FRAME,
@@ -232,10 +233,12 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot show {type(value).__name__} as JSON")
 
 
-def collector(directory: Path, ledger: Ledger) -> CallbackCollector:
+def collector(directory: Path, ledger: Ledger,
+              clock: Callable[[], float] = SPOOL_CLOCK.now) -> CallbackCollector:
     """Scrape-time gauges of the running spool: bytes, segments, events pending (the ledger's
     count: what is spooled and not yet acknowledged, delivered or counted dropped) and the age
-    of the oldest pending event."""
+    of the oldest pending event, by the clock that stamped it (the writer's, which never goes
+    back: a backward step of the wall clock does not hide the lag)."""
 
     def rows() -> list[tuple[str, str, float]]:
         segments = list_segments(directory)
@@ -255,7 +258,7 @@ def collector(directory: Path, ledger: Ledger) -> CallbackCollector:
              float(ledger.pending())),
             ("spool_oldest_pending_seconds",
              "Age of the oldest unacknowledged event (0 when none): the shipping lag.",
-             0.0 if written is None else max(0.0, time.time() - written)),
+             0.0 if written is None else max(0.0, clock() - written)),
         ]
 
     return CallbackCollector(rows)

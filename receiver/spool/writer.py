@@ -31,12 +31,14 @@ from receiver.config import SpoolSettings
 from receiver.metrics import SpoolMetrics
 from receiver.ratelimit import RateLimitedLog
 from receiver.spool import notify
+from receiver.spool.clock import SPOOL_CLOCK, SpoolClock
 from receiver.spool.directory import (
     DirectoryLock,
     ensure_directory,
     fsync_directory,
     load_identity,
     make_private,
+    new_identity,
 )
 from receiver.spool.errors import SpoolError
 from receiver.spool.format import (
@@ -49,7 +51,7 @@ from receiver.spool.format import (
 )
 from receiver.spool.fs import FileSystem, write_all
 from receiver.spool.ledger import Ledger
-from receiver.spool.recovery import recover
+from receiver.spool.recovery import newest_seal, recover
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,12 @@ _IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 102
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # Room a new segment needs beyond its first record: its header and, one day, its footer.
 _SEGMENT_OVERHEAD = HEADER_SIZE + FRAME_SIZE
+# A segment takes at most this share of the room the spool has on its volume (what is free plus
+# what the spool holds): on a volume smaller than `spool.segment_bytes` the spool still has
+# several segments, so `drop_oldest` can delete old ones while a worker holds the one it reads,
+# and acknowledged segments free space a piece at a time.
+_SEGMENTS_PER_VOLUME = 8
+_SMALLEST_SEGMENT = 64 * 1024
 
 
 class _ShortWrite(Exception):
@@ -71,8 +79,9 @@ class SpoolWriter:
     """Appends records to the spool directory it owns (exclusive lock) until `close()`."""
 
     def __init__(self, settings: SpoolSettings, metrics: SpoolMetrics,
-                 fs: FileSystem | None = None) -> None:
+                 fs: FileSystem | None = None, clock: SpoolClock | None = None) -> None:
         self._settings = settings
+        self.clock = clock or SPOOL_CLOCK  # stamps records: never goes back (spool/clock.py)
         self._metrics = metrics
         self._fs = fs or FileSystem()
         self._directory = Path(settings.dir)
@@ -87,6 +96,7 @@ class SpoolWriter:
         self._number = 0
         self._size = 0
         self._records = 0
+        self._segment_limit = int(settings.segment_bytes)
         self._disk_full = False
         self._wanted = FRAME_SIZE
         self._dirty = False
@@ -95,15 +105,27 @@ class SpoolWriter:
         self._closed = False
         try:
             make_private(self._directory)
-            self.identity = load_identity(self._directory)
+            self.spool_identity = load_identity(self._directory)
+            # The identity this writer puts in the header of every segment it starts, the
+            # first part of their events' ids: fresh at every start, so that ids never repeat
+            # whatever spool file is lost, damaged, copied or restored (a deleted or older
+            # ledger restarts the segment numbers; new numbers under a new identity are new
+            # ids). Segments already there keep the identity in their header, so their replays
+            # are still recognised.
+            self.identity = new_identity()
             self.ledger = Ledger(self._directory, metrics, self._fs)
             self.ledger.on_freed(lambda: notify.signal(self._condition))
-            recovery = recover(self._directory, self.identity, self.ledger.highest_segment)
-            if recovery.lost_records:
-                metrics.spool_corrupt_records.inc(recovery.lost_records)
+            recovery = recover(self._directory, self.identity, self.ledger.highest_segment,
+                               self.clock.now, self.ledger.saved_seals)
+            self.clock.not_before(newest_seal(self._directory))
             recovered = self.ledger.restore(
                 (s.number, s.size, s.records, s.end) for s in recovery.segments)
-            metrics.events_recovered.inc(recovered)
+            # Records of a torn tail were in the spool when the earlier run stopped: found now
+            # (recovered) and lost (corrupt), so the accounting of this run closes.
+            metrics.events_recovered.inc(recovered + recovery.lost_records)
+            if recovery.lost_records:
+                metrics.spool_corrupt_records.inc(recovery.lost_records)
+            self._count_reidentified(recovery.reidentified)
             if recovered:
                 log.info("spool %s: %d events from before the start are pending", self._directory,
                          recovered)
@@ -119,6 +141,21 @@ class SpoolWriter:
                 target=self._fsync_loop, name="spool-fsync", daemon=True
             )
             self._fsync_thread.start()
+
+    def _count_reidentified(self, segments: dict[int, int]) -> None:
+        """Segments whose header was damaged got this writer's identity: their pending events
+        are sent under new ids, so Elasticsearch may hold some twice (a duplicate, never a
+        loss: the old identity is unknown, and guessing one could match other events' ids)."""
+        if not segments:
+            return
+        progress = self.ledger.progress()
+        count = sum(records - progress[number][1] for number, records in segments.items()
+                    if number in progress)
+        if count:
+            self._metrics.spool_events_reidentified.inc(count)
+            log.warning("spool %s: %d pending events of segments with a damaged header are sent "
+                        "under new ids (segments %s): those delivered before may be indexed twice",
+                        self._directory, count, ", ".join(map(str, sorted(segments))))
 
     @property
     def directory(self) -> Path:
@@ -180,9 +217,9 @@ class SpoolWriter:
     def _fill(self, payloads: Sequence[bytes], start: int) -> tuple[int, str]:
         """Frame payloads[start:] (a head per record, the payload itself not copied) until the
         segment or the spool is full."""
-        segment_room = self._settings.segment_bytes - self._size - FRAME_SIZE  # keep the footer's
+        segment_room = self._segment_limit - self._size - FRAME_SIZE  # keep the footer's
         spool_room = self._settings.max_bytes - self.ledger.bytes_on_disk() - FRAME_SIZE
-        now = time.time()
+        now = self.clock.now()
         ends, parts = self._ends, self._parts
         ends.clear()
         parts.clear()
@@ -276,7 +313,7 @@ class SpoolWriter:
                       self._directory, path.name, error.strerror)
             return False
         try:
-            write_all(self._fs, fd, pack_header(self.identity, number, time.time()))
+            write_all(self._fs, fd, pack_header(self.identity, number, self.clock.now()))
         except OSError as error:
             os.close(fd)
             path.unlink(missing_ok=True)
@@ -286,6 +323,7 @@ class SpoolWriter:
             return False
         self._fd, self._number, self._next_number = fd, number, number + 1
         self._size, self._records = HEADER_SIZE, 0
+        self._segment_limit = self._segment_size()
         self.ledger.opened(number, HEADER_SIZE)
         self._dirty = True
         if self._settings.fsync == "always":
@@ -294,13 +332,24 @@ class SpoolWriter:
             self._directory_dirty = True
         return True
 
+    def _segment_size(self) -> int:
+        """`spool.segment_bytes`, or less on a volume where that is more than an eighth of
+        the room the spool has (a segment larger than the volume is cut by a full disk, and
+        the whole of it is held until every event in it is shipped)."""
+        try:
+            room = self._fs.free_bytes(self._directory) + self.ledger.bytes_on_disk()
+        except OSError:
+            return int(self._settings.segment_bytes)
+        return min(self._settings.segment_bytes,
+                   max(_SMALLEST_SEGMENT, room // _SEGMENTS_PER_VOLUME))
+
     def _seal(self) -> None:
         """Close the active segment: its footer (best effort: the ledger knows where its records
         end either way), then hand its descriptor to the fsync policy."""
         assert self._fd is not None
         end = self._size
         try:
-            write_all(self._fs, self._fd, pack_footer(self._records, time.time()))
+            write_all(self._fs, self._fd, pack_footer(self._records, self.clock.now()))
             self._size += FRAME_SIZE
         except OSError as error:  # a full disk: without its footer the segment still ends here
             log.warning("spool %s: segment %d sealed without its footer: %s",
@@ -336,10 +385,16 @@ class SpoolWriter:
         return self.ledger.bytes_on_disk() + needed + FRAME_SIZE <= self._settings.max_bytes
 
     def _make_room(self, needed: int) -> bool:
-        """drop_oldest: delete old segments until `needed` bytes fit (on disk and in max_bytes)."""
+        """drop_oldest: delete old segments until `needed` bytes fit (on disk and in max_bytes).
+        When no sealed segment can go (a worker holds the only one), the segment being written
+        is sealed so that it can: its events are older than the new ones. Only when a worker
+        holds that one too are the new events refused."""
         while not (self._fits(needed) and (not self._disk_full or self._disk_has_space(needed))):
             if self.ledger.drop_oldest() is None:
-                return False
+                if self._fd is None or not self._records:
+                    return False
+                self._seal()
+                continue
             self._disk_full = False  # to be found out again by the next write
         return True
 

@@ -206,17 +206,19 @@ def test_a_reader_that_goes_away_leaves_its_segment_to_another_from_the_prefix(t
     writer.close()
 
 
-def test_reader_lets_go_of_a_segment_deleted_under_it(tmp_path: Path) -> None:
+def test_reader_reads_on_through_a_segment_deleted_under_it(tmp_path: Path) -> None:
+    # Its events are still readable through the open file: never given up (issue 27, item 2;
+    # the reader used to let go of the segment and its unread events were lost).
     writer = SpoolWriter(settings(tmp_path), Metrics())
     for start in range(0, 400, 50):
         writer.append(payloads(start, 50))
     reader = reader_of(writer)
     first = reader.read(5, 10**6)
     assert first is not None and first.records[0].position.segment == list_segments(tmp_path)[0]
+    reader.acknowledge(first)
     os.unlink(tmp_path / f"{first.records[0].position.segment:012d}.seg")
-    rest = drain(reader)
-    assert rest and rest == sorted(rest) and rest[0] > 5
-    assert rest[-1] == 399
+    assert drain(reader) == list(range(5, 400))
+    assert writer.ledger.pending() == 0
     writer.close()
 
 

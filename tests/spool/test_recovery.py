@@ -16,7 +16,14 @@ from pathlib import Path
 from receiver.metrics import Metrics
 from receiver.spool import SpoolWriter, event_id
 from receiver.spool.directory import IDENTITY_FILE, LEGACY_CHECKPOINT_FILE, QUARANTINE_DIR, place_of
-from receiver.spool.format import FRAME_SIZE, HEADER_SIZE, iter_records, list_segments, segment_name
+from receiver.spool.format import (
+    FRAME_SIZE,
+    HEADER_SIZE,
+    iter_records,
+    list_segments,
+    parse_header,
+    segment_name,
+)
 from receiver.spool.ledger import LEDGER_FILE
 from tests.spool.helpers import counter, drain, numbers, payloads, reader_of, settings
 from tests.support import REPO
@@ -38,6 +45,12 @@ def _quarantined(directory: Path) -> list[Path]:
 
 def _segment(directory: Path, number: int) -> Path:
     return directory / segment_name(number)
+
+
+def _header_identity(directory: Path, number: int) -> str:
+    header = parse_header(_segment(directory, number).read_bytes())
+    assert header is not None
+    return header.identity
 
 
 def test_torn_tail_is_truncated_and_everything_before_it_kept(tmp_path: Path) -> None:
@@ -197,7 +210,8 @@ def test_an_identity_file_copied_into_another_spool_does_not_make_its_ids_collid
 def test_a_copied_spool_gets_a_new_identity_and_keeps_the_old_ids(tmp_path: Path) -> None:
     original = tmp_path / "a"
     _filled(original, 100)
-    identity = (original / IDENTITY_FILE).read_text().split()[0]
+    name = (original / IDENTITY_FILE).read_text().split()[0]
+    identity = _header_identity(original, list_segments(original)[0])
     copy = tmp_path / "b"
     copy.mkdir()
     for path in original.iterdir():  # a snapshot of the volume, restored elsewhere
@@ -205,6 +219,7 @@ def test_a_copied_spool_gets_a_new_identity_and_keeps_the_old_ids(tmp_path: Path
             (copy / path.name).write_bytes(path.read_bytes())
     assert (copy / IDENTITY_FILE).read_text().split()[1] != place_of(copy)
     writer = SpoolWriter(settings(copy), Metrics())
+    assert writer.spool_identity != name
     assert writer.identity != identity
     writer.append(payloads(100, 1))
     reader = reader_of(writer)
@@ -216,21 +231,22 @@ def test_a_copied_spool_gets_a_new_identity_and_keeps_the_old_ids(tmp_path: Path
     assert {ids[n] for n in range(100)} == {identity}  # the copied events: the same ids
     assert ids[100] == writer.identity  # new events: new ids
     writer.close()
-    again = SpoolWriter(settings(original), Metrics())  # the original keeps its identity
-    assert again.identity == identity
+    again = SpoolWriter(settings(original), Metrics())  # the original keeps its name
+    assert again.spool_identity == name
     again.close()
 
 
 def test_lost_identity_is_taken_back_from_the_segments(tmp_path: Path) -> None:
-    _filled(tmp_path)
-    identity = (tmp_path / IDENTITY_FILE).read_text().split()[0]
+    # The name is taken from the newest segment's header (ids do not depend on it).
+    newest = _filled(tmp_path)[-1]
     (tmp_path / IDENTITY_FILE).write_text("!!\n")
     writer = SpoolWriter(settings(tmp_path), Metrics())
-    assert writer.identity == identity  # pending events keep their ids: no duplicates
+    assert writer.spool_identity == _header_identity(tmp_path, newest)
     writer.close()
     (tmp_path / IDENTITY_FILE).unlink()
+    newest = list_segments(tmp_path)[-1]
     writer = SpoolWriter(settings(tmp_path), Metrics())
-    assert writer.identity == identity
+    assert writer.spool_identity == _header_identity(tmp_path, newest)
     writer.close()
 
 

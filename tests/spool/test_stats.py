@@ -37,7 +37,7 @@ def test_stats_of_a_live_spool(tmp_path: Path) -> None:
     assert stats.bytes == sum(f.stat().st_size for f in files)
     assert stats.events_pending == 500
     assert stats.oldest_pending_age_seconds is not None and stats.oldest_pending_age_seconds > 0
-    assert stats.identity == writer.identity
+    assert stats.identity == writer.spool_identity
     reader = reader_of(writer)
     acknowledged = 0
     for _ in range(3):  # batches stop at segment ends, so count what they held
