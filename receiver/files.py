@@ -333,13 +333,18 @@ def open_lines(path: str, *, start: int = 0, end: int | None = None,
     whose first byte is in `[start, end)` (plain files only). Raises FileError: unreadable, not
     a regular file, another compression format, binary content."""
     try:
-        handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the reader
+        # Non-blocking: opening a FIFO for reading would wait for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         raise FileError(f"{path}: cannot be read: {error.strerror or error}") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        what = "a directory" if stat.S_ISDIR(status.st_mode) else "not a regular file"
+        raise FileError(f"{path}: {what}")
+    os.set_blocking(descriptor, True)
+    handle = os.fdopen(descriptor, "rb", buffering=0)
     try:
-        status = os.fstat(handle.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise FileError(f"{path}: not a regular file")
         kind = _kind(handle.read(8), path)
         if kind == "gzip" and (start or end is not None):
             raise FileError(f"{path}: a gzip file cannot be read in pieces")
