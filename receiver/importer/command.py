@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from receiver.config import Settings
 from receiver.event import Received, decode
-from receiver.importer.plan import Plan, make_plan
+from receiver.importer.plan import PIECE_BYTES, Plan, make_plan
 from receiver.importer.report import Progress, Totals, summary
 from receiver.importer.run import CannotImport, Import, ImportHook, import_parse_settings
 from receiver.importer.source import ImportSource
@@ -38,6 +38,7 @@ class Options:
     dry_run: bool = False
     workers: int = 1
     progress: bool | None = None  # None: when stderr is a terminal
+    piece_bytes: int = PIECE_BYTES  # --workers: the size large plain files are shared out in
 
 
 def period_bound(text: str, zone: str, option: str) -> str:

@@ -38,7 +38,7 @@ def run_workers(settings: Settings, plan: Plan, options: Any, err: TextIO, termi
     from receiver.importer.command import exit_status
 
     context = multiprocessing.get_context("spawn")
-    units = plan.units(options.workers)
+    units = plan.units(options.workers, options.piece_bytes)
     counter = context.Value("l", 0)
     stop = context.Event()
     reports: multiprocessing.Queue[Report] = context.Queue()
