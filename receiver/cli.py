@@ -195,9 +195,7 @@ def parse(
 @app.command("import")
 def import_files(
     paths: Annotated[list[str], typer.Argument(
-        metavar="PATH...", show_default=False,
-        help="Log files (plain or gzip, by content), directories (their files), globs, or - for "
-             "standard input.")],
+        metavar="PATH", show_default=False, hidden=True)],  # said in the docstring
     config: ConfigOption = None,
     elasticsearch: Annotated[list[str] | None, typer.Option(
         "--elasticsearch", "-e", metavar="URL",
@@ -221,7 +219,9 @@ def import_files(
     log_format: LogFormatOption = None,
 ) -> None:
     """Ship existing HAProxy log files to Elasticsearch, exactly once however often it runs
-    (each event's id comes from the file's content: a rerun reports it "already there")."""
+    (each event's id comes from the file's content: a rerun reports it "already there"). Each
+    PATH is a log file (plain or gzip, told by its content), a directory (its files), a glob,
+    or - for standard input."""
     from receiver.importer.command import Options, UsageError, period_bound, run_import
 
     settings = _logged_settings(config, {"elasticsearch.hosts": elasticsearch}, log_level,
