@@ -118,13 +118,17 @@ class Progress:
             self._out.flush()
 
 
+def _lines(count: int) -> str:
+    return f"{count:,} line{'' if count == 1 else 's'}"
+
+
 def _name(tally: FileTally) -> str:
     return "standard input" if tally.path == STDIN else tally.path
 
 
 def _file_line(tally: FileTally, dry_run: bool) -> str:
     kind = f" ({tally.kind})" if tally.kind else ""
-    head = f"{_name(tally)}{kind}: {tally.lines:,} lines"
+    head = f"{_name(tally)}{kind}: {_lines(tally.lines)}"
     notes = []
     if dry_run and tally.formats:
         notes.append(", ".join(f"{name} {count:,}" for name, count in _by_count(tally.formats)))
@@ -159,11 +163,11 @@ def summary(tallies: list[FileTally], totals: Totals, elapsed: float, *, dry_run
         for tally in tallies:
             formats.update(tally.formats)
         by_format = ", ".join(f"{name} {count:,}" for name, count in _by_count(formats))
-        lines.append(f"dry run: {totals.lines:,} lines in {files}, nothing sent"
+        lines.append(f"dry run: {_lines(totals.lines)} in {files}, nothing sent"
                      + (f": {by_format}" if by_format else ""))
     else:
         rate = totals.acknowledged / elapsed if elapsed > 0 else 0.0
-        text = (f"import: {totals.lines:,} lines from {files} in {elapsed:.1f} s "
+        text = (f"import: {_lines(totals.lines)} from {files} in {elapsed:.1f} s "
                 f"({rate:,.0f} events/s): {totals.new:,} new, {totals.existing:,} already there, "
                 f"{totals.dead:,} dead-lettered")
         if totals.dead and dead_letter_file:
