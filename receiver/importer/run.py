@@ -193,15 +193,17 @@ class Import:
         thread = threading.Thread(target=shipper.run, args=(stop,), name="import-reader",
                                   daemon=True)
         thread.start()
+        completed = False
         try:
             while thread.is_alive() and not stop.is_set():
                 if self.source.exhausted and shipper.caught_up():
+                    completed = True
                     break
                 stop.wait(_TICK)
                 if tick is not None:
                     tick()
-        finally:
-            self.interrupted = stop.is_set()
+        finally:  # also on KeyboardInterrupt: a short grace, then the summary
+            self.interrupted = not completed
             stop.set()
             grace = INTERRUPT_GRACE if self.interrupted else 60.0
             shipper.drain(time.monotonic() + grace)

@@ -379,3 +379,26 @@ def test_an_unreachable_output_is_said_at_once(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "cannot use the output" in result.stderr and "127.0.0.1:9" in result.stderr
     assert time.monotonic() - started < 50
+
+
+def test_ctrl_c_stops_with_a_summary_and_a_rerun_finishes(es_url: str, tmp_path: Path) -> None:
+    lines = numbered(6000)
+    write(tmp_path / "haproxy.log", lines)
+    env = {**os.environ, **env_for(es_url, tmp_path, HAPROXY_RECEIVER_ELASTICSEARCH__BATCH_EVENTS="20",
+                                   HAPROXY_RECEIVER_ELASTICSEARCH__MAX_IN_FLIGHT="1")}
+    process = subprocess.Popen([sys.executable, "-m", "receiver", "import", str(tmp_path)],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        wait_for(lambda: count(es_url) > 100, timeout=120, what="the import under way")
+        process.send_signal(signal.SIGINT)
+        _, text = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, text
+    assert "interrupted:" in text and "run the same command again" in text
+    status, counts, text = do_import(es_url, tmp_path, str(tmp_path))
+    assert status == 0, text
+    assert sum(counts[:2]) == len(lines) and counts[1] > 0
+    assert logged_pids(sources(es_url)) == pids(lines)
