@@ -25,6 +25,7 @@ from receiver.event import Received
 from receiver.importer.source import FILE_SCHEME, FileTally, ImportSource, Unit
 from receiver.metrics import WorkerMetrics
 from receiver.ship.classify import Classification, RequestOutcome
+from receiver.ship.dead_letter import dead_letter_file
 from receiver.ship.output import Output
 
 IMPORT_TAG = "import"
@@ -113,13 +114,6 @@ class CountingOutput:
 def import_parse_settings(settings: Settings) -> Any:
     """The parse settings of an import: `parse.max_past` lifted (see the module docstring)."""
     return dataclasses.replace(settings.parse, max_past=Seconds(0))
-
-
-def dead_letter_file(settings: Settings) -> Path:
-    """Where refused documents go: `elasticsearch.dead_letter_file`, else the spool's default
-    place, as for `run`."""
-    configured = settings.elasticsearch.dead_letter_file
-    return Path(configured) if configured else Path(settings.spool.dir) / "dead-letter.jsonl"
 
 
 def check_dead_letter_file(path: Path) -> None:

@@ -25,7 +25,8 @@ from typing import Any, TextIO
 from receiver.config import Settings
 from receiver.importer.plan import Plan
 from receiver.importer.report import Progress, Totals, summary
-from receiver.importer.run import INTERRUPT_GRACE, CannotImport, Import, dead_letter_file
+from receiver.importer.run import INTERRUPT_GRACE, CannotImport, Import
+from receiver.ship.dead_letter import dead_letter_file
 from receiver.importer.source import FileTally, Unit
 
 REPORT_INTERVAL = 0.5

@@ -16,7 +16,8 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -24,8 +25,17 @@ from receiver.ratelimit import RateLimitedLog
 from receiver.ship.encode import action_line
 from receiver.ship.output import Output
 
+if TYPE_CHECKING:
+    from receiver.config import Settings
+
 log = logging.getLogger(__name__)
 DEAD_LETTER_MODE = 0o640  # readable by the group of operators who investigate refusals
+
+
+def dead_letter_file(settings: Settings) -> Path:
+    """`elasticsearch.dead_letter_file`, else `dead-letter.jsonl` in the spool directory."""
+    configured = settings.elasticsearch.dead_letter_file
+    return Path(configured) if configured else Path(settings.spool.dir) / "dead-letter.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
