@@ -26,8 +26,8 @@ from receiver.config import Settings
 from receiver.importer.plan import Plan
 from receiver.importer.report import Progress, Totals, summary
 from receiver.importer.run import INTERRUPT_GRACE, CannotImport, Import
-from receiver.ship.dead_letter import dead_letter_file
 from receiver.importer.source import FileTally, Unit
+from receiver.ship.dead_letter import dead_letter_file
 
 REPORT_INTERVAL = 0.5
 _PR_SET_PDEATHSIG = 1
