@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
+import os
 import queue
 import signal
 import time
@@ -48,7 +49,7 @@ def run_workers(settings: Settings, plan: Plan, options: Any, err: TextIO, termi
     processes = [
         context.Process(target=_child, name=f"import-{number}", daemon=True,
                         args=(settings, units, counter, stop, reports, number, blank,
-                              options.since, options.until))
+                              options.since, options.until, os.getpid()))
         for number in range(min(options.workers, max(1, len(units))))
     ]
     started = time.monotonic()
@@ -135,7 +136,8 @@ def _take(report: Report, latest: dict[int, tuple[dict[int, FileTally], int, int
 
 def _child(settings: Settings, units: list[Unit], counter: Synchronized[int], stop: Any,
            reports: multiprocessing.Queue[Report], number: int,
-           tallies: dict[int, FileTally], since: str | None, until: str | None) -> None:
+           tallies: dict[int, FileTally], since: str | None, until: str | None,
+           parent: int) -> None:
     import threading
 
     from receiver.logs import setup_logging
@@ -143,6 +145,8 @@ def _child(settings: Settings, units: list[Unit], counter: Synchronized[int], st
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent asks us to stop
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before we asked to die with it
+        return
     setup_logging(settings.service.log_level, settings.service.log_format)
 
     def next_unit() -> Unit | None:
