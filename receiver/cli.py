@@ -212,6 +212,9 @@ def import_files(
         "out in pieces).")] = 1,
     progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="Progress line (default: when stderr is a terminal).")] = None,
+    metrics: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT", help="Serve the import's metrics (/metrics) here while it runs "
+        "(one process: without --workers).")] = None,
     piece_bytes: Annotated[int, typer.Option(
         min=4096, hidden=True, help="With --workers: plain files larger than twice this are "
         "shared out in pieces of this size.")] = 32 * 1024 * 1024,
@@ -231,7 +234,8 @@ def import_files(
         options = Options(
             paths, since=period_bound(since, zone, "--since") if since else None,
             until=period_bound(until, zone, "--until") if until else None,
-            dry_run=dry_run, workers=workers, progress=progress, piece_bytes=piece_bytes)
+            dry_run=dry_run, workers=workers, progress=progress, piece_bytes=piece_bytes,
+            metrics=metrics or "")
         status = run_import(settings, options, sys.stdin.buffer, sys.stderr)
     except UsageError as error:
         typer.echo(f"haproxy-receiver: import: {error}", err=True)

@@ -39,6 +39,7 @@ class Options:
     workers: int = 1
     progress: bool | None = None  # None: when stderr is a terminal
     piece_bytes: int = PIECE_BYTES  # --workers: the size large plain files are shared out in
+    metrics: str = ""  # HOST:PORT serving the import's metrics while it runs
 
 
 def period_bound(text: str, zone: str, option: str) -> str:
@@ -65,6 +66,8 @@ def run_import(settings: Settings, options: Options, stdin: BinaryIO, err: TextI
     plan = make_plan(options.paths)
     if options.workers > 1 and plan.reads_stdin:
         raise UsageError("standard input (`-`) is read by one process: leave out --workers")
+    if options.workers > 1 and options.metrics:
+        raise UsageError("--metrics serves one process's counters: leave out --workers")
     terminal = err.isatty() if options.progress is None else options.progress
     if options.dry_run:
         return _dry_run(settings, plan, options, stdin, err)
@@ -81,6 +84,15 @@ def run_import(settings: Settings, options: Options, stdin: BinaryIO, err: TextI
         err.write(f"haproxy-receiver: import: {error}\n")
         return 1
     progress = Progress(err) if terminal else None
+    server = None
+    if options.metrics:
+        from receiver.metrics import serve
+
+        try:
+            server = serve(job.metrics.registry, options.metrics, lambda: (True, "importing"))
+        except (OSError, ValueError) as error:
+            err.write(f"haproxy-receiver: import: --metrics {options.metrics}: {error}\n")
+            return 2
 
     def totals() -> Totals:
         return Totals.of(plan.tallies.values(), job.output.delivered, job.output.existing)
@@ -94,6 +106,9 @@ def run_import(settings: Settings, options: Options, stdin: BinaryIO, err: TextI
         job.run(stop, tick)
     except KeyboardInterrupt:
         job.interrupted = True
+    if server is not None:
+        server.shutdown()
+        server.server_close()
     if progress is not None:
         progress.update(totals(), force=True)
         progress.close()

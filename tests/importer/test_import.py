@@ -22,7 +22,15 @@ from typing import Any
 
 from tests.fakes.es_server import FakeElasticsearch
 from tests.importer.logs import corpus_frames, mixed_lines, rsyslog_line
-from tests.support import REPO, count, receiver_command, search_all, wait_for
+from tests.support import (
+    REPO,
+    count,
+    free_port,
+    metric_value,
+    receiver_command,
+    search_all,
+    wait_for,
+)
 
 SUMMARY = re.compile(r"([\d,]+) new, ([\d,]+) already there, ([\d,]+) dead-lettered")
 
@@ -201,7 +209,7 @@ def test_damaged_unreadable_and_binary_files_are_named_and_the_rest_is_imported(
     assert counts == (len(documents), 0, 0)
 
 
-def slow_import(es_url: str, tmp_path: Path, lines: list[bytes]
+def slow_import(es_url: str, tmp_path: Path, lines: list[bytes], *more: str
                 ) -> tuple[subprocess.Popen[bytes], bytes]:
     """An import of a file and then stdin, half of stdin written and the pipe held open: it
     cannot end before the test lets it. Returns the process and the rest of stdin."""
@@ -209,7 +217,7 @@ def slow_import(es_url: str, tmp_path: Path, lines: list[bytes]
     piped = b"".join(line + b"\n" for line in lines[len(lines) // 2:])
     env = {**os.environ, **env_for(es_url, tmp_path, HAPROXY_RECEIVER_ELASTICSEARCH__BATCH_EVENTS="20")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "receiver", "import", str(tmp_path / "haproxy.log.1"), "-"],
+        [sys.executable, "-m", "receiver", "import", *more, str(tmp_path / "haproxy.log.1"), "-"],
         cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE)
     assert process.stdin is not None
@@ -421,3 +429,19 @@ def test_ctrl_c_stops_with_a_summary_and_a_rerun_finishes(es_url: str, tmp_path:
     assert status == 0, text
     assert sum(counts[:2]) == len(lines) and counts[1] > len(lines) // 2
     assert logged_pids(sources(es_url)) == pids(lines)
+
+
+def test_metrics_are_served_while_it_runs(es_url: str, tmp_path: Path) -> None:
+    lines = numbered(2000)
+    url = f"http://127.0.0.1:{free_port()}/metrics"
+    process, piped = slow_import(es_url, tmp_path, lines, "--metrics", url[7:-8])
+    try:
+        parsed = metric_value(url, "haproxy_receiver_events_parsed_total", format="httplog")
+        assert parsed > len(lines) // 2
+        assert metric_value(url, "haproxy_receiver_bulk_requests_total", outcome="ok") > 0
+        _, errors = process.communicate(piped[len(piped) // 2:], timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, errors.decode()
+    assert count(es_url) == len(lines)
