@@ -221,6 +221,57 @@ def parse(
     raise typer.Exit(run_parse_command(source, settings.parse, sys.stdout, indent))
 
 
+@app.command("import")
+def import_files(
+    paths: Annotated[list[str], typer.Argument(
+        metavar="PATH", show_default=False, hidden=True)],  # said in the docstring
+    config: ConfigOption = None,
+    elasticsearch: Annotated[list[str] | None, typer.Option(
+        "--elasticsearch", "-e", metavar="URL",
+        help="Elasticsearch URL (repeatable); none: JSON lines on stdout.")] = None,
+    since: Annotated[str | None, typer.Option(
+        metavar="TIME", help="Only events at or after TIME (ISO 8601, e.g. 2026-11-01 or "
+        "2026-11-01T06:00:00Z; without an offset in parse.timezone).")] = None,
+    until: Annotated[str | None, typer.Option(
+        metavar="TIME", help="Only events before TIME (e.g. when the live receiver started).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Read and parse everything, send nothing: lines per file and format.")] = False,
+    workers: Annotated[int, typer.Option(
+        metavar="N", min=1, help="Processes parsing and shipping (large plain files are shared "
+        "out in pieces).")] = 1,
+    progress: Annotated[bool | None, typer.Option(
+        "--progress/--no-progress", help="Progress line (default: when stderr is a terminal).")] = None,
+    metrics: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT", help="Serve the import's metrics (/metrics) here while it runs "
+        "(one process: without --workers).")] = None,
+    piece_bytes: Annotated[int, typer.Option(
+        min=4096, hidden=True, help="With --workers: plain files larger than twice this are "
+        "shared out in pieces of this size.")] = 32 * 1024 * 1024,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """Ship existing HAProxy log files to Elasticsearch, exactly once however often it runs
+    (each event's id comes from the file's content: a rerun reports it "already there"). Each
+    PATH is a log file (plain or gzip, told by its content), a directory (its files), a glob,
+    or - for standard input."""
+    from receiver.importer.command import Options, UsageError, period_bound, run_import
+
+    settings = _logged_settings(config, {"elasticsearch.hosts": elasticsearch}, log_level,
+                                log_format)
+    try:
+        zone = settings.parse.timezone
+        options = Options(
+            paths, since=period_bound(since, zone, "--since") if since else None,
+            until=period_bound(until, zone, "--until") if until else None,
+            dry_run=dry_run, workers=workers, progress=progress, piece_bytes=piece_bytes,
+            metrics=metrics or "")
+        status = run_import(settings, options, sys.stdin.buffer, sys.stderr)
+    except UsageError as error:
+        typer.echo(f"haproxy-receiver: import: {error}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(status)
+
+
 @app.command()
 def setup(
     config: ConfigOption = None,

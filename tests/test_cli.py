@@ -15,7 +15,7 @@ from receiver.cli import app
 from tests.support import REPO
 
 COMMANDS = [[], ["run"], ["check-config"], ["config-reference"], ["version"], ["parse"], ["setup"],
-            ["status"], ["spool"], ["spool", "stats"], ["spool", "dump"]]
+            ["status"], ["spool"], ["spool", "stats"], ["spool", "dump"], ["import"]]
 
 
 def test_version_option_and_command() -> None:

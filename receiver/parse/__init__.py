@@ -83,6 +83,17 @@ _BINARY_SHARE = 0.125
 _CONTROL_BYTES = bytes(b for b in range(32) if b != 9) + b"\x7f"
 
 
+def not_text(data: bytes) -> int:
+    """How many bytes of `data` are control characters (but tab) or not UTF-8."""
+    controls = len(data) - len(data.translate(None, _CONTROL_BYTES))
+    return controls + len(data) - len(data.decode("utf-8", "ignore").encode())
+
+
+def is_binary(data: bytes) -> bool:
+    """Mostly not text (more than one byte in eight): kept base64, not as a message."""
+    return not_text(data) > len(data) * _BINARY_SHARE
+
+
 class Parser:
     """Turns syslog messages into documents; one per thread (it keeps per-second caches)."""
 
@@ -416,11 +427,9 @@ class Parser:
         when it is mostly not text, base64-encoded in `event.original` (the raw event)."""
         size = len(data)
         if size:
-            controls = size - len(data.translate(None, _CONTROL_BYTES))
-            not_utf8 = size - len(data.decode("utf-8", "ignore").encode())
-            not_text = controls + not_utf8
-            if not_text > size * _BINARY_SHARE:
-                doc[MESSAGE] = f"binary data: {size} bytes, {not_text * 100 // size}% not text"
+            share = not_text(data)
+            if share > size * _BINARY_SHARE:
+                doc[MESSAGE] = f"binary data: {size} bytes, {share * 100 // size}% not text"
                 doc[ORIGINAL] = base64.b64encode(data).decode("ascii")
                 doc[ERROR_TYPE] = "binary"
                 doc[ERROR_MESSAGE] = (

@@ -54,6 +54,9 @@ class Classification:
     message: str = ""
     # Only the items that were not delivered; every other item was delivered.
     failures: tuple[ItemFailure, ...] = field(default=())
+    # Of the delivered items, how many Elasticsearch already had (409 on `create`): an import
+    # reports them as "already there".
+    existing: int = 0
 
     @property
     def delivered_all(self) -> bool:
@@ -149,7 +152,15 @@ def classify(status: int, body: Any, expected_items: int) -> Classification:
         failure for position, item in enumerate(items)
         if (failure := classify_item(position, item)) is not None
     )
-    return Classification(RequestOutcome.OK, "partial" if failures else "ok", status, "", failures)
+    existing = sum(1 for item in items if _already_there(item))
+    return Classification(RequestOutcome.OK, "partial" if failures else "ok", status, "", failures,
+                          existing)
+
+
+def _already_there(item: Any) -> bool:
+    """A `create` answered 409: the document with this `_id` was indexed before."""
+    result = item.get("create") if isinstance(item, dict) else None
+    return isinstance(result, dict) and result.get("status") == 409
 
 
 def delivered_all_raw(status: int, body: bytes, expected_items: int) -> bool:

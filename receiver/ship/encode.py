@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +42,10 @@ _FIELD_REFERENCE = re.compile(r"\{([^{}]+)\}")
 _SECOND_DIRECTIVES = ("%S", "%s", "%f", "%c", "%X", "%T", "%r", "%+")
 _MAX_INDEX_BYTES = 255
 _UNKNOWN_FIELD = "unknown"
+
+# Completes a document before it is encoded (an import adds the file it came from); False leaves
+# the record out of the bulk body (an import's `--since`/`--until`), and it counts as delivered.
+DocumentHook = Callable[[Received, dict[str, Any]], bool]
 
 
 def sanitise_index_part(value: object) -> str:
@@ -213,11 +217,12 @@ class BulkEncoder:
     per-second caches)."""
 
     def __init__(self, settings: ElasticsearchSettings, parser: Parser, metrics: ParseMetrics,
-                 with_ids: bool = True) -> None:
+                 with_ids: bool = True, hook: DocumentHook | None = None) -> None:
         self._namer = IndexNamer(settings)
         self._parser = parser
         self._metrics = metrics
         self._with_ids = with_ids
+        self._hook = hook
         self._prefixes: dict[str, bytes] = {}
         self._formats: dict[str, Any] = {}
 
@@ -229,6 +234,8 @@ class BulkEncoder:
             document[SOURCE_FIELD] = record.source
         if record.flags:
             _mark_cut(document)
+        if self._hook is not None:
+            self._hook(record, document)
         return document
 
     def encode(self, records: Sequence[Any], identity: str) -> EncodedBatch:
@@ -237,7 +244,7 @@ class BulkEncoder:
         namer = self._namer
         static, needs_document = namer.static, namer.needs_document
         key_length, cached, name_of = namer.key_length, namer.names_by_key, namer.name
-        with_ids = self._with_ids
+        with_ids, hook = self._with_ids, self._hook
         prefixes, parse, dumps = self._prefixes, self._parser.parse, orjson.dumps
         formats: Tally[str] = Tally()
         failures: Tally[str] = Tally()
@@ -260,6 +267,8 @@ class BulkEncoder:
                         document[SOURCE_FIELD] = received.source
                     if received.flags:
                         _mark_cut(document)
+                    if hook is not None and not hook(received, document):
+                        continue
                     formats[document.get("haproxy.log_format", "unknown")] += 1
                     if "tags" in document and TAG_FAILURE in document["tags"]:
                         failures[str(document.get("error.type", "unknown"))] += 1

@@ -28,7 +28,7 @@ from receiver.ratelimit import RateLimitedLog
 from receiver.ship.batching import BatchPolicy, Shipment
 from receiver.ship.dead_letter import DeadLetters
 from receiver.ship.delivery import Delivery
-from receiver.ship.encode import BulkEncoder, EncodedBatch
+from receiver.ship.encode import BulkEncoder, DocumentHook, EncodedBatch
 from receiver.ship.output import Output
 from receiver.ship.source import Source
 
@@ -52,6 +52,7 @@ class Shipper:
         metrics: WorkerMetrics,
         dead_letter_path: str,
         parse: ParseSettings | None = None,
+        hook: DocumentHook | None = None,
     ) -> None:
         self._settings = settings
         self._reader = reader
@@ -61,7 +62,7 @@ class Shipper:
         dead_letters = DeadLetters(dead_letter_path, output, settings.dead_letter_index)
         self._delivery = Delivery(settings, output, metrics, dead_letters, self._abandon)
         self._encoder = BulkEncoder(settings, Parser(parse or ParseSettings()), metrics,
-                                    output.wants_ids)
+                                    output.wants_ids, hook)
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
         # Daemon workers (not an executor): a request stuck until its timeout must not hold
         # the process at exit once drain's deadline has passed.
