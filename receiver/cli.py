@@ -147,7 +147,10 @@ def run(
 
     try:
         status = Receiver(settings, loader=_loader(config, flags)).run()
-    except (ListenError, SpoolError, OutputError) as error:
+    except ListenError as error:  # an address in use or not ours: a setting to change
+        log.error("%s", error)
+        raise typer.Exit(2) from None
+    except (SpoolError, OutputError) as error:
         log.error("%s", error)
         raise typer.Exit(1) from None
     raise typer.Exit(status)

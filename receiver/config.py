@@ -115,6 +115,14 @@ class ListenSettings:
         "out. 0: refuse the new connection instead.",
         unit="s",
     )
+    reuse_port: bool = setting(
+        False,
+        "Share the UDP, TCP and TLS ports with other processes that also set it (SO_REUSEPORT: "
+        "the kernel spreads datagrams and connections over them), for several receivers run on "
+        "purpose. `false`: each port is this process's alone, and an address already in use "
+        "stops the start (a second `run` beside the service would otherwise take its UDP "
+        "datagrams).",
+    )
     backlog: int = setting(
         0,
         "Listen backlog of TCP and Unix stream sockets: connections the kernel completes while "
