@@ -135,6 +135,7 @@ def run(
         "service.log_level": log_level, "service.log_format": log_format,
     }
     settings = _logged_settings(config, flags, log_level, log_format)
+    _check_files(settings)
     log.info("haproxy-receiver %s, configuration %s", __version__,
              config_file(config) or "built in (no file)")
     # The systemd watchdog ends a wedged receiver with SIGABRT: every thread's stack then goes
@@ -145,8 +146,17 @@ def run(
     from receiver.ship.errors import OutputError
     from receiver.spool import SpoolError
 
+    load = _loader(config, flags)
+
+    def reload() -> Settings:  # SIGHUP: a file gone or broken since is refused as at start
+        from receiver.preflight import check_files
+
+        fresh = load()
+        check_files(fresh)
+        return fresh
+
     try:
-        status = Receiver(settings, loader=_loader(config, flags)).run()
+        status = Receiver(settings, loader=reload).run()
     except ListenError as error:  # an address in use or not ours: a setting to change
         log.error("%s", error)
         raise typer.Exit(2) from None
@@ -156,10 +166,39 @@ def run(
     raise typer.Exit(status)
 
 
+def _check_files(settings: Settings) -> None:
+    """The files, directories and certificates the settings name, on this machine; a problem
+    ends the program with status 2 before anything starts."""
+    from receiver.preflight import check_files
+
+    try:
+        check_files(settings)
+    except ConfigError as error:
+        typer.echo(f"haproxy-receiver: configuration error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("check-config")
-def check_config(config: ConfigOption = None) -> None:
-    """Validate the configuration (file + environment) and print it, secrets hidden."""
+def check_config(
+    config: ConfigOption = None,
+    values_only: Annotated[bool, typer.Option(
+        "--values-only", help="Check the values only, not the files, certificates and "
+        "addresses on this machine (a configuration meant for another host).")] = False,
+) -> None:
+    """Validate the configuration (file + environment) as `run` would before starting: values,
+    then the files, certificates and addresses it names; print it, secrets hidden."""
     settings = _settings(config, {})
+    if not values_only:
+        from receiver.preflight import probe_addresses
+
+        _check_files(settings)
+        try:
+            notes = probe_addresses(settings)
+        except ConfigError as error:
+            typer.echo(f"haproxy-receiver: configuration error: {error}", err=True)
+            raise typer.Exit(2) from None
+        for note in notes:
+            typer.echo(f"haproxy-receiver: note: {note}", err=True)
     typer.echo(orjson.dumps(redacted(settings), option=orjson.OPT_INDENT_2).decode())
 
 

@@ -686,8 +686,8 @@ def _check_connection(es: ElasticsearchSettings) -> None:
             raise ConfigError(
                 "elasticsearch.cloud_id and elasticsearch.hosts are both set; set one of them")
         cloud_id_url(es.cloud_id)
-    # Whether the TLS files exist is checked where they are used (receiver/ship/http.py): a
-    # configuration is also validated on machines that do not hold them (check-config, CI).
+    # Whether the TLS files exist is checked by receiver/preflight.py (`run`, `check-config`),
+    # not here: a configuration is also loaded on machines that do not hold them (CI, tools).
     if es.client_key and not es.client_cert:
         raise ConfigError("elasticsearch.client_key is set but elasticsearch.client_cert is empty")
     if es.client_key_passphrase and not (es.client_key or es.client_cert):

@@ -216,8 +216,11 @@ def udp_socket_drops(inodes: Iterable[int], proc_net: str = "/proc/net") -> int:
 HealthCheck = Callable[[], tuple[bool, str]]
 
 
-def serve(registry: CollectorRegistry, listen: str, ready: HealthCheck) -> ThreadingHTTPServer:
-    """Serve `/metrics`, `/healthz` (alive) and `/readyz` (spool writable, etc.) in a thread."""
+def bind_http(registry: CollectorRegistry, listen: str, ready: HealthCheck) -> ThreadingHTTPServer:
+    """The server of `/metrics`, `/healthz` (alive) and `/readyz` (spool writable, etc.), bound
+    but not yet serving (`serve_forever` in a thread starts it):
+    bound before anything starts, so a taken port fails the start (OSError). Close a server
+    that never served with `server_close()`: `shutdown()` would wait for it forever."""
     host, port = parse_host_port(listen)
 
     class Handler(BaseHTTPRequestHandler):
@@ -247,9 +250,7 @@ def serve(registry: CollectorRegistry, listen: str, ready: HealthCheck) -> Threa
         address_family = family_of(host)
         daemon_threads = True
 
-    server = Server((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
-    return server
+    return Server((host, port), Handler)
 
 
 class Relayed(Collector):
