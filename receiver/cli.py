@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import os
 import sys
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -219,19 +220,52 @@ def parse(
     lines: Annotated[list[str] | None, typer.Argument(
         metavar="LINE", show_default=False, hidden=True)] = None,  # said in the docstring
     config: ConfigOption = None,
+    files: Annotated[list[Path] | None, typer.Option(
+        "--file", "-f", metavar="FILE", show_default=False,
+        help="Read the lines of this log file (repeatable; - for stdin).")] = None,
     pretty: Annotated[bool | None, typer.Option(
         "--pretty/--compact", help="Indent output (default: when stdout is a terminal).")] = None,
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
 ) -> None:
     """Show the document each syslog LINE becomes (instead of regex trial and error); with no
-    LINE, read lines from stdin."""
+    LINE, read lines from the --file FILEs, else from stdin."""
     from receiver.parse.command import run_parse_command
 
     settings = _logged_settings(config, {}, log_level, log_format)
-    source = [line.encode("utf-8", "surrogateescape") for line in lines] if lines else sys.stdin.buffer
+    for line in lines or []:
+        if os.path.isfile(line):  # `parse /var/log/haproxy.log`; never raises
+            typer.echo(f"haproxy-receiver: parse: {line!r} is a file, and arguments are log "
+                       f"lines; to read the file's lines: haproxy-receiver parse --file {line}",
+                       err=True)
+            raise typer.Exit(2)
+    if lines and files:
+        typer.echo("haproxy-receiver: parse: give lines or --file, not both", err=True)
+        raise typer.Exit(2)
+    source: Iterable[bytes]
+    if lines:
+        source = [line.encode("utf-8", "surrogateescape") for line in lines]
+    elif files:
+        source = _lines_of(files)
+    else:
+        source = sys.stdin.buffer
     indent = sys.stdout.isatty() if pretty is None else pretty
     raise typer.Exit(run_parse_command(source, settings.parse, sys.stdout, indent))
+
+
+def _lines_of(files: list[Path]) -> Iterator[bytes]:
+    """The lines of each file in turn; one that cannot be read ends the command (status 2)."""
+    for path in files:
+        if str(path) == "-":
+            yield from sys.stdin.buffer
+            continue
+        try:
+            with path.open("rb") as handle:
+                yield from handle
+        except OSError as error:
+            typer.echo(f"haproxy-receiver: parse: --file {path}: cannot read: {error.strerror}",
+                       err=True)
+            raise typer.Exit(2) from None
 
 
 @app.command()
@@ -368,6 +402,18 @@ def _watch(url: str, interval: float, count: int) -> int:
         return 0
 
 
+def _inspectable_spool(directory: Path) -> None:
+    """A missing or wrong spool path: one line and exit 1, not zeros or a traceback."""
+    from receiver.spool import SpoolError
+    from receiver.spool.stats import check_spool_directory
+
+    try:
+        check_spool_directory(directory)
+    except SpoolError as error:
+        typer.echo(f"haproxy-receiver: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
 @spool_app.command("stats")
 def spool_stats_command(
     config: ConfigOption = None,
@@ -379,6 +425,7 @@ def spool_stats_command(
     from receiver.spool import spool_stats
 
     settings = _logged_settings(config, {"spool.dir": spool_dir}, log_level, log_format)
+    _inspectable_spool(Path(settings.spool.dir))
     stats = spool_stats(Path(settings.spool.dir))
     typer.echo(orjson.dumps(stats.as_dict(), option=orjson.OPT_INDENT_2).decode())
 
@@ -398,6 +445,7 @@ def spool_dump_command(
     from receiver.spool import dump_pending
 
     settings = _logged_settings(config, {"spool.dir": spool_dir}, log_level, log_format)
+    _inspectable_spool(Path(settings.spool.dir))
     parse = None
     if documents:
         from prometheus_client import CollectorRegistry
