@@ -50,6 +50,8 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
          "dashboards/grafana/haproxy-receiver.json"),
     Kind("alert-rules", "Prometheus alerting rules (YAML, for rule_files)",
          "dashboards/prometheus/alerts.yml"),
+    Kind("config", "a complete configuration file: every setting at its default, with its "
+         "meaning (TOML, accepted by check-config as it is)", ""),
 )}
 HAPROXY_GUIDE = "README"  # `--name README`: haproxy/README.md, which configuration to choose
 
@@ -73,6 +75,14 @@ def haproxy_configs() -> dict[str, str]:
         if entry.name.endswith(".cfg"):
             configs[entry.name.removesuffix(".cfg")] = _first_sentence(entry.read_text("utf-8"))
     return dict(sorted(configs.items()))
+
+
+def haproxy_config_listing() -> str:
+    """One line per HAProxy configuration (name and summary), then the guide to choosing."""
+    configs = haproxy_configs()
+    width = max(map(len, configs))
+    listing = "".join(f"  {config:<{width}}  {summary}\n" for config, summary in configs.items())
+    return listing + f"  {HAPROXY_GUIDE:<{width}}  which one to choose (haproxy/README.md)\n"
 
 
 def _first_sentence(config: str) -> str:
@@ -99,6 +109,10 @@ def read(kind_name: str, name: str | None = None,
         return _haproxy_config(name)
     if name is not None:
         raise AssetError(f"{chosen.name} has no --name (only haproxy-config has)")
+    if chosen.name == "config":
+        from receiver.config import config_toml
+
+        return config_toml().encode()
     if chosen.name == "index-template":
         from receiver.ship.template import build_template
 
@@ -111,11 +125,9 @@ def _haproxy_config(name: str | None) -> bytes:
     folder = _root().joinpath(KINDS["haproxy-config"].path)
     if name == HAPROXY_GUIDE:
         return folder.joinpath("README.md").read_bytes()
-    configs = haproxy_configs()
-    if name not in configs:
-        given = "needs --name" if name is None else f"has no configuration {name!r}"
-        width = max(map(len, configs))
-        listing = "".join(f"\n  {config:<{width}}  {summary}" for config, summary in configs.items())
-        raise AssetError(f"haproxy-config {given}, one of:{listing}"
-                         f"\n  {HAPROXY_GUIDE:<{width}}  which one to choose (haproxy/README.md)")
+    if name is None:  # what there is to choose from
+        return f"haproxy-config --name NAME, one of:\n{haproxy_config_listing()}".encode()
+    if name not in haproxy_configs():
+        raise AssetError(f"haproxy-config has no configuration {name!r}, one of:\n"
+                         + haproxy_config_listing().rstrip("\n"))
     return folder.joinpath(f"{name}.cfg").read_bytes()
