@@ -42,7 +42,8 @@ app = typer.Typer(
 spool_app = typer.Typer(help="Inspect the spool (safe while the receiver runs).", no_args_is_help=True,
                         rich_markup_mode=None)
 app.add_typer(spool_app, name="spool")
-test_app = typer.Typer(help="Check what `run` needs before going live.", no_args_is_help=True)
+test_app = typer.Typer(help="Check what `run` needs before going live.", no_args_is_help=True,
+                       rich_markup_mode=None)
 app.add_typer(test_app, name="test")
 
 ConfigOption = Annotated[Path | None, typer.Option(
@@ -308,28 +309,30 @@ def _import_dashboards(kibana: str, settings: Settings) -> int:
 def test_output(
     config: ConfigOption = None,
     elasticsearch: Annotated[list[str] | None, typer.Option(
-        "--elasticsearch", "-e", help="Elasticsearch URL (repeatable).")] = None,
+        "--elasticsearch", "-e", metavar="URL", help="Elasticsearch URL (repeatable).")] = None,
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
 ) -> None:
     """Reach every Elasticsearch host as `run` would: version, credentials, privileges, template."""
     settings = _logged_settings(config, {"elasticsearch.hosts": elasticsearch}, log_level, log_format)
+    if log_level is None:  # the report says it all; the output's own info lines would repeat it
+        logging.getLogger("receiver").setLevel(logging.WARNING)
     from receiver.ship.output_check import run_output_check
 
     raise typer.Exit(run_output_check(settings.elasticsearch, typer.echo))
 
 
-@app.command()
+@app.command(help="Write a file the deployment needs, carried in the package. KIND is one of: "
+             + "; ".join(f"{k.name}: {k.summary}" for k in KINDS.values()) + ".")
 def export(
     kind: Annotated[str, typer.Argument(
-        help="; ".join(f"{k.name}: {k.summary}" for k in KINDS.values()) + ".", show_default=False)],
+        metavar="KIND", show_default=False, hidden=True)],  # said in the command's help
     name: Annotated[str | None, typer.Option(
-        help="haproxy-config: which configuration (omit it to list them).")] = None,
+        metavar="NAME", help="haproxy-config: which configuration (omit it to list them).")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write to this file instead of stdout.")] = None,
+        "--output", "-o", metavar="FILE", help="Write to this file instead of stdout.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Write a file the deployment needs (carried in the package), like `filebeat export`."""
     settings = _settings(config, {}) if config is not None else None
     try:
         data = read(kind, name, settings.elasticsearch if settings else None)

@@ -52,3 +52,9 @@ def test_parse_refuses_a_bare_argument_that_is_a_file_with_a_hint(tmp_path: Path
 def test_parse_names_a_file_it_cannot_read(tmp_path: Path) -> None:
     done = receiver_command("parse", "--file", str(tmp_path / "gone.log"))
     assert done.returncode == 2 and "gone.log: cannot read: No such file or directory" in done.stderr
+
+
+def test_test_output_ends_with_its_verdict(es_url: str) -> None:
+    done = receiver_command("test", "output", "-e", es_url)
+    assert done.stdout.splitlines()[-1].startswith("output "), done.stdout  # ok / test failed
+    assert done.stderr == ""  # no log line after (or before) the verdict

@@ -392,3 +392,18 @@ def test_geoip_needs_exactly_one_source_and_owns_the_database_settings() -> None
     # Without the chart's GeoIP volume, the setting is the user's (e.g. with extraVolumes).
     assert config_toml(render({"config": {"parse": {"geoip_database": "/data/City.mmdb"}}}))[
         "parse"]["geoip_database"] == "/data/City.mmdb"
+
+
+def notes(values: dict[str, Any]) -> str:
+    with helm.Chart.load(CHART) as chart:
+        rendered = chart.render(values=values, name=RELEASE, namespace="logs", is_install=True)
+    return str(next(text for path, text in rendered.items() if path.endswith("NOTES.txt")))
+
+
+def test_notes_name_the_address_the_service_type_offers() -> None:
+    """A LoadBalancer's senders are outside the cluster: an in-cluster name alone misleads them
+    (issue 26, item 7)."""
+    balanced = notes({"service": {"type": "LoadBalancer"}})
+    assert "<load balancer address>:5140" in balanced and "status.loadBalancer.ingress" in balanced
+    assert "<load balancer address>" not in notes({})
+    assert "node port" in notes({"service": {"type": "NodePort"}})
