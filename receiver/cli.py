@@ -282,20 +282,19 @@ def setup(
 ) -> None:
     """Install the index template (and ILM policy where supported); optionally Kibana dashboards."""
     settings = _logged_settings(config, {"elasticsearch.hosts": elasticsearch}, log_level, log_format)
-    from receiver.ship.template import run_setup
+    from receiver.ship.template import setup_target
 
-    status = run_setup(settings.elasticsearch)
+    status, pattern = setup_target(settings.elasticsearch)
     if kibana and status == 0:
-        status = _import_dashboards(kibana, settings)
+        status = _import_dashboards(kibana, settings, pattern)
     raise typer.Exit(status)
 
 
-def _import_dashboards(kibana: str, settings: Settings) -> int:
+def _import_dashboards(kibana: str, settings: Settings, pattern: str) -> int:
+    """Dashboards with their data view on `pattern`, where documents go on this server."""
     from receiver.kibana import KibanaError, import_dashboards
-    from receiver.ship.template import index_pattern
 
     es = settings.elasticsearch
-    pattern = index_pattern(es)
     try:
         result = import_dashboards(kibana, settings=es, index_pattern=pattern)
     except KibanaError as error:

@@ -227,14 +227,25 @@ class ElasticsearchSettings:
     hosts: list[str] = setting(
         [], "Elasticsearch/OpenSearch URLs, tried in turn. Empty: JSON lines on stdout."
     )
+    destination: Literal["auto", "data_stream", "index"] = setting(
+        "auto",
+        "Where documents go. `auto`: the data stream `data_stream` where the server has data "
+        "streams (Elasticsearch 7.9+, OpenSearch), else the daily indices `index` (a server "
+        "without them, as osmem). `data_stream`: always the data stream. `index`: always the "
+        "daily indices (the default before data streams).",
+    )
     index: str = setting(
         "haproxy-%Y.%m.%d",
-        "Index name: strftime on the event time, `{field}` references allowed "
-        "(e.g. `haproxy-{haproxy.frontend_name}-%Y.%m.%d`).",
+        "Index name when documents go to indices: strftime on the event time, `{field}` "
+        "references allowed (e.g. `haproxy-{haproxy.frontend_name}-%Y.%m.%d`).",
     )
     index_timezone: str = setting("UTC", "Zone used for the date in `index`.")
     data_stream: str = setting(
-        "", "Write to this data stream (e.g. `logs-haproxy-default`) instead of `index`."
+        "",
+        "The data stream documents go to when `destination` picks one (type-dataset-namespace, "
+        "as Elasticsearch names them); empty: `logs-haproxy-default`. Its index template and, "
+        "on Elasticsearch, a lifecycle policy (rollover, delete after `ilm_delete_after_days`) "
+        "are installed at start.",
     )
     cloud_id: str = setting(
         "",
@@ -308,8 +319,19 @@ class ElasticsearchSettings:
         "", "JSON lines file for documents Elasticsearch refused; default `<spool.dir>/dead-letter.jsonl`."
     )
     dead_letter_index: str = setting("", "Also index refused documents here (as text).")
-    setup_on_start: bool = setting(False, "Install the index template (and ILM policy) at start.")
-    ilm_delete_after_days: int = setting(30, "ILM policy: delete indices older than this.")
+    setup_on_start: bool = setting(
+        True,
+        "Install the index template (and the ILM policy, on Elasticsearch) at start when it is "
+        "missing; one that differs is left as it is with a warning, unless "
+        "`template_overwrite`. `false`: only `haproxy-receiver setup` installs them.",
+    )
+    template_overwrite: bool = setting(
+        False,
+        "At start, replace an index template or ILM policy of the same name that differs from "
+        "this version's (after an upgrade; `haproxy-receiver setup` always does).",
+    )
+    ilm_delete_after_days: int = setting(
+        30, "ILM policy: delete indices (a data stream's backing indices) older than this.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,8 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("kibana-dashboards", "Kibana saved objects (NDJSON: data view, searches, dashboard)",
          "dashboards/kibana/haproxy-receiver.ndjson"),
     Kind("index-template", "the composable index template `setup` installs, in the form every "
-         "server takes (`ecs.version` a keyword; JSON, for --config)", ""),
+         "server takes (`ecs.version` a keyword; JSON; for indices, or the data stream --config "
+         "names)", ""),
     Kind("systemd-unit", "the systemd service for the per-host role",
          "systemd/haproxy-receiver.service"),
     Kind("haproxy-config", "an HAProxy configuration sending to the receiver (--name)", "haproxy"),
@@ -114,9 +115,10 @@ def read(kind_name: str, name: str | None = None,
 
         return config_toml().encode()
     if chosen.name == "index-template":
+        from receiver.ship.destination import fixed
         from receiver.ship.template import build_template
 
-        template = build_template(elasticsearch or ElasticsearchSettings(), None)
+        template = build_template(fixed(elasticsearch or ElasticsearchSettings()), None)
         return orjson.dumps(template, option=orjson.OPT_INDENT_2) + b"\n"
     return _root().joinpath(chosen.path).read_bytes()
 

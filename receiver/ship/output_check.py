@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from receiver.config import ElasticsearchSettings
+from receiver.ship.destination import expected
 from receiver.ship.elasticsearch import ElasticsearchOutput, ServerInfo
 from receiver.ship.errors import OutputError, OutputUnavailable
 from receiver.ship.template import SetupError, index_pattern, template_state
@@ -90,7 +91,7 @@ def _check_privileges(output: ElasticsearchOutput, settings: ElasticsearchSettin
         return 0
     user = body.get("username", "?") if isinstance(body, dict) else "?"
     say(f"{OK} authenticated as {user}")
-    target = index_pattern(settings)
+    target = index_pattern(expected(output, settings))
     index_privileges = ["create_doc", "auto_configure"]
     cluster = ["manage_index_templates"] if settings.setup_on_start else []
     if settings.setup_on_start and server.has_ilm:
