@@ -117,4 +117,4 @@ def test_the_receive_time_window_applies_where_index_names_carry_the_date() -> N
     for settings in (stream, static):
         assert not window_applies(settings)
         lifted = parse_settings_for(settings, parse)
-        assert lifted.max_future == 0 and lifted.max_past == 0
+        assert (lifted.max_future, lifted.max_past) == (0.0, 0.0)
