@@ -47,6 +47,16 @@ class SpoolSource(Protocol):
                     dead: tuple[tuple[str, int], ...] = ()) -> None: ...
 
 
+def _failure_label(error: Exception) -> str:
+    """The `bulk_requests_total` outcome of a request that failed before a bulk body was sent,
+    as ElasticsearchOutput.send labels a failed probe."""
+    from receiver.ship.errors import OutputUnavailable
+
+    if isinstance(error, OutputUnavailable):
+        return "connection_error"
+    return "auth_error" if "credentials" in str(error) else "rejected"
+
+
 class Shipper:
     """Ships spooled events to an output with batching, concurrency, retries and dead letters."""
 
@@ -156,6 +166,9 @@ class Shipper:
             try:
                 chosen = self._output.destination()
             except Exception as error:  # OutputUnavailable, OutputError: the server is not there
+                # Counted as a bulk request would count it (a failed probe before a bulk
+                # request is one too), so `status` and the alerts see the output down.
+                self._metrics.bulk_requests.labels(_failure_label(error)).inc()
                 self._log(logging.WARNING, "destination", "cannot ask %s where documents go "
                           "(retrying): %s", self._output.describe(), error)
                 stop.wait(delay)
