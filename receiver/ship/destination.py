@@ -85,7 +85,7 @@ def _ask(output: ElasticsearchOutput, settings: ElasticsearchSettings,
     if _creates_data_stream(output, chosen):
         return chosen
     log.info("output: %s refuses data streams: daily indices %s instead of %s",
-             server.describe(), settings.index, settings.data_stream)
+             server.describe(), settings.index, chosen.data_stream)
     return _indices(settings)
 
 
