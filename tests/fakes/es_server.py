@@ -49,7 +49,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-_VERSIONS = {"es7": "7.17.25", "es8": "8.15.3", "es9": "9.1.0", "opensearch": "2.18.0"}
+_VERSIONS = {"es7": "7.17.25", "es8": "8.15.3", "es9": "9.1.0", "opensearch": "2.18.0",
+             "es7.8": "7.8.1"}  # the last Elasticsearch without data streams
 
 
 @dataclass(frozen=True)

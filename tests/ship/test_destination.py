@@ -99,6 +99,14 @@ def test_a_server_that_refuses_data_streams_gets_daily_indices(tmp_path: Path) -
         assert fake.stored[("_index_template", "haproxy-receiver")]["index_patterns"] == ["haproxy-*"]
 
 
+def test_elasticsearch_before_7_9_gets_daily_indices_without_being_asked(tmp_path: Path) -> None:
+    with FakeElasticsearch.start("es7.8") as fake:
+        ship(defaults(fake.url), 3, tmp_path)
+        assert all(index.startswith("haproxy-20") for index, _ in fake.documents.values())
+        assert not any("_data_stream" in r.path for r in fake.requests)
+        assert STREAM_TEMPLATE not in fake.stored
+
+
 def test_osmem_keeps_working_with_daily_indices(es_url: str, tmp_path: Path) -> None:
     """osmem-server (the test server) has no data streams: the default falls back."""
     ship(defaults(es_url), 6, tmp_path)
