@@ -58,3 +58,5 @@ def test_test_output_ends_with_its_verdict(es_url: str) -> None:
     done = receiver_command("test", "output", "-e", es_url)
     assert done.stdout.splitlines()[-1].startswith("output "), done.stdout  # ok / test failed
     assert done.stderr == ""  # no log line after (or before) the verdict
+    # osmem speaks as OpenSearch: whether it takes the default data stream is known at `run`
+    assert "data stream logs-haproxy-default if this server accepts one" in done.stdout

@@ -73,6 +73,10 @@ def _check_host(output: ElasticsearchOutput, settings: ElasticsearchSettings, sa
             "privilege); `run` works with plain JSON media types")
     else:
         say(f"{OK} {server.describe()}")
+    if settings.destination == "auto" and server.flavor != "elasticsearch":
+        say(f"{SKIP} documents go to data stream {expected(output, settings).data_stream} if "
+            f"this server accepts one, else to daily indices {settings.index}: `run` asks at "
+            "start (checked below for the data stream)")
     failures = _check_privileges(output, settings, server, say)
     return failures + _check_template(output, settings, say)
 
