@@ -39,14 +39,25 @@ def _pem(setting: str, path: str, kind: str) -> None:
 
 
 def _key_pair(cert_setting: str, cert: str, key_setting: str, key: str,
-              passphrase: str = "") -> None:
+              passphrase: str = "", passphrase_setting: str = "") -> None:
     """Certificate and key both readable PEM, and the key is the certificate's."""
     _pem(cert_setting, cert, "CERTIFICATE")
     if key:
         _pem(key_setting, key, "PRIVATE KEY")
+    if b"ENCRYPTED" in _readable(key_setting, key or cert):
+        if not passphrase_setting:
+            raise ConfigError(f"{key_setting} = {key!r}: the key is encrypted; give it "
+                              "decrypted (there is no passphrase setting for it)")
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+                cert, key or None, lambda: passphrase.encode())
+        except ssl.SSLError:
+            raise ConfigError(f"{key_setting} = {key!r}: the key is encrypted and "
+                              f"{passphrase_setting} does not open it") from None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(cert, key or None, passphrase or None)
+        # a callable, never None: OpenSSL would ask for a missing passphrase on the terminal
+        context.load_cert_chain(cert, key or None, lambda: passphrase.encode())
     except ssl.SSLError as error:
         reason = error.reason or str(error)
         if "MISMATCH" in reason.upper():
@@ -143,7 +154,7 @@ def _elasticsearch_tls(s: Settings) -> None:
         _directory("elasticsearch.ca_dir", es.ca_dir, create=False)
     if es.client_cert:
         _key_pair("elasticsearch.client_cert", es.client_cert, "elasticsearch.client_key",
-                  es.client_key, es.client_key_passphrase)
+                  es.client_key, es.client_key_passphrase, "elasticsearch.client_key_passphrase")
 
 
 def _dead_letter(s: Settings) -> None:

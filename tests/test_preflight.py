@@ -181,3 +181,24 @@ def test_good_files_pass(files: Path, tmp_path: Path) -> None:
         "elasticsearch.client_cert": _cert(files), "elasticsearch.client_key": _key(files),
         "elasticsearch.dead_letter_file": str(tmp_path / "dead.jsonl")})
     check_files(settings)
+
+
+def test_an_encrypted_key_needs_its_passphrase_and_never_prompts(tmp_path: Path) -> None:
+    """OpenSSL would ask on the terminal for a missing passphrase: a service must not wait."""
+    from receiver.config import ConfigError
+
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=x", "-passout", "pass:pw-1"],
+                   capture_output=True, check=True, stdin=subprocess.DEVNULL)
+    base = {"elasticsearch.hosts": ["https://127.0.0.1:9"], "elasticsearch.client_cert": str(cert),
+            "elasticsearch.client_key": str(key), "spool.dir": str(tmp_path / "spool")}
+    for given in ("", "wrong"):
+        overrides = {**base, "elasticsearch.client_key_passphrase": given} if given else base
+        with pytest.raises(ConfigError, match="client_key_passphrase does not open it"):
+            check_files(load_settings(env={}, overrides=overrides))
+    check_files(load_settings(env={}, overrides={**base, "elasticsearch.client_key_passphrase": "pw-1"}))
+    listen = {"listen.tls": [f"127.0.0.1:{free_port()}"], "listen.tls_cert": str(cert),
+              "listen.tls_key": str(key), "spool.dir": str(tmp_path / "spool")}
+    with pytest.raises(ConfigError, match=r"listen\.tls_key = .*encrypted; give it decrypted"):
+        check_files(load_settings(env={}, overrides=listen))
