@@ -46,7 +46,8 @@ USER 10001:10001
 WORKDIR /var/lib/haproxy-receiver
 # The spool: events accepted but not yet acknowledged by Elasticsearch survive the container.
 VOLUME ["/var/lib/haproxy-receiver"]
-EXPOSE 5140/udp 5140/tcp 9514/tcp
+# 6514: syslog over TLS, once listen.tls names it (the README's aggregator publishes it).
+EXPOSE 5140/udp 5140/tcp 6514/tcp 9514/tcp
 # Liveness only; readiness (/readyz) is for orchestrators that route traffic.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9514/healthz', timeout=2)"]

@@ -11,6 +11,12 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bench=${SHARED_BENCH:-$repo/../shared/bench}
 peers=${PEERS:-"syslog-ng rsyslog-disk"}
+if [ ! -f "$bench/peerbench.py" ]; then
+    echo "bench/peerbench.sh: needs the shared peer harness in $bench (not part of this" \
+         "repository; set SHARED_BENCH); a clone alone runs bench/ship_bench.py," \
+         "bench/parse_bench.py, bench/spool_bench.py and bench/ingest_bench.py" >&2
+    exit 2
+fi
 
 if [ "$(id -u)" = 0 ]; then
     if [[ " $peers " == *" rsyslog"* ]] && ! command -v rsyslogd >/dev/null; then

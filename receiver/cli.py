@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import os
 import sys
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +42,8 @@ app = typer.Typer(
 spool_app = typer.Typer(help="Inspect the spool (safe while the receiver runs).", no_args_is_help=True,
                         rich_markup_mode=None)
 app.add_typer(spool_app, name="spool")
-test_app = typer.Typer(help="Check what `run` needs before going live.", no_args_is_help=True)
+test_app = typer.Typer(help="Check what `run` needs before going live.", no_args_is_help=True,
+                       rich_markup_mode=None)
 app.add_typer(test_app, name="test")
 
 ConfigOption = Annotated[Path | None, typer.Option(
@@ -135,6 +137,7 @@ def run(
         "service.log_level": log_level, "service.log_format": log_format,
     }
     settings = _logged_settings(config, flags, log_level, log_format)
+    _check_files(settings)
     log.info("haproxy-receiver %s, configuration %s", __version__,
              config_file(config) or "built in (no file)")
     # The systemd watchdog ends a wedged receiver with SIGABRT: every thread's stack then goes
@@ -145,9 +148,21 @@ def run(
     from receiver.ship.errors import OutputError
     from receiver.spool import SpoolError
 
+    load = _loader(config, flags)
+
+    def reload() -> Settings:  # SIGHUP: a file gone or broken since is refused as at start
+        from receiver.preflight import check_files
+
+        fresh = load()
+        check_files(fresh)
+        return fresh
+
     try:
-        status = Receiver(settings, loader=_loader(config, flags)).run()
-    except (ListenError, SpoolError, OutputError) as error:
+        status = Receiver(settings, loader=reload).run()
+    except ListenError as error:  # an address in use or not ours: a setting to change
+        log.error("%s", error)
+        raise typer.Exit(2) from None
+    except (SpoolError, OutputError) as error:
         log.error("%s", error)
         raise typer.Exit(1) from None
     raise typer.Exit(status)
@@ -182,10 +197,39 @@ def consume(
     raise typer.Exit(status)
 
 
+def _check_files(settings: Settings) -> None:
+    """The files, directories and certificates the settings name, on this machine; a problem
+    ends the program with status 2 before anything starts."""
+    from receiver.preflight import check_files
+
+    try:
+        check_files(settings)
+    except ConfigError as error:
+        typer.echo(f"haproxy-receiver: configuration error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("check-config")
-def check_config(config: ConfigOption = None) -> None:
-    """Validate the configuration (file + environment) and print it, secrets hidden."""
+def check_config(
+    config: ConfigOption = None,
+    values_only: Annotated[bool, typer.Option(
+        "--values-only", help="Check the values only, not the files, certificates and "
+        "addresses on this machine (a configuration meant for another host).")] = False,
+) -> None:
+    """Validate the configuration (file + environment) as `run` would before starting: values,
+    then the files, certificates and addresses it names; print it, secrets hidden."""
     settings = _settings(config, {})
+    if not values_only:
+        from receiver.preflight import probe_addresses
+
+        _check_files(settings)
+        try:
+            notes = probe_addresses(settings)
+        except ConfigError as error:
+            typer.echo(f"haproxy-receiver: configuration error: {error}", err=True)
+            raise typer.Exit(2) from None
+        for note in notes:
+            typer.echo(f"haproxy-receiver: note: {note}", err=True)
     typer.echo(orjson.dumps(redacted(settings), option=orjson.OPT_INDENT_2).decode())
 
 
@@ -206,17 +250,35 @@ def parse(
     lines: Annotated[list[str] | None, typer.Argument(
         metavar="LINE", show_default=False, hidden=True)] = None,  # said in the docstring
     config: ConfigOption = None,
+    files: Annotated[list[Path] | None, typer.Option(
+        "--file", "-f", metavar="FILE", show_default=False,
+        help="Read the lines of this log file (repeatable; - for stdin).")] = None,
     pretty: Annotated[bool | None, typer.Option(
         "--pretty/--compact", help="Indent output (default: when stdout is a terminal).")] = None,
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
 ) -> None:
     """Show the document each syslog LINE becomes (instead of regex trial and error); with no
-    LINE, read lines from stdin."""
+    LINE, read lines from the --file FILEs, else from stdin."""
     from receiver.parse.command import run_parse_command
 
     settings = _logged_settings(config, {}, log_level, log_format)
-    source = [line.encode("utf-8", "surrogateescape") for line in lines] if lines else sys.stdin.buffer
+    for line in lines or []:
+        if os.path.isfile(line):  # `parse /var/log/haproxy.log`; never raises
+            typer.echo(f"haproxy-receiver: parse: {line!r} is a file, and arguments are log "
+                       f"lines; to read the file's lines: haproxy-receiver parse --file {line}",
+                       err=True)
+            raise typer.Exit(2)
+    if lines and files:
+        typer.echo("haproxy-receiver: parse: give lines or --file, not both", err=True)
+        raise typer.Exit(2)
+    source: Iterable[bytes]
+    if lines:
+        source = [line.encode("utf-8", "surrogateescape") for line in lines]
+    elif files:
+        source = _lines_of(files)
+    else:
+        source = sys.stdin.buffer
     indent = sys.stdout.isatty() if pretty is None else pretty
     raise typer.Exit(run_parse_command(source, settings.parse, sys.stdout, indent))
 
@@ -272,6 +334,21 @@ def import_files(
     raise typer.Exit(status)
 
 
+def _lines_of(files: list[Path]) -> Iterator[bytes]:
+    """The lines of each file in turn; one that cannot be read ends the command (status 2)."""
+    for path in files:
+        if str(path) == "-":
+            yield from sys.stdin.buffer
+            continue
+        try:
+            with path.open("rb") as handle:
+                yield from handle
+        except OSError as error:
+            typer.echo(f"haproxy-receiver: parse: --file {path}: cannot read: {error.strerror}",
+                       err=True)
+            raise typer.Exit(2) from None
+
+
 @app.command()
 def setup(
     config: ConfigOption = None,
@@ -285,20 +362,19 @@ def setup(
 ) -> None:
     """Install the index template (and ILM policy where supported); optionally Kibana dashboards."""
     settings = _logged_settings(config, {"elasticsearch.hosts": elasticsearch}, log_level, log_format)
-    from receiver.ship.template import run_setup
+    from receiver.ship.template import setup_target
 
-    status = run_setup(settings.elasticsearch)
+    status, pattern = setup_target(settings.elasticsearch)
     if kibana and status == 0:
-        status = _import_dashboards(kibana, settings)
+        status = _import_dashboards(kibana, settings, pattern)
     raise typer.Exit(status)
 
 
-def _import_dashboards(kibana: str, settings: Settings) -> int:
+def _import_dashboards(kibana: str, settings: Settings, pattern: str) -> int:
+    """Dashboards with their data view on `pattern`, where documents go on this server."""
     from receiver.kibana import KibanaError, import_dashboards
-    from receiver.ship.template import index_pattern
 
     es = settings.elasticsearch
-    pattern = index_pattern(es)
     try:
         result = import_dashboards(kibana, settings=es, index_pattern=pattern)
     except KibanaError as error:
@@ -312,13 +388,15 @@ def _import_dashboards(kibana: str, settings: Settings) -> int:
 def test_output(
     config: ConfigOption = None,
     elasticsearch: Annotated[list[str] | None, typer.Option(
-        "--elasticsearch", "-e", help="Elasticsearch URL (repeatable).")] = None,
+        "--elasticsearch", "-e", metavar="URL", help="Elasticsearch URL (repeatable).")] = None,
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
 ) -> None:
     """Reach every Elasticsearch host as `run` would: version, credentials, privileges, template;
     with [kafka] set, the brokers and the topic first."""
     settings = _logged_settings(config, {"elasticsearch.hosts": elasticsearch}, log_level, log_format)
+    if log_level is None:  # the report says it all; the output's own info lines would repeat it
+        logging.getLogger("receiver").setLevel(logging.WARNING)
     from receiver.ship.output_check import run_output_check
 
     status = 0
@@ -336,17 +414,17 @@ def test_output(
     raise typer.Exit(run_output_check(settings.elasticsearch, typer.echo) or status)
 
 
-@app.command()
+@app.command(help="Write a file the deployment needs, carried in the package. KIND is one of: "
+             + "; ".join(f"{k.name}: {k.summary}" for k in KINDS.values()) + ".")
 def export(
     kind: Annotated[str, typer.Argument(
-        help="; ".join(f"{k.name}: {k.summary}" for k in KINDS.values()) + ".", show_default=False)],
+        metavar="KIND", show_default=False, hidden=True)],  # said in the command's help
     name: Annotated[str | None, typer.Option(
-        help="haproxy-config: which configuration (omit it to list them).")] = None,
+        metavar="NAME", help="haproxy-config: which configuration (omit it to list them).")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write to this file instead of stdout.")] = None,
+        "--output", "-o", metavar="FILE", help="Write to this file instead of stdout.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Write a file the deployment needs (carried in the package), like `filebeat export`."""
     settings = _settings(config, {}) if config is not None else None
     try:
         data = read(kind, name, settings.elasticsearch if settings else None)
@@ -419,6 +497,18 @@ def _watch(url: str, interval: float, count: int) -> int:
         return 0
 
 
+def _inspectable_spool(directory: Path) -> None:
+    """A missing or wrong spool path: one line and exit 1, not zeros or a traceback."""
+    from receiver.spool import SpoolError
+    from receiver.spool.stats import check_spool_directory
+
+    try:
+        check_spool_directory(directory)
+    except SpoolError as error:
+        typer.echo(f"haproxy-receiver: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
 @spool_app.command("stats")
 def spool_stats_command(
     config: ConfigOption = None,
@@ -430,6 +520,7 @@ def spool_stats_command(
     from receiver.spool import spool_stats
 
     settings = _logged_settings(config, {"spool.dir": spool_dir}, log_level, log_format)
+    _inspectable_spool(Path(settings.spool.dir))
     stats = spool_stats(Path(settings.spool.dir))
     typer.echo(orjson.dumps(stats.as_dict(), option=orjson.OPT_INDENT_2).decode())
 
@@ -449,6 +540,7 @@ def spool_dump_command(
     from receiver.spool import dump_pending
 
     settings = _logged_settings(config, {"spool.dir": spool_dir}, log_level, log_format)
+    _inspectable_spool(Path(settings.spool.dir))
     parse = None
     if documents:
         from prometheus_client import CollectorRegistry

@@ -116,6 +116,14 @@ class ListenSettings:
         "out. 0: refuse the new connection instead.",
         unit="s",
     )
+    reuse_port: bool = setting(
+        False,
+        "Share the UDP, TCP and TLS ports with other processes that also set it (SO_REUSEPORT: "
+        "the kernel spreads datagrams and connections over them), for several receivers run on "
+        "purpose. `false`: each port is this process's alone, and an address already in use "
+        "stops the start (a second `run` beside the service would otherwise take its UDP "
+        "datagrams).",
+    )
     backlog: int = setting(
         0,
         "Listen backlog of TCP and Unix stream sockets: connections the kernel completes while "
@@ -223,14 +231,25 @@ class ElasticsearchSettings:
         [], "Elasticsearch/OpenSearch URLs: the client's node pool sends to them in turn, "
         "putting a failed one aside (1 s, doubling, up to 30 s). Empty: JSON lines on stdout."
     )
+    destination: Literal["auto", "data_stream", "index"] = setting(
+        "auto",
+        "Where documents go. `auto`: the data stream `data_stream` where the server has data "
+        "streams (Elasticsearch 7.9+, OpenSearch), else the daily indices `index` (a server "
+        "without them, as osmem). `data_stream`: always the data stream. `index`: always the "
+        "daily indices (the default before data streams).",
+    )
     index: str = setting(
         "haproxy-%Y.%m.%d",
-        "Index name: strftime on the event time, `{field}` references allowed "
-        "(e.g. `haproxy-{haproxy.frontend_name}-%Y.%m.%d`).",
+        "Index name when documents go to indices: strftime on the event time, `{field}` "
+        "references allowed (e.g. `haproxy-{haproxy.frontend_name}-%Y.%m.%d`).",
     )
     index_timezone: str = setting("UTC", "Zone used for the date in `index`.")
     data_stream: str = setting(
-        "", "Write to this data stream (e.g. `logs-haproxy-default`) instead of `index`."
+        "",
+        "The data stream documents go to when `destination` picks one (type-dataset-namespace, "
+        "as Elasticsearch names them); empty: `logs-haproxy-default`. Its index template and, "
+        "on Elasticsearch, a lifecycle policy (rollover, delete after `ilm_delete_after_days`) "
+        "are installed at start.",
     )
     cloud_id: str = setting(
         "",
@@ -304,8 +323,19 @@ class ElasticsearchSettings:
         "", "JSON lines file for documents Elasticsearch refused; default `<spool.dir>/dead-letter.jsonl`."
     )
     dead_letter_index: str = setting("", "Also index refused documents here (as text).")
-    setup_on_start: bool = setting(False, "Install the index template (and ILM policy) at start.")
-    ilm_delete_after_days: int = setting(30, "ILM policy: delete indices older than this.")
+    setup_on_start: bool = setting(
+        True,
+        "Install the index template (and the ILM policy, on Elasticsearch) at start when it is "
+        "missing; one that differs is left as it is with a warning, unless "
+        "`template_overwrite`. `false`: only `haproxy-receiver setup` installs them.",
+    )
+    template_overwrite: bool = setting(
+        False,
+        "At start, replace an index template or ILM policy of the same name that differs from "
+        "this version's (after an upgrade; `haproxy-receiver setup` always does).",
+    )
+    ilm_delete_after_days: int = setting(
+        30, "ILM policy: delete indices (a data stream's backing indices) older than this.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -766,8 +796,8 @@ def _check_connection(es: ElasticsearchSettings) -> None:
             raise ConfigError(
                 "elasticsearch.cloud_id and elasticsearch.hosts are both set; set one of them")
         cloud_id_url(es.cloud_id)
-    # Whether the TLS files exist is checked where they are used (receiver/ship/http.py): a
-    # configuration is also validated on machines that do not hold them (check-config, CI).
+    # Whether the TLS files exist is checked by receiver/preflight.py (`run`, `check-config`),
+    # not here: a configuration is also loaded on machines that do not hold them (CI, tools).
     if es.client_key and not es.client_cert:
         raise ConfigError("elasticsearch.client_key is set but elasticsearch.client_cert is empty")
     if es.client_key_passphrase and not (es.client_key or es.client_cert):
@@ -850,6 +880,54 @@ def reference_markdown() -> str:
                 )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def config_toml() -> str:
+    """A complete configuration file: every setting set to its default, its documentation as
+    comments (`haproxy-receiver export config`); `check-config` accepts it unchanged."""
+    import json
+    import textwrap
+
+    def comment(text: str) -> list[str]:
+        return textwrap.wrap(text, 94, initial_indent="# ", subsequent_indent="# ")
+
+    def value(default: Any, hint: Any) -> str:
+        if isinstance(default, str):
+            return json.dumps(default, ensure_ascii=False)  # a JSON string is a TOML string
+        if isinstance(default, list):
+            return "[" + ", ".join(value(item, str) for item in default) + "]"
+        if isinstance(default, dict):
+            return "{" + ", ".join(f"{json.dumps(k)} = {value(v, str)}"
+                                   for k, v in default.items()) + "}"
+        if hint is ByteSize:
+            return value(_size_text(int(default)), str)
+        return _toml_value(default)
+
+    lines = comment("haproxy-receiver configuration: every setting, set to its default, with "
+                    "its meaning. Generated by `haproxy-receiver export config` from the "
+                    "settings' one declaration (receiver/config.py); change what you need and "
+                    "check it with `haproxy-receiver check-config -c FILE`. Sizes take units "
+                    "(64MiB, 4GiB), durations are seconds.")
+    for section, cls in sections().items():
+        lines += ["", *comment((cls.__doc__ or "").strip()), f"[{section}]"]
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            unit = {"s": "seconds"}.get(f.metadata.get("unit", ""), f.metadata.get("unit", ""))
+            lines += ["", *comment(f.metadata["doc"] + (f" Unit: {unit}." if unit else ""))]
+            if f"{section}.{f.name}" in SECRET_SETTINGS:
+                lines += comment(f"Or `{f.name}{SECRET_FILE_SUFFIX} = \"/path\"`: a file "
+                                 f"holding it (one trailing newline removed), instead of "
+                                 f"`{f.name}`.")
+            lines.append(f"{f.name} = {value(_default_of(f), hints[f.name])}")
+    return "\n".join(lines) + "\n"
+
+
+def _size_text(size: int) -> str:
+    """A byte count as the largest binary unit that divides it (`4GiB`), else bytes."""
+    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
 
 
 def _default_of(f: dataclasses.Field[Any]) -> Any:

@@ -3,7 +3,7 @@
 - Datagram sockets (UDP over IPv4/IPv6, Unix datagram) are read by one thread each, with a
   blocking-style loop: wait for readability, then drain the socket without blocking (up to
   `DATAGRAM_BATCH` datagrams) and hand the whole batch to `Ingest`. A thread per socket costs
-  ~3 µs per datagram here, a third of asyncio's datagram protocol (PERF-NOTES).
+  ~3 µs per datagram here, a third of asyncio's datagram protocol (measured on a 2-vCPU VM).
 - Stream sockets (TCP, TLS, Unix stream) share one asyncio loop in one thread: each read is cut
   into messages by `StreamFramer` and handed over in one batch; after a small read a
   connection waits briefly for more (`STREAM_COALESCE_BELOW`), as datagram readers do. When
@@ -192,7 +192,12 @@ def _bind_inet(setting: str, address: str, kind: int, settings: ListenSettings) 
     transport = "udp" if kind == socket.SOCK_DGRAM else "tcp"
 
     def bind() -> None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # SO_REUSEADDR only for TCP, where it merely lets a restart bind beside connections in
+        # TIME_WAIT; on UDP it lets a second process bind the same port and take its datagrams.
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if settings.reuse_port:  # shared on purpose, with processes that set it too
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
@@ -210,7 +215,7 @@ def _bind_tls(setting: str, address: str, settings: ListenSettings) -> Listener:
 
 
 def _bind_unix(setting: str, path: str, kind: int, settings: ListenSettings) -> Listener:
-    _remove_stale_socket(setting, path)
+    _remove_stale_socket(setting, path, kind)
     sock = socket.socket(socket.AF_UNIX, kind)
     transport = "unix" if kind == socket.SOCK_DGRAM else "unix_stream"
 
@@ -233,7 +238,11 @@ def _open(sock: socket.socket, bind: Callable[[], None], described: str,
             sock.listen(listen_backlog(settings))
     except OSError as error:
         sock.close()
-        raise ListenError(f"{described}: cannot listen: {error.strerror}") from None
+        hint = ""
+        if error.errno == errno.EADDRINUSE:
+            hint = (" (another process listens there; stop it, choose another address, or set "
+                    "listen.reuse_port in every process meant to share it)")
+        raise ListenError(f"{described}: cannot listen: {error.strerror}{hint}") from None
     sock.setblocking(False)
 
 
@@ -251,19 +260,21 @@ def listen_backlog(settings: ListenSettings) -> int:
     return settings.backlog or kernel_somaxconn()
 
 
-def _remove_stale_socket(setting: str, path: str) -> None:
-    """A socket file left by a previous run is removed; any other file is an error."""
+def _remove_stale_socket(setting: str, path: str, kind: int) -> None:
+    """A socket file left by a previous run is removed; any other file is an error, and so is
+    a socket some process still holds (probed with the socket's own type: a datagram socket
+    refuses a stream connection as if nobody held it)."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
         raise ListenError(f"{setting} = {path!r}: exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe = socket.socket(socket.AF_UNIX, kind)
     try:
         probe.connect(path)
     except OSError as error:
-        if error.errno in (errno.ECONNREFUSED, errno.ENOENT, errno.EPROTOTYPE):
+        if error.errno in (errno.ECONNREFUSED, errno.ENOENT):
             os.unlink(path)  # nobody listens: stale
             return
         raise ListenError(f"{setting} = {path!r}: {error.strerror}") from None

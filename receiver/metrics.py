@@ -265,8 +265,11 @@ def udp_socket_drops(inodes: Iterable[int], proc_net: str = "/proc/net") -> int:
 HealthCheck = Callable[[], tuple[bool, str]]
 
 
-def serve(registry: CollectorRegistry, listen: str, ready: HealthCheck) -> ThreadingHTTPServer:
-    """Serve `/metrics`, `/healthz` (alive) and `/readyz` (spool writable, etc.) in a thread."""
+def bind_http(registry: CollectorRegistry, listen: str, ready: HealthCheck) -> ThreadingHTTPServer:
+    """The server of `/metrics`, `/healthz` (alive) and `/readyz` (spool writable, etc.), bound
+    but not yet serving (`serve_forever` in a thread starts it):
+    bound before anything starts, so a taken port fails the start (OSError). Close a server
+    that never served with `server_close()`: `shutdown()` would wait for it forever."""
     host, port = parse_host_port(listen)
 
     class Handler(BaseHTTPRequestHandler):
@@ -296,7 +299,13 @@ def serve(registry: CollectorRegistry, listen: str, ready: HealthCheck) -> Threa
         address_family = family_of(host)
         daemon_threads = True
 
-    server = Server((host, port), Handler)
+    return Server((host, port), Handler)
+
+
+def serve(registry: CollectorRegistry, listen: str, ready: HealthCheck) -> ThreadingHTTPServer:
+    """`bind_http`, then serving in a thread at once: for the programs that have nothing to
+    start in between (`consume`, `import --metrics`). Stop it with `shutdown()`."""
+    server = bind_http(registry, listen, ready)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
 

@@ -2,7 +2,7 @@
 
 - malloc: by default glibc gives freed heap back to the kernel as soon as 128 KiB are free at
   the top, and grows it again for the next batch; in these virtual machines every first touch
-  of a page costs microseconds (PERF-NOTES: 5–7 µs per document when building bulk bodies).
+  of a page costs microseconds (measured: 5–7 µs per document when building bulk bodies).
   A 256 MiB trim threshold and a 64 MiB top pad keep the heap once grown (RSS stays at the
   working set's peak, which is bounded by batch sizes). Setting them also freezes glibc's
   mmap threshold at 128 KiB, which would send every bulk body and read chunk (megabytes) to a

@@ -41,7 +41,7 @@ from receiver.listen import (
     tls_context,
 )
 from receiver.logs import setup_logging
-from receiver.metrics import CallbackCollector, ReceiverMetrics, serve, udp_socket_drops
+from receiver.metrics import CallbackCollector, ReceiverMetrics, bind_http, udp_socket_drops
 from receiver.runtime import tune
 from receiver.spool import SpoolWriter, collector
 from receiver.status import summary_line
@@ -68,6 +68,7 @@ class Receiver:
         self._streams: StreamServer | None = None
         self._listeners = Listeners()
         self._http: Any = None
+        self._serving_http = False
         # systemd: READY=1 once listening, STATUS= summary, STOPPING=1, watchdog (receiver/systemd.py)
         self.systemd = ServiceNotifier(lambda: summary_line(self.metrics.registry, self.ready()))
 
@@ -77,6 +78,7 @@ class Receiver:
         self.writer = SpoolWriter(s.spool, self.metrics)
         try:
             self._listeners = open_listeners(s.listen)
+            self._bind_metrics()
             self.shipping = WorkerPool(s, self.metrics, self.writer.ledger)
             self.shipping.start()
             self._start_metrics()
@@ -84,6 +86,9 @@ class Receiver:
             self._start_listeners()
         except BaseException:
             self._listeners.close()
+            if self._http is not None and not self._serving_http:
+                self._http.server_close()
+                self._http = None
             if hasattr(self, "shipping"):
                 self.shipping.stop(0.0)
             self.writer.close()
@@ -98,9 +103,19 @@ class Receiver:
         m.add_collector(CallbackCollector(lambda: [(
             "udp_receive_drops", "Datagrams the kernel dropped on our UDP sockets (buffer full).",
             float(udp_socket_drops(self._listeners.inodes())))]))
-        if self.settings.metrics.listen:
-            self._http = serve(m.registry, self.settings.metrics.listen, self.ready)
+        if self._http is not None:
+            threading.Thread(target=self._http.serve_forever, name="metrics-http", daemon=True).start()
+            self._serving_http = True
             log.info("metrics on http://%s/metrics", self.settings.metrics.listen)
+
+    def _bind_metrics(self) -> None:
+        listen = self.settings.metrics.listen
+        if not listen:
+            return
+        try:
+            self._http = bind_http(self.metrics.registry, listen, self.ready)
+        except OSError as error:
+            raise ListenError(f"metrics.listen = {listen!r}: cannot listen: {error.strerror}") from None
 
     def _start_listeners(self) -> None:
         block = self.settings.spool.when_full == "block"

@@ -15,7 +15,8 @@ from receiver.cli import app
 from tests.support import REPO
 
 COMMANDS = [[], ["run"], ["check-config"], ["config-reference"], ["version"], ["parse"], ["setup"],
-            ["status"], ["spool"], ["spool", "stats"], ["spool", "dump"], ["import"]]
+            ["status"], ["spool"], ["spool", "stats"], ["spool", "dump"], ["test"],
+            ["test", "output"], ["export"], ["import"]]
 
 
 def test_version_option_and_command() -> None:
@@ -30,6 +31,7 @@ def test_help_names_values_without_type_labels(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"], terminal_width=100)
     assert result.exit_code == 0, result.output
     assert "<bool>" not in result.output and "<str>" not in result.output and "list[" not in result.output
+    assert "<path>" not in result.output and "<" not in result.output.replace("<PRI>", "")
     if command == ["run"]:
         assert "--udp HOST:PORT" in result.output and "--log-format FORMAT" in result.output
 

@@ -42,7 +42,8 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("kibana-dashboards", "Kibana saved objects (NDJSON: data view, searches, dashboard)",
          "dashboards/kibana/haproxy-receiver.ndjson"),
     Kind("index-template", "the composable index template `setup` installs, in the form every "
-         "server takes (`ecs.version` a keyword; JSON, for --config)", ""),
+         "server takes (`ecs.version` a keyword; JSON; for indices, or the data stream --config "
+         "names)", ""),
     Kind("systemd-unit", "the systemd service for the per-host role",
          "systemd/haproxy-receiver.service"),
     Kind("haproxy-config", "an HAProxy configuration sending to the receiver (--name)", "haproxy"),
@@ -50,6 +51,8 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
          "dashboards/grafana/haproxy-receiver.json"),
     Kind("alert-rules", "Prometheus alerting rules (YAML, for rule_files)",
          "dashboards/prometheus/alerts.yml"),
+    Kind("config", "a complete configuration file: every setting at its default, with its "
+         "meaning (TOML, accepted by check-config as it is)", ""),
 )}
 HAPROXY_GUIDE = "README"  # `--name README`: haproxy/README.md, which configuration to choose
 
@@ -73,6 +76,14 @@ def haproxy_configs() -> dict[str, str]:
         if entry.name.endswith(".cfg"):
             configs[entry.name.removesuffix(".cfg")] = _first_sentence(entry.read_text("utf-8"))
     return dict(sorted(configs.items()))
+
+
+def haproxy_config_listing() -> str:
+    """One line per HAProxy configuration (name and summary), then the guide to choosing."""
+    configs = haproxy_configs()
+    width = max(map(len, configs))
+    listing = "".join(f"  {config:<{width}}  {summary}\n" for config, summary in configs.items())
+    return listing + f"  {HAPROXY_GUIDE:<{width}}  which one to choose (haproxy/README.md)\n"
 
 
 def _first_sentence(config: str) -> str:
@@ -99,10 +110,15 @@ def read(kind_name: str, name: str | None = None,
         return _haproxy_config(name)
     if name is not None:
         raise AssetError(f"{chosen.name} has no --name (only haproxy-config has)")
+    if chosen.name == "config":
+        from receiver.config import config_toml
+
+        return config_toml().encode()
     if chosen.name == "index-template":
+        from receiver.ship.destination import fixed
         from receiver.ship.template import build_template
 
-        template = build_template(elasticsearch or ElasticsearchSettings(), None)
+        template = build_template(fixed(elasticsearch or ElasticsearchSettings()), None)
         return orjson.dumps(template, option=orjson.OPT_INDENT_2) + b"\n"
     return _root().joinpath(chosen.path).read_bytes()
 
@@ -111,11 +127,9 @@ def _haproxy_config(name: str | None) -> bytes:
     folder = _root().joinpath(KINDS["haproxy-config"].path)
     if name == HAPROXY_GUIDE:
         return folder.joinpath("README.md").read_bytes()
-    configs = haproxy_configs()
-    if name not in configs:
-        given = "needs --name" if name is None else f"has no configuration {name!r}"
-        width = max(map(len, configs))
-        listing = "".join(f"\n  {config:<{width}}  {summary}" for config, summary in configs.items())
-        raise AssetError(f"haproxy-config {given}, one of:{listing}"
-                         f"\n  {HAPROXY_GUIDE:<{width}}  which one to choose (haproxy/README.md)")
+    if name is None:  # what there is to choose from
+        return f"haproxy-config --name NAME, one of:\n{haproxy_config_listing()}".encode()
+    if name not in haproxy_configs():
+        raise AssetError(f"haproxy-config has no configuration {name!r}, one of:\n"
+                         + haproxy_config_listing().rstrip("\n"))
     return folder.joinpath(f"{name}.cfg").read_bytes()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from receiver.config import Seconds, Settings
+from receiver.config import ElasticsearchSettings, Seconds, Settings
 from receiver.event import Received
 from receiver.importer.source import FILE_SCHEME, FileTally, ImportSource, Unit
 from receiver.metrics import WorkerMetrics
@@ -106,6 +106,9 @@ class CountingOutput:
 
     def setup(self) -> None:
         self._inner.setup()
+
+    def destination(self) -> ElasticsearchSettings | None:
+        return self._inner.destination()
 
     def close(self) -> None:
         self._inner.close()

@@ -103,6 +103,7 @@ def run_member(settings: Settings, loader: Callable[[], Settings] | None = None)
     finally:
         if server is not None:
             server.shutdown()
+            server.server_close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

@@ -30,7 +30,8 @@ def _name(record: Any) -> str | None:
     return None
 
 
-def _open(path: str, setting: str) -> Any:
+def open_database(path: str, setting: str) -> Any:
+    """The MaxMind database `parse.<setting>` names, or ConfigError naming both."""
     try:
         import maxminddb
     except ImportError as problem:
@@ -50,8 +51,8 @@ class GeoEnricher:
     """Adds `source.geo.*` and `source.as.*` for documents with a `source.ip`."""
 
     def __init__(self, city_database: str, asn_database: str) -> None:
-        self.city = _open(city_database, "geoip_database") if city_database else None
-        self.asn = _open(asn_database, "asn_database") if asn_database else None
+        self.city = open_database(city_database, "geoip_database") if city_database else None
+        self.asn = open_database(asn_database, "asn_database") if asn_database else None
         self._cache: dict[str, dict[str, Any]] = {}
 
     def enrich(self, doc: dict[str, Any]) -> None:

@@ -311,6 +311,12 @@ class ElasticsearchOutput:
             log.error("setup at start failed (shipping goes on; run `haproxy-receiver setup` "
                       "to retry): %s", self.redact(str(error)))
 
+    def destination(self) -> ElasticsearchSettings:
+        """The settings with `data_stream` decided for this server (receiver/ship/destination.py)."""
+        from receiver.ship.destination import resolve
+
+        return resolve(self, self._settings)
+
     def close(self) -> None:
         self._cluster.close()
 

@@ -36,6 +36,12 @@ class Output(Protocol):
         worker's start; a failure is logged, never raised (shipping goes on)."""
         ...
 
+    def destination(self) -> ElasticsearchSettings | None:
+        """The settings with where documents go decided for this server (a data stream or
+        indices: receiver/ship/destination.py); None when there is no server. May raise
+        OutputUnavailable while the server cannot be asked."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -44,9 +50,9 @@ def make_output(settings: ElasticsearchSettings, metrics: ShipMetrics | None, st
     # Imported here: the outputs import this module for `Output`.
     if settings.hosts:
         from receiver.ship.elasticsearch import ElasticsearchOutput
-        from receiver.ship.template import install
+        from receiver.ship.template import install_at_start
 
-        return ElasticsearchOutput(settings, metrics, install)
+        return ElasticsearchOutput(settings, metrics, install_at_start)
     from receiver.ship.stdout import StdoutOutput
 
     return StdoutOutput(stdout)

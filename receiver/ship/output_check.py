@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from receiver.config import ElasticsearchSettings
+from receiver.ship.destination import expected
 from receiver.ship.elasticsearch import ElasticsearchOutput, ServerInfo
 from receiver.ship.errors import OutputError, OutputUnavailable
 from receiver.ship.template import SetupError, index_pattern, template_state
@@ -72,6 +73,10 @@ def _check_host(output: ElasticsearchOutput, settings: ElasticsearchSettings, sa
             "privilege); `run` works with plain JSON media types")
     else:
         say(f"{OK} {server.describe()}")
+    if settings.destination == "auto" and server.flavor != "elasticsearch":
+        say(f"{SKIP} documents go to data stream {expected(output, settings).data_stream} if "
+            f"this server accepts one, else to daily indices {settings.index}: `run` asks at "
+            "start (checked below for the data stream)")
     failures = _check_privileges(output, settings, server, say)
     return failures + _check_template(output, settings, say)
 
@@ -90,7 +95,7 @@ def _check_privileges(output: ElasticsearchOutput, settings: ElasticsearchSettin
         return 0
     user = body.get("username", "?") if isinstance(body, dict) else "?"
     say(f"{OK} authenticated as {user}")
-    target = index_pattern(settings)
+    target = index_pattern(expected(output, settings))
     index_privileges = ["create_doc", "auto_configure"]
     cluster = ["manage_index_templates"] if settings.setup_on_start else []
     if settings.setup_on_start and server.has_ilm:

@@ -41,6 +41,16 @@ _IDLE_WAIT = 0.25
 SpoolSource = Source  # the name of the seam before it had a second source
 
 
+def _failure_label(error: Exception) -> str:
+    """The `bulk_requests_total` outcome of a request that failed before a bulk body was sent,
+    as ElasticsearchOutput.send labels a failed probe."""
+    from receiver.ship.errors import OutputUnavailable
+
+    if isinstance(error, OutputUnavailable):
+        return "connection_error"
+    return "auth_error" if "credentials" in str(error) else "rejected"
+
+
 class Shipper:
     """Ships spooled events to an output with batching, concurrency, retries and dead letters."""
 
@@ -61,8 +71,11 @@ class Shipper:
         self._abandon = threading.Event()  # drain's deadline passed: stop retrying
         dead_letters = DeadLetters(dead_letter_path, output, settings.dead_letter_index)
         self._delivery = Delivery(settings, output, metrics, dead_letters, self._abandon)
-        self._encoder = BulkEncoder(settings, Parser(parse or ParseSettings()), metrics,
-                                    output.wants_ids, hook)
+        self._parse = parse or ParseSettings()
+        self._metrics = metrics
+        self._hook = hook
+        self._encoder = BulkEncoder(settings, Parser(self._parse), metrics, output.wants_ids,
+                                    hook)
         self._slots = threading.BoundedSemaphore(settings.max_in_flight)
         # Daemon workers (not an executor): a request stuck until its timeout must not hold
         # the process at exit once drain's deadline has passed.
@@ -98,6 +111,8 @@ class Shipper:
 
     def _run(self, stop: threading.Event) -> None:
         log.info("shipping to %s", self._output.describe())
+        if not self._choose_destination(stop):
+            return
         if self._settings.setup_on_start:
             self._output.setup()
         policy = self._policy
@@ -137,6 +152,35 @@ class Shipper:
             self._building = shipment.records
         if shipment.records:  # already read: give it a chance during drain
             self._start(shipment)
+
+    def _choose_destination(self, stop: threading.Event) -> bool:
+        """Ask the output where documents go (a data stream or daily indices, by what the
+        server has: receiver/ship/destination.py) before encoding any; until the server
+        answers nothing could be delivered anyway. False: stopped meanwhile."""
+        delay: float = self._settings.retry_initial
+        while not stop.is_set():
+            self.last_turn = time.monotonic()
+            try:
+                chosen = self._output.destination()
+            except Exception as error:  # OutputUnavailable, OutputError: the server is not there
+                # Counted as a bulk request would count it (a failed probe before a bulk
+                # request is one too), so `status` and the alerts see the output down.
+                self._metrics.bulk_requests.labels(_failure_label(error)).inc()
+                self._log(logging.WARNING, "destination", "cannot ask %s where documents go "
+                          "(retrying): %s", self._output.describe(), error)
+                stop.wait(delay)
+                delay = min(delay * 2, self._settings.retry_max)
+                continue
+            if chosen is not None and chosen != self._settings:
+                from receiver.ship.destination import parse_settings_for
+
+                self._encoder = BulkEncoder(chosen, Parser(parse_settings_for(chosen, self._parse)),
+                                            self._metrics, self._output.wants_ids, self._hook)
+            if chosen is not None:
+                log.info("documents go to %s %s", "data stream" if chosen.data_stream
+                         else "indices", chosen.data_stream or chosen.index)
+            return True
+        return False
 
     def _submit(self, shipment: Shipment, stop: threading.Event) -> bool:
         """Wait for a free in-flight slot (or stop), then start delivering."""

@@ -36,6 +36,9 @@ class StdoutOutput:
     def setup(self) -> None:
         """Nothing to prepare on a stream."""
 
+    def destination(self) -> None:
+        """No server to ask: documents are printed, not indexed."""
+
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             self._stream.flush()

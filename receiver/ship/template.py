@@ -129,8 +129,14 @@ class SetupError(Exception):
     """The server refused a setup request; the message says which and why."""
 
 
-def install(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> list[SetupStep]:
-    """Install the ILM policy (where supported) and the index template; idempotent."""
+def install(output: ElasticsearchOutput, settings: ElasticsearchSettings,
+            overwrite: bool = True) -> list[SetupStep]:
+    """Install the ILM policy (where supported) and the index template for where documents go
+    on this server (receiver/ship/destination.py); idempotent. Without `overwrite`, one that
+    differs is left as it is (a warning says so)."""
+    from receiver.ship.destination import resolve
+
+    settings = resolve(output, settings)
     server = output.probe()
     steps: list[SetupStep] = []
     if server.has_ilm:
@@ -138,6 +144,7 @@ def install(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> lis
             output, f"/_ilm/policy/{POLICY_NAME}", build_policy(settings, server),
             f"ILM policy {POLICY_NAME}",
             lambda body: (body or {}).get(POLICY_NAME, {}) if isinstance(body, dict) else None,
+            overwrite,
         ))
     else:
         steps.append(SetupStep(
@@ -145,13 +152,36 @@ def install(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> lis
             f"skipped: {server.describe()} has no ILM (delete old indices with an OpenSearch "
             "ISM policy)",
         ))
-    steps.append(_ensure(output, *_template_target(settings, server)))
+    steps.append(_ensure(output, *_template_target(settings, server), overwrite))
     return steps
+
+
+def install_at_start(output: ElasticsearchOutput,
+                     settings: ElasticsearchSettings) -> list[SetupStep]:
+    """`setup_on_start`: `install`, replacing what differs only with `template_overwrite`."""
+    return install(output, settings, settings.template_overwrite)
+
+
+def ensure_template(output: ElasticsearchOutput, settings: ElasticsearchSettings,
+                    overwrite: bool) -> SetupStep:
+    """The index template alone, for `settings` as they are (not resolved)."""
+    return _ensure(output, *_template_target(settings, output.probe()), overwrite)
+
+
+def remove_template(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> None:
+    """Delete the index template `settings` name (one `ensure_template` just made in vain)."""
+    path, _desired, what, _extract = _template_target(settings, output.probe())
+    status, body = output.request("DELETE", path)
+    if status not in (200, 404):
+        log.warning("removing %s failed: HTTP %d: %s", what, status, _text(body))
 
 
 def template_state(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> tuple[str, str]:
     """(what, state) of our index template on the server: state is "up to date", "missing" or
     "outdated" (`setup` would change it). Raises SetupError when it cannot be read."""
+    from receiver.ship.destination import expected
+
+    settings = expected(output, settings)
     path, desired, what, extract = _template_target(settings, output.probe())
     matches = _matches(output, path, desired, what, extract)
     return what, "missing" if matches is None else "up to date" if matches else "outdated"
@@ -186,11 +216,16 @@ def _composable_from_get(body: Any) -> Any:
 
 def _ensure(
     output: ElasticsearchOutput, path: str, desired: dict[str, Any], what: str,
-    extract: Any,
+    extract: Any, overwrite: bool = True,
 ) -> SetupStep:
     matches = _matches(output, path, desired, what, extract)
     if matches:
         return SetupStep(what, False, "already up to date")
+    if matches is False and not overwrite:
+        note = ("differs from this version's and was left as it is (set "
+                "elasticsearch.template_overwrite, or run `haproxy-receiver setup`, to replace it)")
+        log.warning("%s %s", what, note)
+        return SetupStep(what, False, note)
     done = "installed" if matches is None else "updated"
     status, body = output.request("PUT", path, desired)
     if status not in (200, 201):
@@ -220,23 +255,31 @@ def _text(body: Any) -> str:
 
 def run_setup(settings: ElasticsearchSettings) -> int:
     """`haproxy-receiver setup`: print what was done; 0 on success, 1 on failure."""
+    return setup_target(settings)[0]
+
+
+def setup_target(settings: ElasticsearchSettings) -> tuple[int, str]:
+    """`run_setup`, and the index pattern documents go to on this server (for the data view)."""
     if not settings.hosts:
         print("setup: elasticsearch.hosts is empty; nothing to set up (documents go to stdout)")
-        return 1
+        return 1, ""
+    from receiver.ship.destination import resolve
+
     try:
         output = ElasticsearchOutput(settings)
     except OutputError as error:
         print(f"setup failed: {error}")
-        return 1
+        return 1, ""
     try:
         steps = install(output, settings)
+        pattern = index_pattern(resolve(output, settings))
     except (OutputError, SetupError) as error:
         print(f"setup failed: {output.redact(str(error))}")
-        return 1
+        return 1, ""
     finally:
         output.close()
     assert output.server is not None
     print(f"setup: {output.describe()}")
     for step in steps:
         print(f"  {step.what}: {step.note}")
-    return 0
+    return 0, pattern

@@ -23,7 +23,8 @@ import orjson
 from receiver.event import Document, EventDecodeError, Received, decode
 from receiver.metrics import CallbackCollector
 from receiver.spool.clock import SPOOL_CLOCK
-from receiver.spool.directory import IDENTITY_FILE, QUARANTINE_DIR
+from receiver.spool.directory import IDENTITY_FILE, LOCK_FILE, QUARANTINE_DIR
+from receiver.spool.errors import SpoolError
 from receiver.spool.format import (
     FRAME,
     FRAME_SIZE,
@@ -38,7 +39,7 @@ from receiver.spool.format import (
     parse_header,
     segment_name,
 )
-from receiver.spool.ledger import Ledger, read_progress
+from receiver.spool.ledger import LEDGER_FILE, Ledger, read_progress
 from receiver.spool.records import Position, event_id
 
 
@@ -101,6 +102,22 @@ class RecordCounter:
         keep = set(numbers)
         for number in [n for n in self._progress if n not in keep]:
             del self._progress[number]
+
+
+def check_spool_directory(directory: Path) -> None:
+    """SpoolError unless `directory` is a spool a receiver made (for the inspecting commands:
+    zeros for a mistyped path would read as "nothing pending")."""
+    if not directory.exists():
+        raise SpoolError(f"spool.dir = '{directory}': no such directory")
+    if not directory.is_dir():
+        raise SpoolError(f"spool.dir = '{directory}': not a directory")
+    try:
+        names = {entry.name for entry in os.scandir(directory)}
+    except OSError as error:
+        raise SpoolError(f"spool.dir = '{directory}': cannot read: {error.strerror}") from None
+    if not names & {IDENTITY_FILE, LOCK_FILE, LEDGER_FILE} and not list_segments(directory):
+        raise SpoolError(f"spool.dir = '{directory}': not a spool directory (no identity, "
+                         "ledger or segments); a receiver has not run with it")
 
 
 def spool_stats(directory: Path, counter: RecordCounter | None = None) -> SpoolStats:

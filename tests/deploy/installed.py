@@ -37,7 +37,7 @@ def assert_exports_every_asset(program: Path, cwd: Path) -> None:
         return done.stdout
 
     for kind in KINDS.values():
-        if kind.name in ("index-template", "haproxy-config"):
+        if kind.name in ("index-template", "haproxy-config", "config"):
             continue
         assert export(kind.name) == (ASSETS / kind.path).read_bytes(), kind.name
     folder = ASSETS / KINDS["haproxy-config"].path
@@ -49,3 +49,6 @@ def assert_exports_every_asset(program: Path, cwd: Path) -> None:
     here = subprocess.run([sys.executable, "-m", "receiver", "export", "index-template"], cwd=REPO,
                           capture_output=True, timeout=60, check=True)
     assert export("index-template") == here.stdout
+    here = subprocess.run([sys.executable, "-m", "receiver", "export", "config"], cwd=REPO,
+                          capture_output=True, timeout=60, check=True)
+    assert export("config") == here.stdout

@@ -85,6 +85,14 @@ def test_spool_is_a_volume_and_healthcheck_probes_the_metrics_port() -> None:
     assert f"127.0.0.1:{port}/healthz" in health
 
 
+def test_every_port_the_readme_publishes_is_exposed() -> None:
+    """`docker run -p` in the README's aggregator guide publishes each of these (issue 26)."""
+    readme = (REPO / "README.md").read_text()
+    published = set(re.findall(r"-p \d+:(\d+(?:/(?:udp|tcp))?)", readme))
+    exposed = {port for r in final_stage() if r["instruction"] == "EXPOSE" for port in r["value"].split()}
+    assert published and {p if "/" in p else f"{p}/tcp" for p in published} <= exposed
+
+
 # --- the build, without a Docker engine ---------------------------------------------------------
 # Docker's own semantics, kept to what this Dockerfile uses: COPY of files into a directory
 # (`./`) and of a directory's contents into a directory, symbolic links copied as links, the

@@ -25,10 +25,10 @@ def test_unknown_kind_is_refused_naming_every_kind() -> None:
 
 
 def test_haproxy_config_without_a_known_name_lists_the_configurations() -> None:
-    for args in ((), ("--name", "json-udp.cfg")):
+    for args, status in (((), 0), (("--name", "json-udp.cfg"), 2)):
         done = export("haproxy-config", *args)
-        assert done.returncode == 2 and done.stdout == b""
-        listing = done.stderr.decode()
+        assert done.returncode == status
+        listing = (done.stdout if status == 0 else done.stderr).decode()
         assert all(f"  {name} " in listing for name in haproxy_configs()), listing
         assert "README" in listing
     assert set(haproxy_configs()) == {path.stem for path in (REPO / "haproxy").glob("*.cfg")}
@@ -58,3 +58,28 @@ def test_index_template_follows_the_configuration(tmp_path: Path) -> None:
     config.write_text('[elasticsearch]\ndata_stream = "logs-haproxy-web"\n')
     streamed = json.loads(export("index-template", "--config", str(config)).stdout)
     assert streamed["index_patterns"] == ["logs-haproxy-web"] and streamed["data_stream"] == {}
+
+
+def test_the_exported_configuration_is_complete_and_check_config_accepts_it(tmp_path: Path) -> None:
+    import dataclasses
+    import tomllib
+
+    from receiver.config import Settings, load_settings, sections
+
+    config = tmp_path / "config.toml"
+    done = export("config", "--output", str(config))
+    assert done.returncode == 0, done.stderr
+    data = tomllib.loads(config.read_text())
+    for section, cls in sections().items():  # every setting, each with its comment
+        assert set(data[section]) == {f.name for f in dataclasses.fields(cls)}, section
+    assert load_settings(config, env={}) == Settings()
+    text = config.read_text()
+    assert "# Private key (PEM) of `tls_cert`.\ntls_key = \"\"" in text
+    assert 'max_bytes = "4GiB"' in text
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    checked = [subprocess.run(
+        [sys.executable, "-m", "receiver", "check-config", "--values-only", "-c", str(file)],
+        cwd=REPO, capture_output=True, timeout=60, check=False) for file in (config, empty)]
+    assert checked[0].returncode == 0, checked[0].stderr
+    assert json.loads(checked[0].stdout) == json.loads(checked[1].stdout)

@@ -423,3 +423,18 @@ def test_kafka_workers_run_consume_as_a_deployment_the_receivers_services_do_not
 def test_workers_without_kafka_are_refused() -> None:
     with pytest.raises(helm.HelmError, match=r"config\.kafka\.bootstrap_servers"):
         render({"workers": {"enabled": True}})
+
+
+def notes(values: dict[str, Any]) -> str:
+    with helm.Chart.load(CHART) as chart:
+        rendered = chart.render(values=values, name=RELEASE, namespace="logs", is_install=True)
+    return str(next(text for path, text in rendered.items() if path.endswith("NOTES.txt")))
+
+
+def test_notes_name_the_address_the_service_type_offers() -> None:
+    """A LoadBalancer's senders are outside the cluster: an in-cluster name alone misleads them
+    (issue 26, item 7)."""
+    balanced = notes({"service": {"type": "LoadBalancer"}})
+    assert "<load balancer address>:5140" in balanced and "status.loadBalancer.ingress" in balanced
+    assert "<load balancer address>" not in notes({})
+    assert "node port" in notes({"service": {"type": "NodePort"}})

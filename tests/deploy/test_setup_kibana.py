@@ -19,7 +19,10 @@ def setup(es_url: str, kibana_url: str, env: dict[str, str]) -> subprocess.Compl
 @pytest.mark.parametrize(("env", "pattern"), [
     ({}, "haproxy-*"),
     ({"HAPROXY_RECEIVER_ELASTICSEARCH__INDEX": "weblogs-{haproxy.frontend_name}-%Y.%m"}, "weblogs-*"),
-    ({"HAPROXY_RECEIVER_ELASTICSEARCH__DATA_STREAM": "logs-haproxy-default"}, "logs-haproxy-default"),
+    ({"HAPROXY_RECEIVER_ELASTICSEARCH__DESTINATION": "data_stream",
+      "HAPROXY_RECEIVER_ELASTICSEARCH__DATA_STREAM": "logs-haproxy-web"}, "logs-haproxy-web"),
+    # `auto` on osmem-server, which has no data streams: where the documents really go
+    ({"HAPROXY_RECEIVER_ELASTICSEARCH__DATA_STREAM": "logs-haproxy-web"}, "haproxy-*"),
 ])
 def test_dashboards_look_where_the_configuration_writes(
         es_url: str, env: dict[str, str], pattern: str) -> None:

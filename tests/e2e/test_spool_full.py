@@ -36,6 +36,9 @@ SMALL_SPOOL = {
     "HAPROXY_RECEIVER_ELASTICSEARCH__RETRY_INITIAL": "0.05",
     "HAPROXY_RECEIVER_ELASTICSEARCH__RETRY_MAX": "0.3",
     "HAPROXY_RECEIVER_ELASTICSEARCH__BATCH_AGE": "0.05",  # a 128 KiB spool drains in small bulks
+    # Fixed daily indices: with `auto` the shipper reads nothing until Elasticsearch says
+    # whether it has data streams, and these tests need it holding events while it is down.
+    "HAPROXY_RECEIVER_ELASTICSEARCH__DESTINATION": "index",
 }
 
 RECEIVED = "haproxy_receiver_messages_received_total"

@@ -28,6 +28,12 @@ through one node exists for all); `kill(i)` makes node i die (its listener close
 request on a kept connection closed unanswered and unprocessed) and `revive(i)` brings it back
 on the same port.
 
+Data streams (`data_streams=True`, the default): `PUT /_data_stream/<name>` creates one when a
+stored index template with `data_stream` matches the name (else 400, as Elasticsearch), `GET`
+lists it, and a bulk `create` into a name such a template matches creates it too; all in
+`streams`. `data_streams=False` refuses them as a server without data streams does (400
+`unsupported_operation_exception`, as osmem). `DELETE /_index_template/<name>` removes one.
+
 Documents with a field listed in `reject_fields` always get a per-item 400
 `mapper_parsing_exception`, like a mapping conflict. Every request is recorded (method, path,
 headers, decompressed body) in `requests`; stored documents are in `documents` (`_id` ->
@@ -48,7 +54,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-_VERSIONS = {"es7": "7.17.25", "es8": "8.15.3", "es9": "9.1.0", "opensearch": "2.18.0"}
+_VERSIONS = {"es7": "7.17.25", "es8": "8.15.3", "es9": "9.1.0", "opensearch": "2.18.0",
+             "es7.8": "7.8.1"}  # the last Elasticsearch without data streams
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,11 @@ class FakeElasticsearch:
                  reject_fields: tuple[str, ...] = (), product_header: bool = True,
                  tls: tuple[str, str] | ssl.SSLContext | None = None,
                  root_forbidden: bool = False, max_content_length: int = 0,
-                 users: dict[str, tuple[str, list[str]]] | None = None) -> None:
+                 users: dict[str, tuple[str, list[str]]] | None = None,
+                 data_streams: bool = True) -> None:
         self.flavor = flavor
+        self.data_streams = data_streams
+        self.streams: set[str] = set()
         self.strict_compat = strict_compat
         self.reject_fields = reject_fields
         self.product_header = product_header
@@ -235,6 +245,9 @@ class FakeElasticsearch:
             document = json.loads(lines[i + 1])
             doc_id = meta.get("_id") or f"auto-{len(self.documents)}-{n}"
             index = meta.get("_index", "")
+            if self._stream_template(index) is not None:
+                with self._lock:
+                    self.streams.add(index)
             status = pattern[n % len(pattern)] if pattern else 201
             if any(field in document for field in self.reject_fields):
                 status = 400
@@ -262,6 +275,41 @@ class FakeElasticsearch:
             items.append({action: result})
         return "answer", 200, {"took": 3, "errors": errors, "items": items}, delay
 
+    def _stream_template(self, name: str) -> str | None:
+        """The stored index template making `name` a data stream, if any (and supported)."""
+        if not self.data_streams:
+            return None
+        with self._lock:
+            for (kind, template), value in self.stored.items():
+                if kind == "_index_template" and "data_stream" in value and any(
+                        re.fullmatch(p.replace("*", ".*"), name) for p in value["index_patterns"]):
+                    return template
+        return None
+
+    def _data_stream_api(self, method: str, path: str) -> tuple[int, Any] | None:
+        match = re.fullmatch(r"/_data_stream/([^/_][^/]*)", path)
+        if match is None:
+            return None
+        name = match.group(1)
+        if not self.data_streams:
+            return 400, es_error(400, "unsupported_operation_exception",
+                                 "data streams are not supported by this server")
+        if method == "GET":
+            if name not in self.streams:
+                return 404, es_error(404, "index_not_found_exception", f"no such index [{name}]")
+            return 200, {"data_streams": [{"name": name, "template": self._stream_template(name)}]}
+        if method == "PUT":
+            if name in self.streams:
+                return 400, es_error(400, "resource_already_exists_exception",
+                                     f"data_stream [{name}] already exists")
+            if self._stream_template(name) is None:
+                return 400, es_error(400, "illegal_argument_exception",
+                                     f"no matching index template found for data stream [{name}]")
+            with self._lock:
+                self.streams.add(name)
+            return 200, {"acknowledged": True}
+        return None
+
     def _settings_api(self, method: str, path: str, body: bytes) -> tuple[int, Any] | None:
         """`_ilm/policy/<name>` and `_index_template/<name>`: stored, answered like ES."""
         match = re.fullmatch(r"/(_ilm/policy|_index_template)/([^/]+)", path)
@@ -269,6 +317,10 @@ class FakeElasticsearch:
             return None
         kind, name = match.groups()
         with self._lock:
+            if method == "DELETE":
+                found = self.stored.pop((kind, name), None)
+                return (200, {"acknowledged": True}) if found is not None else (
+                    404, es_error(404, "resource_not_found_exception", f"{name} not found"))
             if method == "PUT":
                 self.stored[(kind, name)] = json.loads(body)
                 return 200, {"acknowledged": True}
@@ -356,6 +408,10 @@ class FakeElasticsearch:
                     if delay:
                         time.sleep(delay)
                     self._send(status, bulk_answer)
+                    return
+                streamed = fake._data_stream_api(self.command, path)
+                if streamed is not None:
+                    self._send(*streamed)
                     return
                 stored = fake._settings_api(self.command, path, body)
                 if stored is not None:

@@ -21,11 +21,16 @@ from tests.ship.memory_spool import MemorySpool
 FAST = {
     "batch_events": 50, "batch_age": 0.05, "retry_initial": 0.01, "retry_max": 0.05,
     "max_in_flight": 2, "request_timeout": 5.0,
+    "setup_on_start": False,  # no template at start unless a test asks
 }
 
 
 def es_settings(hosts: list[str], **changes: Any) -> ElasticsearchSettings:
-    return dataclasses.replace(ElasticsearchSettings(), hosts=hosts, **{**FAST, **changes})
+    """Settings for a test server: daily indices, or the data stream a test names, without
+    asking the server which (tests/ship/test_destination.py covers `auto`)."""
+    fixed = "data_stream" if changes.get("data_stream") else "index"
+    return dataclasses.replace(ElasticsearchSettings(), hosts=hosts,
+                               **{**FAST, "destination": fixed, **changes})
 
 
 @dataclass

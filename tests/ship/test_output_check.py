@@ -29,6 +29,10 @@ def command(*args: str, **env: str) -> tuple[int, str]:
     # A bare environment (no proxies, no settings), with the tests' configuration file: never
     # the machine's /etc.
     environment = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", CONFIG_ENV: os.environ[CONFIG_ENV]}
+    # The choices these tests were written for (tests/ship/test_destination.py covers `auto`
+    # and the template at start): daily indices, or the data stream a test names.
+    env = {"destination": "data_stream" if "data_stream" in env else "index",
+           "setup_on_start": "false", **env}
     environment.update({f"HAPROXY_RECEIVER_ELASTICSEARCH__{k.upper()}": v for k, v in env.items()})
     done = subprocess.run([sys.executable, "-m", "receiver", *args], cwd=REPO, env=environment,
                           capture_output=True, text=True, timeout=60, check=False)
