@@ -146,3 +146,31 @@ def test_status_shows_what_a_receiver_waits_to_have_stored() -> None:
     assert "kafka:     UNREACHABLE; produced 90, waiting for the brokers 12, delivery errors 0" \
         in text
     assert "consumed" not in text
+
+
+def test_the_producers_message_max_bytes_follows_the_longest_message_accepted() -> None:
+    from receiver.kafka.producer import message_max_bytes
+
+    def limit(**env: str) -> int:
+        values = {f"HAPROXY_RECEIVER_{key.upper()}": value for key, value in env.items()}
+        return message_max_bytes(load_settings(None, values))
+
+    assert limit() == 1_000_000  # 64 KiB messages: librdkafka's default, under the brokers'
+    big = limit(listen__max_message_bytes="4MiB", spool__max_record_bytes="5MiB")
+    assert big == 4 * 1024**2 + 1024 + 4096  # every accepted message fits one record
+    assert limit(kafka__options="message.max.bytes=500000") == 500000  # the brokers' limit
+
+
+def test_only_refusals_of_the_record_itself_are_final() -> None:
+    from receiver.kafka.producer import REFUSED_FOR_GOOD, _Refusal
+
+    assert _Refusal("MSG_SIZE_TOO_LARGE", "").for_good
+    assert _Refusal("MSG_SIZE_TOO_LARGE", "").reason == "kafka_msg_size_too_large"
+    assert _Refusal("INVALID_RECORD", "").reason == "kafka_invalid_record"
+    for passing in ("_MSG_TIMED_OUT", "_ALL_BROKERS_DOWN", "NOT_LEADER_FOR_PARTITION",
+                    "TOPIC_AUTHORIZATION_FAILED", "_TRANSPORT", "REQUEST_TIMED_OUT"):
+        assert not _Refusal(passing, "").for_good, passing
+    import confluent_kafka
+
+    for name in REFUSED_FOR_GOOD:  # each is a name librdkafka really reports
+        assert hasattr(confluent_kafka.KafkaError, name), name
