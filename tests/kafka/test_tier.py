@@ -157,3 +157,45 @@ def test_consume_without_brokers_says_what_is_missing() -> None:
     done = receiver_command("consume", "--metrics", "")
     assert done.returncode == 2
     assert "kafka.bootstrap_servers is empty" in done.stderr
+
+
+def test_a_member_waiting_out_a_long_elasticsearch_outage_keeps_its_partitions(
+    tmp_path: Path, es_url: str, cluster: MockCluster
+) -> None:
+    """The shipper stops reading while its requests wait (one in flight here); an outage longer
+    than max.poll.interval.ms (3 s here) must not drop the member from the group: no partition
+    revoked or assigned again, nothing re-read, every event indexed once afterwards."""
+    import time
+
+    proxy = TcpProxy(es_url).start()
+    receiver = Receiver(tmp_path / "r", None, env=cluster.env()).start()
+    env = {**cluster.env(), "HAPROXY_RECEIVER_ELASTICSEARCH__MAX_IN_FLIGHT": "1",
+           "HAPROXY_RECEIVER_ELASTICSEARCH__BATCH_EVENTS": "20",
+           "HAPROXY_RECEIVER_ELASTICSEARCH__RETRY_MAX": "1"}
+    member = Member(tmp_path / "m", proxy.url, env, options="max.poll.interval.ms=3000").start()
+    try:
+        send(receiver, 0, 100)
+        indexed_once(es_url, {f"/e{n}" for n in range(100)})
+        assigned = member.metric("haproxy_receiver_kafka_rebalances_total", change="assigned")
+        assert assigned == cluster.partitions  # the only member: every partition
+        proxy.stop()
+        send(receiver, 100, 400)
+        wait_for(lambda: member.metric("haproxy_receiver_output_up") == 0, 30,
+                 "the member to see Elasticsearch down")
+        wait_for(lambda: "partitions paused" in member.stderr(), 30,
+                 "the shipper to stop reading, its partitions paused")
+        outage_end = time.monotonic() + 3 * 3.0  # three times max.poll.interval.ms
+        wait_for(lambda: time.monotonic() > outage_end, 30, "the outage to outlast the interval")
+        proxy.start()
+        indexed_once(es_url, {f"/e{n}" for n in range(500)})
+        assert member.metric("haproxy_receiver_kafka_rebalances_total",
+                             change="assigned") == assigned  # never rejoined
+        assert member.metric("haproxy_receiver_kafka_rebalances_total", change="revoked") == 0
+        assert "maximum poll interval" not in member.stderr().lower()
+        assert "partitions resumed" in member.stderr()
+        wait_for(lambda: member.metric("haproxy_receiver_kafka_consumer_lag") == 0, 20,
+                 "no lag left")
+    finally:
+        member.kill()
+        receiver.stop()
+        proxy.close()
