@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from osmem_server import OsmemServer
+
 from receiver.spool.records import parse_event_id
 from tests.kafka.cluster import Member, MockCluster
 from tests.support import Receiver, TcpProxy, count, search_all, wait_for
@@ -199,3 +201,39 @@ def test_a_member_waiting_out_a_long_elasticsearch_outage_keeps_its_partitions(
         member.kill()
         receiver.stop()
         proxy.close()
+
+
+def test_a_second_consumer_group_reads_the_same_topic_independently(
+    tmp_path: Path, es_url: str, cluster: MockCluster, search_server: OsmemServer
+) -> None:
+    """Fan-out: group `haproxy-receiver` (two members) ships to one cluster, group `archive`
+    (one member, started after the first events were produced, from the earliest offset) to a
+    second; each cluster holds every event exactly once, and neither group's commits or
+    rebalances move the other's."""
+    receiver = Receiver(tmp_path / "r", None, env=cluster.env()).start()
+    main = [Member(tmp_path / f"m{n}", es_url, cluster.env()).launch() for n in (1, 2)]
+    archive: Member | None = None
+    with search_server.clone() as second:
+        try:
+            for member in main:
+                member.started()
+            send(receiver, 0, 300)
+            indexed_once(es_url, {f"/e{n}" for n in range(300)})
+            archive = Member(tmp_path / "a1", second.url,
+                             cluster.env(group_id="archive")).start()
+            send(receiver, 300, 300)
+            expected = {f"/e{n}" for n in range(600)}
+            indexed_once(second.url, expected)  # the 300 from before it joined, too
+            indexed_once(es_url, expected)
+            wait_for(lambda: archive is not None and archive.metric(
+                "haproxy_receiver_kafka_consumer_lag") == 0, 20, "the archive group caught up")
+            assert archive.metric("haproxy_receiver_kafka_rebalances_total",
+                                  change="assigned") == cluster.partitions  # all of them
+            assert archive.metric("haproxy_receiver_events_shipped_total") == 600
+            # (a record read again after the two members first shared the partitions counts twice)
+            assert sum(m.metric("haproxy_receiver_events_shipped_total") for m in main) >= 600
+        finally:
+            for running in [*main, *([archive] if archive is not None else [])]:
+                if running.process is not None and running.process.poll() is None:
+                    running.kill()
+            receiver.stop()
