@@ -15,11 +15,13 @@ an Elasticsearch outage. A record Kafka refuses for good (`REFUSED_FOR_GOOD`: la
 `message.max.bytes`, an invalid record) would be refused at every retry and hold its segment,
 and so the spool, forever: it goes to the dead-letter file with the reason, exactly as a document
 Elasticsearch refuses (receiver/ship/dead_letter.py), is counted dead-lettered, and the spool
-moves on.
+moves on. A broker answers for a whole batch, so a record it refused with batch-mates is first
+produced again alone; only a refusal of the record alone is believed.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -55,6 +57,7 @@ REFUSED_FOR_GOOD = frozenset({
 _RECORD_OVERHEAD = 4096
 # librdkafka's own default: batches up to this size however short the messages.
 _LIBRARY_MESSAGE_MAX_BYTES = 1_000_000
+_ALONE_WAIT = 30.0  # longest wait for the client's queue to empty around a record sent alone
 
 
 def message_max_bytes(settings: Settings) -> int:
@@ -88,12 +91,14 @@ class _Refusal:
 
 
 class _Message:
-    """One record as produced: what producing it again needs."""
+    """One record as produced: what producing it again needs. `alone`: it is produced in a
+    request of its own (a refusal then is about this record, not about its batch-mates)."""
 
-    __slots__ = ("key", "timestamp", "value")
+    __slots__ = ("alone", "key", "timestamp", "value")
 
     def __init__(self, value: bytes, key: str | bytes, timestamp: int) -> None:
         self.value, self.key, self.timestamp = value, key, timestamp
+        self.alone = False
 
 
 class _InFlight:
@@ -116,17 +121,31 @@ class _InFlight:
             self.forwarder.reported(self, None)
             return
         self.refused(_Refusal(error.name(), error.str()),
-                     _Message(message.value(), message.key(), message.timestamp()[1]))
+                     _Message(message.value(), message.key(), message.timestamp()[1]),
+                     by_broker=True)
 
-    def refused(self, refusal: _Refusal, message: _Message) -> None:
-        if refusal.for_good:
+    def delivered_alone(self, sent: _Message, error: Any, message: Any) -> None:
+        """The delivery report of a record produced alone (`sent`, which says so)."""
+        if error is None:
+            self.forwarder.reported(self, None)
+        else:
+            self.refused(_Refusal(error.name(), error.str()), sent, by_broker=True)
+
+    def refused(self, refusal: _Refusal, message: _Message, by_broker: bool) -> None:
+        """A broker answers for a whole batch of records (its size, its validation): a refusal
+        for good is believed only for a record produced alone; one refused with batch-mates is
+        produced again alone first. The producer's own refusal (`produce` raising) is about the
+        record itself."""
+        final = refusal.for_good and (message.alone or not by_broker)
+        if final:
             key = message.key.decode("ascii", "replace") if isinstance(message.key, bytes) \
                 else message.key
             self.dead.append((DeadLetter(None, message.value, "", key, 0, refusal.reason,
                                          f"Kafka refused the record: {refusal.text}"), message))
         else:
+            message.alone = refusal.for_good
             self.failed.append(message)
-        self.forwarder.reported(self, refusal)
+        self.forwarder.reported(self, refusal, final)
 
 
 class Forwarder:
@@ -212,17 +231,19 @@ class Forwarder:
     def _send(self, flight: _InFlight, message: _Message) -> None:
         """Produce one record; its outcome comes as a delivery report, or at once when the
         client refuses it itself (larger than its message.max.bytes)."""
+        report = functools.partial(flight.delivered_alone, message) if message.alone \
+            else flight.delivered
         while True:
             try:
                 self._producer.produce(self._topic, message.value, message.key,
-                                       on_delivery=flight.delivered, timestamp=message.timestamp)
+                                       on_delivery=report, timestamp=message.timestamp)
                 return
             except BufferError:  # the client's own queue is full: let reports drain it
                 time.sleep(0.01)
             except self._kafka_exception as raised:
                 error: Any = raised.args[0] if raised.args else None
                 flight.refused(_Refusal(error.name(), error.str()) if error is not None
-                               else _Refusal("_UNKNOWN", str(raised)), message)
+                               else _Refusal("_UNKNOWN", str(raised)), message, by_broker=False)
                 return
 
     def _resend_due(self) -> None:
@@ -237,7 +258,18 @@ class Forwarder:
             with self._lock:
                 self._in_flight += len(failed)
             for message in failed:
-                self._send(flight, message)
+                if message.alone:
+                    self._send_alone(flight, message)
+                else:
+                    self._send(flight, message)
+
+    def _send_alone(self, flight: _InFlight, message: _Message) -> None:
+        """Produce a record in a request of its own: nothing else waits in the client when it
+        is produced, and nothing is produced before its report came (only this thread
+        produces)."""
+        self._producer.flush(_ALONE_WAIT)
+        self._send(flight, message)
+        self._producer.flush(_ALONE_WAIT)
 
     # --- delivery reports (the polling thread) -------------------------------------------
 
@@ -251,7 +283,7 @@ class Forwarder:
                 next_check = now + _CHECK_EVERY
                 self._probe()
 
-    def reported(self, flight: _InFlight, error: _Refusal | None) -> None:
+    def reported(self, flight: _InFlight, error: _Refusal | None, final: bool = False) -> None:
         """One record's outcome (the polling thread, or the reading thread for a record the
         client refused itself); the batch's, once it has all of them."""
         metrics = self._metrics
@@ -260,10 +292,15 @@ class Forwarder:
             metrics.kafka_records_produced.inc()
             self._last_stored = now
             self._down_since = None
-        elif error.for_good:
+        elif final:
             metrics.kafka_delivery_errors.labels(error.name).inc()
             self._log(logging.ERROR, f"refused-{error.name}", "Kafka refused a record for good "
                       "(%s); it goes to the dead-letter file", error.text)
+        elif error.for_good:
+            metrics.kafka_delivery_errors.labels(error.name).inc()
+            self._log(logging.WARNING, f"batch-{error.name}", "Kafka refused a batch (%s); its "
+                      "records are produced again one by one, and only one refused alone goes "
+                      "to the dead-letter file", error.text)
         else:
             metrics.kafka_delivery_errors.labels(error.name).inc()
             self._log(logging.ERROR, "delivery", "Kafka did not store a record (%s); it stays "

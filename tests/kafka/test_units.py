@@ -174,3 +174,52 @@ def test_only_refusals_of_the_record_itself_are_final() -> None:
 
     for name in REFUSED_FOR_GOOD:  # each is a name librdkafka really reports
         assert hasattr(confluent_kafka.KafkaError, name), name
+
+
+def test_a_broker_refusing_a_batch_for_good_dead_letters_only_a_record_refused_alone() -> None:
+    """The broker answers for a whole batch (its size): a record refused with batch-mates is
+    produced again alone; only when it is refused alone is it dead-lettered. The producer's own
+    refusal is about the record itself at once. (librdkafka's real error and message objects;
+    the forwarder's side is a recorder of what it was told.)"""
+    from confluent_kafka import KafkaError, Message
+
+    from receiver.kafka.producer import _InFlight
+    from receiver.spool.records import Batch, Record
+
+    class Told:
+        def __init__(self) -> None:
+            self.reports: list[tuple[str | None, bool]] = []
+
+        def reported(self, flight: object, error: object, final: bool = False) -> None:
+            self.reports.append((getattr(error, "name", None), final))
+
+    told = Told()
+    records = [Record(Position(0, n * 100), b"payload%d" % n, 1.0) for n in range(3)]
+    flight = _InFlight(Batch(0, "id", 0, 300, 3, records), told)  # type: ignore[arg-type]
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    for n in range(3):  # one batch of three, refused
+        flight.delivered(too_large, Message(topic="t", value=b"payload%d" % n, key=b"k%d" % n,
+                                            timestamp=(1, 1000 + n)))
+    assert not flight.dead and [m.alone for m in flight.failed] == [True] * 3
+    assert told.reports == [("MSG_SIZE_TOO_LARGE", False)] * 3
+    alone, flight.failed = flight.failed, []
+    report = Message(topic="t", value=alone[2].value, key=b"k2", timestamp=(1, 1002))
+    flight.delivered_alone(alone[0], None, None)  # two of them stored when produced alone
+    flight.delivered_alone(alone[1], None, None)
+    flight.delivered_alone(alone[2], too_large, report)
+    assert not flight.failed  # ... but refused alone: believed, nothing to produce again
+    ((letter, message),) = flight.dead
+    flight.dead = []
+    assert message is alone[2]
+    assert letter.payload == b"payload2" and letter.id == "k2"
+    assert letter.error_type == "kafka_msg_size_too_large" and letter.document is None
+    assert told.reports[-1] == ("MSG_SIZE_TOO_LARGE", True)
+    # The producer's own refusal (produce raising) is final at once; a passing error never is.
+    from receiver.kafka.producer import _Message, _Refusal
+
+    flight.refused(_Refusal("MSG_SIZE_TOO_LARGE", "too large"), _Message(b"x", "k9", 1),
+                   by_broker=False)
+    assert len(flight.dead) == 1 and told.reports[-1][1]
+    flight.delivered(KafkaError(KafkaError._MSG_TIMED_OUT),
+                     Message(topic="t", value=b"y", key=b"k8", timestamp=(1, 1)))
+    assert [m.key for m in flight.failed] == [b"k8"] and not flight.failed[0].alone
