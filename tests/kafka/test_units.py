@@ -71,6 +71,8 @@ def test_a_key_that_is_no_event_id_is_refused(key: str) -> None:
     ({"kafka.sasl_mechanism": "GSSAPI"}, "kafka.sasl_mechanism"),
     ({"kafka.compression": "brotli"}, "kafka.compression"),
     ({"kafka.max_in_flight": "0"}, "kafka.max_in_flight"),
+    ({"kafka.options": "message.max.bytes=1MB"}, "kafka.options message.max.bytes"),
+    ({"kafka.options": "message.max.bytes=10"}, "kafka.options message.max.bytes"),
 ])
 def test_a_wrong_kafka_setting_is_refused_by_name(overrides: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
