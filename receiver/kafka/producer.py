@@ -57,7 +57,9 @@ REFUSED_FOR_GOOD = frozenset({
 _RECORD_OVERHEAD = 4096
 # librdkafka's own default: batches up to this size however short the messages.
 _LIBRARY_MESSAGE_MAX_BYTES = 1_000_000
-_ALONE_WAIT = 30.0  # longest wait for the client's queue to empty around a record sent alone
+# Longest wait for the client's queue to empty around a record sent alone (twice of it stays
+# well within the time a worker's loop may stand still, receiver/workers/pool.py WEDGED_AFTER).
+_ALONE_WAIT = 10.0
 
 
 def message_max_bytes(settings: Settings) -> int:
@@ -267,9 +269,14 @@ class Forwarder:
         """Produce a record in a request of its own: nothing else waits in the client when it
         is produced, and nothing is produced before its report came (only this thread
         produces)."""
-        self._producer.flush(_ALONE_WAIT)
+        self.last_turn = time.monotonic()  # flushing is this loop's work, not a wedge
+        if self._producer.flush(_ALONE_WAIT) > 0:
+            # Kafka is slow to take the rest: sent with others after all, so a refusal now is
+            # not believed either (the record is tried alone again).
+            message.alone = False
         self._send(flight, message)
         self._producer.flush(_ALONE_WAIT)
+        self.last_turn = time.monotonic()
 
     # --- delivery reports (the polling thread) -------------------------------------------
 
