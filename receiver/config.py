@@ -773,6 +773,11 @@ def _check_kafka(kafka: KafkaSettings) -> None:
     if kafka.max_in_flight < 1 or kafka.linger < 0 or kafka.unreachable_after <= 0:
         raise ConfigError("kafka.max_in_flight must be at least 1, kafka.linger at least 0 and "
                           "kafka.unreachable_after more than 0")
+    # The producer's record limit (receiver/kafka/producer.py reads it): librdkafka's range.
+    limit = kafka.options.get("message.max.bytes", "1000")
+    if not (limit.isdigit() and 1000 <= int(limit) <= 1_000_000_000):
+        raise ConfigError(f"kafka.options message.max.bytes = {limit!r}: allowed a whole number "
+                          "of bytes from 1000 to 1000000000 (the brokers' limit)")
 
 
 def _check_zone(name: str, zone: str) -> None:

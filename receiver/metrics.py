@@ -164,7 +164,8 @@ class KafkaMetrics:
         self.kafka_records_produced = _counter(
             "kafka_records_produced", "Records Kafka reported stored (acks=all).", r)
         self.kafka_delivery_errors = _counter(
-            "kafka_delivery_errors", "Records Kafka did not store, by error (produced again).", r,
+            "kafka_delivery_errors", "Records Kafka did not store, by error (produced again, or "
+            "dead-lettered when refused for good).", r,
             ("error",))
         self.kafka_up = _gauge(
             "kafka_up", "0 once Kafka was unreachable for kafka.unreachable_after (every "

@@ -13,6 +13,13 @@ the last record of the longest prefix of acknowledged batches (delivered or dead
 batch acknowledged early never lets the commit pass one still in flight. A partition revoked in a
 rebalance is committed as far as that goes and forgotten: the acknowledgements of its batches
 still in flight are then ignored, and its next owner reads them again from the commit.
+
+Membership: the group drops a member that does not poll for `max.poll.interval.ms`, and the
+shipper stops reading while all its bulk requests wait (an Elasticsearch outage). So while the
+reading thread stays away for `_KEEP_AFTER`, a keeper thread pauses the assigned partitions and
+goes on polling: the member keeps its partitions (nothing is re-read by another member, nothing
+fetched piles up meanwhile), rebalances are still served, and the next `read` resumes the
+partitions where the shipper left them. Only one thread uses the consumer at a time.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from receiver.spool.records import Batch, Record, parse_event_id
 log = logging.getLogger(__name__)
 
 _COMMIT_EVERY = 1.0  # seconds between commits while acknowledgements come in
+_KEEP_AFTER = 1.0  # the reading thread away this long: pause the partitions and poll for it
 _LAG_EVERY = 2.0
 
 
@@ -149,25 +157,36 @@ class KafkaSource:
         self._consumer = self._kafka.Consumer(config)
         self._consumer.subscribe([kafka.topic], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._using = threading.Lock()  # one thread at a time calls the consumer
+        self._last_read = time.monotonic()  # when the reading thread last polled
+        self._paused = False
+        self._closed = threading.Event()
+        self._keeper = threading.Thread(target=self._keep_membership, name="kafka-keeper",
+                                        daemon=True)
+        self._keeper.start()
         metrics.kafka_up.set(1)
 
     # --- Source ----------------------------------------------------------------------------
 
     def read(self, max_records: int, max_bytes: int) -> Batch | None:
-        if not self._buffer:
-            self._fill(0.0)
-        self._housekeeping()
-        while self._buffer:
-            batch = self._cut(max_records, max_bytes)
-            if batch is not None:
-                return batch
-        return None
+        with self._using:
+            self._reading()
+            if not self._buffer:
+                self._fill(0.0)
+            self._housekeeping()
+            while self._buffer:
+                batch = self._cut(max_records, max_bytes)
+                if batch is not None:
+                    return batch
+            return None
 
     def wait(self, timeout: float) -> bool:
-        if not self._buffer:
-            self._fill(timeout)
-        self._housekeeping()
-        return bool(self._buffer)
+        with self._using:
+            self._reading()
+            if not self._buffer:
+                self._fill(timeout)
+            self._housekeeping()
+            return bool(self._buffer)
 
     def acknowledge(self, batch: Batch, shipped: int = 0,
                     dead: tuple[tuple[str, int], ...] = ()) -> None:
@@ -179,6 +198,41 @@ class KafkaSource:
             self._metrics.events_dead_lettered.labels(reason).inc(number)
         if ticket is not None:
             self._book.done(ticket)
+
+    # --- membership while the shipper waits ------------------------------------------------
+
+    def _reading(self) -> None:
+        """The reading thread is back (holding `_using`): resume what the keeper paused."""
+        self._last_read = time.monotonic()
+        if self._paused:
+            self._paused = False
+            self._set_paused(False)
+            log.info("the shipper reads again: Kafka partitions resumed")
+
+    def _keep_membership(self) -> None:
+        while not self._closed.wait(_KEEP_AFTER / 4):
+            if time.monotonic() - self._last_read < _KEEP_AFTER:
+                continue
+            with self._using:
+                if self._closed.is_set() or time.monotonic() - self._last_read < _KEEP_AFTER:
+                    continue
+                if not self._paused:
+                    self._paused = True
+                    log.info("the shipper is not reading (its requests wait): Kafka partitions "
+                             "paused, the member stays in the group")
+                # Every turn: partitions assigned meanwhile (a rebalance served here) too.
+                self._set_paused(True)
+                self._fill(0.0)  # serves heartbeats' callbacks and rebalances; buffers strays
+                self._housekeeping()
+
+    def _set_paused(self, paused: bool) -> None:
+        try:
+            assigned = self._consumer.assignment()
+            if assigned:
+                (self._consumer.pause if paused else self._consumer.resume)(assigned)
+        except Exception as error:  # a rebalance in progress: the next turn tries again
+            self._log(logging.WARNING, "pause", "pausing/resuming Kafka partitions failed: %s",
+                      error)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -331,8 +385,11 @@ class KafkaSource:
 
     def close(self) -> None:
         """After the shipper stopped: commit what was acknowledged, leave the group."""
-        self._commit(self._book.due(), asynchronous=False)
-        try:
-            self._consumer.close()
-        except Exception:
-            log.warning("leaving the Kafka consumer group failed", exc_info=True)
+        self._closed.set()
+        self._keeper.join(5.0)
+        with self._using:
+            self._commit(self._book.due(), asynchronous=False)
+            try:
+                self._consumer.close()
+            except Exception:
+                log.warning("leaving the Kafka consumer group failed", exc_info=True)

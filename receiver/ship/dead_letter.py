@@ -91,10 +91,11 @@ class DeadLetterFile:
 class DeadLetters:
     """The dead-letter file, and the dead-letter index when one is configured."""
 
-    def __init__(self, path: str, output: Output, index_pattern: str = "") -> None:
+    def __init__(self, path: str, output: Output | None, index_pattern: str = "") -> None:
+        """`output` None: the file only (the Kafka producer, which has no Elasticsearch)."""
         self.file = DeadLetterFile(path)
         self._output = output
-        self._index_pattern = index_pattern if output.wants_ids else ""
+        self._index_pattern = index_pattern if output is not None and output.wants_ids else ""
         self._log = RateLimitedLog(log)
 
     def keep(self, letters: list[DeadLetter], reason: str) -> bool:
@@ -116,6 +117,8 @@ class DeadLetters:
 
     def _index(self, letters: list[DeadLetter]) -> None:
         """Best effort: the file already holds them; the index is for searching."""
+        if self._output is None:
+            return
         lines = bytearray()
         index = time.strftime(self._index_pattern, time.gmtime())
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -97,7 +97,7 @@ class _Child:
             if s.kafka.bootstrap_servers:  # the worker tier ships; here the spool goes to Kafka
                 from receiver.kafka.producer import Forwarder
 
-                shipper = Forwarder(s, reader, self._metrics)
+                shipper = Forwarder(s, reader, self._metrics, str(dead_letter_path(s)))
             else:
                 output = make_output(s.elasticsearch, self._metrics, sys.stdout.buffer)
                 shipper = Shipper(s.elasticsearch, reader, output, self._metrics,

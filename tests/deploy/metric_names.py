@@ -34,6 +34,10 @@ def sample_exposition() -> bytes:
     metrics.bulk_requests.labels("ok").inc()
     metrics.spool_fsync_seconds.observe(0.002)
     metrics.bulk_seconds.observe(0.05)
+    metrics.kafka_delivery_errors.labels("_MSG_TIMED_OUT").inc()
+    metrics.kafka_consumer_lag.labels("0").set(12)
+    metrics.kafka_rebalances.labels("assigned").inc()
+    metrics.kafka_commits.labels("ok").inc()
     return generate_latest(metrics.registry)
 
 

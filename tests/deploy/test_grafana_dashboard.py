@@ -76,3 +76,13 @@ def test_every_query_is_valid_promql(tmp_path: Path) -> None:
     result = subprocess.run(["promtool", "check", "rules", str(rule_file)], capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_kafka_path_has_its_panels() -> None:
+    used = set().union(*(names_in(expr) for _, expr in queries()))
+    for needed in ("haproxy_receiver_kafka_up", "haproxy_receiver_kafka_consumer_lag",
+                   "haproxy_receiver_kafka_records_produced_total",
+                   "haproxy_receiver_kafka_records_consumed_total",
+                   "haproxy_receiver_kafka_delivery_errors_total",
+                   "haproxy_receiver_kafka_rebalances_total", "haproxy_receiver_kafka_commits_total"):
+        assert needed in used, needed

@@ -75,6 +75,12 @@ MODES: dict[str, dict[str, Any]] = {
                              "topic": "haproxy"}},
         "workers": {"enabled": True, "replicas": 3},
     },
+    "kafka-workers-monitoring": {
+        "config": {"kafka": {"bootstrap_servers": ["kafka-0.kafka:9092"]}},
+        "workers": {"enabled": True},
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "prometheusRule": {"enabled": True},
+    },
     "geoip-claim": {"geoip": {"enabled": True, "existingClaim": "geoip-databases",
                               "asnFile": "GeoLite2-ASN.mmdb"}},
     "geoip-secret": {"mode": "daemonset", "geoip": {"enabled": True, "secretName": "geoip",
@@ -438,3 +444,27 @@ def test_notes_name_the_address_the_service_type_offers() -> None:
     assert "<load balancer address>:5140" in balanced and "status.loadBalancer.ingress" in balanced
     assert "<load balancer address>" not in notes({})
     assert "node port" in notes({"service": {"type": "NodePort"}})
+
+
+def test_the_workers_metrics_are_scraped_by_a_pod_monitor_selecting_only_them() -> None:
+    assert not by_kind(render(MODES["kafka-workers"]), "PodMonitor")  # no monitoring asked
+    assert not by_kind(render(MODES["servicemonitor"]), "PodMonitor")  # no workers
+    documents = render(MODES["kafka-workers-monitoring"])
+    (monitor,) = by_kind(documents, "PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    pods = {doc["metadata"]["name"]: doc["spec"]["template"] for doc in documents
+            if doc["kind"] in {"Deployment", "StatefulSet", "DaemonSet"}}
+    selected = [name for name, pod in pods.items()
+                if wanted.items() <= pod["metadata"]["labels"].items()]
+    assert selected == [f"{RELEASE}-haproxy-receiver-worker"]  # the workers, not the receivers
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    (worker,) = pods[selected[0]]["spec"]["containers"]
+    assert endpoint["port"] in {p["name"] for p in worker["ports"]}
+    assert endpoint["interval"] == "30s"
+    # The receivers keep their ServiceMonitor, which never selects the workers' pods.
+    (service_monitor,) = by_kind(documents, "ServiceMonitor")
+    services = service_monitor["spec"]["selector"]["matchLabels"]
+    assert not services.items() <= pods[selected[0]]["metadata"]["labels"].items()

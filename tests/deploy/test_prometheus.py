@@ -63,3 +63,16 @@ def test_alerts_use_only_exposed_metrics_and_cover_the_failure_modes() -> None:
     tested = {case["alertname"] for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
               for case in test["alert_rule_test"]}
     assert len(tested) >= 8, tested
+
+
+def test_the_kafka_path_has_its_alerts_each_with_a_unit_test() -> None:
+    groups = {group["name"]: group["rules"] for group in yaml.safe_load(RULES.read_text())["groups"]}
+    kafka = groups["haproxy-receiver-kafka"]
+    used = set().union(*(names_in(rule["expr"]) for rule in kafka))
+    for needed in ("haproxy_receiver_kafka_up", "haproxy_receiver_kafka_consumer_lag",
+                   "haproxy_receiver_kafka_delivery_errors_total",
+                   "haproxy_receiver_kafka_rebalances_total", "haproxy_receiver_kafka_commits_total"):
+        assert needed in used, needed
+    fired = {case["alertname"] for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+             for case in test["alert_rule_test"] if case["exp_alerts"]}
+    assert {rule["alert"] for rule in kafka} <= fired

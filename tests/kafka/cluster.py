@@ -86,7 +86,8 @@ class MockCluster:
 class Member:
     """`python -m receiver consume` as a real child process."""
 
-    def __init__(self, workdir: Path, es_url: str, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, es_url: str, env: dict[str, str],
+                 options: str = "") -> None:
         from tests.support import free_port
 
         self.workdir = workdir
@@ -96,7 +97,8 @@ class Member:
         # A member killed with -9 holds its partitions until the group misses its heartbeats.
         self.env = {**os.environ, **env,
                     "HAPROXY_RECEIVER_KAFKA__OPTIONS":
-                        "session.timeout.ms=3000,heartbeat.interval.ms=300",
+                        ",".join(["session.timeout.ms=3000,heartbeat.interval.ms=300"]
+                                 + ([options] if options else [])),
                     "HAPROXY_RECEIVER_SPOOL__DIR": str(workdir)}
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = workdir / "consume.stderr"

@@ -97,3 +97,47 @@ def test_unreachable_brokers_fill_the_spool_which_drains_when_they_return(
     assert len(keys) == 250  # each once by id (a retried record may be stored twice: same key)
     assert {decode(r.value()).frame for r in records} == {  # type: ignore[union-attr]
         LINE.format(n=n).encode() for n in range(250)}
+
+
+def test_a_record_kafka_refuses_for_good_is_dead_lettered_and_the_spool_moves_on(
+    tmp_path: Path, cluster: MockCluster
+) -> None:
+    """A record larger than the producer's message.max.bytes (here set to a brokers' smaller
+    limit through kafka.options) would be refused at every retry and hold the spool: it goes to
+    the dead-letter file with the reason, is counted, and the records around it are produced."""
+    import base64
+    import json
+
+    env = cluster.env(options="message.max.bytes=4000")
+    receiver = Receiver(tmp_path, None, env=env).start()
+    big = LINE.format(n=1000).replace("GET /1000", "GET /" + "x" * 6000)
+    try:
+        send_udp(receiver, 0, 20)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(big.encode(), ("127.0.0.1", receiver.udp_port))
+        send_udp(receiver, 20, 20)
+        wait_for(lambda: receiver.metric("haproxy_receiver_events_shipped_total") == 40, 40,
+                 "the 40 small events stored in Kafka")
+        wait_for(lambda: receiver.metric("haproxy_receiver_events_dead_lettered_total",
+                                         reason="kafka_msg_size_too_large") == 1, 20,
+                 "the large one dead-lettered")
+        wait_for(lambda: receiver.metric("haproxy_receiver_spool_events_pending") == 0, 20,
+                 "nothing left in the spool")
+        wait_for(lambda: receiver.metric("haproxy_receiver_kafka_delivery_errors_total",
+                                         error="MSG_SIZE_TOO_LARGE") == 1, 10,
+                 "the worker's metrics relayed")
+        assert receiver.metric("haproxy_receiver_kafka_delivery_errors_total",
+                               error="MSG_SIZE_TOO_LARGE") == 1  # refused once, not retried
+    finally:
+        assert receiver.stop() == 0
+    lines = (receiver.spool_dir / "dead-letter.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    letter = json.loads(lines[0])
+    assert letter["error_type"] == "kafka_msg_size_too_large"
+    assert "message.max.bytes" in letter["reason"] or "too large" in letter["reason"].lower()
+    parse_event_id(letter["_id"])
+    kept = decode(base64.b64decode(letter["payload_base64"]))
+    assert isinstance(kept, Received) and kept.frame == big.encode()
+    records = cluster.read_all("check", 40)
+    assert {decode(r.value()).frame for r in records} == {  # type: ignore[union-attr]
+        LINE.format(n=n).encode() for n in range(40)}

@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from osmem_server import OsmemServer
+
 from receiver.spool.records import parse_event_id
 from tests.kafka.cluster import Member, MockCluster
 from tests.support import Receiver, TcpProxy, count, search_all, wait_for
@@ -157,3 +159,81 @@ def test_consume_without_brokers_says_what_is_missing() -> None:
     done = receiver_command("consume", "--metrics", "")
     assert done.returncode == 2
     assert "kafka.bootstrap_servers is empty" in done.stderr
+
+
+def test_a_member_waiting_out_a_long_elasticsearch_outage_keeps_its_partitions(
+    tmp_path: Path, es_url: str, cluster: MockCluster
+) -> None:
+    """The shipper stops reading while its requests wait (one in flight here); an outage longer
+    than max.poll.interval.ms (3 s here) must not drop the member from the group: no partition
+    revoked or assigned again, nothing re-read, every event indexed once afterwards."""
+    import time
+
+    proxy = TcpProxy(es_url).start()
+    receiver = Receiver(tmp_path / "r", None, env=cluster.env()).start()
+    env = {**cluster.env(), "HAPROXY_RECEIVER_ELASTICSEARCH__MAX_IN_FLIGHT": "1",
+           "HAPROXY_RECEIVER_ELASTICSEARCH__BATCH_EVENTS": "20",
+           "HAPROXY_RECEIVER_ELASTICSEARCH__RETRY_MAX": "1"}
+    member = Member(tmp_path / "m", proxy.url, env, options="max.poll.interval.ms=3000").start()
+    try:
+        send(receiver, 0, 100)
+        indexed_once(es_url, {f"/e{n}" for n in range(100)})
+        assigned = member.metric("haproxy_receiver_kafka_rebalances_total", change="assigned")
+        assert assigned == cluster.partitions  # the only member: every partition
+        proxy.stop()
+        send(receiver, 100, 400)
+        wait_for(lambda: member.metric("haproxy_receiver_output_up") == 0, 30,
+                 "the member to see Elasticsearch down")
+        wait_for(lambda: "partitions paused" in member.stderr(), 30,
+                 "the shipper to stop reading, its partitions paused")
+        outage_end = time.monotonic() + 3 * 3.0  # three times max.poll.interval.ms
+        wait_for(lambda: time.monotonic() > outage_end, 30, "the outage to outlast the interval")
+        proxy.start()
+        indexed_once(es_url, {f"/e{n}" for n in range(500)})
+        assert member.metric("haproxy_receiver_kafka_rebalances_total",
+                             change="assigned") == assigned  # never rejoined
+        assert member.metric("haproxy_receiver_kafka_rebalances_total", change="revoked") == 0
+        assert "maximum poll interval" not in member.stderr().lower()
+        assert "partitions resumed" in member.stderr()
+        wait_for(lambda: member.metric("haproxy_receiver_kafka_consumer_lag") == 0, 20,
+                 "no lag left")
+    finally:
+        member.kill()
+        receiver.stop()
+        proxy.close()
+
+
+def test_a_second_consumer_group_reads_the_same_topic_independently(
+    tmp_path: Path, es_url: str, cluster: MockCluster, search_server: OsmemServer
+) -> None:
+    """Fan-out: group `haproxy-receiver` (two members) ships to one cluster, group `archive`
+    (one member, started after the first events were produced, from the earliest offset) to a
+    second; each cluster holds every event exactly once, and neither group's commits or
+    rebalances move the other's."""
+    receiver = Receiver(tmp_path / "r", None, env=cluster.env()).start()
+    main = [Member(tmp_path / f"m{n}", es_url, cluster.env()).launch() for n in (1, 2)]
+    archive: Member | None = None
+    with search_server.clone() as second:
+        try:
+            for member in main:
+                member.started()
+            send(receiver, 0, 300)
+            indexed_once(es_url, {f"/e{n}" for n in range(300)})
+            archive = Member(tmp_path / "a1", second.url,
+                             cluster.env(group_id="archive")).start()
+            send(receiver, 300, 300)
+            expected = {f"/e{n}" for n in range(600)}
+            indexed_once(second.url, expected)  # the 300 from before it joined, too
+            indexed_once(es_url, expected)
+            wait_for(lambda: archive is not None and archive.metric(
+                "haproxy_receiver_kafka_consumer_lag") == 0, 20, "the archive group caught up")
+            assert archive.metric("haproxy_receiver_kafka_rebalances_total",
+                                  change="assigned") == cluster.partitions  # all of them
+            assert archive.metric("haproxy_receiver_events_shipped_total") == 600
+            # (a record read again after the two members first shared the partitions counts twice)
+            assert sum(m.metric("haproxy_receiver_events_shipped_total") for m in main) >= 600
+        finally:
+            for running in [*main, *([archive] if archive is not None else [])]:
+                if running.process is not None and running.process.poll() is None:
+                    running.kill()
+            receiver.stop()

@@ -71,6 +71,8 @@ def test_a_key_that_is_no_event_id_is_refused(key: str) -> None:
     ({"kafka.sasl_mechanism": "GSSAPI"}, "kafka.sasl_mechanism"),
     ({"kafka.compression": "brotli"}, "kafka.compression"),
     ({"kafka.max_in_flight": "0"}, "kafka.max_in_flight"),
+    ({"kafka.options": "message.max.bytes=1MB"}, "kafka.options message.max.bytes"),
+    ({"kafka.options": "message.max.bytes=10"}, "kafka.options message.max.bytes"),
 ])
 def test_a_wrong_kafka_setting_is_refused_by_name(overrides: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
@@ -146,3 +148,80 @@ def test_status_shows_what_a_receiver_waits_to_have_stored() -> None:
     assert "kafka:     UNREACHABLE; produced 90, waiting for the brokers 12, delivery errors 0" \
         in text
     assert "consumed" not in text
+
+
+def test_the_producers_message_max_bytes_follows_the_longest_message_accepted() -> None:
+    from receiver.kafka.producer import message_max_bytes
+
+    def limit(**env: str) -> int:
+        values = {f"HAPROXY_RECEIVER_{key.upper()}": value for key, value in env.items()}
+        return message_max_bytes(load_settings(None, values))
+
+    assert limit() == 1_000_000  # 64 KiB messages: librdkafka's default, under the brokers'
+    big = limit(listen__max_message_bytes="4MiB", spool__max_record_bytes="5MiB")
+    assert big == 4 * 1024**2 + 1024 + 4096  # every accepted message fits one record
+    assert limit(kafka__options="message.max.bytes=500000") == 500000  # the brokers' limit
+
+
+def test_only_refusals_of_the_record_itself_are_final() -> None:
+    from receiver.kafka.producer import REFUSED_FOR_GOOD, _Refusal
+
+    assert _Refusal("MSG_SIZE_TOO_LARGE", "").for_good
+    assert _Refusal("MSG_SIZE_TOO_LARGE", "").reason == "kafka_msg_size_too_large"
+    assert _Refusal("INVALID_RECORD", "").reason == "kafka_invalid_record"
+    for passing in ("_MSG_TIMED_OUT", "_ALL_BROKERS_DOWN", "NOT_LEADER_FOR_PARTITION",
+                    "TOPIC_AUTHORIZATION_FAILED", "_TRANSPORT", "REQUEST_TIMED_OUT"):
+        assert not _Refusal(passing, "").for_good, passing
+    import confluent_kafka
+
+    for name in REFUSED_FOR_GOOD:  # each is a name librdkafka really reports
+        assert hasattr(confluent_kafka.KafkaError, name), name
+
+
+def test_a_broker_refusing_a_batch_for_good_dead_letters_only_a_record_refused_alone() -> None:
+    """The broker answers for a whole batch (its size): a record refused with batch-mates is
+    produced again alone; only when it is refused alone is it dead-lettered. The producer's own
+    refusal is about the record itself at once. (librdkafka's real error and message objects;
+    the forwarder's side is a recorder of what it was told.)"""
+    from confluent_kafka import KafkaError, Message
+
+    from receiver.kafka.producer import _InFlight
+    from receiver.spool.records import Batch, Record
+
+    class Told:
+        def __init__(self) -> None:
+            self.reports: list[tuple[str | None, bool]] = []
+
+        def reported(self, flight: object, error: object, final: bool = False) -> None:
+            self.reports.append((getattr(error, "name", None), final))
+
+    told = Told()
+    records = [Record(Position(0, n * 100), b"payload%d" % n, 1.0) for n in range(3)]
+    flight = _InFlight(Batch(0, "id", 0, 300, 3, records), told)  # type: ignore[arg-type]
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    for n in range(3):  # one batch of three, refused
+        flight.delivered(too_large, Message(topic="t", value=b"payload%d" % n, key=b"k%d" % n,
+                                            timestamp=(1, 1000 + n)))
+    assert not flight.dead and [m.alone for m in flight.failed] == [True] * 3
+    assert told.reports == [("MSG_SIZE_TOO_LARGE", False)] * 3
+    alone, flight.failed = flight.failed, []
+    report = Message(topic="t", value=alone[2].value, key=b"k2", timestamp=(1, 1002))
+    flight.delivered_alone(alone[0], None, None)  # two of them stored when produced alone
+    flight.delivered_alone(alone[1], None, None)
+    flight.delivered_alone(alone[2], too_large, report)
+    assert not flight.failed  # ... but refused alone: believed, nothing to produce again
+    ((letter, message),) = flight.dead
+    flight.dead = []
+    assert message is alone[2]
+    assert letter.payload == b"payload2" and letter.id == "k2"
+    assert letter.error_type == "kafka_msg_size_too_large" and letter.document is None
+    assert told.reports[-1] == ("MSG_SIZE_TOO_LARGE", True)
+    # The producer's own refusal (produce raising) is final at once; a passing error never is.
+    from receiver.kafka.producer import _Message, _Refusal
+
+    flight.refused(_Refusal("MSG_SIZE_TOO_LARGE", "too large"), _Message(b"x", "k9", 1),
+                   by_broker=False)
+    assert len(flight.dead) == 1 and told.reports[-1][1]
+    flight.delivered(KafkaError(KafkaError._MSG_TIMED_OUT),
+                     Message(topic="t", value=b"y", key=b"k8", timestamp=(1, 1)))
+    assert [m.key for m in flight.failed] == [b"k8"] and not flight.failed[0].alone
