@@ -25,7 +25,7 @@ import orjson
 from receiver.config import ElasticsearchSettings
 from receiver.event import Document, Received, decode
 from receiver.metrics import ParseMetrics
-from receiver.parse import TAG_FAILURE, TAG_TRUNCATED, Parser
+from receiver.parse import ERROR_TYPES, LOG_FORMATS, TAG_FAILURE, TAG_TRUNCATED, Parser
 from receiver.spool.records import id_head
 
 try:
@@ -42,6 +42,8 @@ _FIELD_REFERENCE = re.compile(r"\{([^{}]+)\}")
 _SECOND_DIRECTIVES = ("%S", "%s", "%f", "%c", "%X", "%T", "%r", "%+")
 _MAX_INDEX_BYTES = 255
 _UNKNOWN_FIELD = "unknown"
+_UNENCODABLE = "unencodable"
+_OTHER = "other"  # a metric label's value outside the known ones
 
 
 def sanitise_index_part(value: object) -> str:
@@ -268,7 +270,7 @@ class BulkEncoder:
                         # option would cost ~0.5 µs per document for nothing.
                         source = dumps(document)
                     except (TypeError, ValueError) as error:  # e.g. an integer beyond 64 bits
-                        failures["unencodable"] += 1
+                        failures[_UNENCODABLE] += 1
                         document = _unencodable(document, received.frame, error)
                         source = dumps(document)
                     timestamp = document["@timestamp"]
@@ -313,13 +315,17 @@ class BulkEncoder:
         return encoded
 
     def _count(self, formats: Tally[str], failures: Tally[str]) -> None:
+        """Counted by format and failure reason: a value outside the known ones (a document's
+        field, whatever put it there) is counted as `other`, so the series stay bounded."""
         parsed = self._formats
         for name, count in formats.items():
+            name = name if name in LOG_FORMATS else _OTHER
             child = parsed.get(name)
             if child is None:  # labels() costs µs per call: once per format, not per batch
                 child = parsed[name] = self._metrics.events_parsed.labels(name)
             child.inc(count)
         for reason, count in failures.items():
+            reason = reason if reason in ERROR_TYPES or reason == _UNENCODABLE else _OTHER
             self._metrics.parse_failures.labels(reason).inc(count)
 
 
@@ -337,7 +343,7 @@ def _unencodable(document: dict[str, Any], frame: bytes, error: Exception) -> di
     return {
         **kept,
         "message": text,  # once, where every unparsed body goes (receiver/parse)
-        "error.type": "unencodable",
+        "error.type": _UNENCODABLE,
         "error.message": f"document could not be encoded as JSON: {error}",
         "tags": [TAG_FAILURE],
     }
