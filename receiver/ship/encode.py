@@ -35,8 +35,10 @@ except ImportError:  # pragma: no cover - isal is a dependency; see gzip_body
 
 SOURCE_FIELD = "log.source.address"
 
-# Characters Elasticsearch refuses in index names (plus space, comma, hash and colon).
-_INVALID_INDEX_CHARS = re.compile(r'[\\/*?"<>| ,#:]')
+# Characters Elasticsearch refuses in index names (plus space, comma, hash and colon), and
+# control characters (nobody's index should hold them).
+_INVALID_INDEX_CHARS = re.compile(r'[\\/*?"<>| ,#:\x00-\x1f\x7f]')
+_LEADING = "_-+."  # an index name may not start with these (a dot: hidden or system)
 _FIELD_REFERENCE = re.compile(r"\{([^{}]+)\}")
 # strftime directives finer than a minute: with them the name is cached per second.
 _SECOND_DIRECTIVES = ("%S", "%s", "%f", "%c", "%X", "%T", "%r", "%+")
@@ -50,7 +52,34 @@ def sanitise_index_part(value: object) -> str:
     """A document value made safe inside an index name (lowercase, no forbidden characters)."""
     text = str(value).lower()
     text = _INVALID_INDEX_CHARS.sub("_", text)
-    return text.lstrip("_-+") or _UNKNOWN_FIELD
+    return text.lstrip(_LEADING) or _UNKNOWN_FIELD
+
+
+def _cut(text: str, size: int) -> str:
+    """`text` in at most `size` bytes of UTF-8, cut between characters."""
+    data = text.encode()
+    return text if len(data) <= size else data[:max(size, 0)].decode("utf-8", "ignore")
+
+
+def _fit(fixed: list[str], values: list[str]) -> str:
+    """The name `fixed[0] values[0] fixed[1] ...` within Elasticsearch's 255 bytes: the
+    pattern's own text (the date) is kept whole, and the values share what remains, each cut
+    between characters only as far as needed (a short value leaves its share to the others)."""
+    budget = _MAX_INDEX_BYTES - sum(len(part.encode()) for part in fixed)
+    sizes = [len(value.encode()) for value in values]
+    if sum(sizes) > budget >= 0:
+        allowed = sizes[:]
+        left = budget
+        order = sorted(range(len(values)), key=sizes.__getitem__)
+        for rank, i in enumerate(order):
+            allowed[i] = min(sizes[i], left // (len(order) - rank))
+            left -= allowed[i]
+        values = [_cut(value, size) for value, size in zip(values, allowed, strict=True)]
+    out = [fixed[0]]
+    for value, rest in zip(values, fixed[1:], strict=True):
+        out += (value, rest)
+    # A pattern longer than the limit by itself: cut it too (between characters).
+    return _cut("".join(out), _MAX_INDEX_BYTES)
 
 
 class IndexNamer:
@@ -95,13 +124,9 @@ class IndexNamer:
             return base
         if document is None:
             document = {}
-        parts = base.split("\ue000")
-        out = [parts[0]]
-        for field_name, rest in zip(self._fields, parts[1:], strict=True):
-            value = document.get(field_name)
-            out.append(_UNKNOWN_FIELD if value is None else sanitise_index_part(value))
-            out.append(rest)
-        return "".join(out)[:_MAX_INDEX_BYTES]
+        values = [_UNKNOWN_FIELD if (value := document.get(field_name)) is None
+                  else sanitise_index_part(value) for field_name in self._fields]
+        return _fit(base.split("\ue000"), values)
 
     def _dated_name(self, timestamp: object, fallback_time: float) -> str:
         pattern = self._template or self._pattern

@@ -62,3 +62,36 @@ def test_content_keys_never_overwrite_the_receivers_fields(tmp_path: Path, es_ur
         assert (inflow, outflow) == (EVENTS, EVENTS)
     finally:
         receiver.stop()
+
+
+def test_index_names_from_multibyte_and_long_values_are_valid(tmp_path: Path, es_url: str) -> None:
+    """Issue 27 item 10: frontends named with multi-byte characters, 1 to 400 of them, make
+    valid index names that keep the date: every event indexed, none dead-lettered."""
+    receiver = Receiver(tmp_path, es_url, udp=False, env={
+        "HAPROXY_RECEIVER_ELASTICSEARCH__INDEX": "haproxy-{haproxy.frontend_name}-%Y.%m.%d"})
+    receiver.start()
+    frontends = [("é€😀Σ" * 100)[:n] for n in range(1, 401, 4)] + ["..", "_x", "A:B"]
+    try:
+        with socket.create_connection(("127.0.0.1", receiver.tcp_port), timeout=30) as sock:
+            for n, frontend in enumerate(frontends):
+                body = {"ci": "10.0.0.1", "ft": frontend, "seq": n}
+                sock.sendall(b"<134>Nov 25 18:21:18 haproxy[7]: " + json.dumps(body).encode()
+                             + b"\n")
+        wait_for(lambda: receiver.metric("haproxy_receiver_events_shipped_total")
+                 + receiver.metric("haproxy_receiver_events_dead_lettered_total")
+                 == len(frontends), 60, "every event shipped or dead-lettered")
+        assert receiver.metric("haproxy_receiver_events_dead_lettered_total") == 0
+        hits = search_all(es_url)
+        assert len(hits) == len(frontends) == 103
+        days = {hit["_source"]["@timestamp"][:10].replace("-", ".") for hit in hits}
+        assert [hit["_index"] for hit in hits if not hit["_index"].endswith(
+            "-" + hit["_source"]["@timestamp"][:10].replace("-", "."))] == []
+        indices = {hit["_index"] for hit in hits}
+        assert 252 <= max(len(index.encode()) for index in indices) <= 255  # cut by bytes
+        assert {f"haproxy-unknown-{day}" for day in days} & indices  # ".."
+        assert {f"haproxy-x-{day}" for day in days} & indices  # "_x"
+        inflow = sum(receiver.metric(name) for name in INFLOWS)
+        outflow = sum(receiver.metric(name) for name in OUTFLOWS)
+        assert (inflow, outflow) == (len(frontends), len(frontends))
+    finally:
+        receiver.stop()
