@@ -115,6 +115,21 @@ class ListenSettings:
         "out. 0: refuse the new connection instead.",
         unit="s",
     )
+    line_timeout: Seconds = setting(
+        10.0,
+        "Close a stream connection whose message in progress is not complete after this long "
+        "(its part is kept, marked truncated): HAProxy writes each line at once, so only a "
+        "stalled or hostile sender takes seconds over one, and a connection dripping bytes "
+        "without ever ending a line cannot hold a slot. Such a connection also counts as idle "
+        "for `evict_idle_after` (idle means: no complete message). 0: no bound.",
+    )
+    tls_handshake_timeout: Seconds = setting(
+        5.0,
+        "Close a `tls` connection whose handshake has not completed after this long. While "
+        "limits are reached, a connection still in its handshake (it holds no log data) gives "
+        "way first to a new one, the longest-waiting first, so connections that never send a "
+        "ClientHello cannot lock senders out.",
+    )
     backlog: int = setting(
         0,
         "Listen backlog of TCP and Unix stream sockets: connections the kernel completes while "
@@ -622,6 +637,8 @@ def _check(settings: Settings) -> None:
                 "10.0.0.0/8, 192.0.2.7/32, 2001:db8::/32") from None
     if not (listen.udp or listen.tcp or listen.tls or listen.unix or listen.unix_stream):
         raise ConfigError("listen: no listener configured; set listen.udp, tcp, tls, unix or unix_stream")
+    if listen.tls_handshake_timeout <= 0:
+        raise ConfigError("listen.tls_handshake_timeout must be a positive number of seconds")
     if not 1024 <= listen.max_message_bytes <= 16 * 1024**2:
         raise ConfigError("listen.max_message_bytes must be between 1KiB and 16MiB")
     for name in ("timezone",):
