@@ -28,6 +28,7 @@ the half-close and sends until the deadline loses what its own socket still held
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -551,15 +552,18 @@ class StreamConnection(asyncio.Protocol):
         return not self._secured
 
     def data_received(self, data: bytes) -> None:
-        now = self.last_activity = time.monotonic()
+        self.last_activity = time.monotonic()
         messages = self._framer.feed(data)
+        self._deliver(messages)
+        # Timed after the hand-over: under `block` it may have waited long for room, which is
+        # not the sender stalling.
+        now = time.monotonic()
         if messages:
             self.last_message = now
         if not self._framer.in_message:
             self.in_message_since = 0.0
         elif messages or not self.in_message_since:
             self.in_message_since = now
-        self._deliver(messages)
 
     def eof_received(self) -> bool:
         self._finish()
@@ -876,16 +880,20 @@ class StreamServer:
         self._loop.close()
 
     def reconfigure(self, settings: ListenSettings, listeners: list[Listener],
-                    deadline: float) -> None:
+                    grace: float) -> concurrent.futures.Future[None]:
         """A reload: new limits, allowlist, TLS and idle settings from now on; listeners the
-        settings no longer name stop (their connections are ended as at stop, by `deadline`),
-        new ones start. Connections of the listeners kept go on undisturbed."""
-        future = asyncio.run_coroutine_threadsafe(
-            self._reconfigure(settings, listeners, deadline), self._loop)
-        future.result(max(1.0, deadline - time.monotonic()) + STOP_MARGIN)
+        settings no longer name stop (their connections are ended as at stop, within `grace`
+        seconds), new ones start. Connections of the listeners kept go on undisturbed.
+
+        Runs on the loop: the returned future is done once it has. The loop may be held for a
+        while (a connection's batch waiting for room in a full spool under `block`), so the
+        caller decides how long to wait for it."""
+        return asyncio.run_coroutine_threadsafe(
+            self._reconfigure(settings, listeners, grace), self._loop)
 
     async def _reconfigure(self, settings: ListenSettings, listeners: list[Listener],
-                           deadline: float) -> None:
+                           grace: float) -> None:
+        deadline = time.monotonic() + grace  # from when it runs, not when it was asked for
         tls = tls_context(settings)  # raises ListenError before anything changes
         self.settings, self._allow, self._tls = settings, source_filter(settings), tls
         self._backlog = listen_backlog(settings)
