@@ -109,10 +109,11 @@ class ListenSettings:
     evict_idle_after: Seconds = setting(
         Seconds(10.0),
         "When `max_connections` or `max_connections_per_source` is reached, a new connection "
-        "is admitted by closing (gracefully, as `idle_timeout`) an open one that sent nothing "
-        "for at least this long: the longest idle of the same source, or when all are full, of "
-        "the source holding the most connections. Idle connections then never lock senders "
-        "out. 0: refuse the new connection instead.",
+        "is admitted by closing (gracefully, as `idle_timeout`) an open one that sent no "
+        "complete message for at least this long (bytes dripped without a line end do not "
+        "count), or at once one still in its TLS handshake: the longest idle of the same "
+        "source, or when all are full, of the source holding the most connections. Idle and "
+        "slow connections then never lock senders out. 0: refuse the new connection instead.",
         unit="s",
     )
     line_timeout: Seconds = setting(
