@@ -58,11 +58,11 @@ class Delivery:
         payload (kept in the dead-letter file when it could not even be decoded)."""
         dead: dict[int, str] = {}
         if encoded.unencodable:
-            letters = [DeadLetter(None, payloads[record], "", "", 0, error_type, reason)
-                       for record, error_type, reason in encoded.unencodable]
+            letters = [DeadLetter(None, payloads[record], "", doc_id, 0, error_type, reason)
+                       for record, error_type, reason, doc_id in encoded.unencodable]
             if not self._dead_letter_or_wait(letters, UNDECODABLE):
                 return None
-            dead.update((record, UNDECODABLE) for record, _, _ in encoded.unencodable)
+            dead.update((record, UNDECODABLE) for record, *_ in encoded.unencodable)
         pending = list(range(len(encoded)))
         limit = max(1, len(pending))
         attempt = 0

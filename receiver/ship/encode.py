@@ -26,7 +26,7 @@ from receiver.config import ElasticsearchSettings
 from receiver.event import Document, Received, decode
 from receiver.metrics import ParseMetrics
 from receiver.parse import ERROR_TYPES, LOG_FORMATS, TAG_FAILURE, TAG_TRUNCATED, Parser
-from receiver.spool.records import id_head
+from receiver.spool.records import event_id, id_head
 
 try:
     from isal import isal_zlib as _deflate
@@ -192,8 +192,9 @@ class EncodedBatch:
     indices: list[str]
     ids: list[str]
     records: list[int]
-    # Records that could not be decoded: (index in the sequence, error type, reason).
-    unencodable: list[tuple[int, str, str]] = field(default_factory=list)
+    # Records that could not be decoded: (index in the sequence, error type, reason, the `_id`
+    # the record would have had, "" without ids: what keeps its dead letter to one line).
+    unencodable: list[tuple[int, str, str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -220,8 +221,8 @@ class EncodedBatch:
             joined.indices += part.indices
             joined.ids += part.ids
             joined.records += [first + index for index in part.records]
-            joined.unencodable += [(first + index, kind, why)
-                                   for index, kind, why in part.unencodable]
+            joined.unencodable += [(first + index, kind, why, doc_id)
+                                   for index, kind, why, doc_id in part.unencodable]
             base += len(part.body)
             first += size
         joined.offsets.append(base)
@@ -310,7 +311,9 @@ class BulkEncoder:
                     index = ((type(timestamp) is str and cached.get(timestamp[:key_length]))
                              or name_of(timestamp, None, record.written_at))
             except Exception as error:  # corrupt or odd record: dead-letter it, never crash
-                encoded.unencodable.append((i, "undecodable_record", f"{type(error).__name__}: {error}"))
+                encoded.unencodable.append((
+                    i, "undecodable_record", f"{type(error).__name__}: {error}",
+                    event_id(identity, record.position) if with_ids else ""))
                 continue
             prefix = prefixes.get(index)
             if prefix is None:

@@ -118,8 +118,10 @@ def test_undecodable_records_are_set_aside() -> None:
            Record(Position(1, 16), encode_document(document(5)), 0.0)]
     encoded = encode_batch(bad, "x", IndexNamer(settings()), event_id)
     assert len(encoded) == 1 and encoded.records == [4]
-    assert [index for index, _, _ in encoded.unencodable] == [0, 1, 2, 3]
+    assert [index for index, *_ in encoded.unencodable] == [0, 1, 2, 3]
     assert encoded.unencodable[0][1] == "undecodable_record"
+    # each with the id it would have had: its dead letter is written once (issue 27, item 4)
+    assert [doc_id for *_, doc_id in encoded.unencodable] == ["x-1-0", "x-1-8", "x-1-c", "x-1-e"]
 
 
 def test_received_messages_are_parsed_stamped_and_counted() -> None:
