@@ -110,10 +110,11 @@ class ListenSettings:
     evict_idle_after: Seconds = setting(
         Seconds(10.0),
         "When `max_connections` or `max_connections_per_source` is reached, a new connection "
-        "is admitted by closing (gracefully, as `idle_timeout`) an open one that sent nothing "
-        "for at least this long: the longest idle of the same source, or when all are full, of "
-        "the source holding the most connections. Idle connections then never lock senders "
-        "out. 0: refuse the new connection instead.",
+        "is admitted by closing (gracefully, as `idle_timeout`) an open one that sent no "
+        "complete message for at least this long (bytes dripped without a line end do not "
+        "count), or at once one still in its TLS handshake: the longest idle of the same "
+        "source, or when all are full, of the source holding the most connections. Idle and "
+        "slow connections then never lock senders out. 0: refuse the new connection instead.",
         unit="s",
     )
     reuse_port: bool = setting(
@@ -123,6 +124,21 @@ class ListenSettings:
         "purpose. `false`: each port is this process's alone, and an address already in use "
         "stops the start (a second `run` beside the service would otherwise take its UDP "
         "datagrams).",
+    )
+    line_timeout: Seconds = setting(
+        10.0,
+        "Close a stream connection whose message in progress is not complete after this long "
+        "(its part is kept, marked truncated): HAProxy writes each line at once, so only a "
+        "stalled or hostile sender takes seconds over one, and a connection dripping bytes "
+        "without ever ending a line cannot hold a slot. Such a connection also counts as idle "
+        "for `evict_idle_after` (idle means: no complete message). 0: no bound.",
+    )
+    tls_handshake_timeout: Seconds = setting(
+        5.0,
+        "Close a `tls` connection whose handshake has not completed after this long. While "
+        "limits are reached, a connection still in its handshake (it holds no log data) gives "
+        "way first to a new one, the longest-waiting first, so connections that never send a "
+        "ClientHello cannot lock senders out.",
     )
     backlog: int = setting(
         0,
@@ -716,6 +732,8 @@ def _check(settings: Settings) -> None:
                 "10.0.0.0/8, 192.0.2.7/32, 2001:db8::/32") from None
     if not (listen.udp or listen.tcp or listen.tls or listen.unix or listen.unix_stream):
         raise ConfigError("listen: no listener configured; set listen.udp, tcp, tls, unix or unix_stream")
+    if listen.tls_handshake_timeout <= 0:
+        raise ConfigError("listen.tls_handshake_timeout must be a positive number of seconds")
     if not 1024 <= listen.max_message_bytes <= 16 * 1024**2:
         raise ConfigError("listen.max_message_bytes must be between 1KiB and 16MiB")
     for name in ("timezone",):

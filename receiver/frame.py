@@ -33,6 +33,12 @@ class StreamFramer:
         self.truncated = 0
 
     @property
+    def in_message(self) -> bool:
+        """Bytes of a message not complete yet were fed (a line without its LF, a frame short
+        of its length, an oversized one still being discarded)."""
+        return bool(self._buffer) or self._remaining > 0 or self._discarding
+
+    @property
     def framing(self) -> str:
         return "undecided" if self._octet is None else ("octet-counting" if self._octet else "lf")
 

@@ -11,6 +11,10 @@
   until there is room again, so senders feel TCP backpressure instead of losing data.
   Connection limits cannot be exhausted by idle connections: the one idle longest gives way
   to a newcomer (`StreamServer.admit`).
+  Idle means no complete message, so bytes dripped without a line end do not hold a slot
+  either; nor does a TLS handshake that never completes (it gives way first, and ends after
+  `listen.tls_handshake_timeout`); a message incomplete after `listen.line_timeout` ends its
+  connection (the part kept, marked cut).
 
 All sockets are bound by `open_listeners()` before anything starts, so an address in use is
 reported at start with the setting that named it; stream sockets listen with the kernel's
@@ -26,6 +30,7 @@ the half-close and sends until the deadline loses what its own socket still held
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -74,7 +79,6 @@ COALESCE_WAIT = 0.02
 STREAM_COALESCE_BELOW = 16 * 1024
 MAX_DATAGRAM = 65535 + 1  # one more than UDP allows, so nothing is ever cut by recvfrom
 STREAM_READ = 256 * 1024
-TLS_HANDSHAKE_TIMEOUT = 10.0
 UNIX_SOCKET_MODE = 0o666  # HAProxy runs as its own user; the socket must be writable by it
 _NO_PEER: Peer = (None, None)  # Unix sockets: no address
 SOMAXCONN_FILE = "/proc/sys/net/core/somaxconn"
@@ -528,7 +532,11 @@ class StreamConnection(asyncio.Protocol):
         self._secured = listener.transport != "tls"
         self.peer: str | None = None
         self._peer: Peer = _NO_PEER
-        self.last_activity = time.monotonic()
+        self.last_activity = time.monotonic()  # the last byte (drains and idle_timeout)
+        # The last complete message, or the connect: idleness for eviction. A sender dripping
+        # bytes without ending a line is active by bytes, idle by this.
+        self.last_message = self.last_activity
+        self.in_message_since = 0.0  # when the message in progress began (0: none)
         self.closing = False  # the receiver is ending this connection
         self.closing_since = 0.0
         self.close_by = 0.0  # monotonic deadline of the graceful close
@@ -558,10 +566,24 @@ class StreamConnection(asyncio.Protocol):
         if self.closing:
             transport.resume_reading()
 
+    @property
+    def handshaking(self) -> bool:
+        """A `tls` connection whose handshake has not completed: no log data yet."""
+        return not self._secured
+
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
         messages = self._framer.feed(data)
         self._deliver(messages)
+        # Timed after the hand-over: under `block` it may have waited long for room, which is
+        # not the sender stalling.
+        now = time.monotonic()
+        if messages:
+            self.last_message = now
+        if not self._framer.in_message:
+            self.in_message_since = 0.0
+        elif messages or not self.in_message_since:
+            self.in_message_since = now
         if len(data) < STREAM_COALESCE_BELOW and not self.closing and not self._waiting:
             self._wait_for_company()
 
@@ -723,6 +745,7 @@ class StreamServer:
         self.stopping = False
         self._stop_deadline = 0.0
         self._stop_requested: threading.Event | None = None
+        self._reading_since = 0.0  # the end of the last pause of reading (full spool)
         self._loop = asyncio.new_event_loop()
         self._servers: list[asyncio.Server] = []
         self._thread = threading.Thread(target=self._run, name="recv streams", daemon=True)
@@ -763,20 +786,30 @@ class StreamServer:
         return ""
 
     def _evict(self, candidates: list[StreamConnection], reason: str) -> bool:
-        """End the candidate idle longest, if idle at least `evict_idle_after`; among all
-        connections, one of the source holding the most, so a flood from a few addresses
-        gives way before the one connection of a quiet HAProxy host."""
+        """End a candidate to make room: one still in its TLS handshake (it holds no log data;
+        the longest-waiting), else the one idle longest, if idle at least `evict_idle_after`;
+        among all connections, one of the source holding the most, so a flood from a few
+        addresses gives way before the one connection of a quiet HAProxy host. Idle means no
+        complete message: bytes dripping without a line end do not keep a connection."""
         after = self.settings.evict_idle_after
-        now = time.monotonic()
-        idle = [c for c in candidates if now - c.last_activity >= after] if after else []
-        if not idle:
+        if not after:
             return False
-        victim = max(idle, key=lambda c: (self._per_source[c.peer], now - c.last_activity))
+        now = time.monotonic()
+        handshaking = [c for c in candidates if c.handshaking]
+        if handshaking:
+            victim = min(handshaking, key=lambda c: c.last_message)
+        else:
+            idle = [c for c in candidates if now - c.last_message >= after]
+            if not idle:
+                return False
+            victim = max(idle, key=lambda c: (self._per_source[c.peer], now - c.last_message))
         name = victim.listener.name
         self.metrics.connections_refused.labels(name, reason).inc()
-        self._warn_sometimes(name, reason, "%s reached: closing the connection from %s idle for "
+        self._warn_sometimes(name, reason, "%s reached: closing the connection from %s %s for "
                              "%.0f s to admit a new one", _EVICTIONS[reason],
-                             victim.peer or "a local process", now - victim.last_activity)
+                             victim.peer or "a local process",
+                             "in its TLS handshake" if victim.handshaking else "without a message",
+                             now - victim.last_message)
         self.end(victim, now + CLOSE_WAIT)
         return True
 
@@ -791,9 +824,9 @@ class StreamServer:
         assert raw is not None and self._tls is not None
         try:
             secure = await self._loop.start_tls(raw, connection, self._tls, server_side=True,
-                                                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+                                                ssl_handshake_timeout=self.settings.tls_handshake_timeout)
         except (OSError, TimeoutError, ConnectionError, asyncio.CancelledError) as error:
-            if not self.stopping:
+            if not self.stopping and not connection.closing:  # not ended by the receiver
                 name = connection.listener.name
                 self.metrics.connections_refused.labels(name, "tls_handshake_failed").inc()
                 self._warn_sometimes(name, "tls_handshake_failed", "refused a connection from %s: "
@@ -887,16 +920,20 @@ class StreamServer:
         self._loop.close()
 
     def reconfigure(self, settings: ListenSettings, listeners: list[Listener],
-                    deadline: float) -> None:
+                    grace: float) -> concurrent.futures.Future[None]:
         """A reload: new limits, allowlist, TLS and idle settings from now on; listeners the
-        settings no longer name stop (their connections are ended as at stop, by `deadline`),
-        new ones start. Connections of the listeners kept go on undisturbed."""
-        future = asyncio.run_coroutine_threadsafe(
-            self._reconfigure(settings, listeners, deadline), self._loop)
-        future.result(max(1.0, deadline - time.monotonic()) + STOP_MARGIN)
+        settings no longer name stop (their connections are ended as at stop, within `grace`
+        seconds), new ones start. Connections of the listeners kept go on undisturbed.
+
+        Runs on the loop: the returned future is done once it has. The loop may be held for a
+        while (a connection's batch waiting for room in a full spool under `block`), so the
+        caller decides how long to wait for it."""
+        return asyncio.run_coroutine_threadsafe(
+            self._reconfigure(settings, listeners, grace), self._loop)
 
     async def _reconfigure(self, settings: ListenSettings, listeners: list[Listener],
-                           deadline: float) -> None:
+                           grace: float) -> None:
+        deadline = time.monotonic() + grace  # from when it runs, not when it was asked for
         tls = tls_context(settings)  # raises ListenError before anything changes
         self.settings, self._allow, self._tls = settings, source_filter(settings), tls
         self._backlog = listen_backlog(settings)
@@ -925,14 +962,35 @@ class StreamServer:
             if self.heartbeat is not None:
                 self.heartbeat.beat()
             self.flow.check()
+            now = time.monotonic()
             idle = self.settings.idle_timeout
             if idle:
-                now = time.monotonic()
                 for connection in [c for c in self._connections
                                    if not c.closing and now - c.last_activity >= idle]:
                     self.metrics.connections_refused.labels(connection.listener.name, "idle_timeout").inc()
                     self.end(connection, now + CLOSE_WAIT)
+            self._end_stalled_messages(now)
             self._settle_closing()
+
+    def _end_stalled_messages(self, now: float) -> None:
+        """`listen.line_timeout`: end a connection whose message in progress is older than
+        the bound (its part is kept, as cut). Not while reading is paused for a full spool, nor
+        right after: the sender is not the one stalling then."""
+        bound = self.settings.line_timeout
+        if self.flow.paused:
+            self._reading_since = now
+        if not bound:
+            return
+        since = self._reading_since
+        for connection in [c for c in self._connections if not c.closing and c.in_message_since
+                           and now - max(c.in_message_since, since) >= bound]:
+            name = connection.listener.name
+            self.metrics.connections_refused.labels(name, "line_timeout").inc()
+            self._warn_sometimes(name, "line_timeout", "closing the connection from %s: a message "
+                                 "incomplete for %.0f s (listen.line_timeout)",
+                                 connection.peer or "a local process",
+                                 now - connection.in_message_since)
+            self.end(connection, now + CLOSE_WAIT)
 
     def _begin_shutdown(self, deadline: float, interrupt: threading.Event | None,
                         stopped: threading.Event) -> None:

@@ -18,6 +18,7 @@ senders already sent), let the workers deliver what they can, both within
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import signal
@@ -51,6 +52,20 @@ from receiver.workers.pool import WorkerPool
 log = logging.getLogger(__name__)
 
 _RESTART_ONLY = ("spool", "metrics")  # sections a reload cannot change
+# How long a reload waits for the stream listeners' loop to take a `[listen]` change. It takes
+# it in milliseconds, unless a connection's batch is waiting for room in a full spool (`block`):
+# then the change completes when the loop goes on, and the reload does not wait for that.
+RECONFIGURE_WAIT = 2.0
+
+
+@dataclasses.dataclass
+class _PendingListen:
+    """A `[listen]` change the stream listeners' loop has not taken yet."""
+
+    future: concurrent.futures.Future[None]
+    opened: Listeners
+    kept: set[int]
+    settings: ListenSettings
 
 
 class Receiver:
@@ -67,6 +82,8 @@ class Receiver:
         self._readers: list[DatagramReader] = []
         self._streams: StreamServer | None = None
         self._listeners = Listeners()
+        self._pending_listen: _PendingListen | None = None
+        self._applied_listen = settings.listen  # what the running listeners were opened with
         self._http: Any = None
         self._serving_http = False
         # systemd: READY=1 once listening, STATUS= summary, STOPPING=1, watchdog (receiver/systemd.py)
@@ -167,6 +184,7 @@ class Receiver:
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
+                self._finish_pending_listen()
                 self.shipping.supervise()
                 self.systemd.tick()
             self.systemd.stopping(f"stopping: shipping what is spooled for up to "
@@ -218,8 +236,6 @@ class Receiver:
             self.systemd.ready()
 
     def _apply(self, old: Settings, new: Settings) -> None:
-        changed = [section for section in dataclasses.asdict(new)
-                   if getattr(new, section) != getattr(old, section)]
         if (new.service.log_level, new.service.log_format) != (old.service.log_level,
                                                                  old.service.log_format):
             setup_logging(new.service.log_level, new.service.log_format)
@@ -230,6 +246,9 @@ class Receiver:
                 log.error("reload: the new listeners cannot be used, the running ones stay: %s",
                           error)
                 new = dataclasses.replace(new, listen=old.listen)
+            except Exception:  # a reload never ends the process
+                log.exception("reload: changing the listeners failed; the running ones stay")
+                new = dataclasses.replace(new, listen=old.listen)
         workers = (new.parse, new.elasticsearch, new.service.workers, new.kafka)
         if workers != (old.parse, old.elasticsearch, old.service.workers, old.kafka):
             self.shipping.restart(new, float(new.service.shutdown_grace))
@@ -238,16 +257,23 @@ class Receiver:
                                           kafka=old.kafka, service=dataclasses.replace(
                                               new.service, workers=old.service.workers))
         self.settings = new
-        log.info("reload: done (%s)", ", ".join(changed))
+        changed = [section for section in dataclasses.asdict(new)  # what was not refused
+                   if getattr(new, section) != getattr(old, section)]
+        log.info("reload: done (%s)", ", ".join(changed) or "nothing changed")
         log.debug("reload: running with %s", redacted(new))
 
     def _reload_listeners(self, settings: ListenSettings) -> None:
         """New listeners bound, the ones still named kept with their sockets, the rest ended as
         at stop (what their senders already sent is read)."""
+        if self._pending_listen is not None:
+            raise ListenError("the previous [listen] change still waits for the stream listeners "
+                              "(held by a full spool under spool.when_full = block); send SIGHUP "
+                              "again once it is applied")
         tls_context(settings)  # refuse an unusable certificate before anything changes
         opened = open_listeners(settings, reuse=self._listeners)
         kept = {id(listener) for listener in opened.all()}
-        deadline = time.monotonic() + float(self.settings.service.shutdown_grace)
+        grace = float(self.settings.service.shutdown_grace)
+        deadline = time.monotonic() + grace
         allow = source_filter(settings)
         for reader in list(self._readers):
             if id(reader.listener) in kept:
@@ -262,9 +288,46 @@ class Receiver:
         reading = {id(reader.listener) for reader in self._readers}
         self._start_readers([item for item in opened.datagram if id(item) not in reading], settings)
         if self._streams is not None:
-            self._streams.reconfigure(settings, opened.stream, deadline)
+            future = self._streams.reconfigure(settings, opened.stream, grace)
+            try:
+                future.result(RECONFIGURE_WAIT)
+            except TimeoutError:
+                log.warning("reload: the stream listeners are waiting for room in the spool "
+                            "(spool.when_full = block); the [listen] change completes once they "
+                            "go on")
+                self._pending_listen = _PendingListen(future, opened, kept, settings)
+                return
+            except BaseException:
+                self._close_fresh(opened)
+                raise
         elif opened.stream:
             self._start_streams(opened, settings)
+        self._swap_listeners(opened, kept, settings)
+
+    def _finish_pending_listen(self) -> None:
+        """A `[listen]` change that waited for the stream listeners: complete it once they took
+        it (or log why they could not)."""
+        pending = self._pending_listen
+        if pending is None or not pending.future.done():
+            return
+        self._pending_listen = None
+        error = pending.future.exception()
+        if error is not None:
+            log.error("reload: the new listeners cannot be used, the running ones stay: %s", error)
+            self._close_fresh(pending.opened)
+            self.settings = dataclasses.replace(self.settings, listen=self._applied_listen)
+            return
+        self._swap_listeners(pending.opened, pending.kept, pending.settings)
+        log.info("reload: the [listen] change is applied")
+
+    def _close_fresh(self, opened: Listeners) -> None:
+        """Close what a failed change bound anew (the running listeners stay)."""
+        running = {id(listener) for listener in self._listeners.all()}
+        for listener in opened.all():
+            if id(listener) not in running:
+                listener.close()
+
+    def _swap_listeners(self, opened: Listeners, kept: set[int], settings: ListenSettings) -> None:
         for listener in self._listeners.all():
             if id(listener) not in kept:
                 listener.close()
@@ -273,6 +336,7 @@ class Receiver:
             if listener not in self._listeners.all():
                 log.info("reload: listening on %s", listener.name)
         self._listeners = opened
+        self._applied_listen = settings
         self.ingest.max_message = settings.max_message_bytes
 
     def stop(self) -> None:
@@ -288,6 +352,9 @@ class Receiver:
             self._streams.stop(deadline, self.force_exit)
         for reader in self._readers:
             reader.join(max(0.0, deadline - time.monotonic()) + 2.0)
+        self._finish_pending_listen()
+        if self._pending_listen is not None:  # the loop never took it: close its sockets too
+            self._close_fresh(self._pending_listen.opened)
         self._listeners.close()
         grace = 0.0 if self.force_exit.is_set() else max(0.0, deadline - time.monotonic())
         self.shipping.stop(grace, self.force_exit)

@@ -44,6 +44,9 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
      "parse.timezone = 'Mars/Olympus' is not a time zone"),
     ({"HAPROXY_RECEIVER_ELASTICSEARCH__VERIFY_CERTS": "maybe"},
      "is not a boolean; allowed: true, false"),
+    ({"HAPROXY_RECEIVER_LISTEN__TLS_HANDSHAKE_TIMEOUT": "0"},
+     "listen.tls_handshake_timeout must be a positive number of seconds"),
+    ({"HAPROXY_RECEIVER_LISTEN__LINE_TIMEOUT": "-1"}, "listen.line_timeout must not be negative"),
 ])
 def test_wrong_settings_name_the_setting_and_what_is_allowed(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -152,7 +152,7 @@ class _InFlight:
 
 class Forwarder:
     """Reads spool leases and produces every record to Kafka; the worker's `Shipper` when Kafka
-    is configured (same life: `run`, `finish`, `caught_up`, `drain`, `last_turn`)."""
+    is configured (same life: `run`, `finish`, `caught_up`, `drain`, `stillness`)."""
 
     def __init__(self, settings: Settings, reader: SpoolReader, metrics: WorkerMetrics,
                  dead_letter_path: str) -> None:
@@ -193,6 +193,11 @@ class Forwarder:
         self._poller.start()
         self.last_turn = time.monotonic()
         metrics.kafka_up.set(1)
+
+    def stillness(self) -> float:
+        """Seconds the reading loop has not turned (the parent kills a worker still too long;
+        the loop turns while it waits for Kafka, so an outage is not stillness)."""
+        return time.monotonic() - self.last_turn
 
     # --- the reading thread --------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from receiver.parse.mapper import FieldMapper
 from receiver.parse.syslog import DATE_ISO, DATE_RFC3164, SYSLOG_FORMAT, parse_header
 from receiver.parse.timestamps import Timestamps
 
-__all__ = ["TAG_FAILURE", "TAG_REPAIRED", "TAG_TIME", "TAG_TRUNCATED", "Parser"]
+__all__ = ["ERROR_TYPES", "LOG_FORMATS", "TAG_FAILURE", "TAG_REPAIRED", "TAG_TIME", "TAG_TRUNCATED", "Parser"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,11 @@ _CATEGORIES: dict[str, dict[str, Any]] = {
     "error": _NETWORK, "connect": {**_NETWORK, TYPE: ("connection", "start")},
     "text": {KIND: "event"},
 }
+# Every value of `haproxy.log_format` and of `error.type` on a failure: the metrics label
+# events by them, and a label takes no value from outside a set known here.
+LOG_FORMATS = frozenset(("json", *_CATEGORIES))
+ERROR_TYPES = frozenset(("empty", "not_json", "unknown_format", "json_unreadable", "binary",
+                         "internal"))
 # A body is binary when more than this share of its bytes are control characters or not
 # UTF-8: kept base64 (1.33 bytes per byte) rather than escaped (`\u0001`, `\\xff`: 5-6).
 _BINARY_SHARE = 0.125

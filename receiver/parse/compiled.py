@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from receiver.parse import fields as f
+from receiver.parse.names import DEFAULT as DEFAULT_NAMES
+from receiver.parse.names import ContentNames
 
 if TYPE_CHECKING:
     from receiver.parse.fields import Collected, Naming
@@ -68,12 +70,14 @@ def _date_preference(keys: list[str]) -> list[str]:
 _NUMBERS = frozenset((f.INT, f.DURATION, f.STATUS, f.BYTES_READ, f.BYTES_UPLOADED, f.BOOL))
 
 
-def compile_shape(keys: tuple[str, ...], text: bool = False) -> Compiled:
+def compile_shape(keys: tuple[str, ...], text: bool = False,
+                  content_names: ContentNames = DEFAULT_NAMES) -> Compiled:
     """Generate the mapping function for bodies whose keys are exactly `keys`, in order.
 
     `text`: the values come from a text line's reader (`traffic.py`, `clf.py`), which hands
     every number-kind variable as integer text it has checked (`[+-]?` and at most 18 digits,
-    within a `long`): converted with a bare `int()`."""
+    within a `long`): converted with a bare `int()`. `content_names`: where a key the table does not
+    name goes (`names.py`)."""
     lines = ["def mapped(values, doc, seen, mapper, http):"]
     names = [f"v{i}" for i in range(len(keys))]
     if len(keys) == 1:
@@ -87,7 +91,7 @@ def compile_shape(keys: tuple[str, ...], text: bool = False) -> Compiled:
         spec = f.FIELDS.get(key)
         k = repr(key)
         if spec is None:
-            lines.append(f"    if {v} is not None and {v} != '-': doc[{f.UNKNOWN_PREFIX + key!r}] = {v}")
+            lines.append(f"    if {v} is not None and {v} != '-': doc[{content_names.name(key)!r}] = {v}")
             continue
         name, kind = spec
         n = repr(name)

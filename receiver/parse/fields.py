@@ -172,6 +172,9 @@ VERSION_FIELD = name_of("HV")
 URL_ORIGINAL = name_of("HU")
 URL_PATH = name_of("HP")
 URL_QUERY = name_of("HQ")
+DERIVED_NAMES = (SOURCE_IP, DESTINATION_IP, RELATED_IP, FRONTEND_TRANSPORT, BYTES_READ_ANY,
+                 TCP_BYTES_UPLOADED, TLS_PROTOCOL, TERMINATION_CAUSE, TERMINATION_PHASE,
+                 COOKIE_CLIENT, COOKIE_SERVER, URL_SCHEME, URL_DOMAIN, URL_PORT)
 
 # Where HAProxy's documentation explains each variable, for the field reference.
 DESCRIPTIONS: dict[str, str] = {

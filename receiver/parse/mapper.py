@@ -21,7 +21,6 @@ from receiver.parse.fields import (
     INT64_MIN,
     METHOD_FIELD,
     STR,
-    UNKNOWN_PREFIX,
     URL_ORIGINAL,
     VERSION_FIELD,
     Collected,
@@ -29,6 +28,7 @@ from receiver.parse.fields import (
     fill_from_request_line,
     name_of,
 )
+from receiver.parse.names import ContentNames
 
 _REQUEST_FIELDS = (VERSION_FIELD, URL_ORIGINAL, METHOD_FIELD)
 
@@ -42,12 +42,15 @@ class FieldMapper:
                               settings.capture_request_headers]
         self.response_names = [self._capture_name(n, "response") for n in
                                settings.capture_response_headers]
+        # Where a key the table does not name goes: never onto a name of the receiver's own
+        # (`names.py`), including what these settings add.
+        self.content_names = ContentNames(self.raw_names, (
+            *settings.labels, *self.request_names, *self.response_names))
         # key -> (document name, kind, handler), resolved once.
         self._plan: dict[str, tuple[str, int, Handler]] = {
-            key: (key if self.raw_names else name, kind, HANDLERS[kind])
+            key: (self.content_names.name(key) if self.raw_names else name, kind, HANDLERS[kind])
             for key, (name, kind) in FIELDS.items()
         }
-        self._unknown_prefix = "" if self.raw_names else UNKNOWN_PREFIX
         self._shapes: dict[tuple[str, ...], compiled.Compiled | None] = {}
         self._text_shapes: dict[tuple[str, ...], compiled.Compiled | None] = {}
 
@@ -70,7 +73,7 @@ class FieldMapper:
             keys = tuple(raw)
             mapped = self._shapes.get(keys)
             if mapped is None and keys not in self._shapes:
-                mapped = self._shape(keys, self._shapes, False)
+                mapped = self._shape(keys, self._shapes, False, self.content_names)
             if mapped is not None:
                 mapped(raw.values(), doc, seen, self, http)  # includes `finish`
                 return seen
@@ -86,7 +89,7 @@ class FieldMapper:
         seen = Collected()
         mapped = self._text_shapes.get(keys)
         if mapped is None and not self.raw_names and keys not in self._text_shapes:
-            mapped = self._shape(keys, self._text_shapes, True)
+            mapped = self._shape(keys, self._text_shapes, True, self.content_names)
         if mapped is not None:
             mapped(values, doc, seen, self, http)
             return seen
@@ -96,12 +99,12 @@ class FieldMapper:
 
     @staticmethod
     def _shape(keys: tuple[str, ...], shapes: dict[tuple[str, ...], compiled.Compiled | None],
-               text: bool) -> compiled.Compiled | None:
+               text: bool, names: ContentNames) -> compiled.Compiled | None:
         """The generated function for a key layout not in `shapes` yet (None past the bounds:
         use the loop)."""
         if len(shapes) >= compiled.MAX_SHAPES:
             return None
-        mapped = compiled.compile_shape(keys, text) if len(keys) <= compiled.MAX_KEYS else None
+        mapped = compiled.compile_shape(keys, text, names) if len(keys) <= compiled.MAX_KEYS else None
         shapes[keys] = mapped
         return mapped
 
@@ -114,7 +117,7 @@ class FieldMapper:
             entry = plan.get(key)
             if entry is None:
                 if value is not None and value != "-":
-                    doc[self._unknown_prefix + key] = value
+                    doc[self.content_names.name(key)] = value
                 continue
             name, kind, handler = entry
             # The common cases inline: JSON already typed them.

@@ -4,12 +4,20 @@ The file: one JSON line each, `time`, `index`, `_id`, `status`, `error_type`, `r
 `document` itself (or `payload_base64` when the spool record could not even be decoded). Written
 with one `write` + fsync per batch of refusals, so a dead-lettered event is on disk before the
 spool forgets it. A failing write raises, and the shipper keeps the events in the spool instead.
+
+Each event is in the file once: a worker killed after writing a batch's dead letters but before
+the spool acknowledged the batch leaves them to its successor, which sends the batch again and
+is refused again. So the writer reads back, under an exclusive lock on the file shared by every
+worker, what was appended since it last looked (its own lines too; at first the last
+`SCAN_BYTES` of the file, where what a replay can repeat was written) and leaves out the events
+whose `_id` is already there. It remembers the last `REMEMBERED_IDS` ids (bounded memory).
 Optionally they are also indexed (as text) into `elasticsearch.dead_letter_index`, best effort.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import logging
 import os
 import threading
@@ -28,6 +36,9 @@ from receiver.ship.output import Output
 
 log = logging.getLogger(__name__)
 DEAD_LETTER_MODE = 0o640  # readable by the group of operators who investigate refusals
+SCAN_BYTES = 64 * 1024 * 1024  # read back at first: a replay repeats only recent refusals
+REMEMBERED_IDS = 200_000  # ids kept to recognise a repeated refusal (~20 MB at most)
+_READ = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,31 +72,85 @@ def dead_letter_line(entry: DeadLetter, now: float) -> bytes:
 
 
 class DeadLetterFile:
-    """Appends dead letters to a JSON lines file (thread-safe; created on first use)."""
+    """Appends dead letters to a JSON lines file, each event once (thread-safe, and safe beside
+    other workers appending to the same file; created on first use)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._ids: dict[str, None] = {}  # the ids in the file, oldest first (bounded)
+        self._file: tuple[int, int] = (-1, -1)  # (device, inode) of what `_read` counts in
+        self._read = 0  # bytes of it whose ids are in `_ids`
+        self._tail = b""  # a line not complete yet at the last look
 
-    def write(self, entries: list[DeadLetter]) -> None:
-        """Append and fsync; raises OSError when the file cannot be written."""
+    def write(self, entries: list[DeadLetter]) -> int:
+        """Append and fsync those whose `_id` the file does not hold yet; returns how many were
+        appended. Raises OSError when the file cannot be written."""
         if not entries:
-            return
+            return 0
         now = time.time()
-        data = b"".join(dead_letter_line(entry, now) for entry in entries)
         with self._lock:
             directory = os.path.dirname(self.path)
             if directory:
                 os.makedirs(directory, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, DEAD_LETTER_MODE)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, DEAD_LETTER_MODE)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close
+                self._catch_up(fd)
+                fresh: list[DeadLetter] = []
+                for entry in entries:
+                    if entry.id and entry.id in self._ids:
+                        continue  # written before (by a worker killed before its ack)
+                    if entry.id:
+                        self._remember(entry.id)
+                    fresh.append(entry)
+                data = b"".join(dead_letter_line(entry, now) for entry in fresh)
                 view = memoryview(data)
                 while view:
                     written = os.write(fd, view)
                     view = view[written:]
                 os.fsync(fd)
+                self._read += len(data)
+                return len(fresh)
             finally:
                 os.close(fd)
+
+    def _catch_up(self, fd: int) -> None:
+        """Learn the ids appended since the last look (by anyone). A file replaced (rotated)
+        or cut shorter is read afresh."""
+        status = os.fstat(fd)
+        if (status.st_dev, status.st_ino) != self._file or status.st_size < self._read:
+            self._file = (status.st_dev, status.st_ino)
+            self._ids.clear()
+            # From the byte before the window, so that the first (partial) line read, marked
+            # by the NUL, is always the one skipped.
+            self._read = max(0, status.st_size - SCAN_BYTES - 1)
+            self._tail = b"\0" if self._read else b""
+        while self._read < status.st_size:
+            chunk = os.pread(fd, min(_READ, status.st_size - self._read), self._read)
+            if not chunk:
+                break
+            self._read += len(chunk)
+            lines = (self._tail + chunk).split(b"\n")
+            self._tail = lines.pop()
+            for line in lines:
+                self._learn(line)
+
+    def _learn(self, line: bytes) -> None:
+        if not line or line[:1] != b"{":  # the part of a line a scan began in, or damage
+            return
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return
+        doc_id = row.get("_id") if isinstance(row, dict) else None
+        if isinstance(doc_id, str) and doc_id:
+            self._remember(doc_id)
+
+    def _remember(self, doc_id: str) -> None:
+        self._ids[doc_id] = None
+        if len(self._ids) > REMEMBERED_IDS:
+            del self._ids[next(iter(self._ids))]
 
 
 class DeadLetters:

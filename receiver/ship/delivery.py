@@ -21,6 +21,7 @@ from receiver.ratelimit import RateLimitedLog
 from receiver.ship.classify import Classification, ItemOutcome, RequestOutcome
 from receiver.ship.dead_letter import DeadLetter, DeadLetters
 from receiver.ship.encode import EncodedBatch
+from receiver.ship.liveness import Liveness
 from receiver.ship.output import Output
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,11 @@ class Delivery:
     backoff's random source and the rate-limited log)."""
 
     def __init__(self, settings: ElasticsearchSettings, output: Output, metrics: ShipMetrics,
-                 dead_letters: DeadLetters, abandon: threading.Event) -> None:
+                 dead_letters: DeadLetters, abandon: threading.Event,
+                 liveness: Liveness | None = None) -> None:
         self._settings = settings
+        # Beats at each request's end and through back-offs (see liveness.py).
+        self.liveness = liveness or Liveness()
         self._output = output
         self._metrics = metrics
         self._dead_letters = dead_letters
@@ -54,11 +58,11 @@ class Delivery:
         payload (kept in the dead-letter file when it could not even be decoded)."""
         dead: dict[int, str] = {}
         if encoded.unencodable:
-            letters = [DeadLetter(None, payloads[record], "", "", 0, error_type, reason)
-                       for record, error_type, reason in encoded.unencodable]
+            letters = [DeadLetter(None, payloads[record], "", doc_id, 0, error_type, reason)
+                       for record, error_type, reason, doc_id in encoded.unencodable]
             if not self._dead_letter_or_wait(letters, UNDECODABLE):
                 return None
-            dead.update((record, UNDECODABLE) for record, _, _ in encoded.unencodable)
+            dead.update((record, UNDECODABLE) for record, *_ in encoded.unencodable)
         pending = list(range(len(encoded)))
         limit = max(1, len(pending))
         attempt = 0
@@ -93,7 +97,7 @@ class Delivery:
                 self._metrics.events_retried.inc(len(chunk))
                 delay = self._whole_request_failed(result, len(chunk), attempt)
             attempt += 1
-            if self._abandon.wait(delay):
+            if self.liveness.wait(self._abandon, delay):
                 return None
         return dead
 
@@ -105,6 +109,7 @@ class Delivery:
             result = self._output.send(body, items)
         finally:
             metrics.bulk_in_flight.dec()
+            self.liveness.beat()
         metrics.bulk_seconds.observe(time.perf_counter() - started)
         metrics.bulk_requests.labels(result.label).inc()
         metrics.output_up.set(1 if result.request is RequestOutcome.OK else 0)
@@ -138,7 +143,7 @@ class Delivery:
         """Write dead letters, retrying while the file cannot be written (False: abandoned).
         The batch must not be given up: an unacknowledged batch would hold its segment."""
         while not self._dead_letters.keep(letters, reason):
-            if self._abandon.wait(float(self._settings.retry_max)):
+            if self.liveness.wait(self._abandon, float(self._settings.retry_max)):
                 return False
         return True
 

@@ -25,8 +25,8 @@ import orjson
 from receiver.config import ElasticsearchSettings
 from receiver.event import Document, Received, decode
 from receiver.metrics import ParseMetrics
-from receiver.parse import TAG_FAILURE, TAG_TRUNCATED, Parser
-from receiver.spool.records import id_head
+from receiver.parse import ERROR_TYPES, LOG_FORMATS, TAG_FAILURE, TAG_TRUNCATED, Parser
+from receiver.spool.records import event_id, id_head
 
 try:
     from isal import isal_zlib as _deflate
@@ -35,13 +35,17 @@ except ImportError:  # pragma: no cover - isal is a dependency; see gzip_body
 
 SOURCE_FIELD = "log.source.address"
 
-# Characters Elasticsearch refuses in index names (plus space, comma, hash and colon).
-_INVALID_INDEX_CHARS = re.compile(r'[\\/*?"<>| ,#:]')
+# Characters Elasticsearch refuses in index names (plus space, comma, hash and colon), and
+# control characters (nobody's index should hold them).
+_INVALID_INDEX_CHARS = re.compile(r'[\\/*?"<>| ,#:\x00-\x1f\x7f]')
+_LEADING = "_-+."  # an index name may not start with these (a dot: hidden or system)
 _FIELD_REFERENCE = re.compile(r"\{([^{}]+)\}")
 # strftime directives finer than a minute: with them the name is cached per second.
 _SECOND_DIRECTIVES = ("%S", "%s", "%f", "%c", "%X", "%T", "%r", "%+")
 _MAX_INDEX_BYTES = 255
 _UNKNOWN_FIELD = "unknown"
+_UNENCODABLE = "unencodable"
+_OTHER = "other"  # a metric label's value outside the known ones
 
 # Completes a document before it is encoded (an import adds the file it came from); False leaves
 # the record out of the bulk body (an import's `--since`/`--until`), and it counts as delivered.
@@ -52,7 +56,34 @@ def sanitise_index_part(value: object) -> str:
     """A document value made safe inside an index name (lowercase, no forbidden characters)."""
     text = str(value).lower()
     text = _INVALID_INDEX_CHARS.sub("_", text)
-    return text.lstrip("_-+") or _UNKNOWN_FIELD
+    return text.lstrip(_LEADING) or _UNKNOWN_FIELD
+
+
+def _cut(text: str, size: int) -> str:
+    """`text` in at most `size` bytes of UTF-8, cut between characters."""
+    data = text.encode()
+    return text if len(data) <= size else data[:max(size, 0)].decode("utf-8", "ignore")
+
+
+def _fit(fixed: list[str], values: list[str]) -> str:
+    """The name `fixed[0] values[0] fixed[1] ...` within Elasticsearch's 255 bytes: the
+    pattern's own text (the date) is kept whole, and the values share what remains, each cut
+    between characters only as far as needed (a short value leaves its share to the others)."""
+    budget = _MAX_INDEX_BYTES - sum(len(part.encode()) for part in fixed)
+    sizes = [len(value.encode()) for value in values]
+    if sum(sizes) > budget >= 0:
+        allowed = sizes[:]
+        left = budget
+        order = sorted(range(len(values)), key=sizes.__getitem__)
+        for rank, i in enumerate(order):
+            allowed[i] = min(sizes[i], left // (len(order) - rank))
+            left -= allowed[i]
+        values = [_cut(value, size) for value, size in zip(values, allowed, strict=True)]
+    out = [fixed[0]]
+    for value, rest in zip(values, fixed[1:], strict=True):
+        out += (value, rest)
+    # A pattern longer than the limit by itself: cut it too (between characters).
+    return _cut("".join(out), _MAX_INDEX_BYTES)
 
 
 class IndexNamer:
@@ -97,13 +128,9 @@ class IndexNamer:
             return base
         if document is None:
             document = {}
-        parts = base.split("\ue000")
-        out = [parts[0]]
-        for field_name, rest in zip(self._fields, parts[1:], strict=True):
-            value = document.get(field_name)
-            out.append(_UNKNOWN_FIELD if value is None else sanitise_index_part(value))
-            out.append(rest)
-        return "".join(out)[:_MAX_INDEX_BYTES]
+        values = [_UNKNOWN_FIELD if (value := document.get(field_name)) is None
+                  else sanitise_index_part(value) for field_name in self._fields]
+        return _fit(base.split("\ue000"), values)
 
     def _dated_name(self, timestamp: object, fallback_time: float) -> str:
         pattern = self._template or self._pattern
@@ -169,8 +196,9 @@ class EncodedBatch:
     indices: list[str]
     ids: list[str]
     records: list[int]
-    # Records that could not be decoded: (index in the sequence, error type, reason).
-    unencodable: list[tuple[int, str, str]] = field(default_factory=list)
+    # Records that could not be decoded: (index in the sequence, error type, reason, the `_id`
+    # the record would have had, "" without ids: what keeps its dead letter to one line).
+    unencodable: list[tuple[int, str, str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -197,8 +225,8 @@ class EncodedBatch:
             joined.indices += part.indices
             joined.ids += part.ids
             joined.records += [first + index for index in part.records]
-            joined.unencodable += [(first + index, kind, why)
-                                   for index, kind, why in part.unencodable]
+            joined.unencodable += [(first + index, kind, why, doc_id)
+                                   for index, kind, why, doc_id in part.unencodable]
             base += len(part.body)
             first += size
         joined.offsets.append(base)
@@ -277,7 +305,7 @@ class BulkEncoder:
                         # option would cost ~0.5 µs per document for nothing.
                         source = dumps(document)
                     except (TypeError, ValueError) as error:  # e.g. an integer beyond 64 bits
-                        failures["unencodable"] += 1
+                        failures[_UNENCODABLE] += 1
                         document = _unencodable(document, received.frame, error)
                         source = dumps(document)
                     timestamp = document["@timestamp"]
@@ -292,7 +320,9 @@ class BulkEncoder:
                     index = ((type(timestamp) is str and cached.get(timestamp[:key_length]))
                              or name_of(timestamp, None, record.written_at))
             except Exception as error:  # corrupt or odd record: dead-letter it, never crash
-                encoded.unencodable.append((i, "undecodable_record", f"{type(error).__name__}: {error}"))
+                encoded.unencodable.append((
+                    i, "undecodable_record", f"{type(error).__name__}: {error}",
+                    event_id(identity, record.position) if with_ids else ""))
                 continue
             prefix = prefixes.get(index)
             if prefix is None:
@@ -322,13 +352,17 @@ class BulkEncoder:
         return encoded
 
     def _count(self, formats: Tally[str], failures: Tally[str]) -> None:
+        """Counted by format and failure reason: a value outside the known ones (a document's
+        field, whatever put it there) is counted as `other`, so the series stay bounded."""
         parsed = self._formats
         for name, count in formats.items():
+            name = name if name in LOG_FORMATS else _OTHER
             child = parsed.get(name)
             if child is None:  # labels() costs µs per call: once per format, not per batch
                 child = parsed[name] = self._metrics.events_parsed.labels(name)
             child.inc(count)
         for reason, count in failures.items():
+            reason = reason if reason in ERROR_TYPES or reason == _UNENCODABLE else _OTHER
             self._metrics.parse_failures.labels(reason).inc(count)
 
 
@@ -346,7 +380,7 @@ def _unencodable(document: dict[str, Any], frame: bytes, error: Exception) -> di
     return {
         **kept,
         "message": text,  # once, where every unparsed body goes (receiver/parse)
-        "error.type": "unencodable",
+        "error.type": _UNENCODABLE,
         "error.message": f"document could not be encoded as JSON: {error}",
         "tags": [TAG_FAILURE],
     }

@@ -97,6 +97,7 @@ class Shipper:
         # When the reading loop last went round (it does at least every _IDLE_WAIT): a worker
         # whose loop stops turning is wedged, and the receiving process restarts it.
         self.last_turn = time.monotonic()
+        self._waiting_for_slot = False
         metrics.output_up.set(0)
 
     # --- the reading thread --------------------------------------------------------------
@@ -184,12 +185,26 @@ class Shipper:
 
     def _submit(self, shipment: Shipment, stop: threading.Event) -> bool:
         """Wait for a free in-flight slot (or stop), then start delivering."""
-        while not self._slots.acquire(timeout=_IDLE_WAIT / 5):
-            if stop.is_set():
-                self._start(shipment)
-                return False
+        self._waiting_for_slot = True  # the delivery threads' beats are ours meanwhile
+        try:
+            while not self._slots.acquire(timeout=_IDLE_WAIT / 5):
+                if stop.is_set():
+                    self._start(shipment)
+                    return False
+        finally:
+            self._waiting_for_slot = False
         self._start(shipment, slot=True)
         return True
+
+    def stillness(self) -> float:
+        """Seconds the shipping has shown no sign of life (the parent kills a worker still for
+        too long): the reading loop's turns, and while it waits for a free in-flight slot, the
+        delivery threads' beats (a request ending, a back-off waiting on purpose)."""
+        now = time.monotonic()
+        still = now - self.last_turn
+        if self._waiting_for_slot:
+            still = min(still, now - self._delivery.liveness.last_beat)
+        return still
 
     def _start(self, shipment: Shipment, slot: bool = False) -> None:
         """Queue for delivery; `slot`: it holds an in-flight slot (a shipment handed over at
@@ -221,7 +236,7 @@ class Shipper:
             except Exception:  # a bug must neither lose the batch nor hold the slot
                 self._log(logging.ERROR, "bug", "shipping a batch failed unexpectedly; trying it "
                           "again", exc_info=True)
-                if self._abandon.wait(float(self._settings.retry_max)):
+                if self._delivery.liveness.wait(self._abandon, float(self._settings.retry_max)):
                     return
                 continue
             if dead is not None:

@@ -177,7 +177,7 @@ class _Child:
         """What the metrics counted, when it changed (an idle worker sends `None`: collecting
         and pickling every family twice a second was most of what an idle worker cost); and
         how long the shipper's loop has been still, always (the parent's wedge watch)."""
-        silence = 0.0 if self._shipper is None else time.monotonic() - self._shipper.last_turn
+        silence = 0.0 if self._shipper is None else self._shipper.stillness()
         families = list(self._metrics.registry.collect())
         values = [sample.value for family in families for sample in family.samples]
         changed = values != self._last_values

@@ -134,6 +134,11 @@ class FakeElasticsearch:
         with self._lock:
             self._script.extend(steps)
 
+    def clear_script(self) -> None:
+        """Drop the steps not taken yet: `"ok"` from now on."""
+        with self._lock:
+            self._script.clear()
+
     def bulk_requests(self) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if "_bulk" in r.path]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import random
 import time
 from typing import Any
 
@@ -117,8 +118,10 @@ def test_undecodable_records_are_set_aside() -> None:
            Record(Position(1, 16), encode_document(document(5)), 0.0)]
     encoded = encode_batch(bad, "x", IndexNamer(settings()), event_id)
     assert len(encoded) == 1 and encoded.records == [4]
-    assert [index for index, _, _ in encoded.unencodable] == [0, 1, 2, 3]
+    assert [index for index, *_ in encoded.unencodable] == [0, 1, 2, 3]
     assert encoded.unencodable[0][1] == "undecodable_record"
+    # each with the id it would have had: its dead letter is written once (issue 27, item 4)
+    assert [doc_id for *_, doc_id in encoded.unencodable] == ["x-1-0", "x-1-8", "x-1-c", "x-1-e"]
 
 
 def test_received_messages_are_parsed_stamped_and_counted() -> None:
@@ -185,3 +188,40 @@ def test_gzip_round_trip() -> None:
     packed = gzip_body(body)
     assert gzip.decompress(packed) == body
     assert len(packed) * 4 < len(body)
+
+
+def _valid_index_name(name: str) -> bool:
+    """Elasticsearch's rules for an index name (MetadataCreateIndexService.validateIndexOrAliasName
+    and validateIndexName)."""
+    return (0 < len(name.encode()) <= 255 and name == name.lower()
+            and not any(c in name for c in '\\/*?"<>| ,#:') and name[0] not in "_-+"
+            and name not in (".", ".."))
+
+
+def test_index_names_from_fields_are_cut_by_bytes_and_keep_their_date() -> None:
+    """Issue 27 item 10: multi-byte and long values never make an invalid name nor lose the
+    date suffix."""
+    namer = IndexNamer(settings(index="haproxy-{haproxy.frontend_name}-{haproxy.backend_name}-%Y.%m.%d"))
+    stamp = "2026-11-25T18:21:08.761Z"
+    rng = random.Random(27)
+    alphabet = "aZé€😀_-.:/ \x00ÀßİΣ+#"
+    names = []
+    for n in range(3000):
+        doc = {"haproxy.frontend_name": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300))),
+               "haproxy.backend_name": "€" * rng.randint(0, 200) if n % 2 else n}
+        names.append(namer.name(stamp, doc, 0.0))
+    assert [name for name in names if not _valid_index_name(name)] == []
+    assert [name for name in names if not name.endswith("-2026.11.25")] == []
+    assert sum(len(name.encode()) > 250 for name in names) > 1000  # long ones were cut...
+    assert max(len(name.encode()) for name in names) == 255  # ...to exactly the limit
+    # 235 bytes for the values (255 less the pattern's 20): "web" keeps its 3, the euro signs
+    # (3 bytes each) get 232, cut between characters to 77 of them
+    doc = {"haproxy.frontend_name": "web", "haproxy.backend_name": "€" * 200}
+    name = namer.name(stamp, doc, 0.0)
+    assert name == "haproxy-web-" + "€" * 77 + "-2026.11.25"
+    assert len(name.encode()) == 254  # a 78th euro sign would not fit
+    # two long values share: the shorter (300 bytes) gets half (117), the other the rest (118)
+    both = namer.name(stamp, {"haproxy.frontend_name": "é" * 200, "haproxy.backend_name": "b" * 300}, 0.0)
+    assert both == "haproxy-" + "é" * 59 + "-" + "b" * 117 + "-2026.11.25"
+    assert namer.name(stamp, {"haproxy.frontend_name": "..", "haproxy.backend_name": "._x"}, 0.0) == (
+        "haproxy-unknown-x-2026.11.25")
