@@ -30,6 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.ship_bench import start_sink  # noqa: E402
 from bench.workload import lines  # noqa: E402
 
 NULLSINK = REPO / "bench" / "nullsink.py"
@@ -41,19 +42,6 @@ def write_log(path: Path, count: int) -> int:
             chunk = lines(min(50000, count - start))
             out.write(b"".join(line.split(b">", 1)[1] + b"\n" for line in chunk))
     return path.stat().st_size
-
-
-def start_sink(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    ready = workdir / "sink.ready"
-    sink = subprocess.Popen([sys.executable, str(NULLSINK), "--port", str(port),
-                             "--ready-file", str(ready)])
-    deadline = time.monotonic() + 15
-    while not ready.exists():
-        if time.monotonic() > deadline or sink.poll() is not None:
-            sink.kill()
-            raise SystemExit("nullsink did not start")
-        time.sleep(0.05)
-    return sink
 
 
 def cpu_of(pid: int) -> float:

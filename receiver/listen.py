@@ -588,22 +588,27 @@ class StreamConnection(asyncio.Protocol):
             self._wait_for_company()
 
     def _wait_for_company(self) -> None:
-        """Pause reading for COALESCE_WAIT after a small read (see STREAM_COALESCE_BELOW)."""
-        transport = self._transport
-        if transport is None or transport.is_closing() or not transport.is_reading():
+        """Pause reading for COALESCE_WAIT after a small read (see STREAM_COALESCE_BELOW).
+
+        The socket's own transport is paused, below TLS: the TLS layer then simply gets no
+        bytes for a while. Pausing the TLS transport itself would hold decrypted data back
+        from a sender's end of stream, which the TLS layer then closes without delivering."""
+        raw = self._raw
+        if raw is None or raw.is_closing() or not raw.is_reading():
             return
         self._waiting = True
-        transport.pause_reading()
+        raw.pause_reading()
         asyncio.get_running_loop().call_later(COALESCE_WAIT, self._company_waited)
 
     def _company_waited(self) -> None:
         self._waiting = False
-        transport = self._transport
-        if transport is None or transport.is_closing():
+        raw = self._raw
+        if raw is None or raw.is_closing():
             return
-        # A full spool's pause (FlowControl) outlasts this one; it resumes every reader itself.
-        if self.closing or not self._server.flow.paused:
-            transport.resume_reading()
+        # Without TLS, the socket's transport is also the one a full spool pauses
+        # (FlowControl), whose pause outlasts this one: it resumes every reader itself.
+        if raw is not self._transport or self.closing or not self._server.flow.paused:
+            raw.resume_reading()
 
     def eof_received(self) -> bool:
         self._finish()

@@ -11,6 +11,7 @@ from receiver.config import ByteSize, SpoolSettings
 from receiver.event import Document, decode, encode_document
 from receiver.metrics import Metrics
 from receiver.spool import LocalLedger, SpoolReader, SpoolWriter
+from receiver.spool.format import list_segments
 
 KIB = 1024
 
@@ -56,3 +57,12 @@ def drain(reader: SpoolReader, acknowledge: bool = True, max_records: int = 100)
 def counter(metrics: Metrics, name: str, **labels: str) -> float:
     value = metrics.registry.get_sample_value(f"haproxy_receiver_{name}_total", labels or None)
     return float(value or 0.0)
+
+
+def filled(directory: Path, count: int = 600) -> list[int]:
+    """A closed spool holding events 0..count-1 (nothing shipped); its segment numbers."""
+    writer = SpoolWriter(settings(directory), Metrics())
+    for start in range(0, count, 50):
+        writer.append(payloads(start, 50))
+    writer.close()
+    return list_segments(directory)

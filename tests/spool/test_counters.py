@@ -15,16 +15,7 @@ import pytest
 from receiver.metrics import Metrics
 from receiver.spool import SpoolWriter
 from receiver.spool.format import FRAME_SIZE, HEADER_SIZE, iter_records, list_segments, segment_name
-from tests.spool.helpers import counter, numbers, payloads, reader_of, settings
-
-
-def _filled(directory: Path, count: int = 600) -> list[int]:
-    """A closed spool holding events 0..count-1 (nothing shipped); its segment numbers."""
-    writer = SpoolWriter(settings(directory), Metrics())
-    for start in range(0, count, 50):
-        writer.append(payloads(start, 50))
-    writer.close()
-    return list_segments(directory)
+from tests.spool.helpers import counter, filled, numbers, payloads, reader_of, settings
 
 
 def _ship_everything(writer: SpoolWriter) -> list[int]:
@@ -54,7 +45,7 @@ def _records_of(path: Path) -> int:
 
 
 def test_a_torn_tail_is_counted_once_found_and_lost(tmp_path: Path) -> None:
-    last = _filled(tmp_path)[-1]
+    last = filled(tmp_path)[-1]
     path = tmp_path / segment_name(last)
     data = path.read_bytes()
     # a power cut mid-write: no footer, the first 200 bytes of a record at the end
@@ -75,7 +66,7 @@ def test_a_torn_tail_is_counted_once_found_and_lost(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("byte", range(FRAME_SIZE))
 def test_a_damaged_footer_loses_no_record(tmp_path: Path, byte: int) -> None:
-    first = _filled(tmp_path)[0]
+    first = filled(tmp_path)[0]
     path = tmp_path / segment_name(first)
     records = _records_of(path)
     data = bytearray(path.read_bytes())
@@ -101,7 +92,7 @@ def _cut_in_half(path: Path) -> tuple[int, int]:
 
 
 def test_a_sealed_segment_cut_while_stopped_counts_every_record_it_lost(tmp_path: Path) -> None:
-    segments = _filled(tmp_path)
+    segments = filled(tmp_path)
     first = _records_of(tmp_path / segment_name(segments[0]))  # events before the cut segment
     held, left = _cut_in_half(tmp_path / segment_name(segments[1]))
     metrics = Metrics()
@@ -132,7 +123,7 @@ def test_a_sealed_segment_cut_while_running_counts_every_record_it_lost(tmp_path
 def test_a_torn_tail_where_older_damage_was_quarantined_is_still_counted(tmp_path: Path) -> None:
     # Segment numbers start again when the ledger is lost: damage of another segment of the
     # same number may have been quarantined at the same offset before.
-    last = _filled(tmp_path)[-1]
+    last = filled(tmp_path)[-1]
     path = tmp_path / segment_name(last)
     data = path.read_bytes()
     torn_at = len(data) - FRAME_SIZE

@@ -25,17 +25,8 @@ from receiver.spool.format import (
     segment_name,
 )
 from receiver.spool.ledger import LEDGER_FILE
-from tests.spool.helpers import counter, drain, numbers, payloads, reader_of, settings
+from tests.spool.helpers import counter, drain, filled, numbers, payloads, reader_of, settings
 from tests.support import REPO
-
-
-def _filled(directory: Path, count: int = 600) -> list[int]:
-    """A closed spool holding events 0..count-1; returns its segment numbers."""
-    writer = SpoolWriter(settings(directory), Metrics())
-    for start in range(0, count, 50):
-        writer.append(payloads(start, 50))
-    writer.close()
-    return list_segments(directory)
 
 
 def _quarantined(directory: Path) -> list[Path]:
@@ -54,7 +45,7 @@ def _header_identity(directory: Path, number: int) -> str:
 
 
 def test_torn_tail_is_truncated_and_everything_before_it_kept(tmp_path: Path) -> None:
-    last = _filled(tmp_path)[-1]
+    last = filled(tmp_path)[-1]
     path = _segment(tmp_path, last)
     data = path.read_bytes()
     # as after a power cut mid-write: no footer, half of a record at the end
@@ -71,7 +62,7 @@ def test_torn_tail_is_truncated_and_everything_before_it_kept(tmp_path: Path) ->
 
 
 def test_flipped_bits_in_a_closed_segment_skip_only_that_record(tmp_path: Path) -> None:
-    first = _filled(tmp_path)[0]
+    first = filled(tmp_path)[0]
     path = _segment(tmp_path, first)
     data = bytearray(path.read_bytes())
     record = FRAME_SIZE + len(payloads(0, 1)[0])  # every test record has the same size
@@ -89,7 +80,7 @@ def test_flipped_bits_in_a_closed_segment_skip_only_that_record(tmp_path: Path) 
 
 
 def test_flipped_bits_in_the_last_segment_of_a_crashed_writer(tmp_path: Path) -> None:
-    last = _filled(tmp_path)[-1]
+    last = filled(tmp_path)[-1]
     path = _segment(tmp_path, last)
     data = bytearray(path.read_bytes()[:-FRAME_SIZE])  # crashed: no footer
     data[HEADER_SIZE + 10] ^= 0xFF  # the first record's length field
@@ -105,7 +96,7 @@ def test_flipped_bits_in_the_last_segment_of_a_crashed_writer(tmp_path: Path) ->
 
 
 def test_cut_header_and_empty_segments_are_removed(tmp_path: Path) -> None:
-    segments = _filled(tmp_path)
+    segments = filled(tmp_path)
     _segment(tmp_path, segments[-1] + 1).write_bytes(b"HRSPO")  # crashed while starting one
     _segment(tmp_path, segments[-1] + 2).write_bytes(b"")
     metrics = Metrics()
@@ -122,7 +113,7 @@ def test_cut_header_and_empty_segments_are_removed(tmp_path: Path) -> None:
 
 
 def test_damaged_header_is_rewritten_and_records_kept(tmp_path: Path) -> None:
-    first = _filled(tmp_path)[0]
+    first = filled(tmp_path)[0]
     path = _segment(tmp_path, first)
     data = bytearray(path.read_bytes())
     data[2] ^= 0x01  # the magic
@@ -136,7 +127,7 @@ def test_damaged_header_is_rewritten_and_records_kept(tmp_path: Path) -> None:
 
 
 def test_missing_or_damaged_ledger_reads_from_the_oldest_segment(tmp_path: Path) -> None:
-    _filled(tmp_path)
+    filled(tmp_path)
     writer = SpoolWriter(settings(tmp_path), Metrics())
     reader = reader_of(writer)
     for _ in range(3):
@@ -162,7 +153,7 @@ def test_an_older_versions_checkpoint_is_taken_over(tmp_path: Path) -> None:
 
     import google_crc32c
 
-    segments = _filled(tmp_path)
+    segments = filled(tmp_path)
     in_first = len(list(iter_records(_segment(tmp_path, segments[0]).read_bytes(), HEADER_SIZE)))
     (tmp_path / LEDGER_FILE).unlink()
     record = FRAME_SIZE + len(payloads(0, 1)[0])
@@ -188,7 +179,7 @@ def test_an_identity_file_copied_into_another_spool_does_not_make_its_ids_collid
     # image); both then numbered their segments 1, 2, ... under one identity, and Elasticsearch
     # kept one of each colliding pair (2 of 1,000 events vanished).
     first, second = tmp_path / "a", tmp_path / "b"
-    _filled(first, 100)
+    filled(first, 100)
     second.mkdir()
     (second / IDENTITY_FILE).write_bytes((first / IDENTITY_FILE).read_bytes())
     writer = SpoolWriter(settings(second), Metrics())
@@ -209,7 +200,7 @@ def test_an_identity_file_copied_into_another_spool_does_not_make_its_ids_collid
 
 def test_a_copied_spool_gets_a_new_identity_and_keeps_the_old_ids(tmp_path: Path) -> None:
     original = tmp_path / "a"
-    _filled(original, 100)
+    filled(original, 100)
     name = (original / IDENTITY_FILE).read_text().split()[0]
     identity = _header_identity(original, list_segments(original)[0])
     copy = tmp_path / "b"
@@ -238,7 +229,7 @@ def test_a_copied_spool_gets_a_new_identity_and_keeps_the_old_ids(tmp_path: Path
 
 def test_lost_identity_is_taken_back_from_the_segments(tmp_path: Path) -> None:
     # The name is taken from the newest segment's header (ids do not depend on it).
-    newest = _filled(tmp_path)[-1]
+    newest = filled(tmp_path)[-1]
     (tmp_path / IDENTITY_FILE).write_text("!!\n")
     writer = SpoolWriter(settings(tmp_path), Metrics())
     assert writer.spool_identity == _header_identity(tmp_path, newest)
@@ -251,7 +242,7 @@ def test_lost_identity_is_taken_back_from_the_segments(tmp_path: Path) -> None:
 
 
 def test_random_garbage_segment_never_stops_the_start(tmp_path: Path) -> None:
-    segments = _filled(tmp_path)
+    segments = filled(tmp_path)
     rng = random.Random(7)
     _segment(tmp_path, segments[-1] + 1).write_bytes(rng.randbytes(50_000))
     (tmp_path / "not-a-segment.txt").write_text("hello")
