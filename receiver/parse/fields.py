@@ -152,6 +152,10 @@ def name_of(variable: str) -> str:
 
 # Fields derived from the variables above; each name is written here once.
 UNKNOWN_PREFIX = "haproxy."  # an unknown log-format key `k` becomes `haproxy.k`
+# Written beside `source.address`/`destination.address` on purpose, not for compatibility: ECS
+# asks for the address as logged (a unix socket, `-`, a name) in `.address` and, only when it is
+# an IP, a copy in `.ip` (typed `ip`: ranges, CIDR queries); and for every IP of the event in
+# `related.ip`. An alias could not do either (it has one target and one type for all documents).
 SOURCE_IP = "source.ip"
 DESTINATION_IP = "destination.ip"
 RELATED_IP = "related.ip"  # every valid address of the event (source, then destination)
