@@ -53,8 +53,6 @@ def _checked_number(key: str, kind: int, v: str, n: str) -> list[str]:
                   f"    if {v} >= 0 and {condition}: seen.duration_ms = {v}"]
     elif kind == f.STATUS:
         lines += [f"    if {v} >= 0:", f"        doc[{n}] = {v}", f"        seen.status = {v}"]
-    elif kind == f.BYTES_READ:
-        lines += [f"    if http: doc[{n}] = {v}", f"    doc[{f.BYTES_READ_ANY!r}] = {v}"]
     else:  # BYTES_UPLOADED
         lines += [f"    doc[{n} if http else {f.TCP_BYTES_UPLOADED!r}] = {v}"]
     return lines
@@ -67,7 +65,7 @@ def _date_preference(keys: list[str]) -> list[str]:
     return sorted(dated, key=lambda k: (k != "t", f.FIELDS[k][1], keys.index(k)))
 
 
-_NUMBERS = frozenset((f.INT, f.DURATION, f.STATUS, f.BYTES_READ, f.BYTES_UPLOADED, f.BOOL))
+_NUMBERS = frozenset((f.INT, f.DURATION, f.STATUS, f.BYTES_UPLOADED, f.BOOL))
 
 
 def compile_shape(keys: tuple[str, ...], text: bool = False,
@@ -99,7 +97,7 @@ def compile_shape(keys: tuple[str, ...], text: bool = False,
         if text and kind in _NUMBERS:
             lines += _checked_number(key, kind, v, n)
             continue
-        if kind in (f.DURATION, f.STATUS, f.BYTES_READ, f.BYTES_UPLOADED):
+        if kind in (f.DURATION, f.STATUS, f.BYTES_UPLOADED):
             # Text lines (httplog, tcplog, CLF) give numbers as text: convert inline.
             lines += [
                 f"    if type({v}) is str and 0 < len({v}) < 19:",
@@ -202,13 +200,6 @@ def compile_shape(keys: tuple[str, ...], text: bool = False,
         elif kind == f.VERSION:
             lines += [
                 f"    if type({v}) is str and {v}[:5] == 'HTTP/': doc[{n}] = {v}[5:]",
-                f"    elif {v} is not None: {call}",
-            ]
-        elif kind == f.BYTES_READ:
-            lines += [
-                f"    if type({v}) is int and -{2**63} <= {v} < {2**63}:",
-                f"        if http: doc[{n}] = {v}",
-                f"        doc[{f.BYTES_READ_ANY!r}] = {v}",
                 f"    elif {v} is not None: {call}",
             ]
         elif kind == f.BYTES_UPLOADED:

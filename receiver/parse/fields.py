@@ -47,7 +47,6 @@ CAPTURE_REQUEST = 16  # `%hr`: `{a|b}` -> configured names
 CAPTURE_RESPONSE = 17  # `%hs`
 TLS_VERSION = 18  # `%sslv`: `TLSv1.3` -> tls.version 1.3, tls.version_protocol tls
 BOOL = 19  # `0`/`1`
-BYTES_READ = 20  # `%B`: http.response.bytes for HTTP lines, haproxy.bytes_read for TCP
 BYTES_UPLOADED = 21  # `%U`
 DURATION = 22  # `%Ta`/`%Tt`: also the source of event.duration
 LIST = 23  # tokens a text line carries beyond its format's fields, kept in order
@@ -86,7 +85,10 @@ FIELDS: dict[str, tuple[str, int]] = {
     "Ta": ("haproxy.time_active_ms", DURATION),
     "Tt": ("haproxy.total_time_ms", DURATION),
     "ST": ("http.response.status_code", STATUS),
-    "B": ("http.response.bytes", BYTES_READ),
+    # %B, the bytes sent to the client, on every line kind: stored once, under Elastic's
+    # integration name (a TCP line has no HTTP response); `http.response.bytes` is an alias
+    # of it in the index template, so searches and dashboards on the ECS name still work.
+    "B": ("haproxy.bytes_read", INT),
     "U": ("http.request.bytes", BYTES_UPLOADED),
     "CC": ("haproxy.http.request.captured_cookie", STR),
     "CS": ("haproxy.http.response.captured_cookie", STR),
@@ -150,11 +152,14 @@ def name_of(variable: str) -> str:
 
 # Fields derived from the variables above; each name is written here once.
 UNKNOWN_PREFIX = "haproxy."  # an unknown log-format key `k` becomes `haproxy.k`
+# Written beside `source.address`/`destination.address` on purpose, not for compatibility: ECS
+# asks for the address as logged (a unix socket, `-`, a name) in `.address` and, only when it is
+# an IP, a copy in `.ip` (typed `ip`: ranges, CIDR queries); and for every IP of the event in
+# `related.ip`. An alias could not do either (it has one target and one type for all documents).
 SOURCE_IP = "source.ip"
 DESTINATION_IP = "destination.ip"
 RELATED_IP = "related.ip"  # every valid address of the event (source, then destination)
 FRONTEND_TRANSPORT = "haproxy.frontend_transport"
-BYTES_READ_ANY = "haproxy.bytes_read"  # %B on every line, HTTP or TCP (Elastic's name)
 TCP_BYTES_UPLOADED = "haproxy.bytes_uploaded"  # %U on a TCP line (HTTP: http.request.bytes)
 TLS_PROTOCOL = "tls.version_protocol"
 TERMINATION_CAUSE = "haproxy.termination.cause"
@@ -187,7 +192,7 @@ DESCRIPTIONS: dict[str, str] = {
     "Tw": "time in queues (ms)", "Tc": "time to connect to the server (ms)",
     "Tr": "server response time (ms)", "Ta": "active time of the request (ms); event.duration",
     "Tt": "total session time (ms); event.duration", "ST": "HTTP status (-1 dropped)",
-    "B": "bytes read by the client (HTTP; `haproxy.bytes_read` too, on every line)",
+    "B": "bytes read by the client, on every line (`http.response.bytes`: an alias)",
     "U": "bytes uploaded by the client (tcplog: haproxy.bytes_uploaded)",
     "ts": "termination state, split into haproxy.termination.*",
     "r": "request line, split into method, url.*, http.version",
@@ -434,18 +439,12 @@ def _frontend(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, An
 
 def _bytes(mapper: Naming, key: str, name: str, value: Any, doc: dict[str, Any],
            seen: Collected, http: bool) -> None:
-    """%B: http.response.bytes on HTTP lines, and haproxy.bytes_read on every line (Elastic's
-    HAProxy integration reads it there for HTTP too); %U: http.request.bytes or, on TCP
-    lines, haproxy.bytes_uploaded."""
+    """%U: http.request.bytes or, on TCP lines, haproxy.bytes_uploaded."""
     number = to_int(value)
     if number is None:
         return
     if mapper.raw_names:
         doc[name] = number
-    elif FIELDS[key][1] == BYTES_READ:
-        if http:
-            doc[name] = number
-        doc[BYTES_READ_ANY] = number
     else:
         doc[name if http else TCP_BYTES_UPLOADED] = number
 
@@ -596,7 +595,7 @@ HANDLERS: dict[int, Handler] = {
     REQUEST: _request, URI: _http_part, PATH: _http_part, QUERY: _http_part,
     VERSION: _http_part, METHOD: _http_part, TERMINATION: _termination,
     CAPTURE_REQUEST: _capture, CAPTURE_RESPONSE: _capture, TLS_VERSION: _tls_version,
-    BOOL: _bool, BYTES_READ: _bytes, BYTES_UPLOADED: _bytes, DURATION: _duration, LIST: _list,
+    BOOL: _bool, BYTES_UPLOADED: _bytes, DURATION: _duration, LIST: _list,
 }
 
 
@@ -652,7 +651,7 @@ _TYPES = {
     PATH: "keyword", QUERY: "keyword", VERSION: "keyword", METHOD: "keyword",
     TERMINATION: "keyword (+ split)", CAPTURE_REQUEST: "keyword(s)",
     CAPTURE_RESPONSE: "keyword(s)", TLS_VERSION: "keyword", BOOL: "boolean",
-    BYTES_READ: "long", BYTES_UPLOADED: "long", DURATION: "long (+ event.duration ns)",
+    BYTES_UPLOADED: "long", DURATION: "long (+ event.duration ns)",
     LIST: "keyword(s)",
 }
 

@@ -56,10 +56,15 @@ DATE_ISO = 2
 
 SYSLOG_FORMAT = "haproxy.syslog_format"  # which of the header formats above
 # The header's fields (each name written once; `process.pid` is the `%pid` variable's).
-HOSTNAME = "log.syslog.hostname"
+# Each value is stored once: the header's host, application and severity name go to the
+# names ECS's core set and dashboards use (`host.name`, `process.name`, `log.level`), and
+# `log.syslog.hostname`, `log.syslog.appname` and `log.syslog.severity.name` are aliases of
+# them in the index template (receiver/ship/index-template.json). Kept beside their
+# counterpart on purpose: `log.syslog.procid` (text, which RFC 5424 allows, where
+# `process.pid` is a number and only when the procid is one), and the priority beside its
+# severity and facility codes (ECS defines all three, and the codes are what filters use).
 HOST = "host.name"
 LEVEL = "log.level"  # the severity's name; HAProxy's stderr gives it too
-APPNAME = "log.syslog.appname"
 PROCESS = "process.name"
 PROCID = "log.syslog.procid"
 PID = name_of("pid")
@@ -70,7 +75,6 @@ MSGID = "log.syslog.msgid"
 def _severity_fields(severity: int) -> dict[str, Any]:
     return {
         "log.syslog.severity.code": severity,
-        "log.syslog.severity.name": SEVERITY_NAMES[severity],
         LEVEL: SEVERITY_NAMES[severity],
     }
 
@@ -92,14 +96,12 @@ _SHORT_FIELDS = {pri: _severity_fields(pri) for pri in range(8)}
 def _put_host(host: str, doc: dict[str, Any]) -> None:
     """The sending host, unless it is `-` (none)."""
     if host != "-":
-        doc[HOSTNAME] = host
         doc[HOST] = host
 
 
 def _put_app(name: str, pid: str, doc: dict[str, Any]) -> None:
     """The application and its process id (`-`: none)."""
     if name != "-":
-        doc[APPNAME] = name
         doc[PROCESS] = name
     if pid and pid != "-":
         doc[PROCID] = pid
@@ -109,7 +111,7 @@ _TAG_CACHE: dict[str, dict[str, Any]] = {}
 
 
 def _tag_fields(tag: str) -> dict[str, Any]:
-    """`haproxy[9877]` -> appname/process.name and procid/process.pid (cached per tag)."""
+    """`haproxy[9877]` -> process.name and procid/process.pid (cached per tag)."""
     cached = _TAG_CACHE.get(tag)
     if cached is not None:
         return cached

@@ -103,6 +103,10 @@ def template_fields() -> dict[str, dict[str, Any]]:
                 fields[f"{path}.{sub}"] = sub_mapping
 
     collect(mappings.get("properties", {}), "")
+    # Elasticsearch and OpenSearch search and aggregate on an alias as on the field it names.
+    for path, mapping in list(fields.items()):
+        if mapping.get("type") == "alias":
+            fields[path] = fields[mapping["path"]]
     return fields
 
 
@@ -151,7 +155,7 @@ def test_the_views_the_issue_asks_for_exist() -> None:
             used.setdefault(name, set()).add(use)
     assert "geo" in used["source.geo.location"]  # where traffic comes from: the map
     for name in ("source.ip", "haproxy.frontend_name", "haproxy.backend_name", "haproxy.server_name",
-                 "http.response.status_code", "haproxy.total_time_ms", "http.response.bytes",
+                 "http.response.status_code", "haproxy.total_time_ms", "haproxy.bytes_read",
                  "haproxy.termination_state", "source.as.organization.name"):
         assert "agg" in used.get(name, set()), name
 

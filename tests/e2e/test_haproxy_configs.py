@@ -445,7 +445,7 @@ def test_haproxy3_json_line_is_typed_without_repair() -> None:
     assert doc["url.query"] == "a=1"
     assert doc["http.version"] == "1.1"
     assert doc["http.response.status_code"] == 200
-    assert doc["http.response.bytes"] == 161
+    assert doc["haproxy.bytes_read"] == 161
     assert doc["http.request.bytes"] == 78
     assert doc["haproxy.frontend_name"] == "fe_http"
     assert doc["haproxy.server_name"] == "app1"

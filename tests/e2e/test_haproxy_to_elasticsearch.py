@@ -54,7 +54,7 @@ def send_requests(port: int) -> list[Sent]:
 
 EXPECTED_TYPES = {
     "@timestamp": "date", "source.ip": "ip", "source.port": "integer",
-    "http.response.status_code": "integer", "http.response.bytes": "long",
+    "http.response.status_code": "integer", "haproxy.bytes_read": "long",
     "haproxy.total_time_ms": "long", "event.duration": "long",
     "haproxy.frontend_name": "keyword", "url.path": "keyword",
 }
@@ -111,7 +111,7 @@ def test_every_request_is_indexed_once_and_typed(
         assert doc["http.request.method"] == request.method
         assert doc["url.path"] == request.path.split("?")[0]
         assert doc["http.response.status_code"] == request.status
-        assert isinstance(doc["http.response.bytes"], int) and doc["http.response.bytes"] > 0
+        assert isinstance(doc["haproxy.bytes_read"], int) and doc["haproxy.bytes_read"] > 0
         assert ipaddress.ip_address(doc["source.ip"]) == ipaddress.ip_address("127.0.0.1")
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", doc["@timestamp"])
         assert doc["haproxy.frontend_name"] == "fe_http"

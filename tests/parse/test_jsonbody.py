@@ -35,7 +35,7 @@ def test_backslash_before_closing_quote() -> None:
     doc = parse(HEADER + body)
     assert doc["url.path"] == "/end\\"
     assert doc["url.original"] == "/end\\"
-    assert doc["http.response.bytes"] == 161
+    assert doc["haproxy.bytes_read"] == 161
     assert doc["http.version"] == "1.1"
     assert doc["source.port"] == 43804
 

@@ -89,7 +89,7 @@ WRAPPERS: dict[str, tuple[Wrap, dict[str, object]]] = {
 _KEY_FIELDS = ("haproxy.log_format", "source.address", "haproxy.frontend_name",
                "haproxy.backend_name", "haproxy.server_name", "http.response.status_code",
                "url.path", "haproxy.termination_state", "@timestamp", "message", "tags",
-               "log.syslog.hostname", "process.pid", "log.level", "haproxy.server_state")
+               "process.pid", "log.level", "haproxy.server_state")
 
 
 def _unwrapped() -> list[RealLine]:

@@ -118,6 +118,27 @@ def test_every_field_of_elastics_integration_has_a_compatible_field_or_alias() -
     assert not wrong
 
 
+def test_no_document_writes_a_name_the_template_makes_an_alias() -> None:
+    """A value is stored once: a name mapped as an alias is never written (Elasticsearch
+    refuses a document that does), so each alias is the only way a second name costs."""
+    mappings = load_template_file()["template"]["mappings"]
+    aliases: set[str] = set()
+
+    def walk(properties: dict[str, Any], prefix: str) -> None:
+        for name, field in properties.items():
+            if "properties" in field:
+                walk(field["properties"], prefix + name + ".")
+            elif field.get("type") == "alias":
+                aliases.add(prefix + name)
+
+    walk(mappings["properties"], "")
+    assert {"http.response.bytes", "log.syslog.hostname", "log.syslog.appname",
+            "log.syslog.severity.name"} <= aliases
+    written = {key for document in corpus_documents() for key in document}
+    assert "haproxy.bytes_read" in written and "host.name" in written
+    assert not written & aliases, sorted(written & aliases)
+
+
 def test_constant_keywords_become_keywords_where_the_server_has_none() -> None:
     settings = es_settings(["http://127.0.0.1:9"])
     fields_on = {
@@ -154,7 +175,10 @@ def test_the_integrations_names_find_our_documents(es_url: str, tmp_path: Path) 
                         ("haproxy.http.request.time_wait_without_data_ms", 69),
                         ("haproxy.bytes_read", 2750), ("haproxy.connections.fc_err", 0),
                         ("haproxy.connections.ssl_fc_err", "1408A0C1"),
-                        ("haproxy.source", "localhost"), ("haproxy.frontend_name", "https-in~")):
+                        ("haproxy.source", "localhost"), ("haproxy.frontend_name", "https-in~"),
+                        # ECS names whose value is stored once under another name
+                        ("http.response.bytes", 2750), ("log.syslog.hostname", "localhost"),
+                        ("log.syslog.appname", "haproxy"), ("log.syslog.severity.name", "info")):
         query = json.dumps({"query": {"term": {name: value}}}).encode()
         search = urllib.request.Request(es_url + "/haproxy-*/_search", data=query,
                                         headers={"Content-Type": "application/json"})
