@@ -24,10 +24,12 @@ from receiver.parse.fields import DERIVED_NAMES, FIELDS, UNKNOWN_PREFIX
 CONTENT_PREFIX = "haproxy.body."  # where a key that would collide is kept
 
 
-def _template_names() -> dict[str, str]:
-    """Every field the index template types, with its type (`alias` included)."""
+def _template_names() -> tuple[dict[str, str], dict[str, str]]:
+    """Every field the index template types, with its type (`alias` included); and every
+    alias with the field it names."""
     text = resources.files("receiver.ship").joinpath("index-template.json").read_text("utf-8")
     found: dict[str, str] = {}
+    aliases: dict[str, str] = {}
 
     def walk(properties: dict[str, Any], prefix: str) -> None:
         for key, spec in properties.items():
@@ -35,12 +37,14 @@ def _template_names() -> dict[str, str]:
                 walk(spec["properties"], f"{prefix}{key}.")
             else:
                 found[prefix + key] = str(spec.get("type", "object"))
+                if spec.get("type") == "alias":
+                    aliases[prefix + key] = str(spec["path"])
 
     walk(json.loads(text)["template"]["mappings"]["properties"], "")
-    return found
+    return found, aliases
 
 
-_TYPED = _template_names()
+_TYPED, TEMPLATE_ALIASES = _template_names()
 # The receiver's names, whatever `parse.field_names` says: the parser's own, the header's, the
 # event's categorisation and errors (written under these names in both modes, all typed by the
 # index template), and the template's aliases (Elasticsearch refuses a write to an alias).

@@ -26,6 +26,7 @@ from receiver.config import ElasticsearchSettings
 from receiver.event import Document, Received, decode
 from receiver.metrics import ParseMetrics
 from receiver.parse import ERROR_TYPES, LOG_FORMATS, TAG_FAILURE, TAG_TRUNCATED, Parser
+from receiver.parse.names import TEMPLATE_ALIASES
 from receiver.spool.records import event_id, id_head
 
 try:
@@ -311,7 +312,8 @@ class BulkEncoder:
                     timestamp = document["@timestamp"]
                 else:  # a Document, spooled by an earlier version: copied as it is
                     assert isinstance(received, Document)
-                    timestamp, source, document = received.timestamp, received.source, None
+                    timestamp, source, document = (received.timestamp,
+                                                   stored_names(received.source), None)
                 if static is not None:
                     index = static
                 elif needs_document:
@@ -364,6 +366,23 @@ class BulkEncoder:
         for reason, count in failures.items():
             reason = reason if reason in ERROR_TYPES or reason == _UNENCODABLE else _OTHER
             self._metrics.parse_failures.labels(reason).inc(count)
+
+
+def stored_names(source: bytes) -> bytes:
+    """A document spooled by an earlier version, with the fields it wrote under names that are
+    aliases now (`http.response.bytes`, `log.syslog.hostname`...) moved to the fields they name:
+    Elasticsearch refuses a write to an alias. Unchanged (not even parsed) when it has none."""
+    if not any(marker in source for marker in _ALIAS_MARKERS):
+        return source
+    document = orjson.loads(source)
+    for alias, stored in TEMPLATE_ALIASES.items():
+        if alias in document:
+            value = document.pop(alias)
+            document.setdefault(stored, value)
+    return orjson.dumps(document)
+
+
+_ALIAS_MARKERS = tuple(b'"%s"' % name.encode() for name in TEMPLATE_ALIASES)
 
 
 def _mark_cut(document: dict[str, Any]) -> None:

@@ -106,10 +106,10 @@ def test_dripping_connections_do_not_lock_senders_out(tmp_path: Path) -> None:
             wait_for(lambda: receiver.metric("haproxy_receiver_connections_open") == 30, 30,
                      "30 dripping connections")
             # both limits reached: an attacker's address (per source), then a new one
-            wait_for(lambda: admitted_and_sent("127.0.0.2", receiver.tcp_port, "shared", 100),
+            wait_for(lambda: admitted_and_sent("127.0.0.2", receiver.tcp_port, "attacker", 100),
                      60, "a sender sharing an attacker's address admitted")
             wait_for(lambda: receiver.metric("haproxy_receiver_connections_open") == 29, 30,
-                     "the shared sender done")
+                     "the sender sharing an attacker's address done")
             held = connect_from("127.0.0.2", receiver.tcp_port)  # 30 open again, silent
             wait_for(lambda: receiver.metric("haproxy_receiver_connections_open") == 30, 30,
                      "30 connections again")
@@ -123,7 +123,7 @@ def test_dripping_connections_do_not_lock_senders_out(tmp_path: Path) -> None:
         assert receiver.metric(REFUSED, reason="evicted_per_source") >= 1
         assert receiver.metric(REFUSED, reason="line_timeout") == 0
         assert receiver.stop() == 0
-        assert (stdout_lines(receiver, "new"), stdout_lines(receiver, "shared")) == (200, 100)
+        assert (stdout_lines(receiver, "new"), stdout_lines(receiver, "attacker")) == (200, 100)
     finally:
         if receiver.process is not None and receiver.process.poll() is None:
             receiver.kill()

@@ -26,7 +26,7 @@ def document(n: int, **extra: Any) -> dict[str, Any]:
         "http.request.method": "GET",
         "url.original": f"/item/{n}?q=1",
         "http.response.status_code": 200,
-        "http.response.bytes": 1000 + n,
+        "haproxy.bytes_read": 1000 + n,
         "haproxy.frontend_name": "web",
         "seq": n,
         **extra,

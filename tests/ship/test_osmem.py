@@ -107,6 +107,32 @@ def test_mapping_error_goes_to_the_dead_letter_file(es_url: str, tmp_path: Path)
     assert mapping["http"]["properties"]["response"]["properties"]["status_code"]["type"] == "integer"
 
 
+def test_documents_spooled_before_an_upgrade_ship_under_the_stored_names(
+        es_url: str, tmp_path: Path) -> None:
+    """A spool written by an earlier version holds documents with values under names that are
+    aliases in today's template (`http.response.bytes`, `log.syslog.hostname`); a write to an
+    alias is refused, so they are moved to the fields the aliases name, and every one is
+    indexed and found under either name."""
+    settings = es_settings([es_url])
+    output = ElasticsearchOutput(settings)
+    install(output, settings)
+    output.close()
+    old = [{**document(i), "http.response.bytes": 500 + i, "log.syslog.hostname": "lb1"}
+           for i in range(10)]
+    for entry in old:
+        del entry["haproxy.bytes_read"]
+    spool = MemorySpool(old)
+    with running_shipper(settings, spool, tmp_path) as run:
+        wait_for(lambda: spool.acknowledged_records() == 10, what="acknowledged")
+        assert run.value("events_shipped_total") == 10
+        assert run.value("events_dead_lettered_total") == 0
+    assert count(es_url) == 10
+    hit = call(es_url, "GET", f"/{INDEX}/_search?q=seq:3")["hits"]["hits"][0]["_source"]
+    assert (hit["haproxy.bytes_read"], hit["host.name"]) == (503, "lb1")
+    assert "http.response.bytes" not in hit
+    assert call(es_url, "GET", f"/{INDEX}/_search?q=http.response.bytes:503")["hits"]["hits"]
+
+
 def test_data_stream_template(es_url: str) -> None:
     # osmem has no data streams; shipping into one is tested against the fake server.
     settings = es_settings([es_url], data_stream="logs-haproxy-default")
