@@ -387,6 +387,13 @@ class ServiceSettings:
         "but one, which the receiving process keeps. One is enough for a HAProxy host; an "
         "aggregator fed by a fleet wants `auto`.",
     )
+    worker_stall_timeout: Seconds = setting(
+        Seconds(60.0),
+        "Kill and start again a worker whose shipping showed no sign of life for this long: its "
+        "reading loop did not turn, no request ended, no retry back-off beat (waiting out an "
+        "outage is not stillness). What it held is shipped again. At least 25.",
+        unit="s",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -734,6 +741,10 @@ def _check(settings: Settings) -> None:
         raise ConfigError("listen: no listener configured; set listen.udp, tcp, tls, unix or unix_stream")
     if listen.tls_handshake_timeout <= 0:
         raise ConfigError("listen.tls_handshake_timeout must be a positive number of seconds")
+    if settings.service.worker_stall_timeout < 25:
+        # The Kafka forwarder may wait twice 10 s for a record sent alone (kafka/producer.py).
+        raise ConfigError(f"service.worker_stall_timeout = {settings.service.worker_stall_timeout:g}"
+                          " is too short; allowed: 25 seconds or more")
     if not 1024 <= listen.max_message_bytes <= 16 * 1024**2:
         raise ConfigError("listen.max_message_bytes must be between 1KiB and 16MiB")
     for name in ("timezone",):

@@ -47,6 +47,8 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
     ({"HAPROXY_RECEIVER_LISTEN__TLS_HANDSHAKE_TIMEOUT": "0"},
      "listen.tls_handshake_timeout must be a positive number of seconds"),
     ({"HAPROXY_RECEIVER_LISTEN__LINE_TIMEOUT": "-1"}, "listen.line_timeout must not be negative"),
+    ({"HAPROXY_RECEIVER_SERVICE__WORKER_STALL_TIMEOUT": "5"},
+     "service.worker_stall_timeout = 5 is too short; allowed: 25 seconds or more"),
 ])
 def test_wrong_settings_name_the_setting_and_what_is_allowed(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:

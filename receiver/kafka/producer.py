@@ -58,7 +58,7 @@ _RECORD_OVERHEAD = 4096
 # librdkafka's own default: batches up to this size however short the messages.
 _LIBRARY_MESSAGE_MAX_BYTES = 1_000_000
 # Longest wait for the client's queue to empty around a record sent alone (twice of it stays
-# well within the time a worker's loop may stand still, receiver/workers/pool.py WEDGED_AFTER).
+# within the time a worker's loop may stand still, `service.worker_stall_timeout`, at least 25 s).
 _ALONE_WAIT = 10.0
 
 

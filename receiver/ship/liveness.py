@@ -1,6 +1,6 @@
 """Signs of life of a worker's shipping, for the receiving process's wedge watch.
 
-The parent kills a worker whose shipping has been still for `WEDGED_AFTER`
+The parent kills a worker whose shipping has been still for `service.worker_stall_timeout`
 (receiver/workers/pool.py). Waiting is not being stuck: a delivery thread in a retry back-off
 waits on purpose (up to `retry_max`, for as long as an outage lasts), and the reading loop waits
 for a free in-flight slot while both slots retry. So the delivery threads beat while they back

@@ -59,9 +59,6 @@ from receiver.workers.protocol import (
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0
-# A worker silent this long, or whose shipper loop has not turned for this long (it turns at
-# least 4 times a second), is wedged: it is killed and started again.
-WEDGED_AFTER = 60.0
 # A worker that ran this long before it died is started again at once; one that died sooner, or
 # could not start, after RESTART_DELAYS[0] seconds, doubling up to RESTART_DELAYS[1].
 RAN_LONG_ENOUGH = 30.0
@@ -224,7 +221,9 @@ class WorkerPool:
         for number, worker in list(self._workers.items()):
             if worker.process.poll() is None:
                 silent = max(time.monotonic() - worker.last_report, worker.loop_silence)
-                if silent < WEDGED_AFTER:
+                # Silent this long, or its shipper loop still this long (it turns at least 4
+                # times a second), it is wedged: killed and started again.
+                if silent < self._settings.service.worker_stall_timeout:
                     continue
                 log.error("worker %d made no progress for %.0f s; killing it", number, silent)
                 worker.process.kill()

@@ -10,10 +10,10 @@ import socket
 import time
 from pathlib import Path
 
-from receiver.workers.pool import WEDGED_AFTER
 from tests.support import Receiver, TcpProxy, group_members, search_all, wait_for
 
 EVENTS = 100
+STALL = 25  # service.worker_stall_timeout, its least
 INFLOWS = ("haproxy_receiver_messages_received_total", "haproxy_receiver_events_recovered_total")
 OUTFLOWS = ("haproxy_receiver_events_shipped_total", "haproxy_receiver_events_dead_lettered_total",
             "haproxy_receiver_events_dropped_total", "haproxy_receiver_spool_events_pending",
@@ -32,7 +32,8 @@ def test_a_long_outage_does_not_kill_healthy_workers(tmp_path: Path, es_url: str
         "HAPROXY_RECEIVER_ELASTICSEARCH__BATCH_EVENTS": "10",
         "HAPROXY_RECEIVER_ELASTICSEARCH__BATCH_AGE": "0.1",
         "HAPROXY_RECEIVER_ELASTICSEARCH__RETRY_INITIAL": "0.5",
-        "HAPROXY_RECEIVER_ELASTICSEARCH__RETRY_MAX": "5"})
+        "HAPROXY_RECEIVER_ELASTICSEARCH__RETRY_MAX": "5",
+        "HAPROXY_RECEIVER_SERVICE__WORKER_STALL_TIMEOUT": str(STALL)})
     try:
         receiver.start()
         wait_for(lambda: len(workers(receiver)) == 1, 30, "the worker")
@@ -43,7 +44,7 @@ def test_a_long_outage_does_not_kill_healthy_workers(tmp_path: Path, es_url: str
         wait_for(lambda: receiver.metric("haproxy_receiver_bulk_requests_total",
                                          outcome="connection_error") >= 4, 60, "both retrying")
         # The scenario, not a synchronisation: the outage outlasts the wedge watch.
-        time.sleep(WEDGED_AFTER + 15)
+        time.sleep(STALL + 15)
         assert "made no progress" not in receiver.stderr()
         assert workers(receiver) == worker, "the worker was killed and started again"
         proxy.start()
