@@ -64,11 +64,10 @@ def resolve(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> Ela
     for the daily indices. May raise OutputUnavailable/OutputError (the server is not there)."""
     if settings.destination != "auto":
         return fixed(settings)
-    chosen = _stream(settings)
-    asked = _resolved.get(output)
-    if asked is not None and asked[0] == settings:
-        return asked[1]
-    answer = _ask(output, settings, chosen)
+    known = _known(output, settings)
+    if known is not None:
+        return known
+    answer = _ask(output, settings, _stream(settings))
     _resolved[output] = (settings, answer)
     return answer
 
@@ -95,14 +94,20 @@ def expected(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> El
     confirms at start by creating it."""
     if settings.destination != "auto":
         return fixed(settings)
-    chosen = _stream(settings)
-    asked = _resolved.get(output)
-    if asked is not None and asked[0] == settings:
-        return asked[1]
+    known = _known(output, settings)
+    if known is not None:
+        return known
     server = output.probe()
     if server.flavor == "elasticsearch" and (server.major, server.minor) < DATA_STREAMS_SINCE:
         return _indices(settings)
-    return chosen
+    return _stream(settings)
+
+
+def _known(output: ElasticsearchOutput,
+           settings: ElasticsearchSettings) -> ElasticsearchSettings | None:
+    """What `resolve` already answered for this output and these settings, if it did."""
+    asked = _resolved.get(output)
+    return asked[1] if asked is not None and asked[0] == settings else None
 
 
 def window_applies(settings: ElasticsearchSettings) -> bool:
