@@ -65,6 +65,7 @@ _SEGMENT_OVERHEAD = HEADER_SIZE + FRAME_SIZE
 # and acknowledged segments free space a piece at a time.
 _SEGMENTS_PER_VOLUME = 8
 _SMALLEST_SEGMENT = 64 * 1024
+_TRUST_FREE_AFTER = 10.0  # seconds: then a write finds out again
 
 
 class _ShortWrite(Exception):
@@ -98,6 +99,12 @@ class SpoolWriter:
         self._records = 0
         self._segment_limit = int(settings.segment_bytes)
         self._disk_full = False
+        # What the file system said was free right after a write failed with ENOSPC: the figure
+        # can overstate what a write gets (blocks, pages, large folios, a project quota), so for
+        # a while only space beyond it (freed by shipping, by an operator) counts as room: a
+        # retry on our own cut-back bytes would take newer events after refusing older ones.
+        self._free_when_full = 0
+        self._full_until = 0.0
         self._wanted = FRAME_SIZE
         self._dirty = False
         self._directory_dirty = False
@@ -287,7 +294,6 @@ class SpoolWriter:
         complete record (a reader never hands out an incomplete frame, so nothing handed out
         is taken back)."""
         assert self._fd is not None
-        self._disk_full = True
         if error.errno in _DISK_ERRORS:
             self._log(logging.WARNING, "enospc", "spool %s: disk full (%s); sealing segment %d "
                       "and waiting for space", self._directory, error.strerror, self._number)
@@ -299,6 +305,15 @@ class SpoolWriter:
             os.lseek(self._fd, keep, os.SEEK_SET)
         except OSError as failure:
             log.error("spool %s: cannot cut the failed write back: %s", self._directory, failure)
+        self._found_full(error)
+
+    def _found_full(self, error: OSError) -> None:
+        self._disk_full = True
+        self._free_when_full = 0
+        if error.errno == errno.ENOSPC:
+            with contextlib.suppress(OSError):
+                self._free_when_full = self._fs.free_bytes(self._directory)
+                self._full_until = time.monotonic() + _TRUST_FREE_AFTER
 
     # --- segments --------------------------------------------------------------------------
 
@@ -307,8 +322,8 @@ class SpoolWriter:
         path = self._directory / segment_name(number)
         try:
             fd = self._fs.create(path)
-        except OSError as error:
-            self._disk_full = True
+        except OSError as error:  # no inode, no directory: nothing written to measure
+            self._disk_full, self._free_when_full = True, 0
             self._log(logging.ERROR, "create", "spool %s: cannot create segment %s: %s",
                       self._directory, path.name, error.strerror)
             return False
@@ -317,7 +332,7 @@ class SpoolWriter:
         except OSError as error:
             os.close(fd)
             path.unlink(missing_ok=True)
-            self._disk_full = True
+            self._found_full(error)
             self._log(logging.WARNING, "enospc", "spool %s: cannot start a segment: %s",
                       self._directory, error.strerror)
             return False
@@ -403,8 +418,10 @@ class SpoolWriter:
             free = self._fs.free_bytes(self._directory)
         except OSError:
             return False
-        extra = _SEGMENT_OVERHEAD if self._fd is None else 0
-        if free >= needed + extra + FRAME_SIZE + 4096:
+        wanted = needed + (_SEGMENT_OVERHEAD if self._fd is None else 0) + FRAME_SIZE
+        if time.monotonic() < self._full_until:
+            wanted += self._free_when_full
+        if free >= wanted + 4096:
             self._disk_full = False
             return True
         return False

@@ -115,3 +115,25 @@ def test_a_ledger_that_cannot_be_saved_only_costs_replays(tmp_path: Path) -> Non
     writer = _writer(tmp_path, fs)  # the prefix was not saved: sent again, never lost
     assert drain(reader_of(writer)) == list(range(30))
     writer.close()
+
+
+def test_a_full_disk_that_still_shows_free_space_keeps_refusing_until_space_is_freed(
+    tmp_path: Path,
+) -> None:
+    # Seen on a tmpfs in CI: after ENOSPC (and cutting the torn record back) the file system
+    # still reported free space, a later batch fitted in it, and `drop_newest` had taken newer
+    # events after refusing older ones. Modelled here: a write fails, then room for 50 more
+    # records shows up in what is "free" though nothing was deleted.
+    fs = Faulty()
+    writer = _writer(tmp_path, fs, when_full="drop_newest")
+    record = FRAME_SIZE + len(payloads(0, 1)[0])
+    fs.budget, fs.free = 30 * record + record // 2, 50 * record + 8192
+    assert writer.append(payloads(0, 40)) == 30
+    fs.budget = 50 * record  # the slack a failed write leaves behind
+    assert writer.append(payloads(40, 10)) == 0  # was 10: events 40..49 after 30..39 refused
+    assert not writer.has_room()
+    fs.free += 100 * record  # something was deleted: room again
+    assert writer.has_room()
+    assert writer.append(payloads(50, 10)) == 10
+    assert drain(reader_of(writer)) == [*range(30), *range(50, 60)]
+    writer.close()
