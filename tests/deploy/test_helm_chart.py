@@ -81,6 +81,17 @@ MODES: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
         "prometheusRule": {"enabled": True},
     },
+    "kafka-workers-networkpolicy": {
+        "config": {"kafka": {"bootstrap_servers": ["kafka-0.kafka:9092"]}},
+        "workers": {"enabled": True},
+        "networkPolicy": {
+            "enabled": True,
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "monitoring"}}}],
+            "egress": {"enabled": True, "rules": [{"to": [{"ipBlock": {"cidr": "10.40.0.0/16"}}],
+                                                   "ports": [{"port": 9092, "protocol": "TCP"}]}]},
+        },
+    },
     "geoip-claim": {"geoip": {"enabled": True, "existingClaim": "geoip-databases",
                               "asnFile": "GeoLite2-ASN.mmdb"}},
     "geoip-secret": {"mode": "daemonset", "geoip": {"enabled": True, "secretName": "geoip",
@@ -424,6 +435,26 @@ def test_kafka_workers_run_consume_as_a_deployment_the_receivers_services_do_not
         assert not selector.items() <= labels.items(), service["metadata"]["name"]
     assert config_toml(documents)["kafka"]["bootstrap_servers"][0] == "kafka-0.kafka:9092"
     assert container(documents)["command"][:2] == ["haproxy-receiver", "run"]  # they produce
+
+
+def test_the_workers_pods_have_their_own_network_policy_opening_only_metrics() -> None:
+    assert len(by_kind(render(MODES["networkpolicy"]), "NetworkPolicy")) == 1  # no workers
+    documents = render(MODES["kafka-workers-networkpolicy"])
+    receivers, workers = sorted(by_kind(documents, "NetworkPolicy"),
+                                key=lambda doc: doc["metadata"]["name"])
+    (deployment,) = by_kind(documents, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    spec = workers["spec"]
+    assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert not receivers["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    (metrics,) = spec["ingress"]
+    served = {(p["protocol"], p["containerPort"]) for p in deployment["spec"]["template"]["spec"][
+        "containers"][0]["ports"]}
+    assert {(p["protocol"], p["port"]) for p in metrics["ports"]} == served == {("TCP", 9514)}
+    assert metrics["from"][0]["namespaceSelector"]
+    dns, brokers = spec["egress"]
+    assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
+    assert brokers["ports"] == [{"port": 9092, "protocol": "TCP"}]
 
 
 def test_workers_without_kafka_are_refused() -> None:
