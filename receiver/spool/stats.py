@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import orjson
 
 from receiver.event import Document, EventDecodeError, Received, decode
 from receiver.metrics import CallbackCollector
-from receiver.spool.clock import SPOOL_CLOCK
+from receiver.spool.clock import SPOOL_CLOCK, SpoolClock
 from receiver.spool.directory import IDENTITY_FILE, LOCK_FILE, QUARANTINE_DIR
 from receiver.spool.errors import SpoolError
 from receiver.spool.format import (
@@ -41,6 +40,7 @@ from receiver.spool.format import (
 )
 from receiver.spool.ledger import LEDGER_FILE, Ledger, read_progress
 from receiver.spool.records import Position, event_id
+from receiver.spool.recovery import newest_seal
 
 
 @dataclass
@@ -151,11 +151,31 @@ def spool_stats(directory: Path, counter: RecordCounter | None = None) -> SpoolS
         segments=len(sizes),
         bytes=sum(sizes.values()),
         events_pending=pending,
-        oldest_pending_age_seconds=None if oldest is None else max(0.0, time.time() - oldest),
+        oldest_pending_age_seconds=None if oldest is None
+        else max(0.0, _spool_now(directory, sizes) - oldest),
         acknowledged={n: progress[n][0] for n in sizes if n in progress},
         quarantined_files=quarantined[0],
         quarantined_bytes=quarantined[1],
     )
+
+
+def _spool_now(directory: Path, sizes: dict[int, int]) -> float:
+    """Now, by the spool's clock (spool/clock.py), told of the newest time the spool shows: the
+    newest segment's creation and the newest seal. When the wall clock stepped back while the
+    receiver ran, its records are stamped ahead of the wall clock: measured by the wall clock,
+    the age of the oldest pending event came out 0 and a real backlog looked shipped."""
+    newest = newest_seal(directory)
+    if sizes:
+        try:
+            with open(directory / segment_name(max(sizes)), "rb") as handle:
+                header = parse_header(handle.read(HEADER_SIZE))
+        except OSError:
+            header = None
+        if header is not None:
+            newest = max(newest, header.created_at)
+    clock = SpoolClock()  # not the process's own: this one is moved to another spool's time
+    clock.not_before(newest)
+    return clock.now()
 
 
 def _written_at(path: Path, offset: int) -> float | None:

@@ -20,6 +20,7 @@ from receiver.spool import (
     event_id,
     spool_stats,
 )
+from receiver.spool.clock import SpoolClock
 from receiver.spool.format import FRAME_SIZE, list_segments, segment_name
 from tests.spool.helpers import payloads, reader_of, settings
 
@@ -112,4 +113,21 @@ def test_collector_exposes_bytes_pending_and_lag(tmp_path: Path) -> None:
     assert (value("haproxy_receiver_spool_oldest_pending_seconds") or 0) >= 0
     writer.append(payloads(120, 30))  # counted incrementally in the growing segment
     assert value("haproxy_receiver_spool_events_pending") == 150
+    writer.close()
+
+
+def test_the_oldest_age_is_read_by_the_spools_clock_after_the_wall_clock_stepped_back(
+    tmp_path: Path,
+) -> None:
+    # The receiver ran an hour ahead (then NTP stepped the wall clock back): its records are
+    # stamped in the wall clock's future. By the wall clock the backlog looked 0 s old.
+    ahead = [time.time() + 3600]
+    writer = SpoolWriter(settings(tmp_path), Metrics(),
+                         clock=SpoolClock(wall=lambda: ahead[0], monotonic=lambda: 0.0))
+    for start in range(0, 500, 50):
+        writer.append(payloads(start, 50))
+        ahead[0] += 30  # the segments below are created minutes apart
+    assert len(list_segments(tmp_path)) > 2
+    age = spool_stats(tmp_path).oldest_pending_age_seconds
+    assert age is not None and age >= 60  # at least the newest segment's creation - the oldest
     writer.close()
