@@ -10,7 +10,8 @@ from receiver.parse import TAG_FAILURE, TAG_TRUNCATED
 from tests.parse.helpers import parse
 
 # `log-format "%ci - - [%trg] %{+Q}r %ST %B"`: the common log format's own fields.
-COMMON = '<134>Nov 25 18:22:08 haproxy[11604]: 10.0.0.5 - - [25/Nov/2026:18:22:08 +0000] "GET /a?b=1 HTTP/1.1" 200 161'
+COMMON = ('<134>Nov 25 18:22:08 haproxy[11604]: 10.0.0.5 - - [25/Nov/2026:18:22:08 +0000]'
+          ' "GET /a?b=1 HTTP/1.1" 200 161')
 # ... `%{+Q}[capture.req.hdr(0)] %{+Q}[capture.req.hdr(1)]` after it (referrer, user agent).
 COMBINED = COMMON + ' "https://example.com/" "curl/8.5.0 (x86_64)"'
 
