@@ -2,9 +2,9 @@
 
 Owns the chain: syslog header (`syslog.py`) -> body format detection -> the body's reader
 (`jsonbody.py`, `traffic.py` for httplog/httpslog/tcplog, `clf.py`, `epochlog.py` for the
-epoch-stamped custom format, `messages.py`) -> field names and types (`fields.py`, applied by
-`mapper.py`) -> `@timestamp` (`timestamps.py`) -> derived fields, categorisation, labels and
-GeoIP (`geo.py`).
+epoch-stamped custom format, `plainrequest.py` for a custom format with an unquoted request,
+`messages.py`) -> field names and types (`fields.py`, applied by `mapper.py`) -> `@timestamp`
+(`timestamps.py`) -> derived fields, categorisation, labels and GeoIP (`geo.py`).
 
 Guarantees: `Parser.parse` never raises and always returns a document with `@timestamp`
 (`2026-11-25T18:21:08.761Z`: from the body's date, else the syslog header's, else the receive
@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from receiver.config import ParseSettings
-from receiver.parse import clf, epochlog, jsonbody, messages, traffic, wrappers
+from receiver.parse import clf, epochlog, jsonbody, messages, plainrequest, traffic, wrappers
 from receiver.parse.fields import (
     DATE_MS,
     DATE_OFFSET,
@@ -253,6 +253,10 @@ class Parser:
                 return self._traffic(line, doc, tags)
         if pinned in ("auto", "httplog") and first == "[":
             line = epochlog.read(body)
+            if line is not None:
+                return self._traffic(line, doc, tags)
+        if pinned in ("auto", "httplog") and body.find(" [", 0, 120) > 0:
+            line = plainrequest.read(body, self.response_captures_only)
             if line is not None:
                 return self._traffic(line, doc, tags)
         if pinned in ("auto", "httplog", "tcplog"):

@@ -107,3 +107,40 @@ def test_the_epoch_stamped_format_is_not_read_when_a_place_is_in_doubt() -> None
         doc = parse(changed, received="2014-03-14T17:14:52")
         assert TAG_FAILURE in doc.get("tags", ()), changed
         assert "http.response.status_code" not in doc
+
+
+# `log-format %fi:%fp %ci [%tr] %HM %HU %HV %ST %B %hr` (request unquoted), one capture.
+PLAIN = ("<134>Nov 28 16:17:07 haproxy[1937]: 192.168.4.4:8080 4.22.141.40"
+         " [28/Nov/2024:16:17:06.861] GET /a?b=1 HTTP/1.1 200 83599 {https://x.example/|curl/8}")
+
+
+def test_an_unquoted_request_is_read_with_its_client_and_capture() -> None:
+    doc = parse(PLAIN, received="2024-11-28T16:17:07", capture_request_headers=["Referer", "UA"])
+    expected = {
+        "haproxy.log_format": "httplog", "source.address": "4.22.141.40",
+        "@timestamp": "2024-11-28T16:17:06.861Z", "http.request.method": "GET",
+        "url.path": "/a", "url.query": "b=1", "http.version": "1.1",
+        "http.response.status_code": 200, "haproxy.bytes_read": 83599,
+        "haproxy.extra_tokens": ["192.168.4.4:8080"],
+    }
+    assert {key: doc.get(key) for key in expected} == expected
+    assert "source.port" not in doc and "destination.address" not in doc
+    # The client alone before the date, with its port.
+    doc = parse(PLAIN.replace("192.168.4.4:8080 4.22.141.40", "4.22.141.40:5000"),
+                received="2024-11-28T16:17:07")
+    assert (doc["source.address"], doc["source.port"]) == ("4.22.141.40", 5000)
+    assert "haproxy.extra_tokens" not in doc
+
+
+def test_an_unquoted_request_is_not_read_when_a_place_is_in_doubt() -> None:
+    for changed in (
+        PLAIN.replace(" 4.22.141.40 ", " 4.22.141.40 10.0.0.1:80 "),  # which is the client?
+        PLAIN.replace(" 4.22.141.40 ", " 4.22.141.40:80 "),  # two addresses with ports
+        PLAIN.replace(" 200 83599 ", " 404 200 83599 "),  # a status before the status
+        PLAIN.replace(" 200 83599 ", " 200 0 83599 "),  # a token after the bytes, not `{`
+        PLAIN.replace(" GET /a?b=1 ", " GET x /a?b=1 "),  # the version is not where it goes
+        PLAIN.replace(" 4.22.141.40 ", " lb1 "),  # no client address
+    ):
+        doc = parse(changed, received="2024-11-28T16:17:07")
+        assert TAG_FAILURE in doc.get("tags", ()), changed
+        assert "http.response.status_code" not in doc
