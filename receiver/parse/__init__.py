@@ -1,9 +1,10 @@
 """Parsing: one syslog message (bytes) -> one flat Elastic Common Schema document (dict).
 
 Owns the chain: syslog header (`syslog.py`) -> body format detection -> the body's reader
-(`jsonbody.py`, `traffic.py` for httplog/httpslog/tcplog, `clf.py`, `messages.py`) -> field
-names and types (`fields.py`, applied by `mapper.py`) -> `@timestamp` (`timestamps.py`) ->
-derived fields, categorisation, labels and GeoIP (`geo.py`).
+(`jsonbody.py`, `traffic.py` for httplog/httpslog/tcplog, `clf.py`, `epochlog.py` for the
+epoch-stamped custom format, `plainrequest.py` for a custom format with an unquoted request,
+`messages.py`) -> field names and types (`fields.py`, applied by `mapper.py`) -> `@timestamp`
+(`timestamps.py`) -> derived fields, categorisation, labels and GeoIP (`geo.py`).
 
 Guarantees: `Parser.parse` never raises and always returns a document with `@timestamp`
 (`2026-11-25T18:21:08.761Z`: from the body's date, else the syslog header's, else the receive
@@ -30,7 +31,7 @@ from typing import Any
 import orjson
 
 from receiver.config import ParseSettings
-from receiver.parse import clf, jsonbody, messages, traffic, wrappers
+from receiver.parse import clf, epochlog, jsonbody, messages, plainrequest, traffic, wrappers
 from receiver.parse.fields import (
     DATE_MS,
     DATE_OFFSET,
@@ -250,6 +251,14 @@ class Parser:
                             self.fast_paths)
             if line is not None:
                 return self._traffic(line, doc, tags)
+        if pinned in ("auto", "httplog") and first == "[":
+            line = epochlog.read(body)
+            if line is not None:
+                return self._traffic(line, doc, tags)
+        if pinned in ("auto", "httplog") and body.find(" [", 0, 120) > 0:
+            line = plainrequest.read(body, self.response_captures_only)
+            if line is not None:
+                return self._traffic(line, doc, tags)
         if pinned in ("auto", "httplog", "tcplog"):
             error = messages.parse_error_line(body)
             if error is not None:
@@ -413,6 +422,10 @@ class Parser:
             except ValueError:
                 return None
             if 0 < seconds < 253402300800:  # before year 10000
+                whole, dot, fraction = value.partition(".") if type(value) is str else ("", "", "")
+                if dot and whole.isdigit() and fraction[:3].isdigit():
+                    # `%Ts.%ms` as written: its milliseconds, not a float's rounding of them
+                    return f"{timestamps.epoch(float(whole))[:-4]}{fraction[:3]:0<3}Z"
                 return timestamps.epoch(seconds)
         return None
 

@@ -13,6 +13,13 @@ The date has no milliseconds; `%ms` is merged into it. The header captures (`%hr
 one quoted value per `capture` line) can only be told apart with the names configured in
 `parse.capture_request_headers`/`capture_response_headers`; without them they are kept under
 `haproxy.extra_tokens`. A line cut by `len` keeps its whole tokens.
+
+Shorter CLF (custom formats): a line that ends right after `%B` is the common log format's own
+end and is read whole; one whose tokens after the request stop fitting the layout keeps the
+common part (`%ci [%trg] %r %ST %B`, each in its shape) when only quoted values follow `%B`
+(a custom format's `%{+Q}` values: referrer, user agent...), those kept unnamed in
+`haproxy.extra_tokens`. A bare token after `%B` is not read: it may be an insertion that
+shifted the status and bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 
 from receiver.parse.traffic import (
     BYTES,
+    DATE,
     DATE_MS,
     FRONTEND,
     SERVER_NAME,
@@ -41,6 +49,7 @@ _COUNT = matcher(_UNSIGNED)
 _PORT = matcher(r"\d{1,18}|-")
 _MS = matcher(_MS_DIGITS)
 _NAME = matcher(SERVER_NAME)
+_DATE = matcher(DATE)  # `[%trg]`, or `[%tr]` in a custom format
 _CHECKS: dict[str, Callable[[str], Any]] = {
     "ST": matcher(STATUS), "B": matcher(BYTES),
     "ft": matcher(FRONTEND), "b": _NAME, "s": _NAME, "cp": _PORT, "ms": _MS,
@@ -131,16 +140,16 @@ def read(body: str, request_captures: int, response_captures: int, standard: boo
     last_cut = last[:1] == '"' and (len(last) == 1 or last[-1] != '"')
     if last_cut:
         tokens.pop()
+    if not tcp and len(tokens) == 2 and not last_cut:
+        return _short(keys, values, date, request, tokens, False)  # `%r %ST %B`: CLF's own end
     truncated = last_cut or len(tokens) < len(layout)
     # A line cut short: its last token may be cut too, unless a cut quote was already dropped.
     whole = tokens[: len(layout)] if not truncated or last_cut else tokens[:-1]
     placed: dict[str, Any] = {}
     for (slot, quoted, check), token in zip(plan, whole, strict=False):
-        if (token[:1] == '"') != quoted:
-            return None
         text = token[1:-1] if quoted else token
-        if check is not None and not check(text):
-            return None
+        if (token[:1] == '"') != quoted or (check is not None and not check(text)):
+            return None if tcp else _short(keys, values, date, request, tokens, last_cut)
         if slot and slot != "000" and not (slot == "cp" and text == "-"):  # unix: no port
             placed[slot] = text[:2] if slot == "ts" else text
     ms = placed.pop("ms", None)
@@ -162,6 +171,26 @@ def read(body: str, request_captures: int, response_captures: int, standard: boo
         keys.append("extra_tokens")
         values.append(extra)
     return ("tcpclf" if tcp else "clf"), tuple(keys), values, truncated
+
+
+def _short(keys: list[str], values: list[Any], date: str, request: str, tokens: list[str],
+           truncated: bool) -> TrafficLine | None:
+    """A shorter CLF (a custom format ending where the common log format ends, or putting its
+    own quoted values after `%B`): the common part, `%ST %B` whole and bare, and what follows
+    kept unnamed; None when a token after `%B` is not quoted (HAProxy's own layout broken
+    further on, or a token inserted before it that would be taken for the bytes) or the
+    common part is not whole."""
+    if len(tokens) < 2 or not _CHECKS["ST"](tokens[0]) or not _CHECKS["B"](tokens[1]) or (
+            _DATE(date) is None):
+        return None
+    if any(token[:1] != '"' for token in tokens[2:]):
+        return None
+    keys += ("trg" if " " in date else "tr", "r", "ST", "B")
+    values += (date, request, tokens[0], tokens[1])
+    if len(tokens) > 2:
+        keys.append("extra_tokens")
+        values.append([token.strip('"') for token in tokens[2:]])
+    return "clf", tuple(keys), values, truncated
 
 
 def _captures(quoted: list[str], requests: int, responses: int, keys: list[str],

@@ -141,6 +141,7 @@ _HOST_TAG = re.compile(
     r'(?![^\s:]*(?::[^\s:]+)*:\d+ )'  # not `a.b.c.d:port`, `name:port`
     r'([^\s{\["<]\S*) ([A-Za-z][A-Za-z0-9_./-]{0,63}(?:\[[^\]\s]{1,20}\])?)(?:: |:$)')
 _BARE_TAG = re.compile(r"([A-Za-z0-9_./-]{1,64}\[[0-9]{1,10}\])(?:: |:$)")
+_TAG_NO_COLON = re.compile(r"[A-Za-z][A-Za-z0-9_./-]{0,63}\[[0-9]{1,10}\]").fullmatch
 
 
 # RFC 3164/local headers seen before: `<134>Nov 25 18:21:08 haproxy[11604]` -> (fields, offset
@@ -346,6 +347,12 @@ def _rfc3164(rest: str, doc: dict[str, Any], local: str, hosted: str
             doc.update(_tag_fields(second[:-1]))
             body = after[second_end + 1 :] if second_end >= 0 else ""
             return body, date, DATE_RFC3164, hosted
+        # `host name[pid] ` without the colon (as some relays show a tag): taken only with
+        # the pid glued to a program's name, which no HAProxy body starts with.
+        if second_end > 0 and _TAG_NO_COLON(second) is not None:
+            _put_host(first, doc)
+            doc.update(_tag_fields(second))
+            return after[second_end + 1 :], date, DATE_RFC3164, hosted
     # No `tag:`: not HAProxy's layout; the whole remainder is the body.
     return after, date, DATE_RFC3164, hosted
 

@@ -76,6 +76,8 @@ CONNECTIONS = _slashed(CONNECTION_KEYS)
 QUEUES = _slashed(QUEUE_KEYS)
 TLS_ERRORS = _slashed(TLS_ERROR_KEYS)
 TLS_NAMES = _slashed(TLS_NAME_KEYS)
+TLS_VERSION = _PARTS["sslv"]  # `%sslv` and `%sslc` alone (a custom format's tokens)
+TLS_CIPHER = _PARTS["sslc"]
 STATUS = r"-1|\d{3}"
 BYTES = r"\+?\d{1,18}+"
 # HAProxy's alphabets (log.c: sess_term_cond, sess_fin_state, sess_cookie, sess_set_cookie).

@@ -38,10 +38,11 @@ def test_every_key_field_of_every_line_is_right() -> None:
         f"{line}\n  {problems}" for line, problems in wrong.items())
 
 
-# The header of each line as published: `[<PRI>]Mmm dd hh:mm:ss [host] haproxy[pid]: `.
+# The header of each line as published: `[<PRI>]Mmm dd hh:mm:ss [host] haproxy[pid]: `
+# (an ingress controller's tag shown as `ingress 40 - - ` or without its colon).
 _PUBLISHED_HEADER = re.compile(
     r"(?:<\d+>1? ?)?(?:(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d |\d{4}-\d\d-\d\dT\S+ )"
-    r"(?:\S+ )?)?(?:haproxy\[\d+\]: |ingress \d+ - - )")
+    r"(?:\S+ )?)?(?:haproxy\[\d+\]: |ingress \d+ - - |ingress\[\d+\] )")
 HEADERS = {
     "<134>1 {iso} lb1 haproxy 4242 - - ": "rfc5424",
     "<134>{bsd} lb1 haproxy[4242]: ": "rfc3164",

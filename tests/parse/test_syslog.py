@@ -75,3 +75,18 @@ def test_odd_headers_never_fail(message: bytes) -> None:
 def test_trailing_newline_carriage_return_and_nul_are_stripped() -> None:
     doc = parse(b"<134>Nov 25 18:17:32 haproxy[1]: Proxy fe stopped.\r\n\x00")
     assert doc["event.original"] == "Proxy fe stopped."
+
+
+def test_a_tag_shown_without_its_colon_after_a_host() -> None:
+    # jcmoraisjr/haproxy-ingress#75: `host ingress[28] BODY` (the relay dropped the colon).
+    doc = parse("Nov 28 07:48:34 k8s-node0-staging ingress[28] 192.168.53.151:53192"
+                " [28/Nov/2017:07:48:34.983] httpfront be/srv 0/0/0/12/12 200 1090 - - ----"
+                ' 2/2/1/2/0 0/0 "GET / HTTP/1.1"', received="2017-11-28T07:48:35")
+    assert (doc["host.name"], doc["process.name"], doc["process.pid"]) == (
+        "k8s-node0-staging", "ingress", 28)
+    assert doc["haproxy.syslog_format"] == "file"
+    assert doc["source.address"] == "192.168.53.151"
+    # Without the pid glued to a name it is no tag: the remainder stays the body.
+    doc = parse("Nov 28 07:48:34 k8s-node0-staging ingress 192.168.53.151:53192 x",
+                received="2017-11-28T07:48:35")
+    assert "process.name" not in doc
