@@ -222,3 +222,7 @@ def test_received_lines_are_stored_nested_and_found_by_their_dotted_names(
     assert len(search(es_url, {"term": {"log.syslog.procid": "14387"}})) == 1
     assert len(search(es_url, {"term": {"log.syslog.procid": "14388"}})) == 0
     assert len(search(es_url, {"range": {"haproxy.connections.retries": {"gte": 3}}})) == 1
+    # The template's aliases resolve to fields written nested as they did to flat ones.
+    assert len(search(es_url, {"term": {"http.response.bytes": 212}})) == 1
+    assert len(search(es_url, {"term": {"log.syslog.hostname": "localhost"}})) == 1
+    assert len(search(es_url, {"term": {"haproxy.total_waiting_time_ms": 0}})) == 1
