@@ -91,3 +91,13 @@ def test_nested_documents_hold_the_same_fields_and_are_smaller() -> None:
         assert flatten(json.loads(encoded)) == json.loads(orjson.dumps(document))
         if len(document) >= 25:  # a short one (a text line) may take a few bytes more
             assert len(encoded) < len(orjson.dumps(document)) - 150
+
+
+def test_a_senders_keys_that_would_make_a_name_both_are_kept_whole() -> None:
+    # JSON keys `x` and `x.y`: `haproxy.x` = 1 beside `haproxy.x.y` = 2. Flat, Elasticsearch
+    # refused such a document (a dead letter); nested, the 1 is kept inside as `_value`.
+    line = b'<134>Nov 25 18:21:18 haproxy[7]: {"ci":"10.0.0.1","x":1,"x.y":2}'
+    document = Parser(ParseSettings()).parse(line, 1764094878.0)
+    assert (document["haproxy.x"], document["haproxy.x.y"]) == (1, 2)
+    encoded = json.loads(NestedEncoder().encode(document))
+    assert encoded["haproxy"]["x"] == {"_value": 1, "y": 2}
