@@ -2,10 +2,11 @@
 
 Run: `python bench/doc_weight.py [--lines]`. Parses the seed JSON line, the README's httplog
 line and the real lines of tests/parse/data/real_lines.jsonl with the default settings and
-prints, per document, the bytes of its compact JSON (what the bulk request carries as
-`_source`; the `log.source.address` of a line received over the network adds ~30 more) and its
-field count (leaf keys; a list counts once). For the lines whose documents Elastic's HAProxy
-integration publishes as pipeline test expectations, its figures stand beside ours (measured
+prints, per document, the bytes of its `_source` as shipped (nested objects, written by
+receiver/ship/nesting.py; the `log.source.address` of a line received over the network adds ~30
+more), the same document flat (dotted names, as the parser makes it and earlier versions
+shipped it) and its field count (leaf keys; a list counts once). For the lines whose documents
+Elastic's HAProxy integration publishes as pipeline test expectations, its figures stand beside ours (measured
 from the expected documents at the commits below, compact JSON, leaf fields; `bare` leaves out
 `event.original` and the `preserve_original_event` tag, which its tests turn on and its default
 leaves off). `--lines` prints every real line, not only the summary.
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.parse_bench import SEED_LINE
 from receiver.config import ParseSettings
 from receiver.parse import Parser
+from receiver.ship.nesting import NestedEncoder
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_LINES = REPO / "tests" / "parse" / "data" / "real_lines.jsonl"
@@ -67,22 +69,12 @@ ELASTIC: dict[str, Reference] = {
 }
 
 
-def nested(document: dict[str, Any]) -> dict[str, Any]:
-    """The same document with its dotted names as nested objects (how Elastic's integration
-    writes `_source`; ours is flat, which Elasticsearch accepts alike)."""
-    tree: dict[str, Any] = {}
-    for name, value in document.items():
-        *parents, leaf = name.split(".")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
+_SHIPPED = NestedEncoder()
 
 
 def measure(document: dict[str, Any]) -> tuple[int, int, int]:
-    """Compact JSON bytes as shipped, as nested objects, and the number of fields."""
-    return len(orjson.dumps(document)), len(orjson.dumps(nested(document))), len(document)
+    """`_source` bytes as shipped (nested), flat, and the number of fields."""
+    return len(_SHIPPED.encode(document)), len(orjson.dumps(document)), len(document)
 
 
 def main() -> int:
@@ -90,28 +82,28 @@ def main() -> int:
     arguments.add_argument("--lines", action="store_true", help="print every real line")
     args = arguments.parse_args()
     parser = Parser(ParseSettings())
-    print(f"{'document':<44} {'bytes':>6} {'nested':>6} {'fields':>6}   Elastic's: bytes / fields"
+    print(f"{'document':<44} {'bytes':>6} {'flat':>6} {'fields':>6}   Elastic's: bytes / fields"
           " (bare)")
     for name, line, stamp in (
         ("seed JSON line", SEED_LINE.rstrip(b"\n"), "2026-11-25T18:21:09Z"),
         ("httplog (README walkthrough)", HTTPLOG_LINE, "2026-11-25T18:21:43Z"),
     ):
-        size, tree, fields = measure(
+        size, flat, fields = measure(
             parser.parse(line, datetime.fromisoformat(stamp).timestamp()))
-        print(f"{name:<44} {size:>6} {tree:>6} {fields:>6}   none published")
+        print(f"{name:<44} {size:>6} {flat:>6} {fields:>6}   none published")
     by_format: dict[str, list[tuple[int, int]]] = {}
     for text in REAL_LINES.read_text().splitlines():
         record = json.loads(text)
         received = datetime.fromisoformat(record["received"].replace("Z", "+00:00")).timestamp()
         document = parser.parse(record["line"].encode(), received)
-        size, tree, fields = measure(document)
+        size, flat, fields = measure(document)
         by_format.setdefault(str(document.get("haproxy.log_format")), []).append((size, fields))
         reference = ELASTIC.get(record["line"])
         if reference is not None or args.lines:
             label = f"{document.get('haproxy.log_format')}: {record['line'][:28]}…"
             theirs = (f"{reference.bytes:>5} / {reference.fields} ({reference.bare_bytes} / "
                       f"{reference.bare_fields})  {reference.origin}") if reference else ""
-            print(f"{label:<44} {size:>6} {tree:>6} {fields:>6}   {theirs}")
+            print(f"{label:<44} {size:>6} {flat:>6} {fields:>6}   {theirs}")
     print(f"\nreal lines ({REAL_LINES.relative_to(REPO)}), mean per format:")
     for kind, rows in sorted(by_format.items(), key=lambda item: -len(item[1])):
         mean_bytes = sum(size for size, _ in rows) / len(rows)

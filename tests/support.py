@@ -106,13 +106,17 @@ def http_get_text(url: str, timeout: float = 5.0) -> str:
 
 
 def search_all(es_url: str, index: str = "haproxy-*", size: int = 10000) -> list[dict[str, Any]]:
-    """Every document in `index` (after a refresh), as hits with `_id` and `_source`."""
+    """Every document in `index` (after a refresh), as hits with `_id` and `_source`; `_source`
+    flattened to dotted names (the receiver writes nested objects, tests name fields dotted)."""
     try:
         http_json("POST", f"{es_url}/{index}/_refresh")
     except urllib.error.HTTPError:
         return []
     result = http_json("POST", f"{es_url}/{index}/_search", {"size": size, "query": {"match_all": {}}})
-    return list(result["hits"]["hits"])
+    hits = list(result["hits"]["hits"])
+    for hit in hits:
+        hit["_source"] = flatten(hit["_source"])
+    return hits
 
 
 def count(es_url: str, index: str = "haproxy-*") -> int:
@@ -428,7 +432,7 @@ def search_sorted(es_url: str, sort_field: str, fields: list[str],
             body["search_after"] = after
         hits = http_json("POST", f"{es_url}/{index}/_search", body)["hits"]["hits"]
         for hit in hits:
-            row = _flatten(hit["_source"])
+            row = flatten(hit["_source"])
             row["_id"] = hit["_id"]
             rows.append(row)
         if len(hits) < page:
@@ -436,13 +440,14 @@ def search_sorted(es_url: str, sort_field: str, fields: list[str],
         after = hits[-1]["sort"]
 
 
-def _flatten(source: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"haproxy": {"seq": 1}}` and `{"haproxy.seq": 1}` both become `{"haproxy.seq": 1}`."""
+def flatten(source: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"haproxy": {"seq": 1}}` and `{"haproxy.seq": 1}` both become `{"haproxy.seq": 1}`
+    (a value that is itself an object, as `source.geo.location`, is flattened too)."""
     flat: dict[str, Any] = {}
     for key, value in source.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
+            flat.update(flatten(value, f"{name}."))
         else:
             flat[name] = value
     return flat

@@ -59,10 +59,12 @@ SYSLOG_FORMAT = "haproxy.syslog_format"  # which of the header formats above
 # Each value is stored once: the header's host, application and severity name go to the
 # names ECS's core set and dashboards use (`host.name`, `process.name`, `log.level`), and
 # `log.syslog.hostname`, `log.syslog.appname` and `log.syslog.severity.name` are aliases of
-# them in the index template (receiver/ship/index-template.json). Kept beside their
-# counterpart on purpose: `log.syslog.procid` (text, which RFC 5424 allows, where
-# `process.pid` is a number and only when the procid is one), and the priority beside its
-# severity and facility codes (ECS defines all three, and the codes are what filters use).
+# them in the index template (receiver/ship/index-template.json). `log.syslog.procid` is
+# written only when it is not a number's text (RFC 5424 allows any): a number is
+# `process.pid`, which the template copies into `log.syslog.procid` (`copy_to`: indexed, not
+# stored), so a query on either finds it. Kept beside its counterpart on purpose: the priority
+# beside its severity and facility codes (ECS defines all three, and the codes are what
+# filters use).
 HOST = "host.name"
 LEVEL = "log.level"  # the severity's name; HAProxy's stderr gives it too
 PROCESS = "process.name"
@@ -104,9 +106,11 @@ def _put_app(name: str, pid: str, doc: dict[str, Any]) -> None:
     if name != "-":
         doc[PROCESS] = name
     if pid and pid != "-":
-        doc[PROCID] = pid
-        if pid.isdigit() and pid.isascii() and len(pid) < 10:
-            doc[PID] = int(pid)
+        number = int(pid) if pid.isdigit() and pid.isascii() and len(pid) < 10 else None
+        if number is not None:
+            doc[PID] = number
+        if number is None or str(number) != pid:  # else the template copies it (copy_to)
+            doc[PROCID] = pid
 _TAG_CACHE: dict[str, dict[str, Any]] = {}
 
 

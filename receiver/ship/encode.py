@@ -5,7 +5,9 @@ Owns the hot path of a worker. A version 2 spool record (receiver/event.py) is a
 was received: it is parsed here (receiver/parse), stamped with its sender, and encoded as JSON
 once; a version 1 record (spooled by an earlier version) already holds its document's JSON,
 which is copied as it is. Each document goes after a `create` action whose `_id` is fixed by the
-record's spool position (`receiver.spool.event_id`), so a replay never duplicates. The index name
+record's spool position (`receiver.spool.event_id`), so a replay never duplicates. A parsed
+document is flat (dotted names); its `_source` is written as nested objects
+(receiver/ship/nesting.py), each shared prefix once. The index name
 comes from `@timestamp` (cached per minute or second), the configured zone and `{field}`
 references, or is the data stream's name.
 """
@@ -27,6 +29,7 @@ from receiver.event import Document, Received, decode
 from receiver.metrics import ParseMetrics
 from receiver.parse import ERROR_TYPES, LOG_FORMATS, TAG_FAILURE, TAG_TRUNCATED, Parser
 from receiver.parse.names import TEMPLATE_ALIASES
+from receiver.ship.nesting import NestedEncoder
 from receiver.spool.records import event_id, id_head
 
 try:
@@ -254,6 +257,7 @@ class BulkEncoder:
         self._hook = hook
         self._prefixes: dict[str, bytes] = {}
         self._formats: dict[str, Any] = {}
+        self._nested = NestedEncoder()
 
     def document(self, record: Received) -> dict[str, Any]:
         """The document a received message becomes (what `spool dump --documents` shows;
@@ -274,7 +278,7 @@ class BulkEncoder:
         static, needs_document = namer.static, namer.needs_document
         key_length, cached, name_of = namer.key_length, namer.names_by_key, namer.name
         with_ids, hook = self._with_ids, self._hook
-        prefixes, parse, dumps = self._prefixes, self._parser.parse, orjson.dumps
+        prefixes, parse, dumps = self._prefixes, self._parser.parse, self._nested.encode
         formats: Tally[str] = Tally()
         failures: Tally[str] = Tally()
         # One growing buffer: each document is copied in and its own bytes freed at once (a

@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 
 from tests.fakes.es_server import FakeElasticsearch
-from tests.support import Receiver, group_members, wait_for
+from tests.support import Receiver, flatten, group_members, wait_for
 
 EVENTS = 200  # even: refused for good (a field the server rejects); odd: fine, once allowed
 INFLOWS = ("haproxy_receiver_messages_received_total", "haproxy_receiver_events_recovered_total")
@@ -81,6 +81,6 @@ def test_dead_letters_are_written_once_through_worker_kills(tmp_path: Path) -> N
     ids = [row["_id"] for row in rows]
     assert len(rows) == EVENTS // 2, f"{len(rows)} lines for {EVENTS // 2} refused events"
     assert len(set(ids)) == EVENTS // 2
-    assert sorted(row["document"]["haproxy.seq"] for row in rows) == list(range(0, EVENTS, 2))
+    assert sorted(flatten(row["document"])["haproxy.seq"] for row in rows) == list(range(0, EVENTS, 2))
     stored = sorted(document["haproxy.seq"] for _, document in fake.documents.values())
     assert stored == list(range(1, EVENTS, 2))

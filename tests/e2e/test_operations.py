@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, Receiver, count, group_members, http_get_text, wait_for
+from tests.support import REPO, Receiver, count, flatten, group_members, http_get_text, wait_for
 
 LINE = (b'<134>Nov 25 18:21:08 haproxy[7]: {"ci":"192.0.2.7","cp":40000,"t":"25/Nov/2026:18:21:08.761",'
         b'"ft":"fe","b":"be","s":"s1","Tt":5,"ST":200,"r":"GET /ops HTTP/1.1","B":10}\n')
@@ -115,6 +115,6 @@ def test_without_elasticsearch_documents_go_to_stdout(tmp_path: Path) -> None:
         wait_for(lambda: receiver.stdout_path.read_bytes().count(b"\n") == 1, 10, "one JSON line")
     finally:
         assert receiver.stop() == 0
-    document = json.loads(receiver.stdout_path.read_text())
+    document = flatten(json.loads(receiver.stdout_path.read_text()))  # written nested
     assert document["url.path"] == "/ops" and document["source.ip"] == "192.0.2.7"
     assert document["log.source.address"] == "127.0.0.1"

@@ -37,7 +37,8 @@ lists it, and a bulk `create` into a name such a template matches creates it too
 Documents with a field listed in `reject_fields` always get a per-item 400
 `mapper_parsing_exception`, like a mapping conflict. Every request is recorded (method, path,
 headers, decompressed body) in `requests`; stored documents are in `documents` (`_id` ->
-(index, document)). Elasticsearch 8/9 accept both plain JSON and `compatible-with=7|8` (8) or
+(index, document), the document by dotted names whether it came nested or flat, as
+Elasticsearch indexes it). Elasticsearch 8/9 accept both plain JSON and `compatible-with=7|8` (8) or
 `8|9` (9) media types; `strict_compat=True` refuses plain ones (406) to prove we send them.
 """
 
@@ -53,6 +54,8 @@ import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support import flatten
 
 _VERSIONS = {"es7": "7.17.25", "es8": "8.15.3", "es9": "9.1.0", "opensearch": "2.18.0",
              "es7.8": "7.8.1"}  # the last Elasticsearch without data streams
@@ -247,7 +250,7 @@ class FakeElasticsearch:
         for n, i in enumerate(range(0, len(lines) - 1, 2)):
             action_line = json.loads(lines[i])
             ((action, meta),) = action_line.items()
-            document = json.loads(lines[i + 1])
+            document = flatten(json.loads(lines[i + 1]))  # by dotted name, nested or not
             doc_id = meta.get("_id") or f"auto-{len(self.documents)}-{n}"
             index = meta.get("_index", "")
             if self._stream_template(index) is not None:

@@ -17,7 +17,7 @@ BODY = "Proxy fe stopped."
         (f"<134>Nov 25 18:17:32 localhost haproxy[9877]: {BODY}", "rfc3164",
          {"host.name": "localhost", "process.pid": 9877}),
         (f"<134>1 2026-11-25T18:17:32.190752+00:00 - haproxy 9877 - - {BODY}", "rfc5424",
-         {"log.syslog.version": 1, "process.pid": 9877, "log.syslog.procid": "9877"}),
+         {"log.syslog.version": 1, "process.pid": 9877, "log.syslog.procid": None}),
         (f"<134>1 2026-11-25T18:17:32.190752+00:00 web1 haproxy 9877 - - {BODY}", "rfc5424",
          {"host.name": "web1"}),
         (f"<6>2026-11-25T18:17:32.191210+00:00 {BODY}", "timed",
@@ -36,6 +36,17 @@ def test_header_formats(message: str, header_format: str, fields: dict[str, obje
     assert {key: doc.get(key) for key in fields} == fields
     if header_format == "local" or (header_format == "rfc5424" and "web1" not in message):
         assert "host.name" not in doc  # `local` has no hostname; `-` means none
+
+
+@pytest.mark.parametrize(("procid", "fields"), [
+    ("9877", {"process.pid": 9877, "log.syslog.procid": None}),  # the template copies the pid
+    ("09877", {"process.pid": 9877, "log.syslog.procid": "09877"}),  # not the pid's text
+    ("worker-3", {"process.pid": None, "log.syslog.procid": "worker-3"}),
+    ("12345678901", {"process.pid": None, "log.syslog.procid": "12345678901"}),
+])
+def test_procid_is_stored_once(procid: str, fields: dict[str, object]) -> None:
+    doc = parse(f"<134>1 2026-11-25T18:17:32.190752+00:00 - haproxy {procid} - - {BODY}")
+    assert {key: doc.get(key) for key in fields} == fields
 
 
 def test_header_dates() -> None:

@@ -27,6 +27,7 @@ from receiver.ship.encode import (
 )
 from receiver.spool.records import Position, Record, event_id
 from tests.ship.memory_spool import document
+from tests.support import flatten
 
 LINE = b'<134>Nov 25 18:21:08 haproxy[1]: {"ci":"10.0.0.1","ST":503,"ft":"web"}'
 
@@ -50,7 +51,9 @@ def settings(**changes: object) -> ElasticsearchSettings:
 
 
 def lines(body: bytes) -> list[dict[str, object]]:
-    return [json.loads(line) for line in body.splitlines()]
+    """Action lines as they are, documents (written nested) flattened to dotted names."""
+    return [flatten(json.loads(line)) if i % 2 else json.loads(line)
+            for i, line in enumerate(body.splitlines())]
 
 
 def test_create_actions_with_deterministic_ids_and_dated_index() -> None:

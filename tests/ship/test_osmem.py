@@ -10,6 +10,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
+from receiver.event import FrameEncoder
 from receiver.ship.classify import Classification, RequestOutcome, classify, delivered_all_raw
 from receiver.ship.elasticsearch import BULK_PATH, ElasticsearchOutput
 from receiver.ship.template import install, run_setup, template_name
@@ -184,3 +185,44 @@ def test_raw_fast_path_matches_the_careful_classification(es_url: str) -> None:
     status, raw = bulk(b'{"create":{"_index":"%s"}}\n{"source.ip":"not-an-ip"}\n' % INDEX.encode())
     assert not delivered_all_raw(status, raw, 1)
     assert not classify(status, json.loads(raw), 1).delivered_all
+
+
+def search(url: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+    request = urllib.request.Request(
+        url + "/haproxy-*/_search", json.dumps({"query": query}).encode(), method="POST",
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return list(json.loads(response.read())["hits"]["hits"])
+
+
+def test_received_lines_are_stored_nested_and_found_by_their_dotted_names(
+        es_url: str, tmp_path: Path) -> None:
+    # A real tcplog line (tests/parse/data/real_lines.jsonl); its procid is the pid's text.
+    line = (b"<134>Feb  6 12:12:56 localhost haproxy[14387]: 10.0.1.2:33313 "
+            b"[06/Feb/2009:12:12:51.443] fnt bck/srv1 0/0/5007 212 -- 0/0/0/0/3 0/0")
+    settings = es_settings([es_url])
+    output = ElasticsearchOutput(settings)
+    try:
+        install(output, settings)
+    finally:
+        output.close()
+    spool = MemorySpool()
+    for payload in FrameEncoder("udp://127.0.0.1:5140").encode([line], 1234567976.0,
+                                                                 ("10.0.1.2", 514)):
+        spool.add_payload(payload)
+    with running_shipper(settings, spool, tmp_path) as run:
+        wait_for(lambda: spool.acknowledged_records() == 1, what="acknowledged")
+        assert run.dead_letters() == []
+    call(es_url, "POST", "/haproxy-*/_refresh")
+    (hit,) = search(es_url, {"term": {"haproxy.frontend_name": "fnt"}})
+    source = hit["_source"]
+    assert source["haproxy"]["connections"]["retries"] == 3 and source["process"]["pid"] == 14387
+    assert "haproxy.frontend_name" not in source and "procid" not in source["log"]["syslog"]
+    # The procid, stored once as process.pid, is found under its own name too (copy_to).
+    assert len(search(es_url, {"term": {"log.syslog.procid": "14387"}})) == 1
+    assert len(search(es_url, {"term": {"log.syslog.procid": "14388"}})) == 0
+    assert len(search(es_url, {"range": {"haproxy.connections.retries": {"gte": 3}}})) == 1
+    # The template's aliases resolve to fields written nested as they did to flat ones.
+    assert len(search(es_url, {"term": {"http.response.bytes": 212}})) == 1
+    assert len(search(es_url, {"term": {"log.syslog.hostname": "localhost"}})) == 1
+    assert len(search(es_url, {"term": {"haproxy.total_waiting_time_ms": 0}})) == 1

@@ -1,0 +1,103 @@
+"""`_source` as nested objects: the definition (`nest`), the fast encoder held equal to it, the
+rule for a name that is both a value and an object, and the receiver's own names never being
+both."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from receiver.config import ParseSettings
+from receiver.parse import Parser
+from receiver.parse.fields import DERIVED_NAMES, FIELDS
+from receiver.parse.names import ECS_NAMES, OWN_PREFIXES
+from receiver.ship.nesting import NestedEncoder, nest
+from tests.support import flatten
+
+REAL_LINES = Path(__file__).resolve().parents[1] / "parse" / "data" / "real_lines.jsonl"
+SEED = (b'<134>Nov 25 18:21:08 haproxy[1]: {"ci":"10.0.0.1","cp":4000,"ST":503,"ft":"web",'
+        b'"r":"GET /a?b=1 HTTP/1.1","t":"25/Nov/2026:18:21:08.123"}')
+
+
+def real_documents() -> list[dict[str, Any]]:
+    parser = Parser(ParseSettings())
+    documents = []
+    for text in REAL_LINES.read_text().splitlines():
+        record = json.loads(text)
+        received = datetime.fromisoformat(record["received"].replace("Z", "+00:00")).timestamp()
+        documents.append(parser.parse(record["line"].encode(), received))
+    return documents
+
+
+def test_nest_writes_each_prefix_once_in_first_appearance_order() -> None:
+    document = {"log.syslog.priority": 134, "log.level": "info", "log.syslog.facility.code": 16,
+                "host.name": "h", "related.ip": ["10.0.0.1"], "source.geo.location":
+                {"lat": 1.5, "lon": 2.5}, "@timestamp": "t"}
+    assert nest(document) == {
+        "log": {"syslog": {"priority": 134, "facility": {"code": 16}}, "level": "info"},
+        "host": {"name": "h"}, "related": {"ip": ["10.0.0.1"]},
+        "source": {"geo": {"location": {"lat": 1.5, "lon": 2.5}}}, "@timestamp": "t"}
+    assert list(nest(document)) == ["log", "host", "related", "source", "@timestamp"]
+
+
+def test_a_value_whose_name_is_also_an_object_goes_inside_it_under_value() -> None:
+    # Either order; a name that already says `_value` keeps it, the moved value takes the next.
+    assert nest({"a.b": 1, "a.b.c": 2}) == {"a": {"b": {"_value": 1, "c": 2}}}
+    assert nest({"a.b.c": 2, "a.b": 1}) == {"a": {"b": {"c": 2, "_value": 1}}}
+    assert nest({"a.b.c": 2, "a.b._value": 3, "a.b": 1}) == {
+        "a": {"b": {"c": 2, "_value": 3, "__value": 1}}}
+    assert nest({"a.b": 1, "a.b.c": 2, "a.b._value": 3}) == {
+        "a": {"b": {"_value": 1, "c": 2, "__value": 3}}}
+    # A value that is itself a dict is a value, not an object to merge into.
+    assert nest({"x": {"y": 1}, "x.z": 2}) == {"x": {"_value": {"y": 1}, "z": 2}}
+    every_value = sorted(map(str, flatten(nest({"a.b": 1, "a.b.c": 2, "a.b._value": 3,
+                                                "a": 0})).values()))
+    assert every_value == ["0", "1", "2", "3"]  # nothing lost
+
+
+def test_the_receivers_own_names_are_never_both_a_value_and_an_object() -> None:
+    names = set(ECS_NAMES) | {name for name, _ in FIELDS.values()} | set(DERIVED_NAMES)
+    both = sorted(a for a in names if any(b.startswith(a + ".") for b in names))
+    assert both == []
+    # ... nor a family the receiver fills with names of its own making (`source.geo.*`).
+    assert sorted(n for n in names if any(p.startswith(n + ".") for p in OWN_PREFIXES)) == []
+
+
+def test_the_fast_encoder_writes_what_nest_defines() -> None:
+    documents = [*real_documents(), Parser(ParseSettings()).parse(SEED, 1764094868.0)]
+    weird: list[dict[str, Any]] = [
+        {"a.b": 1, "a.b.c": 2, "a.b._value": 3}, {"a": 1},
+        {'q"uote.x': "\"\\", "back\\slash.y": "\x01", "per%cent.s": "%s", "ünï.cödé": "ü"},
+        {"x": {"y": 1, "z": [1, {"a.b": 2}]}, "x.w": None, "e": [], "f": 1.5, "t": True},
+        {".lead": 1, "trail.": 2, "dou..ble": 3, "": 4},
+    ]
+    encoder = NestedEncoder()
+    rng = random.Random(7)
+    for document in documents + weird + [dict(rng.sample(list(d.items()), len(d)))
+                                         for d in documents[:20]]:
+        for _ in range(2):  # the plan is made once, then used
+            assert encoder.encode(document) == orjson.dumps(nest(document)), document
+
+
+def test_nested_documents_hold_the_same_fields_and_are_smaller() -> None:
+    encoder = NestedEncoder()
+    for document in real_documents():
+        encoded = encoder.encode(document)
+        assert flatten(json.loads(encoded)) == json.loads(orjson.dumps(document))
+        if len(document) >= 25:  # a short one (a text line) may take a few bytes more
+            assert len(encoded) < len(orjson.dumps(document)) - 150
+
+
+def test_a_senders_keys_that_would_make_a_name_both_are_kept_whole() -> None:
+    # JSON keys `x` and `x.y`: `haproxy.x` = 1 beside `haproxy.x.y` = 2. Flat, Elasticsearch
+    # refused such a document (a dead letter); nested, the 1 is kept inside as `_value`.
+    line = b'<134>Nov 25 18:21:18 haproxy[7]: {"ci":"10.0.0.1","x":1,"x.y":2}'
+    document = Parser(ParseSettings()).parse(line, 1764094878.0)
+    assert (document["haproxy.x"], document["haproxy.x.y"]) == (1, 2)
+    encoded = json.loads(NestedEncoder().encode(document))
+    assert encoded["haproxy"]["x"] == {"_value": 1, "y": 2}
