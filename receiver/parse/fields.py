@@ -164,6 +164,7 @@ TCP_BYTES_UPLOADED = "haproxy.bytes_uploaded"  # %U on a TCP line (HTTP: http.re
 TLS_PROTOCOL = "tls.version_protocol"
 TERMINATION_CAUSE = "haproxy.termination.cause"
 TERMINATION_PHASE = "haproxy.termination.phase"
+EVENT_DURATION = "event.duration"  # nanoseconds, from %Ta/%Tt
 EVENT_OUTCOME = "event.outcome"  # ECS categorisation, by format (parse) or message (messages)
 EVENT_CATEGORY = "event.category"
 EVENT_TYPE = "event.type"
