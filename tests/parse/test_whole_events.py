@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from receiver.config import ParseSettings
-from receiver.parse import Parser, compiled
+from receiver.parse import Parser, compiled, fields
 from receiver.parse.names import DEFAULT
 from tests.parse.corpus import RECEIVED_AT, all_frames
 from tests.parse.real_lines import real_lines
@@ -81,13 +84,13 @@ def test_whole_events_agree_with_the_general_way() -> None:
 
 
 def test_whole_events_agree_with_other_settings() -> None:
-    for settings in (
+    for make in (
         lambda: ParseSettings(keep_original=True, labels={"env": "test"}),
         lambda: ParseSettings(capture_request_headers=["Host", "User-Agent"]),
         lambda: ParseSettings(capture_response_headers=["Content-Type"]),
         lambda: ParseSettings(format="json"),
     ):
-        agree(settings)
+        agree(make)
 
 
 def test_raw_names_go_the_general_way() -> None:
@@ -127,3 +130,33 @@ def test_shapes_without_a_millisecond_date_have_no_event_function() -> None:
     assert compiled.compile_event(("ci", "Tl"), False, DEFAULT, ({}, {})) is None
     assert compiled.compile_event(("ci",), False, DEFAULT, ({}, {})) is None
     assert compiled.compile_event(("t", "zz"), False, DEFAULT, ({}, {})) is not None
+
+
+_PART = st.text(alphabet="/?#< GETa1.%\t\u00e9", max_size=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_PART, st.sampled_from(["GET", "/", "?", "HTTP/", "HTTP/1.1", " "])),
+                max_size=7))
+def test_the_usual_request_line_reads_as_the_general_way(parts: list[str]) -> None:
+    line = " ".join(parts)
+    fields._REQUEST_LINES.clear()
+    fast: dict[str, Any] = {}
+    fields.fill_from_request_line(line, fast)
+    general: dict[str, Any] = {}
+    fields._fill_around(line, general)
+    assert list(fast.items()) == list(general.items())
+
+
+def test_usual_request_lines() -> None:
+    for line in ("GET /a?b=1 HTTP/1.1", "GET /a? HTTP/1.1", "GET /a?b?c HTTP/2.0", "GET / HTTP/",
+                 "OPTIONS /x#22?y HTTP/1.1", "GET /x?y#41 HTTP/1.1", "<BADREQ>",
+                 "GET http://h:8/x?y HTTP/1.1", "CONNECT h:443 HTTP/1.1", "GET  /x HTTP/1.1",
+                 "GET /a b HTTP/1.1", "GET /a HTTP/1.1 x", " /a HTTP/1.1"):
+        fields._REQUEST_LINES.clear()
+        fast: dict[str, Any] = {}
+        fields.fill_from_request_line(line, fast)
+        general: dict[str, Any] = {}
+        fields._fill_around(line, general)
+        assert list(fast.items()) == list(general.items()), line
+    assert fields._USUAL_REQUEST.fullmatch("GET /a?b=1 HTTP/1.1") is not None
