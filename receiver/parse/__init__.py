@@ -32,6 +32,7 @@ import orjson
 from receiver.config import ParseSettings
 from receiver.parse import clf, compiled, jsonbody, messages, traffic, wrappers
 from receiver.parse.fields import (
+    CLAIMED_TIME,
     DATE_MS,
     DATE_OFFSET,
     EPOCH,
@@ -54,7 +55,6 @@ TAG_REPAIRED = "_json_repaired"
 TAG_TRUNCATED = "_truncated"
 TAG_TIME = "_timestamp_out_of_range"
 # Fields this module writes (the variables' fields are named in fields.py).
-CLAIMED_TIME = "haproxy.claimed_time"
 DURATION = EVENT_DURATION
 OUTCOME = EVENT_OUTCOME
 KIND = "event.kind"
@@ -170,8 +170,10 @@ class Parser:
                     event = self._events.get(keys)
                     if event is None and keys not in self._events:
                         event = self._new_event(keys, keys, False, _JSON_CATEGORIES)
-                    if event is not None and event(fields.values(), doc, received_at, self,
-                                                   self.mapper, True):
+                    if event is not None and (written := event(
+                            fields.values(), doc, received_at, self, self.mapper, True)):
+                        if written == compiled.WRITTEN_CLAIMED:
+                            tags.append(TAG_TIME)
                         return self._complete(doc, tags, body)
                     seen = self.mapper.map(fields, doc, True)
                 else:
@@ -189,8 +191,10 @@ class Parser:
                                             _CATEGORIES[log_format])
                 doc[LOG_FORMAT] = log_format
                 http = log_format not in _NOT_HTTP
-                if event is not None and event(values, doc, received_at, self, self.mapper,
-                                               http):
+                if event is not None and (written := event(
+                        values, doc, received_at, self, self.mapper, http)):
+                    if written == compiled.WRITTEN_CLAIMED:
+                        tags.append(TAG_TIME)
                     return self._complete(doc, tags, body)
                 seen = self.mapper.map_values(keys, values, doc, http)
             else:

@@ -242,15 +242,21 @@ def compile_shape(keys: tuple[str, ...], text: bool = False,
 # -- whole events ------------------------------------------------------------------------------
 # `compile_event` goes one step further than `compile_shape` for the usual event of a shape: it
 # checks every value first (each one is either written the plain way or dropped as "no value";
-# the date is a `%t`-style date inside the receive-time window), and only then writes the whole
-# document in the order the general path writes it, with the event's time, duration, outcome and
-# categories written inline: no `Collected`, no handler call, no per-key method call. An event
-# with anything unusual (a text number in JSON, a unix-socket client, a `#XX` escape, a new
-# termination state, a date outside the window) is left untouched and answered False, and goes
-# the general way (`Parser._parse`, `compile_shape`). tests/parse/test_whole_events.py holds the two
-# equal, key order included, on the corpus.
+# the date is a `%t`-style date), and only then writes the whole document in the order the
+# general path writes it, with the event's time (a date outside the receive-time window passed
+# over for the receive time, as `Parser._stamp` does), duration, outcome and categories written
+# inline: no `Collected`, no handler call, no per-key method call. An event with anything
+# unusual (a text number in JSON, a unix-socket client, a `#XX` escape, a new termination
+# state, a date that names no moment) is left untouched (LEFT) and goes the general way
+# (`Parser._parse`, `compile_shape`). tests/parse/test_whole_events.py holds the two equal, key
+# order included, on the corpus.
 
-EventFunction = Callable[[Iterable[Any], dict[str, Any], float, Any, "Naming", bool], bool]
+EventFunction = Callable[[Iterable[Any], dict[str, Any], float, Any, "Naming", bool], int]
+LEFT = 0  # what an event function answers: the event is unusual, the document untouched
+WRITTEN = 1  # the document is written
+# ... and its date, outside the receive-time window, was passed over for the receive time and
+# kept as `haproxy.claimed_time` (the caller tags it)
+WRITTEN_CLAIMED = 2
 
 # Kinds whose handler never reads or writes `seen`: called as they are from the write phase.
 _SEEN_FREE = frozenset((f.CAPTURE_REQUEST, f.CAPTURE_RESPONSE, f.TLS_VERSION, f.LIST))
@@ -365,13 +371,13 @@ def compile_event(keys: tuple[str, ...], text: bool, content_names: ContentNames
     lines = ["def event(values, doc, received_at, parser, mapper, http):"]
     lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = values")
     for check in checks:
-        lines.append(f"    if not ({check}): return False")
+        lines.append(f"    if not ({check}): return {LEFT}")
     lines += [
-        f"    if type({date}) is not str: return False",
+        f"    if type({date}) is not str: return {LEFT}",
         f"    stamp = parser.timestamps.haproxy_date({date})",
         "    window = parser._window",
-        "    if stamp is None or not (window[2] <= received_at < window[3]"
-        " and window[0] <= stamp <= window[1]): return False",
+        "    if stamp is None or not window[2] <= received_at < window[3]: return 0",
+        "    claimed = not window[0] <= stamp <= window[1]",
         "    duration = status = termination = request_line = None",
         *writes,
     ]
@@ -381,7 +387,11 @@ def compile_event(keys: tuple[str, ...], text: bool, content_names: ContentNames
         lines.append(f"    if request_line is not None and not ({needed}): FILL(request_line, doc)")
     # `Parser._parse`'s tail for an event read to its end, its date in the window.
     lines += [
-        "    doc['@timestamp'] = stamp",
+        "    if claimed:",  # `Parser._stamp`: the receive time, the date kept as logged
+        "        doc['@timestamp'] = parser.timestamps.epoch(received_at)",
+        f"        doc[{f.CLAIMED_TIME!r}] = {date}",
+        "    else:",
+        "        doc['@timestamp'] = stamp",
         "    if duration is not None and duration < 9_000_000_000_000:",
         f"        doc[{f.EVENT_DURATION!r}] = duration * 1_000_000",
         "    if status is not None or termination is not None:",
@@ -392,7 +402,7 @@ def compile_event(keys: tuple[str, ...], text: bool, content_names: ContentNames
         lines += ["    doc.update(WEB if status is not None or request_line else NETWORK)"]
     else:
         lines += [f"    doc[{name!r}] = {value!r}" for name, value in categories.items()]
-    lines.append("    return True")
+    lines.append(f"    return {WRITTEN_CLAIMED} if claimed else {WRITTEN}")
     env: dict[str, Any] = {"H": f.HANDLERS, "IPS": f.IP_SEEN, "IS_IP": f.is_ip,
                            "FILL": f.fill_from_request_line, "TERMINATIONS": f.TERMINATIONS,
                            "RELATED": f.add_related_ip}

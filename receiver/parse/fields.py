@@ -165,6 +165,7 @@ TLS_PROTOCOL = "tls.version_protocol"
 TERMINATION_CAUSE = "haproxy.termination.cause"
 TERMINATION_PHASE = "haproxy.termination.phase"
 EVENT_DURATION = "event.duration"  # nanoseconds, from %Ta/%Tt
+CLAIMED_TIME = "haproxy.claimed_time"  # a date passed over for @timestamp, as logged
 EVENT_OUTCOME = "event.outcome"  # ECS categorisation, by format (parse) or message (messages)
 EVENT_CATEGORY = "event.category"
 EVENT_TYPE = "event.type"

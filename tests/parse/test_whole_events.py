@@ -43,7 +43,9 @@ def httplog_variants() -> list[bytes]:
 def messages() -> list[tuple[bytes, float]]:
     corpus = [(frame.message, RECEIVED_AT) for frame in all_frames()]
     real = [(record.line.encode(), record.received) for record in real_lines()]
-    bench = [(message, BENCH_RECEIVED) for message in (*variants(), *httplog_variants())]
+    # At the variants' time, and ten days later (their dates passed over, kept as claimed).
+    bench = [(message, received) for received in (BENCH_RECEIVED, BENCH_RECEIVED + 864_000)
+             for message in (*variants(), *httplog_variants())]
     return corpus + real + bench
 
 
@@ -52,7 +54,7 @@ def count_events(parser: Parser) -> list[int]:
     counts = [0, 0]
 
     def counting(event: compiled.EventFunction) -> compiled.EventFunction:
-        def call(*args: Any) -> bool:
+        def call(*args: Any) -> int:
             done = event(*args)
             counts[0 if done else 1] += 1
             return done
@@ -116,14 +118,20 @@ def test_an_unusual_value_leaves_the_document_untouched() -> None:
     doc: dict[str, Any] = {}
     usual = ("10.0.0.1", 1, "25/Nov/2026:19:47:11.005", 200)
     for unusual in (("unix", 1, usual[2], 200), ("10.0.0.1", "1", usual[2], 200),
-                    ("10.0.0.1", 1, "25/Nov/2020:19:47:11.005", 200),
+                    ("10.0.0.1", 1, "25/Nov/2026:19:47:61.005", 200),
                     ("10.0.0.1", 1, usual[2], -1), ("10.0.0.1", 2**64, usual[2], 200)):
         assert not event(unusual, doc, BENCH_RECEIVED, parser, parser.mapper, True)
         assert doc == {}
-    assert event(usual, doc, BENCH_RECEIVED, parser, parser.mapper, True)
+    assert event(usual, doc, BENCH_RECEIVED, parser, parser.mapper, True) == compiled.WRITTEN
     assert doc["source.ip"] == "10.0.0.1"
     assert doc["@timestamp"] == "2026-11-25T19:47:11.005Z"
     assert doc["web"] == 1
+    old = ("10.0.0.1", 1, "25/Nov/2020:19:47:11.005", 200)
+    doc = {}
+    assert event(old, doc, BENCH_RECEIVED, parser, parser.mapper, True) == (
+        compiled.WRITTEN_CLAIMED)
+    assert doc["@timestamp"] == "2026-11-25T19:47:11.500Z"
+    assert doc["haproxy.claimed_time"] == old[2]
 
 
 def test_shapes_without_a_millisecond_date_have_no_event_function() -> None:
