@@ -133,6 +133,8 @@ class Parser:
         # (`compiled.compile_event`; tests compare it with the general way by switching it off).
         self.whole_events = not self.mapper.raw_names
         self._events: dict[Any, compiled.EventFunction | None] = {}
+        # Nothing for `_complete` to add to an untagged document (checked once, not per event).
+        self._plain = self.geo is None and not self.labels and not self.keep_original
 
     def parse(self, message: bytes, received_at: float) -> dict[str, Any]:
         """One syslog message -> one document. Never raises, never returns None."""
@@ -174,6 +176,8 @@ class Parser:
                             fields.values(), doc, received_at, self, self.mapper, True)):
                         if written == compiled.WRITTEN_CLAIMED:
                             tags.append(TAG_TIME)
+                        elif not tags and self._plain:
+                            return doc
                         return self._complete(doc, tags, body)
                     seen = self.mapper.map(fields, doc, True)
                 else:
@@ -195,6 +199,8 @@ class Parser:
                         values, doc, received_at, self, self.mapper, http)):
                     if written == compiled.WRITTEN_CLAIMED:
                         tags.append(TAG_TIME)
+                    elif not tags and self._plain:
+                        return doc
                     return self._complete(doc, tags, body)
                 seen = self.mapper.map_values(keys, values, doc, http)
             else:

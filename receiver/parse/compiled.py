@@ -279,24 +279,24 @@ def _event_key(key: str, v: str, kind: int, text: bool, first_address: bool
             return None, [f"    doc[{n} if http else {f.TCP_BYTES_UPLOADED!r}] = int({v})"]
         if kind == f.STATUS:  # -1: no status, the general way
             return f"({v} := int({v})) >= 0", [f"    doc[{n}] = status = {v}"]
-        condition = "True" if key == "Tt" else "duration is None"  # DURATION
+        condition = "" if key == "Tt" else " and duration is None"  # DURATION
         return None, [f"    {v} = int({v})", f"    doc[{n}] = {v}",
-                      f"    if {v} >= 0 and {condition}: duration = {v}"]
+                      f"    if {v} >= 0{condition}: duration = {v}"]
     if kind == f.STR:
-        return f"({v} is None or type({v}) is str)", [f"    if {v} and {v} != '-': doc[{n}] = {v}"]
+        return f"(type({v}) is str or {v} is None)", [f"    if {v} and {v} != '-': doc[{n}] = {v}"]
     if kind == f.INT:
-        return (f"({v} is None or (type({v}) is int and {int_range}))",
+        return (f"((type({v}) is int and {int_range}) or {v} is None)",
                 [f"    if {v} is not None: doc[{n}] = {v}"])
     if kind == f.BYTES_UPLOADED:
-        return (f"({v} is None or (type({v}) is int and {int_range}))",
+        return (f"((type({v}) is int and {int_range}) or {v} is None)",
                 [f"    if {v} is not None: doc[{n} if http else {f.TCP_BYTES_UPLOADED!r}] = {v}"])
     if kind == f.DURATION:
-        condition = "True" if key == "Tt" else "duration is None"
-        return (f"({v} is None or (type({v}) is int and {int_range}))",
+        condition = "" if key == "Tt" else " and duration is None"
+        return (f"((type({v}) is int and {int_range}) or {v} is None)",
                 [f"    if {v} is not None:", f"        doc[{n}] = {v}",
-                 f"        if {v} >= 0 and {condition}: duration = {v}"])
+                 f"        if {v} >= 0{condition}: duration = {v}"])
     if kind == f.STATUS:
-        return (f"({v} is None or (type({v}) is int and 0 <= {v} <= {f.INT64_MAX}))",
+        return (f"((type({v}) is int and 0 <= {v} <= {f.INT64_MAX}) or {v} is None)",
                 [f"    if {v} is not None: doc[{n}] = status = {v}"])
     if kind in (f.SRC_IP, f.DST_IP):
         ip_name = repr(f.SOURCE_IP if kind == f.SRC_IP else f.DESTINATION_IP)
@@ -305,32 +305,32 @@ def _event_key(key: str, v: str, kind: int, text: bool, first_address: bool
         return (f"type({v}) is str and (IPS.get({v}) or IS_IP({v}))",
                 [f"    doc[{n}] = {v}", f"    doc[{ip_name}] = {v}", related])
     if kind == f.FRONTEND:
-        return (f"({v} is None or type({v}) is str)",
+        return (f"(type({v}) is str or {v} is None)",
                 [f"    if {v} and {v} != '-':", f"        doc[{n}] = {v}",
                  f"        if {v}[-1] == '~': doc[{f.FRONTEND_TRANSPORT!r}] = 'ssl'"])
     if kind == f.TERMINATION:
-        return (f"({v} is None or {v} == '' or (type({v}) is str and {v} in TERMINATIONS))",
+        return (f"((type({v}) is str and {v} in TERMINATIONS) or {v} is None or {v} == '')",
                 [f"    if {v}:", f"        doc.update(TERMINATIONS[{v}])",
                  f"        termination = {v}"])
     if kind == f.REQUEST:
-        return (f"({v} is None or type({v}) is str)",
+        return (f"(type({v}) is str or {v} is None)",
                 [f"    if {v} and {v} != '-':", f"        doc[{n}] = {v}",
                  f"        request_line = {v}"])
     if kind == f.METHOD:
-        return (f"({v} is None or type({v}) is str)",
+        return (f"(type({v}) is str or {v} is None)",
                 [f"    if {v} and {v} != '-' and {v} != '<BADREQ>': doc[{n}] = {v}"])
     if kind == f.PATH:
-        return (f"({v} is None or (type({v}) is str and {v}[:1] == '/' and '#' not in {v}))",
+        return (f"((type({v}) is str and {v}[:1] == '/' and '#' not in {v}) or {v} is None)",
                 [f"    if {v} is not None: doc[{n}] = {v}"])
     if kind == f.URI:
-        return (f"({v} is None or (type({v}) is str and {v}[:1] == '/'))",
+        return (f"((type({v}) is str and {v}[:1] == '/') or {v} is None)",
                 [f"    if {v} is not None: doc[{n}] = {v}"])
     if kind == f.QUERY:
-        return (f"({v} is None or (type({v}) is str and ({v} == '' or {v} == '?' or "
-                f"({v}[:1] == '?' and '#' not in {v}))))",
+        return (f"((type({v}) is str and (({v}[:1] == '?' and '#' not in {v}) or {v} == '' "
+                f"or {v} == '?')) or {v} is None)",
                 [f"    if {v} and {v} != '?': doc[{n}] = {v}[1:]"])
     if kind == f.VERSION:
-        return (f"({v} is None or (type({v}) is str and {v}[:5] == 'HTTP/'))",
+        return (f"((type({v}) is str and {v}[:5] == 'HTTP/') or {v} is None)",
                 [f"    if {v} is not None: doc[{n}] = {v}[5:]"])
     if kind in _DATE_KINDS:
         return None, []  # only the chosen date counts, checked apart
@@ -370,8 +370,8 @@ def compile_event(keys: tuple[str, ...], text: bool, content_names: ContentNames
     date = names[keys.index(dates[0])]
     lines = ["def event(values, doc, received_at, parser, mapper, http):"]
     lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = values")
-    for check in checks:
-        lines.append(f"    if not ({check}): return {LEFT}")
+    if checks:
+        lines.append(f"    if not ({' and '.join(checks)}): return {LEFT}")
     lines += [
         f"    if type({date}) is not str: return {LEFT}",
         f"    stamp = parser.timestamps.haproxy_date({date})",
