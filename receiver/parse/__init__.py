@@ -31,12 +31,23 @@ from typing import Any
 import orjson
 
 from receiver.config import ParseSettings
-from receiver.parse import clf, epochlog, jsonbody, messages, plainrequest, traffic, wrappers
+from receiver.parse import (
+    clf,
+    compiled,
+    epochlog,
+    jsonbody,
+    messages,
+    plainrequest,
+    traffic,
+    wrappers,
+)
 from receiver.parse.fields import (
+    CLAIMED_TIME,
     DATE_MS,
     DATE_OFFSET,
     EPOCH,
     EVENT_CATEGORY,
+    EVENT_DURATION,
     EVENT_OUTCOME,
     EVENT_TYPE,
     Collected,
@@ -54,8 +65,7 @@ TAG_REPAIRED = "_json_repaired"
 TAG_TRUNCATED = "_truncated"
 TAG_TIME = "_timestamp_out_of_range"
 # Fields this module writes (the variables' fields are named in fields.py).
-CLAIMED_TIME = "haproxy.claimed_time"
-DURATION = "event.duration"
+DURATION = EVENT_DURATION
 OUTCOME = EVENT_OUTCOME
 KIND = "event.kind"
 CATEGORY = EVENT_CATEGORY
@@ -81,6 +91,7 @@ _CATEGORIES: dict[str, dict[str, Any]] = {
 # Every value of `haproxy.log_format` and of `error.type` on a failure: the metrics label
 # events by them, and a label takes no value from outside a set known here.
 LOG_FORMATS = frozenset(("json", *_CATEGORIES))
+_JSON_CATEGORIES = (_WEB, _NETWORK)  # JSON: web when it carries a status or a request
 ERROR_TYPES = frozenset(("empty", "not_json", "unknown_format", "json_unreadable", "binary",
                          "internal"))
 # A body is binary when more than this share of its bytes are control characters or not
@@ -128,6 +139,12 @@ class Parser:
         self.fast_paths = True
         # A body starting with `{` goes straight to the JSON reader (see `_body`).
         self.json_first = self.pinned in ("auto", "json")
+        # The usual event of a key layout written by one generated function
+        # (`compiled.compile_event`; tests compare it with the general way by switching it off).
+        self.whole_events = not self.mapper.raw_names
+        self._events: dict[Any, compiled.EventFunction | None] = {}
+        # Nothing for `_complete` to add to an untagged document (checked once, not per event).
+        self._plain = self.geo is None and not self.labels and not self.keep_original
 
     def parse(self, message: bytes, received_at: float) -> dict[str, Any]:
         """One syslog message -> one document. Never raises, never returns None."""
@@ -146,6 +163,7 @@ class Parser:
             text = data.decode("utf-8", "backslashreplace")
         doc: dict[str, Any] = {}
         tags: list[str] = []
+        seen: Collected | None
         # What container tooling puts around a line is never around one starting with `<PRI>`
         # (tested here: the usual case costs no call).
         if text[:1] == "<":
@@ -153,10 +171,50 @@ class Parser:
         else:
             body, header_date, header_kind = self._unwrapped(text, doc, tags)
         if body[:1] == "{" and self.json_first:
-            seen = self._json(body, doc, tags)
+            if self.whole_events:  # the usual JSON event in one generated function
+                try:
+                    fields = orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    fields = None
+                if type(fields) is dict:
+                    doc[LOG_FORMAT] = "json"
+                    keys = tuple(fields)
+                    event = self._events.get(keys)
+                    if event is None and keys not in self._events:
+                        event = self._new_event(keys, keys, False, _JSON_CATEGORIES)
+                    if event is not None and (written := event(
+                            fields.values(), doc, received_at, self, self.mapper, True)):
+                        if written == compiled.WRITTEN_CLAIMED:
+                            tags.append(TAG_TIME)
+                        elif not tags and self._plain:
+                            return doc
+                        return self._complete(doc, tags, body)
+                    seen = self.mapper.map(fields, doc, True)
+                else:
+                    seen = self._json(body, doc, tags)
+            else:
+                seen = self._json(body, doc, tags)
         elif self.pinned == "auto" and (line := traffic.read(
                 body, self.response_captures_only, self.fast_paths)) is not None:
-            seen = self._traffic(line, doc, tags)  # the usual text line, without `_body`
+            # the usual text line, without `_body`; the usual event in one generated function
+            if self.whole_events and not line[3]:
+                log_format, keys, values = line[0], line[1], line[2]
+                event = self._events.get((log_format, keys))
+                if event is None and (log_format, keys) not in self._events:
+                    event = self._new_event((log_format, keys), keys, True,
+                                            _CATEGORIES[log_format])
+                doc[LOG_FORMAT] = log_format
+                http = log_format not in _NOT_HTTP
+                if event is not None and (written := event(
+                        values, doc, received_at, self, self.mapper, http)):
+                    if written == compiled.WRITTEN_CLAIMED:
+                        tags.append(TAG_TIME)
+                    elif not tags and self._plain:
+                        return doc
+                    return self._complete(doc, tags, body)
+                seen = self.mapper.map_values(keys, values, doc, http)
+            else:
+                seen = self._traffic(line, doc, tags)
         elif body[:1] in _BLANKS:  # blanks after the header (checked here: rare)
             body = body.lstrip(" \t")
             seen = self._body(body, doc, tags)
@@ -212,6 +270,10 @@ class Parser:
                 categories = _WEB if seen is not None and (
                     seen.status is not None or seen.request_line) else _NETWORK
             doc.update(categories)
+        return self._complete(doc, tags, body)
+
+    def _complete(self, doc: dict[str, Any], tags: list[str], body: str) -> dict[str, Any]:
+        """What every document gets last: GeoIP, labels, tags and `event.original`."""
         if self.geo is not None:
             self.geo.enrich(doc)
         if self.labels:
@@ -225,6 +287,17 @@ class Parser:
         elif self.keep_original:
             doc[ORIGINAL] = body
         return doc
+
+    def _new_event(self, cache_key: Any, keys: tuple[str, ...], text: bool,
+                   categories: dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]
+                   ) -> compiled.EventFunction | None:
+        """The whole-event function of a shape not seen yet (None past the bound: the general
+        way then)."""
+        if len(self._events) >= compiled.MAX_SHAPES:
+            return None
+        event = compiled.compile_event(keys, text, self.mapper.content_names, categories)
+        self._events[cache_key] = event
+        return event
 
     def _body(self, body: str, doc: dict[str, Any], tags: list[str], traffic_tried: bool = False
               ) -> Collected | None:

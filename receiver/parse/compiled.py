@@ -237,3 +237,178 @@ def compile_shape(keys: tuple[str, ...], text: bool = False,
     exec(code, env)  # generated from the field table; keys and names are embedded via repr()
     mapped: Compiled = env["mapped"]
     return mapped
+
+
+# -- whole events ------------------------------------------------------------------------------
+# `compile_event` goes one step further than `compile_shape` for the usual event of a shape: it
+# checks every value first (each one is either written the plain way or dropped as "no value";
+# the date is a `%t`-style date), and only then writes the whole document in the order the
+# general path writes it, with the event's time (a date outside the receive-time window passed
+# over for the receive time, as `Parser._stamp` does), duration, outcome and categories written
+# inline: no `Collected`, no handler call, no per-key method call. An event with anything
+# unusual (a text number in JSON, a unix-socket client, a `#XX` escape, a new termination
+# state, a date that names no moment) is left untouched (LEFT) and goes the general way
+# (`Parser._parse`, `compile_shape`). tests/parse/test_whole_events.py holds the two equal, key
+# order included, on the corpus.
+
+EventFunction = Callable[[Iterable[Any], dict[str, Any], float, Any, "Naming", bool], int]
+LEFT = 0  # what an event function answers: the event is unusual, the document untouched
+WRITTEN = 1  # the document is written
+# ... and its date, outside the receive-time window, was passed over for the receive time and
+# kept as `haproxy.claimed_time` (the caller tags it)
+WRITTEN_CLAIMED = 2
+
+# Kinds whose handler never reads or writes `seen`: called as they are from the write phase.
+_SEEN_FREE = frozenset((f.CAPTURE_REQUEST, f.CAPTURE_RESPONSE, f.TLS_VERSION, f.LIST))
+_INT_RANGE = f"{f.INT64_MIN} <= {{v}} <= {f.INT64_MAX}"
+
+
+def _event_key(key: str, v: str, kind: int, text: bool, first_address: bool
+               ) -> tuple[str | None, list[str]] | None:
+    """(the check its value must pass or None, the lines writing it) for one known key; None
+    when the kind is not handled here (the shape then has no event function)."""
+    name = f.FIELDS[key][0]
+    n = repr(name)
+    int_range = _INT_RANGE.format(v=v)
+    if text and kind in _NUMBERS:  # checked integer text (see `compile_shape`)
+        if kind == f.INT:
+            return None, [f"    doc[{n}] = int({v})"]
+        if kind == f.BOOL:
+            return None, [f"    doc[{n}] = int({v}) != 0"]
+        if kind == f.BYTES_UPLOADED:
+            return None, [f"    doc[{n} if http else {f.TCP_BYTES_UPLOADED!r}] = int({v})"]
+        if kind == f.STATUS:  # -1: no status, the general way
+            return f"({v} := int({v})) >= 0", [f"    doc[{n}] = status = {v}"]
+        condition = "" if key == "Tt" else " and duration is None"  # DURATION
+        return None, [f"    {v} = int({v})", f"    doc[{n}] = {v}",
+                      f"    if {v} >= 0{condition}: duration = {v}"]
+    if kind == f.STR:
+        return f"(type({v}) is str or {v} is None)", [f"    if {v} and {v} != '-': doc[{n}] = {v}"]
+    if kind == f.INT:
+        return (f"((type({v}) is int and {int_range}) or {v} is None)",
+                [f"    if {v} is not None: doc[{n}] = {v}"])
+    if kind == f.BYTES_UPLOADED:
+        return (f"((type({v}) is int and {int_range}) or {v} is None)",
+                [f"    if {v} is not None: doc[{n} if http else {f.TCP_BYTES_UPLOADED!r}] = {v}"])
+    if kind == f.DURATION:
+        condition = "" if key == "Tt" else " and duration is None"
+        return (f"((type({v}) is int and {int_range}) or {v} is None)",
+                [f"    if {v} is not None:", f"        doc[{n}] = {v}",
+                 f"        if {v} >= 0{condition}: duration = {v}"])
+    if kind == f.STATUS:
+        return (f"((type({v}) is int and 0 <= {v} <= {f.INT64_MAX}) or {v} is None)",
+                [f"    if {v} is not None: doc[{n}] = status = {v}"])
+    if kind in (f.SRC_IP, f.DST_IP):
+        ip_name = repr(f.SOURCE_IP if kind == f.SRC_IP else f.DESTINATION_IP)
+        related = (f"    doc[{f.RELATED_IP!r}] = [{v}]" if first_address
+                   else f"    RELATED({v}, doc)")
+        return (f"type({v}) is str and (IPS.get({v}) or IS_IP({v}))",
+                [f"    doc[{n}] = {v}", f"    doc[{ip_name}] = {v}", related])
+    if kind == f.FRONTEND:
+        return (f"(type({v}) is str or {v} is None)",
+                [f"    if {v} and {v} != '-':", f"        doc[{n}] = {v}",
+                 f"        if {v}[-1] == '~': doc[{f.FRONTEND_TRANSPORT!r}] = 'ssl'"])
+    if kind == f.TERMINATION:
+        return (f"((type({v}) is str and {v} in TERMINATIONS) or {v} is None or {v} == '')",
+                [f"    if {v}:", f"        doc.update(TERMINATIONS[{v}])",
+                 f"        termination = {v}"])
+    if kind == f.REQUEST:
+        return (f"(type({v}) is str or {v} is None)",
+                [f"    if {v} and {v} != '-':", f"        doc[{n}] = {v}",
+                 f"        request_line = {v}"])
+    if kind == f.METHOD:
+        return (f"(type({v}) is str or {v} is None)",
+                [f"    if {v} and {v} != '-' and {v} != '<BADREQ>': doc[{n}] = {v}"])
+    if kind == f.PATH:
+        return (f"((type({v}) is str and {v}[:1] == '/' and '#' not in {v}) or {v} is None)",
+                [f"    if {v} is not None: doc[{n}] = {v}"])
+    if kind == f.URI:
+        return (f"((type({v}) is str and {v}[:1] == '/') or {v} is None)",
+                [f"    if {v} is not None: doc[{n}] = {v}"])
+    if kind == f.QUERY:
+        return (f"((type({v}) is str and (({v}[:1] == '?' and '#' not in {v}) or {v} == '' "
+                f"or {v} == '?')) or {v} is None)",
+                [f"    if {v} and {v} != '?': doc[{n}] = {v}[1:]"])
+    if kind == f.VERSION:
+        return (f"((type({v}) is str and {v}[:5] == 'HTTP/') or {v} is None)",
+                [f"    if {v} is not None: doc[{n}] = {v}[5:]"])
+    if kind in _DATE_KINDS:
+        return None, []  # only the chosen date counts, checked apart
+    if kind in _SEEN_FREE or (kind == f.BOOL and not text):
+        return None, [f"    if {v} is not None: H[{kind}](mapper, {key!r}, {n}, {v}, doc, None, http)"]
+    return None
+
+
+def compile_event(keys: tuple[str, ...], text: bool, content_names: ContentNames,
+                  categories: dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]
+                  ) -> EventFunction | None:
+    """The whole-event function for bodies whose keys are exactly `keys` (see above), or None
+    when the shape has no `%t`-style date first in preference or a kind not handled here.
+
+    `categories`: a text format's ECS categorisation (`Parser`'s table), or for JSON the pair
+    (web, network): web when the event has a status or a request line."""
+    dates = _date_preference(list(keys))
+    if not dates or f.FIELDS[dates[0]][1] != f.DATE_MS or len(keys) > MAX_KEYS:
+        return None
+    names = [f"v{i}" for i in range(len(keys))]
+    checks: list[str] = []
+    writes: list[str] = []
+    kinds = {f.FIELDS[key][1] for key in keys if key in f.FIELDS}
+    for key, v in zip(keys, names, strict=True):
+        spec = f.FIELDS.get(key)
+        if spec is None:
+            writes.append(f"    if {v} is not None and {v} != '-': "
+                          f"doc[{content_names.name(key)!r}] = {v}")
+            continue
+        handled = _event_key(key, v, spec[1], text, _first_address(keys, key))
+        if handled is None:
+            return None
+        check, lines = handled
+        if check is not None:
+            checks.append(check)
+        writes += lines
+    date = names[keys.index(dates[0])]
+    lines = ["def event(values, doc, received_at, parser, mapper, http):"]
+    lines.append(f"    {', '.join(names)}{',' if len(names) == 1 else ''} = values")
+    if checks:
+        lines.append(f"    if not ({' and '.join(checks)}): return {LEFT}")
+    lines += [
+        f"    if type({date}) is not str: return {LEFT}",
+        f"    stamp = parser.timestamps.haproxy_date({date})",
+        "    window = parser._window",
+        "    if stamp is None or not window[2] <= received_at < window[3]: return 0",
+        "    claimed = not window[0] <= stamp <= window[1]",
+        "    duration = status = termination = request_line = None",
+        *writes,
+    ]
+    if f.REQUEST in kinds:  # `FieldMapper.finish`, inline
+        needed = " and ".join(f"{name!r} in doc" for name in (
+            f.VERSION_FIELD, f.URL_ORIGINAL, f.METHOD_FIELD))
+        lines.append(f"    if request_line is not None and not ({needed}): FILL(request_line, doc)")
+    # `Parser._parse`'s tail for an event read to its end, its date in the window.
+    lines += [
+        "    if claimed:",  # `Parser._stamp`: the receive time, the date kept as logged
+        "        doc['@timestamp'] = parser.timestamps.epoch(received_at)",
+        f"        doc[{f.CLAIMED_TIME!r}] = {date}",
+        "    else:",
+        "        doc['@timestamp'] = stamp",
+        "    if duration is not None and duration < 9_000_000_000_000:",
+        f"        doc[{f.EVENT_DURATION!r}] = duration * 1_000_000",
+        "    if status is not None or termination is not None:",
+        f"        doc[{f.EVENT_OUTCOME!r}] = 'failure' if (status is not None and status >= 400)"
+        " or (termination and termination[0] not in '-L') else 'success'",
+    ]
+    if isinstance(categories, tuple):
+        lines += ["    doc.update(WEB if status is not None or request_line else NETWORK)"]
+    else:
+        lines += [f"    doc[{name!r}] = {value!r}" for name, value in categories.items()]
+    lines.append(f"    return {WRITTEN_CLAIMED} if claimed else {WRITTEN}")
+    env: dict[str, Any] = {"H": f.HANDLERS, "IPS": f.IP_SEEN, "IS_IP": f.is_ip,
+                           "FILL": f.fill_from_request_line, "TERMINATIONS": f.TERMINATIONS,
+                           "RELATED": f.add_related_ip}
+    if isinstance(categories, tuple):
+        env["WEB"], env["NETWORK"] = categories
+    code = compile("\n".join(lines), f"<haproxy-receiver event of {len(keys)} keys>", "exec")
+    exec(code, env)  # generated from the field table; keys and names are embedded via repr()
+    event: EventFunction = env["event"]
+    return event

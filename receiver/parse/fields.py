@@ -164,6 +164,8 @@ TCP_BYTES_UPLOADED = "haproxy.bytes_uploaded"  # %U on a TCP line (HTTP: http.re
 TLS_PROTOCOL = "tls.version_protocol"
 TERMINATION_CAUSE = "haproxy.termination.cause"
 TERMINATION_PHASE = "haproxy.termination.phase"
+EVENT_DURATION = "event.duration"  # nanoseconds, from %Ta/%Tt
+CLAIMED_TIME = "haproxy.claimed_time"  # a date passed over for @timestamp, as logged
 EVENT_OUTCOME = "event.outcome"  # ECS categorisation, by format (parse) or message (messages)
 EVENT_CATEGORY = "event.category"
 EVENT_TYPE = "event.type"
@@ -609,8 +611,16 @@ def fill_from_request_line(line: str, doc: dict[str, Any]) -> None:
     # repeat (health checks, assets), so they are kept per line.
     fields = _REQUEST_LINES.get(line)
     if fields is None:
-        fields = {}
-        _fill_around(line, fields)
+        usual = _USUAL_REQUEST.fullmatch(line)
+        if usual is not None:  # what `_fill_around` makes of it, in one match
+            method, uri, path, query, version = usual.groups()
+            fields = {METHOD_FIELD: method, VERSION_FIELD: version, URL_ORIGINAL: uri,
+                      URL_PATH: path}
+            if query:
+                fields[URL_QUERY] = query
+        else:
+            fields = {}
+            _fill_around(line, fields)
         if len(line) <= 512:  # long targets rarely repeat; 4,096 short ones hold ~4 MiB
             if len(_REQUEST_LINES) >= 4096:
                 _REQUEST_LINES.clear()
@@ -619,6 +629,10 @@ def fill_from_request_line(line: str, doc: dict[str, Any]) -> None:
 
 
 _REQUEST_LINES: dict[str, dict[str, Any]] = {}
+# The usual request line, `GET /path?query HTTP/1.1`: a method, an origin-form target without
+# `#XX` escapes (nothing to decode) and a version; `_fill_around` gives the same fields for it
+# (tests/parse/test_whole_events.py holds the two equal).
+_USUAL_REQUEST = re.compile(r"([^ <][^ ]*+) ((/[^ #?]*+)(?:\?([^ #]*+))?) HTTP/([^ ]*+)")
 
 
 def _fill_around(line: str, doc: dict[str, Any]) -> None:

@@ -88,6 +88,8 @@ class Timestamps:
         self._iso: dict[str, str | None] = {}
         self._syslog: dict[tuple[str, int], str | None] = {}
         self._epoch: dict[int, str] = {}
+        # The last `epoch` answer: a receive batch's records share one receive time.
+        self._last_epoch: tuple[float, str] = (-1.0, "")
 
     # -- forms -------------------------------------------------------------------------------
 
@@ -175,6 +177,14 @@ class Timestamps:
 
     def epoch(self, seconds: float) -> str:
         """Epoch seconds (`%Ts`, receive time) -> `@timestamp`; always succeeds for sane input."""
+        last = self._last_epoch
+        if last[0] == seconds:
+            return last[1]
+        stamp = self._epoch_stamp(seconds)
+        self._last_epoch = (seconds, stamp)
+        return stamp
+
+    def _epoch_stamp(self, seconds: float) -> str:
         whole = int(seconds)
         prefix = self._epoch.get(whole)
         if prefix is None:

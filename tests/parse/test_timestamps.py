@@ -166,3 +166,12 @@ def test_random_years_cannot_spread_events_over_many_days() -> None:
         days.add(doc["@timestamp"][:10])
         assert doc["http.response.status_code"] == 200
     assert days <= {"2026-11-25"}
+
+
+def test_the_last_receive_time_is_remembered_not_confused() -> None:
+    remembering = Timestamps()
+    moments = [1795631000.25, 1795631000.25, 1795631000.999, 1795631001.0, 1795631000.25, 0.5,
+               1795631000.0005, 1795631000.0005]
+    for seconds in moments:
+        assert remembering.epoch(seconds) == Timestamps().epoch(seconds)
+    assert remembering.epoch(1795631000.25) == "2026-11-25T18:23:20.250Z"
