@@ -148,10 +148,11 @@ def _creates_data_stream(output: ElasticsearchOutput, settings: ElasticsearchSet
         if settings.setup_on_start:
             installed = ensure_template(output, settings, settings.template_overwrite).changed
         status, body = output.request("PUT", f"/_data_stream/{name}")
-        # The template was there and is not now: another worker of ours, refused, removed the
-        # one it installed between our look and our PUT. Asking again gets the server's own
-        # answer (taken as "writing anyway", every event was dead-lettered on such a server).
-        if not (settings.setup_on_start and not installed and _no_matching_template(body)):
+        # The template was there (found or just installed) and is not now: another worker of
+        # ours, refused, removed the one it installed (or took for its own) between our look and
+        # our PUT. Asking again gets the server's own answer (taken as "writing anyway", every
+        # event was dead-lettered on such a server).
+        if not (settings.setup_on_start and _no_matching_template(body)):
             break
     if status == 200 or _error_type(body) == "resource_already_exists_exception":
         return True

@@ -137,14 +137,18 @@ class _AnotherWorkerRemovesItsTemplate(ElasticsearchOutput):
         return super().request(method, path, body)
 
 
+@pytest.mark.parametrize("found", [True, False], ids=["found_theirs", "installed_too"])
 def test_two_workers_asking_at_once_both_get_daily_indices_from_a_server_without_streams(
-        es_url: str) -> None:
-    """Seen in tests/e2e/test_workers.py: worker B found worker A's template, A was refused and
+        es_url: str, found: bool) -> None:
+    """Seen in tests/e2e/test_workers.py, tests/importer and tests/kafka: worker B found worker
+    A's template (or installed it too, both looking before either put it), A was refused and
     removed it, B's PUT was answered 'no matching index template' (not a refusal of data
     streams) and B wrote to the data stream: every event it shipped was dead-lettered."""
     settings = defaults(es_url)
-    theirs = build_template(dataclasses.replace(settings, data_stream=DEFAULT_DATA_STREAM), None)
-    http_json("PUT", f"{es_url}/_index_template/{STREAM_TEMPLATE[1]}", theirs)  # A's install
+    if found:  # A's install, before B looks
+        theirs = build_template(dataclasses.replace(settings, data_stream=DEFAULT_DATA_STREAM),
+                                None)
+        http_json("PUT", f"{es_url}/_index_template/{STREAM_TEMPLATE[1]}", theirs)
     output = _AnotherWorkerRemovesItsTemplate(settings, es_url)
     try:
         chosen = resolve(output, settings)
