@@ -143,10 +143,17 @@ def _creates_data_stream(output: ElasticsearchOutput, settings: ElasticsearchSet
     status, body = output.request("GET", f"/_data_stream/{name}")
     if status == 200 and isinstance(body, dict) and body.get("data_streams"):
         return True
-    installed = False
-    if settings.setup_on_start:
-        installed = ensure_template(output, settings, settings.template_overwrite).changed
-    status, body = output.request("PUT", f"/_data_stream/{name}")
+    for _attempt in range(_TEMPLATE_VANISHED_ATTEMPTS):
+        installed = False
+        if settings.setup_on_start:
+            installed = ensure_template(output, settings, settings.template_overwrite).changed
+        status, body = output.request("PUT", f"/_data_stream/{name}")
+        # The template was there (found or just installed) and is not now: another worker of
+        # ours, refused, removed the one it installed (or took for its own) between our look and
+        # our PUT. Asking again gets the server's own answer (taken as "writing anyway", every
+        # event was dead-lettered on such a server).
+        if not (settings.setup_on_start and _no_matching_template(body)):
+            break
     if status == 200 or _error_type(body) == "resource_already_exists_exception":
         return True
     if not _unsupported(status, body):
@@ -157,6 +164,13 @@ def _creates_data_stream(output: ElasticsearchOutput, settings: ElasticsearchSet
     if installed:
         remove_template(output, settings)
     return False
+
+
+_TEMPLATE_VANISHED_ATTEMPTS = 3
+
+
+def _no_matching_template(body: Any) -> bool:
+    return "no matching index template" in str(body)
 
 
 def _error_type(body: Any) -> str:

@@ -84,7 +84,10 @@ def test_status_of_an_instance_that_is_not_there_fails_clearly() -> None:
 
 def test_one_instance_per_spool_directory_and_spool_commands_while_running(tmp_path: Path) -> None:
     unreachable = "http://127.0.0.1:9"  # nothing listens: events stay pending
-    first = Receiver(tmp_path / "a", unreachable, spool_dir=tmp_path / "spool").start()
+    # at stop, nothing could be shipped in any grace: the default (10 s) was waited out in vain
+    quick_stop = {"HAPROXY_RECEIVER_SERVICE__SHUTDOWN_GRACE": "0.5"}
+    first = Receiver(tmp_path / "a", unreachable, spool_dir=tmp_path / "spool",
+                     env=quick_stop).start()
     try:
         send_udp(first, [LINE] * 4)
         wait_for(lambda: first.metric("haproxy_receiver_events_spooled_total") == 4, 10, "spooled")

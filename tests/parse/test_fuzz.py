@@ -1,4 +1,5 @@
-"""Fuzz: 200,000 mutated corpus frames; no exception escapes, every document is whole.
+"""Fuzz: 60,000 mutated corpus frames (a seeded sample of what 200,000 did in 3.3 times the
+time); no exception escapes, every document is whole.
 (`python bench/fuzz_parse.py --count 1000000` runs the long version.)"""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from tests.parse.fuzzing import run
 
 def test_mutated_corpus_frames_never_break_the_parser() -> None:
     seeds = [frame.message for frame in all_frames()]
-    result = run(seeds, 200_000, seed=20261125)
-    assert result["count"] == 200_000
+    result = run(seeds, 60_000, seed=20261125)
+    assert result["count"] == 60_000
     # Mutations hit every family: the detector is exercised, not just the failure path.
     assert {"json", "httplog", "tcplog", "text"} <= set(result["formats"])

@@ -17,9 +17,14 @@ from typing import Any
 import pytest
 
 from receiver.config import ElasticsearchSettings, ParseSettings
-from receiver.ship.destination import DEFAULT_DATA_STREAM, parse_settings_for, window_applies
+from receiver.ship.destination import (
+    DEFAULT_DATA_STREAM,
+    parse_settings_for,
+    resolve,
+    window_applies,
+)
 from receiver.ship.elasticsearch import ElasticsearchOutput
-from receiver.ship.template import install_at_start
+from receiver.ship.template import build_template, install_at_start
 from tests.fakes.es_server import FakeElasticsearch
 from tests.ship.harness import FAST, running_shipper
 from tests.ship.memory_spool import MemorySpool, document
@@ -114,6 +119,45 @@ def test_osmem_keeps_working_with_daily_indices(es_url: str, tmp_path: Path) -> 
     assert http_json("POST", f"{es_url}/haproxy-*/_count")["count"] == 6
     templates = json.dumps(http_json("GET", f"{es_url}/_index_template"))
     assert '"haproxy-receiver"' in templates and "logs-haproxy-default" not in templates
+
+
+class _AnotherWorkerRemovesItsTemplate(ElasticsearchOutput):
+    """Our output, but just before its first `PUT /_data_stream` another worker of the same
+    receiver (refused by the server) removes the data stream's template it had installed."""
+
+    def __init__(self, settings: ElasticsearchSettings, server_url: str) -> None:
+        super().__init__(settings)
+        self.server_url = server_url
+        self.removed = False
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        if method == "PUT" and path.startswith("/_data_stream/") and not self.removed:
+            self.removed = True
+            http_json("DELETE", f"{self.server_url}/_index_template/{STREAM_TEMPLATE[1]}")
+        return super().request(method, path, body)
+
+
+@pytest.mark.parametrize("found", [True, False], ids=["found_theirs", "installed_too"])
+def test_two_workers_asking_at_once_both_get_daily_indices_from_a_server_without_streams(
+        es_url: str, found: bool) -> None:
+    """Seen in tests/e2e/test_workers.py, tests/importer and tests/kafka: worker B found worker
+    A's template (or installed it too, both looking before either put it), A was refused and
+    removed it, B's PUT was answered 'no matching index template' (not a refusal of data
+    streams) and B wrote to the data stream: every event it shipped was dead-lettered."""
+    settings = defaults(es_url)
+    if found:  # A's install, before B looks
+        theirs = build_template(dataclasses.replace(settings, data_stream=DEFAULT_DATA_STREAM),
+                                None)
+        http_json("PUT", f"{es_url}/_index_template/{STREAM_TEMPLATE[1]}", theirs)
+    output = _AnotherWorkerRemovesItsTemplate(settings, es_url)
+    try:
+        chosen = resolve(output, settings)
+    finally:
+        output.close()
+    assert output.removed
+    assert chosen.data_stream == ""  # daily indices, as for worker A
+    templates = json.dumps(http_json("GET", f"{es_url}/_index_template"))
+    assert "logs-haproxy-default" not in templates
 
 
 def test_the_receive_time_window_applies_where_index_names_carry_the_date() -> None:
