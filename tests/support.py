@@ -22,6 +22,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import pytest
 
 from receiver.config import CONFIG_ENV
@@ -185,6 +186,12 @@ class Receiver:
             raise AssertionError(f"receiver exited {self.process.returncode}: {self.stderr()}")
         http_get_text(f"http://127.0.0.1:{self.metrics_port}/healthz")
         return True
+
+    def stdout_documents(self) -> list[dict[str, Any]]:
+        """The documents written to stdout (without Elasticsearch hosts), by dotted names: they
+        are written nested, as shipped; a line being written is left for the next look."""
+        lines = self.stdout_path.read_bytes().split(b"\n")[:-1]
+        return [flatten(orjson.loads(line)) for line in lines if line.strip()]
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""

@@ -9,8 +9,6 @@ import functools
 import http.client
 from pathlib import Path
 
-import orjson
-
 from tests.support import REPO, Backend, Receiver, free_port, haproxy, wait_for
 
 
@@ -56,7 +54,7 @@ def test_haproxy_reconnects_after_an_idle_close_and_no_line_is_lost(tmp_path: Pa
         if receiver.process is not None and receiver.process.poll() is None:
             receiver.kill()
 
-    paths = [orjson.loads(line).get("url.path") for line in receiver.stdout_path.read_bytes().splitlines()]
+    paths = [document.get("url.path") for document in receiver.stdout_documents()]
     traffic = sorted(path for path in paths if path)
     expected = ["/before"] + [f"/after-{r}-{i}" for r in (1, 2) for i in range(20)]
     assert traffic == sorted(expected)

@@ -121,7 +121,8 @@ def test_an_invalid_file_is_refused_and_spool_changes_wait_for_a_restart(tmp_pat
         assert "spool.max_bytes" in receiver.stderr()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:  # still serving
             client.sendto(LINE.format(via="udp", n=5).encode(), ("127.0.0.1", udp))
-        wait_for(lambda: b'"haproxy.seq":5' in receiver.stdout_path.read_bytes(), 30, "shipped")
+        wait_for(lambda: any(doc.get("haproxy.seq") == 5 for doc in receiver.stdout_documents()),
+                 30, "shipped")
         assert receiver.stop() == 0
     finally:
         if receiver.process is not None and receiver.process.poll() is None:

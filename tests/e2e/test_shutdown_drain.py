@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
 from tests.support import Receiver, wait_for
 
 HEADER = b"<134>Feb 26 05:17:05 drainhost haproxy[22]: "
@@ -93,10 +91,6 @@ def stream_until_fin(sock: socket.socket, result: Sent) -> None:
         sock.close()
 
 
-def documents(path: Path) -> list[dict[str, object]]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-
-
 def test_sigterm_mid_stream_ships_every_accepted_line_exactly_once(tmp_path: Path) -> None:
     receiver = Receiver(tmp_path, None, udp=False, env=ENV)
     result = Sent()
@@ -124,7 +118,7 @@ def test_sigterm_mid_stream_ships_every_accepted_line_exactly_once(tmp_path: Pat
     expected = Counter(line.removeprefix(HEADER).decode() for line in whole)
     # keep_original: every document carries its body; one not understood (the cut tail) in `message`
     shipped = Counter(str(doc.get("event.original", doc.get("message")))
-                      for doc in documents(receiver.stdout_path))
+                      for doc in receiver.stdout_documents())
     extra = shipped - expected
     missing = expected - shipped
     duplicated = sum(n - 1 for n in shipped.values() if n > 1)

@@ -90,7 +90,7 @@ def settled(receiver: Receiver, messages: int) -> None:
 
 
 def stdout_lines(receiver: Receiver, who: str) -> int:
-    return receiver.stdout_path.read_bytes().count(b'"haproxy.who":"%s"' % who.encode())
+    return sum(doc.get("haproxy.who") == who for doc in receiver.stdout_documents())
 
 
 def test_dripping_connections_do_not_lock_senders_out(tmp_path: Path) -> None:
