@@ -27,10 +27,7 @@ FIRST_EXPANSION = 2.0
 # How long a partial shipment waits for company before the spool is read again, while no
 # shipment has shown the rate events come at.
 FIRST_COMPANY_WAIT = 0.25
-# A partial shipment expected to fill (at the rate of the shipments before it) is read again a
-# little before it would, so that what fills it is not left to start the next one late.
-EARLY = 0.9
-SHORTEST_WAIT = 0.01
+SHORTEST_WAIT = 0.01  # a shipment about to fill is read again after at least this long
 
 
 @dataclass(slots=True)
@@ -99,8 +96,9 @@ class BatchPolicy:
         shipments before it came in, whichever is first. At everyday rates that is one wait
         per shipment, so a bulk request costs one read of the spool and one encode call, not
         one per append; at a rate that fills shipments before the budget ends, they are read
-        and sent as they fill, as before (a read only takes what still fits: waiting past the
-        fill would leave the rest to make the next shipment due at once)."""
+        and sent as they fill (a read only takes what still fits: what came after the fill
+        starts the next shipment, a few ms older than it would be, where waiting out the whole
+        budget would make the next one due at once)."""
         left = self.age_left(shipment)
         if left <= 0 or self.full(shipment):
             return 0.0
@@ -109,7 +107,7 @@ class BatchPolicy:
         fill = (self.events - shipment.records) / max(self.event_rate, 1e-9)
         if self.byte_rate > 0:
             fill = min(fill, (self.bytes - shipment.size) / self.byte_rate)
-        return min(left, max(SHORTEST_WAIT, fill * EARLY))
+        return min(left, max(SHORTEST_WAIT, fill))
 
     def sent(self, shipment: Shipment) -> None:
         """Learn the rate events come at from a shipment about to be sent."""

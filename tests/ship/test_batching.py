@@ -75,8 +75,8 @@ def test_a_shipment_expected_to_fill_before_its_budget_waits_only_until_then() -
     clocks.now += 0.5
     batching.sent(sent)  # 2,000 events a second: full in half the budget
     partial = shipment_of(100, clocks.now)
-    # 900 more events come in 0.45 s; read a little before, so none is left for the next
-    assert 0.3 < batching.company_wait(partial) < 0.45
+    # 900 more events come in 0.45 s: read then, not when the budget ends
+    assert batching.company_wait(partial) == pytest.approx(0.45)
     assert batching.company_wait(shipment_of(1000, clocks.now)) == 0.0  # full: it goes
 
 
@@ -87,8 +87,9 @@ def test_the_byte_limit_counts_like_the_event_limit() -> None:
     batching.age_left(sent)
     clocks.now += 1.0
     batching.sent(sent)  # 500 KB of body a second, 100 events
-    partial = shipment_of(10, clocks.now, body_bytes=500_000)
-    assert 0.5 < batching.company_wait(partial) < 1.0  # the bytes fill it in ~1 s, not 9.9 s
+    # 300 KB of room: the bytes fill it in 0.6 s, the events (990 more) in 9.9 s
+    partial = shipment_of(10, clocks.now, body_bytes=700_000)
+    assert batching.company_wait(partial) == pytest.approx(0.6)
 
 
 def test_what_is_spooled_while_a_shipment_waits_goes_with_it(tmp_path: Path) -> None:
