@@ -65,12 +65,20 @@ DATAGRAM_BATCH = 512
 # ... or this many bytes, whichever comes first: 512 HAProxy lines are ~200 KB, 512 datagrams of
 # 64 KiB garbage would be 32 MiB held at once (and kept by malloc afterwards).
 DATAGRAM_BATCH_BYTES = 1024 * 1024
-COALESCE_BELOW = 16  # datagrams per drain under which the reader waits for company
-# At everyday rates each wake-up costs more than the datagrams it reads: waiting 20 ms for
-# company cut the receiver's CPU at 2,000 datagrams/s from 3.7-3.8 s to 2.4-2.7 s per 60,000
-# (peerbench udp-2k, side by side), for latency the 1 s batch budget dwarfs anyway. Under load
-# drains are full and nothing waits.
-COALESCE_WAIT = 0.02
+# A drain of fewer datagrams than this waits for company before the next. It is what one wait
+# gathers at the rate seen (below ~2,500 datagrams/s): below it, waiting again gathers about as
+# many, ~100-200 KB of HAProxy lines, which even a kernel's default receive buffer holds; above
+# it the reader drains as they come. (At 16, a 2,000/s sender got a wait, a drain of 40, a
+# drain of 1 right after it, another wait: two wake-ups per wait instead of one.)
+COALESCE_BELOW = 128
+# At everyday rates each wake-up costs more than the datagrams it reads (on the 2-vCPU VM of
+# the benchmarks, ~0.3-0.7 ms of the receiving process's CPU a wake-up, against a few µs a
+# message): waiting 20 ms for company cut the receiver's CPU at 2,000 datagrams/s from
+# 3.7-3.8 s to 2.4-2.7 s per 60,000 (peerbench udp-2k, side by side), and 50 ms (at most 20
+# wake-ups a second) cut it again, for latency the 1 s batch budget dwarfs anyway: the wait
+# adds at most 50 ms to an event's, and a shipment still goes `batch_age` after its oldest
+# event was spooled. Under load drains are large and nothing waits.
+COALESCE_WAIT = 0.05
 # Stream connections wait for company too: a read this small (a few lines: a host logging a few
 # hundred lines a second over TCP gets one line a read) pauses the connection for
 # COALESCE_WAIT, so the next read takes what arrived meanwhile in one wake-up, one framing and

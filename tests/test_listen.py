@@ -193,6 +193,28 @@ def test_small_stream_reads_wait_for_company(start: Start,
     assert running.sink.batches <= 3, running.sink.batches
 
 
+def test_datagrams_at_everyday_rates_are_read_once_a_wait(start: Start,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drain of fewer than COALESCE_BELOW datagrams waits for company before the next, also
+    after one that came from a wait (at 16, a drain of 20 went straight back to waiting for
+    the next datagram: a drain of 1, then a wait, two wake-ups a wait). The wait is widened
+    here so a loaded machine cannot stretch the sends past it. Issue 28, item 4."""
+    monkeypatch.setattr("receiver.listen.COALESCE_WAIT", 0.5)
+    running = start(base_settings(tcp=[]))
+    address = running.address("udp")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.sendto(b"<134>first", address)
+        wait_for(lambda: len(running.sink.bodies()) == 1, 10, "the first datagram")
+        for n in range(20):  # during the wait after the first drain
+            sender.sendto(b"<134>a %d" % n, address)
+        wait_for(lambda: len(running.sink.bodies()) == 21, 10, "21 datagrams")
+        for n in range(20):  # during the wait after that drain of 20
+            sender.sendto(b"<134>b %d" % n, address)
+            time.sleep(0.002)  # paced like a sender: read as they come, they take several
+        wait_for(lambda: len(running.sink.bodies()) == 41, 10, "41 datagrams")
+    assert running.sink.batches == 3, running.sink.batches
+
+
 def test_a_line_without_newline_for_megabytes_is_cut_and_counted(start: Start) -> None:
     running = start(base_settings(udp=[], max_message_bytes=4096))
     with socket.create_connection(running.address("tcp")) as client:

@@ -24,6 +24,10 @@ from receiver.spool.records import Batch
 
 # The expansion (bulk body bytes per spool payload byte) assumed before any batch was encoded.
 FIRST_EXPANSION = 2.0
+# How long a partial shipment waits for company before the spool is read again, while no
+# shipment has shown the rate events come at.
+FIRST_COMPANY_WAIT = 0.25
+SHORTEST_WAIT = 0.01  # a shipment about to fill is read again after at least this long
 
 
 @dataclass(slots=True)
@@ -36,6 +40,7 @@ class Shipment:
     size: int = 0  # bulk body bytes
     oldest: float = 0.0  # written_at of its first record (the spool's clock)
     due_at: float | None = None  # when `batch_age` ends, by the monotonic clock (BatchPolicy)
+    begun: float = 0.0  # when its oldest event was spooled, by the monotonic clock (BatchPolicy)
 
     def add(self, batch: Batch, encoded: EncodedBatch) -> None:
         if not self.records:
@@ -60,6 +65,10 @@ class BatchPolicy:
         self.bytes = int(settings.batch_bytes)
         self.age = float(settings.batch_age)
         self.expansion = FIRST_EXPANSION
+        # Events and bulk body bytes a second, as the shipments sent so far came in (None:
+        # none sent yet).
+        self.event_rate: float | None = None
+        self.byte_rate = 0.0
 
     def full(self, shipment: Shipment) -> bool:
         return shipment.records >= self.events or shipment.size >= self.bytes
@@ -77,8 +86,40 @@ class BatchPolicy:
         a step during the wait changes nothing."""
         if shipment.due_at is None:
             waited = min(max(0.0, self._wall() - shipment.oldest), self.age)
-            shipment.due_at = self._monotonic() + self.age - waited
+            shipment.begun = self._monotonic() - waited
+            shipment.due_at = shipment.begun + self.age
         return shipment.due_at - self._monotonic()
+
+    def company_wait(self, shipment: Shipment) -> float:
+        """Seconds a partial shipment should wait before the spool is read again (0: read now
+        or send it): until `batch_age` ends, or until it is expected to be full at the rate the
+        shipments before it came in, whichever is first. At everyday rates that is one wait
+        per shipment, so a bulk request costs one read of the spool and one encode call, not
+        one per append; at a rate that fills shipments before the budget ends, they are read
+        and sent as they fill (a read only takes what still fits: what came after the fill
+        starts the next shipment, a few ms older than it would be, where waiting out the whole
+        budget would make the next one due at once)."""
+        left = self.age_left(shipment)
+        if left <= 0 or self.full(shipment):
+            return 0.0
+        if self.event_rate is None:
+            return min(left, FIRST_COMPANY_WAIT)
+        fill = (self.events - shipment.records) / max(self.event_rate, 1e-9)
+        if self.byte_rate > 0:
+            fill = min(fill, (self.bytes - shipment.size) / self.byte_rate)
+        return min(left, max(SHORTEST_WAIT, fill))
+
+    def sent(self, shipment: Shipment) -> None:
+        """Learn the rate events come at from a shipment about to be sent."""
+        if shipment.due_at is None or not shipment.records:
+            return
+        took = max(self._monotonic() - shipment.begun, 0.001)
+        events, size = shipment.records / took, shipment.size / took
+        if self.event_rate is None:
+            self.event_rate, self.byte_rate = events, size
+        else:
+            self.event_rate = 0.5 * self.event_rate + 0.5 * events
+            self.byte_rate = 0.5 * self.byte_rate + 0.5 * size
 
     def room(self, shipment: Shipment) -> tuple[int, int]:
         """(events, spool payload bytes) to read for the shipment."""
