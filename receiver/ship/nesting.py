@@ -102,13 +102,20 @@ class NestedEncoder:
 
     def __init__(self) -> None:
         self._plans: dict[tuple[str, ...], Callable[..., dict[str, Any]]] = {}
+        # The last plan used, by its names: consecutive documents mostly share theirs, and
+        # comparing the tuples (the same name objects: `is` per name) costs less than hashing one
+        self._last_names: tuple[str, ...] = ()
+        self._last_plan: Callable[..., dict[str, Any]] = _plan(())
 
     def encode(self, document: dict[str, Any]) -> bytes:
         """Nested JSON of `document` (raises what orjson raises: TypeError, ValueError)."""
         names = tuple(document)
+        if names == self._last_names:
+            return orjson.dumps(self._last_plan(*document.values()))
         plan = self._plans.get(names)
         if plan is None:
             if len(self._plans) >= _PLANS_KEPT:
                 self._plans.clear()
             plan = self._plans[names] = _plan(names)
+        self._last_names, self._last_plan = names, plan
         return orjson.dumps(plan(*document.values()))
