@@ -136,7 +136,7 @@ class Delivery:
 
     def _letter(self, encoded: EncodedBatch, item: int, status: int, error_type: str,
                 reason: str) -> DeadLetter:
-        return DeadLetter(encoded.document(item), b"", encoded.indices[item], encoded.ids[item],
+        return DeadLetter(encoded.document(item), b"", encoded.indices[item], encoded.id(item),
                           status, error_type, reason)
 
     def _dead_letter_or_wait(self, letters: list[DeadLetter], reason: str) -> bool:

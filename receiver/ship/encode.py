@@ -177,6 +177,9 @@ def action_prefix(index: str, with_id: bool) -> bytes:
 
 
 ACTION_END = b'"}}\n'  # after the `_id`
+_OFFSET_TO_END = b"%x" + ACTION_END  # % a record's offset: `event_id`'s hex tail, and the end
+_ID_START = b',"_id":"'  # where the `_id` starts in an action line (a JSON string's own quotes
+# are escaped, so this cannot occur inside the index name before it)
 
 
 def action_line(index: str, doc_id: str | None) -> bytes:
@@ -192,13 +195,15 @@ class EncodedBatch:
 
     Item `i` occupies `body[offsets[i]:offsets[i + 1]]` (action line + document line), so a
     retry of some items is a join of slices, without encoding again. `records[i]` is the index
-    of the item's record in the encoded sequence.
+    of the item's record in the encoded sequence. An item's `_id` is read from its action line
+    when asked for (`id`): only dead letters need it, so the encoder makes no string per event;
+    `given_ids` (when not None) holds them instead, for a batch built by hand.
     """
 
     body: bytes
     offsets: list[int]
     indices: list[str]
-    ids: list[str]
+    given_ids: list[str] | None
     records: list[int]
     # Records that could not be decoded: (index in the sequence, error type, reason, the `_id`
     # the record would have had, "" without ids: what keeps its dead letter to one line).
@@ -209,6 +214,22 @@ class EncodedBatch:
 
     def item(self, i: int) -> bytes:
         return self.body[self.offsets[i] : self.offsets[i + 1]]
+
+    def id(self, i: int) -> str:
+        """Item `i`'s `_id` ("" when the batch is written without ids)."""
+        if self.given_ids is not None:
+            return self.given_ids[i]
+        start = self.offsets[i]
+        end = self.body.index(b"\n", start)  # the action line: `ACTION_END` closes an id
+        found = self.body.rfind(_ID_START, start, end)
+        if found < 0:
+            return ""
+        return self.body[found + len(_ID_START) : end + 1 - len(ACTION_END)].decode()
+
+    @property
+    def ids(self) -> list[str]:
+        """Every item's `_id`, in order."""
+        return [self.id(i) for i in range(len(self.indices))]
 
     def document(self, i: int) -> bytes:
         """Item `i`'s document, the line after its action line. (Not kept apart: a document from
@@ -222,12 +243,14 @@ class EncodedBatch:
         record indexes go on counting across the parts."""
         if len(parts) == 1:
             return parts[0]
-        joined = cls(b"".join(part.body for part in parts), [], [], [], [])
+        given = any(part.given_ids is not None for part in parts)
+        joined = cls(b"".join(part.body for part in parts), [], [], [] if given else None, [])
         base = first = 0
         for part, size in zip(parts, sizes, strict=True):
             joined.offsets += [base + offset for offset in part.offsets[:-1]]
             joined.indices += part.indices
-            joined.ids += part.ids
+            if joined.given_ids is not None:
+                joined.given_ids += part.ids
             joined.records += [first + index for index in part.records]
             joined.unencodable += [(first + index, kind, why, doc_id)
                                    for index, kind, why, doc_id in part.unencodable]
@@ -279,17 +302,21 @@ class BulkEncoder:
         key_length, cached, name_of = namer.key_length, namer.names_by_key, namer.name
         with_ids, hook = self._with_ids, self._hook
         prefixes, parse, dumps = self._prefixes, self._parser.parse, self._nested.encode
-        formats: Tally[str] = Tally()
+        # Each document's format, counted once per batch (a list append is a third of what a
+        # Tally increment costs per event); failures are rare: a Tally.
+        formats: list[str] = []
+        seen_format = formats.append
         failures: Tally[str] = Tally()
         # One growing buffer: each document is copied in and its own bytes freed at once (a
         # list of them, joined at the end, holds orjson's generous output buffers alive: fresh
         # pages for every document, 5 µs a document more here).
         buffer = bytearray()
-        # (index, segment) -> (the id's start, the action line up to the id's end)
-        heads: dict[tuple[str, int], tuple[str, bytes]] = {}
-        encoded = EncodedBatch(b"", [], [], [], [])
-        offsets, indices, ids = encoded.offsets, encoded.indices, encoded.ids
-        kept = encoded.records
+        # (index, segment) -> the action line up to where the id's hex offset goes; the last
+        # one used is kept apart (consecutive records share it: no tuple, no hash)
+        heads: dict[tuple[str, int], bytes] = {}
+        head, head_index, head_segment = b"", None, -1
+        encoded = EncodedBatch(b"", [], [], None, [])
+        offsets, indices, kept = encoded.offsets, encoded.indices, encoded.records
         for i, record in enumerate(records):
             try:
                 received = decode(record.payload)
@@ -302,7 +329,7 @@ class BulkEncoder:
                         _mark_cut(document)
                     if hook is not None and not hook(received, document):
                         continue
-                    formats[document.get("haproxy.log_format", "unknown")] += 1
+                    seen_format(document.get("haproxy.log_format", "unknown"))
                     if "tags" in document and TAG_FAILURE in document["tags"]:
                         failures[str(document.get("error.type", "unknown"))] += 1
                     try:
@@ -330,31 +357,30 @@ class BulkEncoder:
                     i, "undecodable_record", f"{type(error).__name__}: {error}",
                     event_id(identity, record.position) if with_ids else ""))
                 continue
-            prefix = prefixes.get(index)
-            if prefix is None:
-                prefix = prefixes[index] = action_prefix(index, with_ids)
             offsets.append(len(buffer))
             if with_ids:
                 segment, offset = record.position
-                key = (index, segment)
-                head = heads.get(key)
-                if head is None:
-                    text = id_head(identity, segment)
-                    head = heads[key] = (text, prefix + text.encode())
-                tail = format(offset, "x")
-                ids.append(head[0] + tail)
-                action = head[1] + tail.encode() + ACTION_END
+                if index is not head_index or segment != head_segment:
+                    key = (index, segment)
+                    found = heads.get(key)
+                    if found is None:
+                        found = heads[key] = (action_prefix(index, True)
+                                              + id_head(identity, segment).encode())
+                    head, head_index, head_segment = found, index, segment
+                # the id's tail: `event_id`'s hex offset (tests hold `EncodedBatch.id` equal)
+                buffer += head + _OFFSET_TO_END % offset
             else:
-                action = prefix
-                ids.append("")
-            buffer += action
+                prefix = prefixes.get(index)
+                if prefix is None:
+                    prefix = prefixes[index] = action_prefix(index, False)
+                buffer += prefix
             buffer += source
             buffer += b"\n"
             indices.append(index)
             kept.append(i)
         offsets.append(len(buffer))
         encoded.body = bytes(buffer)
-        self._count(formats, failures)
+        self._count(Tally(formats), failures)
         return encoded
 
     def _count(self, formats: Tally[str], failures: Tally[str]) -> None:

@@ -23,7 +23,7 @@ can: then the value is kept inside the object under the first free name of `_val
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -32,6 +32,8 @@ VALUE_NAME = "_value"  # where a value goes when its name is also an object's
 # Name sequences remembered (senders choose JSON keys: stay bounded; each plan holds the values
 # of the last document it encoded until the next, so at most this many documents).
 _PLANS_KEPT = 256
+# A document's values, in its names' order -> its nested objects (see `_plan`)
+Plan = Callable[[Iterable[Any]], dict[str, Any]]
 
 class _Object(dict[str, Any]):
     """An object made of dotted names (a value that is itself a dict stays a value)."""
@@ -69,11 +71,12 @@ def nest(document: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def _plan(names: Sequence[str]) -> Callable[..., dict[str, Any]]:
-    """A function of the values of a document with these names, in this order, that returns
-    `nest` of it. Its objects are made once, here, and each call only stores the values into
-    them (generated source: one `object[name] = value` per name; building the dicts for every
-    document cost twice as much): what it returns is valid until the next call."""
+def _plan(names: Sequence[str]) -> Plan:
+    """A function of the values (`document.values()`) of a document with these names, in this
+    order, that returns `nest` of it. Its objects are made once, here, and each call only
+    stores the values into them (generated source: one `object[name] = value` per name;
+    building the dicts for every document cost twice as much): what it returns is valid until
+    the next call."""
     objects: list[dict[str, Any]] = []
     stores: list[str] = []
 
@@ -90,10 +93,12 @@ def _plan(names: Sequence[str]) -> Callable[..., dict[str, Any]]:
         return made
 
     build(nest(dict(zip(names, range(len(names)), strict=True))))
-    parameters = [f"v{i}" for i in range(len(names))] + [f"o{i}=o{i}" for i in range(len(objects))]
+    parameters = ["values"] + [f"o{i}=o{i}" for i in range(len(objects))]
+    # The values unpacked in the function (no argument tuple: ~0.15 µs less than `*values`)
+    unpack = f"{''.join(f'v{i}, ' for i in range(len(names)))}= values\n    " if names else ""
     namespace: dict[str, Any] = {f"o{i}": made for i, made in enumerate(objects)}
-    exec(f"def nested({', '.join(parameters)}):\n    " + "".join(f"{store}\n    " for store in stores)
-         + "return o0\n", namespace)
+    exec(f"def nested({', '.join(parameters)}):\n    " + unpack
+         + "".join(f"{store}\n    " for store in stores) + "return o0\n", namespace)
     return namespace["nested"]  # type: ignore[no-any-return]
 
 
@@ -101,14 +106,21 @@ class NestedEncoder:
     """`orjson.dumps(nest(document))`, faster (one per encoding thread: plans are cached)."""
 
     def __init__(self) -> None:
-        self._plans: dict[tuple[str, ...], Callable[..., dict[str, Any]]] = {}
+        self._plans: dict[tuple[str, ...], Plan] = {}
+        # The last plan used, by its names: consecutive documents mostly share theirs, and
+        # comparing the tuples (the same name objects: `is` per name) costs less than hashing one
+        self._last_names: tuple[str, ...] = ()
+        self._last_plan: Plan = _plan(())
 
     def encode(self, document: dict[str, Any]) -> bytes:
         """Nested JSON of `document` (raises what orjson raises: TypeError, ValueError)."""
         names = tuple(document)
+        if names == self._last_names:
+            return orjson.dumps(self._last_plan(document.values()))
         plan = self._plans.get(names)
         if plan is None:
             if len(self._plans) >= _PLANS_KEPT:
                 self._plans.clear()
             plan = self._plans[names] = _plan(names)
-        return orjson.dumps(plan(*document.values()))
+        self._last_names, self._last_plan = names, plan
+        return orjson.dumps(plan(document.values()))

@@ -228,3 +228,29 @@ def test_index_names_from_fields_are_cut_by_bytes_and_keep_their_date() -> None:
     assert both == "haproxy-" + "é" * 59 + "-" + "b" * 117 + "-2026.11.25"
     assert namer.name(stamp, {"haproxy.frontend_name": "..", "haproxy.backend_name": "._x"}, 0.0) == (
         "haproxy-unknown-x-2026.11.25")
+
+
+def test_ids_are_read_back_from_the_action_lines() -> None:
+    """`EncodedBatch.id` reads what the encoder wrote: equal to `event_id` of each record, across
+    segments and index names (an index name holding `,"_id":"` included: JSON escapes its
+    quotes), "" without ids, and kept by `join`."""
+    docs = [document(day) for day in (1, 1, 2, 2, 1)]
+    kept = [Record(Position(3 + i // 2, 17 * i), encode_document(d), 1764094868.0)
+            for i, d in enumerate(docs)]
+    for name in ("haproxy-%Y.%m.%d", 'odd,"_id":"name'):
+        encoded = encode_batch(kept, "spool1d", IndexNamer(settings(index=name)), event_id)
+        expected = [event_id("spool1d", record.position) for record in kept]
+        assert [encoded.id(i) for i in range(len(encoded))] == expected == encoded.ids
+        assert [json.loads(line)["create"]["_id"]
+                for line in encoded.body.splitlines()[::2]] == expected
+        assert [action_line(encoded.indices[i], expected[i]) for i in range(len(encoded))] == \
+            encoded.body.splitlines(keepends=True)[::2]
+        half = encode_batch(kept[2:], "spool1d", IndexNamer(settings(index=name)), event_id)
+        joined = EncodedBatch.join([encode_batch(kept[:2], "spool1d",
+                                                 IndexNamer(settings(index=name)), event_id),
+                                    half], [2, 3])
+        assert joined.ids == expected and joined.body == encoded.body
+    without = encode_batch(kept, "x", IndexNamer(settings()), event_id, with_id=False)
+    assert without.ids == [""] * len(kept)
+    given = EncodedBatch(b"{}\n", [0, 3], ["i"], ["given"], [0])
+    assert given.id(0) == "given" and EncodedBatch.join([given, given], [1, 1]).ids == ["given"] * 2

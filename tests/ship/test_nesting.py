@@ -84,6 +84,17 @@ def test_the_fast_encoder_writes_what_nest_defines() -> None:
             assert encoder.encode(document) == orjson.dumps(nest(document)), document
 
 
+def test_the_last_plan_and_the_remembered_ones_write_what_nest_defines() -> None:
+    """Layouts interleaved, repeated, and more of them than are remembered (the table is
+    cleared while the last plan stays in use): every output is `orjson.dumps(nest(...))`."""
+    a: dict[str, Any] = {"a.b": 1, "a.c": "x"}
+    b: dict[str, Any] = {"a.c": "y", "a.b": 2}  # the same names in another order: another layout
+    many: list[dict[str, Any]] = [{f"n{i}.v": i, "n.w": i} for i in range(300)]
+    encoder = NestedEncoder()
+    for document in [a, a, b, a, b, b, *many, a, many[-1], many[-1], {}, a, {"a": 3}, a]:
+        assert encoder.encode(document) == orjson.dumps(nest(document)), document
+
+
 def test_nested_documents_hold_the_same_fields_and_are_smaller() -> None:
     encoder = NestedEncoder()
     for document in real_documents():
