@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from receiver.config import Settings
 from receiver.event import Received, decode
 from receiver.importer.plan import PIECE_BYTES, Plan, make_plan
-from receiver.importer.report import Progress, Totals, summary
+from receiver.importer.report import Progress, Totals, exit_status, summary
 from receiver.importer.run import CannotImport, Import, ImportHook, import_parse_settings
 from receiver.importer.source import ImportSource
 
@@ -55,11 +55,6 @@ def period_bound(text: str, zone: str, option: str) -> str:
         moment = moment.replace(tzinfo=ZoneInfo(zone))
     utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def exit_status(totals: Totals, interrupted: bool) -> int:
-    complete = totals.acknowledged >= totals.lines and not interrupted
-    return 0 if complete and not totals.failed_files and not totals.dead else 1
 
 
 def run_import(settings: Settings, options: Options, stdin: BinaryIO, err: TextIO) -> int:

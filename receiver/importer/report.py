@@ -153,6 +153,12 @@ def _by_count(formats: Tally[str]) -> list[tuple[str, int]]:
     return sorted(formats.items(), key=lambda item: (-item[1], item[0]))
 
 
+def exit_status(totals: Totals, interrupted: bool) -> int:
+    """0 when every line is in Elasticsearch (or already was), 1 otherwise."""
+    complete = totals.acknowledged >= totals.lines and not interrupted
+    return 0 if complete and not totals.failed_files and not totals.dead else 1
+
+
 def summary(tallies: list[FileTally], totals: Totals, elapsed: float, *, dry_run: bool = False,
             interrupted: bool = False, dead_letter_file: str = "") -> str:
     """The per-file lines and the totals, for the end of an import."""

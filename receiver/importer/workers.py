@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from receiver.config import Settings
 from receiver.importer.plan import Plan
-from receiver.importer.report import Progress, Totals, summary
+from receiver.importer.report import Progress, Totals, exit_status, summary
 from receiver.importer.run import INTERRUPT_GRACE, CannotImport, Import
 from receiver.importer.source import FileTally, Unit
 from receiver.ship.dead_letter import dead_letter_path
@@ -37,8 +37,6 @@ Report = tuple[str, int, dict[int, FileTally], int, int, str]
 
 
 def run_workers(settings: Settings, plan: Plan, options: Any, err: TextIO, terminal: bool) -> int:
-    from receiver.importer.command import exit_status
-
     context = multiprocessing.get_context("spawn")
     units = plan.units(options.workers, options.piece_bytes)
     counter = context.Value("l", 0)
