@@ -128,10 +128,35 @@ def count(es_url: str, index: str = "haproxy-*") -> int:
         return 0
 
 
+@contextmanager
+def small_tmpfs(point: Path, size: int) -> Iterator[Path]:
+    """A real file system of `size` bytes (tmpfs, private to the owner) mounted at `point` for
+    the block: what a full disk does is only seen on one. Skips where it cannot be mounted
+    (not root, no `mount`, a container without the capability), naming why."""
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: cannot build a small file system to fill")
+    if os.geteuid() != 0:
+        pytest.skip(f"mounting a {size}-byte tmpfs needs root (mount -t tmpfs)")
+    point.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                              str(point)], capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a {size}-byte tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
 def metric_value(metrics_url: str, name: str, **labels: str) -> float:
     """Sum of the samples of `name` whose labels include `labels`."""
+    return metric_sum(http_get_text(metrics_url), name, **labels)
+
+
+def metric_sum(exposition: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`, in one scrape's text."""
     total = 0.0
-    for line in http_get_text(metrics_url).splitlines():
+    for line in exposition.splitlines():
         if line.startswith("#") or not line.startswith(name):
             continue
         sample, _, value = line.rpartition(" ")
@@ -141,6 +166,14 @@ def metric_value(metrics_url: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
             total += float(value)
     return total
+
+
+# The counters an accepted event is counted in on the way in, and the ones that say what became
+# of it (shipped, dead-lettered, dropped by policy, still pending, lost to corruption).
+INFLOWS = ("haproxy_receiver_messages_received_total", "haproxy_receiver_events_recovered_total")
+OUTFLOWS = ("haproxy_receiver_events_shipped_total", "haproxy_receiver_events_dead_lettered_total",
+            "haproxy_receiver_events_dropped_total", "haproxy_receiver_spool_events_pending",
+            "haproxy_receiver_spool_corrupt_records_total")
 
 
 class Receiver:
@@ -214,6 +247,14 @@ class Receiver:
 
     def metric(self, name: str, **labels: str) -> float:
         return metric_value(self.metrics_url, name, **labels)
+
+    def flows(self) -> tuple[float, float]:
+        """(what came in, what became of it), from one scrape: equal whenever nothing is in
+        flight between the receiving process and the spool (every event is counted once on
+        each side)."""
+        exposition = http_get_text(self.metrics_url)
+        return (sum(metric_sum(exposition, name) for name in INFLOWS),
+                sum(metric_sum(exposition, name) for name in OUTFLOWS))
 
 
 class Backend:

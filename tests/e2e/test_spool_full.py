@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
@@ -23,7 +22,14 @@ from typing import NamedTuple
 
 import pytest
 
-from tests.support import Receiver, TcpProxy, http_get_text, search_sorted, wait_for
+from tests.support import (
+    Receiver,
+    TcpProxy,
+    http_get_text,
+    search_sorted,
+    small_tmpfs,
+    wait_for,
+)
 
 KIB = 1024
 PAD = "p" * 1000  # ~1.3 KB lines: the 128 KiB spool holds a few dozen events
@@ -251,16 +257,8 @@ def test_block_stalls_the_sender_drops_nothing_and_resumes(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB filesystem (tmpfs), where the machine lets the tests mount one."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_tmpfs(tmp_path / "disk", 1024 * 1024) as point:
+        yield point
 
 
 def test_a_full_disk_drops_counted_and_recovers_by_itself(

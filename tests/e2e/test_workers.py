@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from tests.e2e.test_crash_loop import Flapper, NumberedSender
-from tests.support import Receiver, TcpProxy, group_members, metric_value, search_sorted, wait_for
+from tests.support import Receiver, TcpProxy, group_members, search_sorted, wait_for
 
 SEED = int(os.environ.get("WORKERS_SEED", "77"))
 # Phase 1: a fixed number of kills (was: as many as fitted while 16,000 events were sent, ~12,
@@ -42,21 +42,11 @@ ENV = {
     "HAPROXY_RECEIVER_LISTEN__MAX_MESSAGE_BYTES": "16KiB",
     "HAPROXY_RECEIVER_SERVICE__SHUTDOWN_GRACE": "2",
 }
-INFLOWS = ("haproxy_receiver_messages_received_total", "haproxy_receiver_events_recovered_total")
-OUTFLOWS = ("haproxy_receiver_events_shipped_total", "haproxy_receiver_events_dead_lettered_total",
-            "haproxy_receiver_events_dropped_total", "haproxy_receiver_spool_events_pending",
-            "haproxy_receiver_spool_corrupt_records_total")
 
 
 def workers(receiver: Receiver) -> list[int]:
     assert receiver.process is not None
     return [pid for pid in group_members(receiver.process.pid) if pid != receiver.process.pid]
-
-
-def accounted(receiver: Receiver) -> tuple[float, float]:
-    """(what came in, what became of it) from one scrape."""
-    values = {name: metric_value(receiver.metrics_url, name) for name in INFLOWS + OUTFLOWS}
-    return sum(values[n] for n in INFLOWS), sum(values[n] for n in OUTFLOWS)
 
 
 def quiet(receiver: Receiver, what: str) -> None:
@@ -73,7 +63,7 @@ def quiet(receiver: Receiver, what: str) -> None:
     except AssertionError as error:
         raise AssertionError(f"{error}; (pending, workers) = {seen}\n"
                              f"{receiver.stderr()[-4000:]}") from None
-    inflow, outflow = accounted(receiver)
+    inflow, outflow = receiver.flows()
     assert inflow == outflow, f"{what}: {inflow} came in, {outflow} accounted for"
     # nothing here is refused by the server: a dead letter is a worker writing to a wrong place
     assert receiver.metric("haproxy_receiver_events_dead_lettered_total") == 0, (

@@ -9,8 +9,6 @@ read once or counted dropped, exactly."""
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from receiver.metrics import Metrics
 from receiver.spool import SpoolWriter
 from receiver.spool.format import FRAME_SIZE, HEADER_SIZE, iter_records, segment_name
 from tests.spool.helpers import KIB, counter, numbers, payloads, reader_of, settings
+from tests.support import small_tmpfs
 
 MIB = 1024 * KIB
 EVENTS = 40_000
@@ -30,18 +29,8 @@ VOLUME = 8 * MIB
 @pytest.fixture
 def volume(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs mounted at a temporary directory."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting an 8 MiB tmpfs needs root (mount -t tmpfs -o size=8m)")
-    point = tmp_path / "volume"
-    point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={VOLUME},mode=0700", "tmpfs",
-                              str(point)], capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "volume", VOLUME) as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def _dropped(metrics: Metrics) -> dict[str, float]:

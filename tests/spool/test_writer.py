@@ -5,7 +5,6 @@ segment."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ from receiver.metrics import Metrics
 from receiver.spool import SpoolError, SpoolLocked, SpoolWriter, spool_stats
 from receiver.spool.format import FRAME_SIZE, list_segments, segment_name
 from tests.spool.helpers import KIB, counter, drain, payloads, reader_of, settings
-from tests.support import REPO, wait_for
+from tests.support import REPO, small_tmpfs, wait_for
 
 SMALL = {"segment_bytes": 64 * KIB, "max_bytes": 192 * KIB}
 
@@ -196,20 +195,8 @@ def test_closed_writer_refuses_appends(tmp_path: Path) -> None:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB filesystem (tmpfs), where this machine allows mounting one."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command: cannot build a small filesystem to fill")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-        capture_output=True, text=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a 1 MiB tmpfs here (needs root): {result.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    with small_tmpfs(tmp_path / "disk", 1024 * KIB) as point:
+        yield point
 
 
 @pytest.mark.parametrize("segment", [64 * KIB, 64 * 1024**2])
