@@ -270,6 +270,7 @@ def _event_key(key: str, v: str, kind: int, text: bool, first_address: bool
     name = f.FIELDS[key][0]
     n = repr(name)
     int_range = _INT_RANGE.format(v=v)
+    optional_int = f"((type({v}) is int and {int_range}) or {v} is None)"
     if text and kind in _NUMBERS:  # checked integer text (see `compile_shape`)
         if kind == f.INT:
             return None, [f"    doc[{n}] = int({v})"]
@@ -285,14 +286,14 @@ def _event_key(key: str, v: str, kind: int, text: bool, first_address: bool
     if kind == f.STR:
         return f"(type({v}) is str or {v} is None)", [f"    if {v} and {v} != '-': doc[{n}] = {v}"]
     if kind == f.INT:
-        return (f"((type({v}) is int and {int_range}) or {v} is None)",
+        return (optional_int,
                 [f"    if {v} is not None: doc[{n}] = {v}"])
     if kind == f.BYTES_UPLOADED:
-        return (f"((type({v}) is int and {int_range}) or {v} is None)",
+        return (optional_int,
                 [f"    if {v} is not None: doc[{n} if http else {f.TCP_BYTES_UPLOADED!r}] = {v}"])
     if kind == f.DURATION:
         condition = "" if key == "Tt" else " and duration is None"
-        return (f"((type({v}) is int and {int_range}) or {v} is None)",
+        return (optional_int,
                 [f"    if {v} is not None:", f"        doc[{n}] = {v}",
                  f"        if {v} >= 0{condition}: duration = {v}"])
     if kind == f.STATUS:
