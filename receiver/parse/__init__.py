@@ -184,11 +184,7 @@ class Parser:
                         event = self._new_event(keys, keys, False, _JSON_CATEGORIES)
                     if event is not None and (written := event(
                             fields.values(), doc, received_at, self, self.mapper, True)):
-                        if written == compiled.WRITTEN_CLAIMED:
-                            tags.append(TAG_TIME)
-                        elif not tags and self._plain:
-                            return doc
-                        return self._complete(doc, tags, body)
+                        return self._written_whole(written, doc, tags, body)
                     seen = self.mapper.map(fields, doc, True)
                 else:
                     seen = self._json(body, doc, tags)
@@ -207,11 +203,7 @@ class Parser:
                 http = log_format not in _NOT_HTTP
                 if event is not None and (written := event(
                         values, doc, received_at, self, self.mapper, http)):
-                    if written == compiled.WRITTEN_CLAIMED:
-                        tags.append(TAG_TIME)
-                    elif not tags and self._plain:
-                        return doc
-                    return self._complete(doc, tags, body)
+                    return self._written_whole(written, doc, tags, body)
                 seen = self.mapper.map_values(keys, values, doc, http)
             else:
                 seen = self._traffic(line, doc, tags)
@@ -270,6 +262,16 @@ class Parser:
                 categories = _WEB if seen is not None and (
                     seen.status is not None or seen.request_line) else _NETWORK
             doc.update(categories)
+        return self._complete(doc, tags, body)
+
+    def _written_whole(self, written: int, doc: dict[str, Any], tags: list[str], body: str
+                       ) -> dict[str, Any]:
+        """A document a whole-event function wrote: tagged when its date was passed over for
+        the receive time, then completed (a plain untagged one is already whole)."""
+        if written == compiled.WRITTEN_CLAIMED:
+            tags.append(TAG_TIME)
+        elif not tags and self._plain:
+            return doc
         return self._complete(doc, tags, body)
 
     def _complete(self, doc: dict[str, Any], tags: list[str], body: str) -> dict[str, Any]:
