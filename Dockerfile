@@ -15,8 +15,13 @@
 # `docker run --rm -i haproxy-receiver parse < haproxy.log` or `... check-config`.
 
 # Build stage: wheels of the package and its dependencies, so the runtime stage has no compiler
-# or build cache.
+# or build cache. The C compiler builds the package's compiled nesting writer
+# (receiver/ship/_nested.c: bulk encoding ~2 µs an event cheaper); the image's Python has the
+# headers.
 FROM python:3.11-slim AS build
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY receiver ./receiver

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import sysconfig
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from receiver.config import ParseSettings
 from receiver.parse import Parser
 from receiver.parse.fields import DERIVED_NAMES, FIELDS
 from receiver.parse.names import ECS_NAMES, OWN_PREFIXES
+from receiver.ship import nesting
 from receiver.ship.nesting import NestedEncoder, nest
 from tests.support import flatten
 
@@ -68,7 +72,26 @@ def test_the_receivers_own_names_are_never_both_a_value_and_an_object() -> None:
     assert sorted(n for n in names if any(p.startswith(n + ".") for p in OWN_PREFIXES)) == []
 
 
-def test_the_fast_encoder_writes_what_nest_defines() -> None:
+# Both ways of `NestedEncoder`: the compiled writer (where it was built) and the Python plans.
+WAYS = [pytest.param(True, id="compiled"), pytest.param(False, id="python")]
+
+
+def test_the_compiled_writer_is_built_wherever_a_compiler_is() -> None:
+    # It is optional at install (the package works without it, slower): where a C compiler and
+    # Python's headers are, as here and in CI, a missing build is a fault to see, not to skip.
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    if shutil.which("cc") and headers:
+        assert nesting.COMPILED, "receiver/ship/_nested.c was not built: reinstall the package"
+
+
+@pytest.fixture(params=WAYS)
+def compiled(request: pytest.FixtureRequest) -> bool:
+    if request.param and not nesting.COMPILED:
+        pytest.skip("the compiled writer was not built here")
+    return bool(request.param)
+
+
+def test_the_fast_encoder_writes_what_nest_defines(compiled: bool) -> None:
     documents = [*real_documents(), Parser(ParseSettings()).parse(SEED, 1764094868.0)]
     weird: list[dict[str, Any]] = [
         {"a.b": 1, "a.b.c": 2, "a.b._value": 3}, {"a": 1},
@@ -76,7 +99,7 @@ def test_the_fast_encoder_writes_what_nest_defines() -> None:
         {"x": {"y": 1, "z": [1, {"a.b": 2}]}, "x.w": None, "e": [], "f": 1.5, "t": True},
         {".lead": 1, "trail.": 2, "dou..ble": 3, "": 4},
     ]
-    encoder = NestedEncoder()
+    encoder = NestedEncoder(compiled)
     rng = random.Random(7)
     for document in documents + weird + [dict(rng.sample(list(d.items()), len(d)))
                                          for d in documents[:20]]:
@@ -84,15 +107,49 @@ def test_the_fast_encoder_writes_what_nest_defines() -> None:
             assert encoder.encode(document) == orjson.dumps(nest(document)), document
 
 
-def test_the_last_plan_and_the_remembered_ones_write_what_nest_defines() -> None:
+def test_the_last_plan_and_the_remembered_ones_write_what_nest_defines(compiled: bool) -> None:
     """Layouts interleaved, repeated, and more of them than are remembered (the table is
     cleared while the last plan stays in use): every output is `orjson.dumps(nest(...))`."""
     a: dict[str, Any] = {"a.b": 1, "a.c": "x"}
     b: dict[str, Any] = {"a.c": "y", "a.b": 2}  # the same names in another order: another layout
     many: list[dict[str, Any]] = [{f"n{i}.v": i, "n.w": i} for i in range(300)]
-    encoder = NestedEncoder()
+    encoder = NestedEncoder(compiled)
     for document in [a, a, b, a, b, b, *many, a, many[-1], many[-1], {}, a, {"a": 3}, a]:
         assert encoder.encode(document) == orjson.dumps(nest(document)), document
+
+
+def test_every_value_kind_is_written_as_orjson_writes_it(compiled: bool) -> None:
+    """Each kind of value the writer writes itself (strings with every escape, the edges of
+    64-bit integers, arrays) or hands to orjson (floats, dicts, subclasses, deep arrays)."""
+    class Text(str):
+        pass
+
+    deep: Any = 1
+    for _ in range(100):  # deeper than the writer goes itself, within orjson's limit
+        deep = [deep]
+    values: list[Any] = [
+        "", "plain", '"', "\\", "".join(map(chr, range(32))) + "\x7f ünï€😀", "\u2028",
+        0, -1, 2**63 - 1, -(2**63), 2**64 - 1, True, False, None, [], (), ["a", 1, [None, 2.5]],
+        ("web",), 1.5, 1e16, -0.0, {"a": {"b": [1]}}, Text("sub"), [[[[[[[[[["deep"]]]]]]]]]],
+        deep,
+    ]
+    encoder = NestedEncoder(compiled)
+    for value in values:
+        document = {"a.b": value, "a.c": 1, "d": value}
+        assert encoder.encode(document) == orjson.dumps(nest(document)), value
+
+
+def test_what_json_cannot_carry_fails_as_orjson_fails(compiled: bool) -> None:
+    # encode.py turns these into an `unencodable` document: the same errors either way
+    encoder = NestedEncoder(compiled)
+    too_deep: Any = 1
+    for _ in range(300):  # beyond orjson's recursion limit
+        too_deep = [too_deep]
+    for value in [2**64, -(2**63) - 1, "\ud800", [2**64], {1: 2}, object(), too_deep]:
+        with pytest.raises(TypeError):
+            encoder.encode({"a.b": value})
+        with pytest.raises(TypeError):
+            orjson.dumps(nest({"a.b": value}))
 
 
 def test_nested_documents_hold_the_same_fields_and_are_smaller() -> None:
