@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -132,6 +133,20 @@ def test_an_unusual_value_leaves_the_document_untouched() -> None:
         compiled.WRITTEN_CLAIMED)
     assert doc["@timestamp"] == "2026-11-25T19:47:11.500Z"
     assert doc["haproxy.claimed_time"] == old[2]
+
+
+def test_json_integers_below_a_long_arrive_as_floats_and_go_the_general_way() -> None:
+    # The generated check of a JSON integer tests only the upper end of a `long`: orjson never
+    # gives an int below it. If it ever did, this fails before a document could carry one.
+    line = (b'<134>Nov 25 19:47:11 haproxy[1]: {"ci":"10.0.0.1","cp":-9223372036854775809,'
+            b'"t":"25/Nov/2026:19:47:11.005","ST":200}')
+    assert type(orjson.loads(line.split(b": ", 1)[1])["cp"]) is float
+    fast = Parser(ParseSettings())
+    general = Parser(ParseSettings())
+    general.whole_events = False
+    document = fast.parse(line, BENCH_RECEIVED)
+    assert list(document.items()) == list(general.parse(line, BENCH_RECEIVED).items())
+    assert "source.port" not in document
 
 
 def test_shapes_without_a_millisecond_date_have_no_event_function() -> None:
