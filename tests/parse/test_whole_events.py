@@ -144,9 +144,11 @@ def test_json_integers_below_a_long_arrive_as_floats_and_go_the_general_way() ->
     fast = Parser(ParseSettings())
     general = Parser(ParseSettings())
     general.whole_events = False
+    fast.parse(line, BENCH_RECEIVED)  # makes the shape's function
+    counts = count_events(fast)
     document = fast.parse(line, BENCH_RECEIVED)
+    assert counts == [0, 1]  # left to the general way
     assert list(document.items()) == list(general.parse(line, BENCH_RECEIVED).items())
-    assert "source.port" not in document
 
 
 def test_shapes_without_a_millisecond_date_have_no_event_function() -> None:
