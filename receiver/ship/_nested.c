@@ -173,14 +173,22 @@ static int append_encoded(Buffer *buffer, PyObject *value, PyObject *fallback) {
 #define SMALL 128
 #define KEPT_AT_MOST (1 << 20)
 
-/* The output buffer, kept between calls (up to 1 MiB: a huge document's is freed). */
+/* The output buffer, kept between calls (up to 1 MiB: a huge document's is freed). A call
+   takes it and gives it back at the end, so a call made meanwhile (none is expected: the GIL is
+   held, and orjson runs no Python code) would only allocate its own. */
 static Buffer kept = {NULL, 0, 0};
 
-static void keep(Buffer *buffer) {
-    if (buffer->capacity > KEPT_AT_MOST) {
+static Buffer take(void) {
+    Buffer buffer = kept;
+    kept = (Buffer){NULL, 0, 0};
+    buffer.length = 0;
+    return buffer;
+}
+
+static void give_back(Buffer *buffer) {
+    if (buffer->capacity > KEPT_AT_MOST || kept.data != NULL) {
         PyMem_Free(buffer->data);
-        buffer->data = NULL;
-        buffer->capacity = 0;
+        return;
     }
     kept = *buffer;
 }
@@ -217,14 +225,24 @@ static PyObject *nested_write(PyObject *module, PyObject *const *args, Py_ssize_
         }
         values[i++] = value; /* borrowed: the dict is not changed while we write */
     }
-    Buffer buffer = kept;  /* reused: the GIL is held throughout and nothing re-enters write */
-    buffer.length = 0;
+    Buffer buffer = take();
     if (grow(&buffer, 256 + size * 32) < 0)
         goto failed;
     for (Py_ssize_t s = 0; s < PyTuple_GET_SIZE(steps); s++) {
         PyObject *step = PyTuple_GET_ITEM(steps, s);
+        if (!PyTuple_CheckExact(step) || PyTuple_GET_SIZE(step) != 2
+            || !PyBytes_CheckExact(PyTuple_GET_ITEM(step, 0))) {
+            PyErr_SetString(PyExc_TypeError, "a step is (bytes, int)");
+            goto failed;
+        }
         PyObject *literal = PyTuple_GET_ITEM(step, 0);
         Py_ssize_t at = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 1));
+        if (at == -1 && PyErr_Occurred())
+            goto failed;
+        if (at >= size) {
+            PyErr_SetString(PyExc_ValueError, "a step names a value the document does not have");
+            goto failed;
+        }
         if (append(&buffer, PyBytes_AS_STRING(literal), PyBytes_GET_SIZE(literal)) < 0)
             goto failed;
         if (at >= 0 && append_value(&buffer, values[at], fallback, 0) < 0)
@@ -233,12 +251,12 @@ static PyObject *nested_write(PyObject *module, PyObject *const *args, Py_ssize_
     if (values != small)
         PyMem_Free(values);
     PyObject *result = PyBytes_FromStringAndSize(buffer.data, buffer.length);
-    keep(&buffer);
+    give_back(&buffer);
     return result;
 failed:
     if (values != small)
         PyMem_Free(values);
-    keep(&buffer);
+    give_back(&buffer);
     return NULL;
 }
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from receiver.config import ParseSettings
 from receiver.parse import Parser
@@ -150,6 +152,36 @@ def test_what_json_cannot_carry_fails_as_orjson_fails(compiled: bool) -> None:
             encoder.encode({"a.b": value})
         with pytest.raises(TypeError):
             orjson.dumps(nest({"a.b": value}))
+
+
+# Any value a document may hold (and some it never does): every string, integers of any size,
+# floats, nested arrays and objects; names with dots, empty parts and odd characters.
+_TEXT = st.text(st.characters(exclude_categories=()))  # lone surrogates too
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner)
+    | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=12)
+_NAMES = st.lists(st.text(alphabet="ab.é_\"\\", max_size=6), max_size=12, unique=True)
+
+
+@given(names=_NAMES, values=st.lists(_VALUES, min_size=12, max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_any_document_is_written_as_nest_defines_or_fails_alike(
+        names: list[str], values: list[Any]) -> None:
+    document = dict(zip(names, values, strict=False))
+    try:
+        expected: bytes | None = orjson.dumps(nest(document))
+    except TypeError:
+        expected = None
+    for way in (True, False) if nesting.COMPILED else (False,):
+        encoder = NestedEncoder(way)
+        for _ in range(2):  # a new plan, then the same plan again
+            if expected is None:
+                with pytest.raises(TypeError):
+                    encoder.encode(document)
+            else:
+                assert encoder.encode(document) == expected
 
 
 def test_nested_documents_hold_the_same_fields_and_are_smaller() -> None:
