@@ -142,6 +142,9 @@ class Parser:
         # The usual event of a key layout written by one generated function
         # (`compiled.compile_event`; tests compare it with the general way by switching it off).
         self.whole_events = not self.mapper.raw_names
+        # ... its checks and writes run as compiled steps where they were built (tests switch
+        # this off to compare with the generated Python lines)
+        self.compiled_steps = compiled.COMPILED
         self._events: dict[Any, compiled.EventFunction | None] = {}
         # Nothing for `_complete` to add to an untagged document (checked once, not per event).
         self._plain = self.geo is None and not self.labels and not self.keep_original
@@ -297,7 +300,8 @@ class Parser:
         way then)."""
         if len(self._events) >= compiled.MAX_SHAPES:
             return None
-        event = compiled.compile_event(keys, text, self.mapper.content_names, categories)
+        event = compiled.compile_event(keys, text, self.mapper.content_names, categories,
+                                       self.compiled_steps)
         self._events[cache_key] = event
         return event
 

@@ -4,10 +4,14 @@ included, and leave an unusual event to it untouched."""
 
 from __future__ import annotations
 
+import shutil
+import sysconfig
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,8 +70,9 @@ def count_events(parser: Parser) -> list[int]:
     return counts
 
 
-def agree(settings: Callable[[], ParseSettings]) -> list[int]:
+def agree(settings: Callable[[], ParseSettings], compiled_steps: bool) -> list[int]:
     fast = Parser(settings())
+    fast.compiled_steps = compiled_steps
     general = Parser(settings())
     general.whole_events = False
     for message, received in messages():  # the first pass makes the functions
@@ -80,20 +85,73 @@ def agree(settings: Callable[[], ParseSettings]) -> list[int]:
     return counts
 
 
-def test_whole_events_agree_with_the_general_way() -> None:
-    written, left = agree(ParseSettings)
+# Both ways of a whole-event function's checks and writes: the compiled steps (where they
+# were built) and the generated Python lines.
+@pytest.fixture(params=[pytest.param(True, id="compiled"), pytest.param(False, id="python")])
+def compiled_steps(request: pytest.FixtureRequest) -> bool:
+    if request.param and not compiled.COMPILED:
+        pytest.skip("the compiled steps were not built here")
+    return bool(request.param)
+
+
+def test_the_compiled_steps_are_built_wherever_a_compiler_is() -> None:
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    if shutil.which("cc") and headers:
+        assert compiled.COMPILED, "receiver/parse/_whole.c was not built: reinstall the package"
+
+
+def test_whole_events_agree_with_the_general_way(compiled_steps: bool) -> None:
+    written, left = agree(ParseSettings, compiled_steps)
     assert written > 500  # most corpus events are usual ones
     assert left > 30  # and the unusual ones were left alone
 
 
-def test_whole_events_agree_with_other_settings() -> None:
+def test_whole_events_agree_with_other_settings(compiled_steps: bool) -> None:
     for make in (
         lambda: ParseSettings(keep_original=True, labels={"env": "test"}),
         lambda: ParseSettings(capture_request_headers=["Host", "User-Agent"]),
         lambda: ParseSettings(capture_response_headers=["Content-Type"]),
         lambda: ParseSettings(format="json"),
     ):
-        agree(make)
+        agree(make, compiled_steps)
+
+
+# Values of every kind a JSON body gives, including the unusual ones each check must refuse.
+_JSON_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False), st.lists(st.integers(), max_size=2),
+    st.sampled_from(["", "-", "?", "/", "/a#b", "?a", "?a#b", "HTTP/1.1", "HTTP", "<BADREQ>",
+                     "GET /a?b HTTP/1.1", "10.0.0.1", "::1", "unix", "fe~", "----", "CD--",
+                     "LR", "25/Nov/2026:19:47:11.005", "x"]),
+    st.text(alphabet="/?#-~ HTP1.0:a", max_size=6),
+)
+# Every JSON key the steps handle (with unknown ones), the date first so a function exists.
+_KEYS = ["ci", "cp", "fi", "fp", "ft", "b", "s", "Tw", "Tc", "Tr", "Tt", "Ta", "ST", "B", "U",
+         "r", "HM", "HP", "HQ", "HU", "HV", "ts", "tsc", "hr", "hs", "sslv", "rc", "seq", "zz"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_KEYS), min_size=1, max_size=10, unique=True),
+       st.lists(_JSON_VALUES, min_size=10, max_size=10), st.booleans())
+def test_the_compiled_steps_write_what_the_python_lines_write(
+        keys: list[str], values: list[Any], http: bool) -> None:
+    if not compiled.COMPILED:
+        return
+    shape = ("t", *keys)
+    row = ("25/Nov/2026:19:47:11.005", *values[: len(keys)])
+    parser = Parser(ParseSettings())
+    parser.parse(variants()[0], BENCH_RECEIVED)  # sets the receive-time window
+    ways = [compiled.compile_event(shape, False, DEFAULT, ({"web": 1}, {"network": 1}), way)
+            for way in (True, False)]
+    if ways[0] is None:
+        assert ways[1] is None
+        return
+    assert ways[1] is not None
+    docs: list[dict[str, Any]] = [{}, {}]
+    answers = [way(row, doc, BENCH_RECEIVED, parser, parser.mapper, http)
+               for way, doc in zip((ways[0], ways[1]), docs, strict=True)]
+    assert answers[0] == answers[1]
+    assert list(docs[0].items()) == list(docs[1].items())
 
 
 def test_raw_names_go_the_general_way() -> None:
@@ -110,9 +168,42 @@ def test_the_benchmark_lines_are_written_whole() -> None:
     assert counts == [2, 0]
 
 
-def test_an_unusual_value_leaves_the_document_untouched() -> None:
+_TEXT_KEYS = ["ci", "cp", "ft", "b", "s", "TR", "Tw", "Tc", "Tr", "Ta", "Tt", "ST", "B", "U",
+              "ts", "tsc", "ac", "fc", "bc", "sc", "rc", "sq", "bq", "hr", "hs", "r", "HM"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_TEXT_KEYS), min_size=1, max_size=12, unique=True),
+       st.data(), st.booleans())
+def test_the_compiled_steps_read_text_lines_as_the_python_lines_do(
+        keys: list[str], data: st.DataObject, http: bool) -> None:
+    """A text line's reader hands number-kind variables as checked integer text."""
+    if not compiled.COMPILED:
+        return
+    numbers = st.from_regex(r"[+-]?[0-9]{1,18}", fullmatch=True)
+    row: list[Any] = ["25/Nov/2026:19:47:11.005"]
+    for key in keys:
+        number = fields.FIELDS[key][1] in compiled._NUMBERS
+        row.append(data.draw(numbers if number else st.one_of(st.none(), _JSON_VALUES)))
+    parser = Parser(ParseSettings())
+    parser.parse(variants()[0], BENCH_RECEIVED)
+    ways = [compiled.compile_event(("t", *keys), True, DEFAULT, {"web": 1}, way)
+            for way in (True, False)]
+    if ways[0] is None:
+        assert ways[1] is None
+        return
+    assert ways[1] is not None
+    docs: list[dict[str, Any]] = [{}, {}]
+    answers = [way(tuple(row), doc, BENCH_RECEIVED, parser, parser.mapper, http)
+               for way, doc in zip((ways[0], ways[1]), docs, strict=True)]
+    assert answers[0] == answers[1]
+    assert list(docs[0].items()) == list(docs[1].items())
+
+
+def test_an_unusual_value_leaves_the_document_untouched(compiled_steps: bool) -> None:
     keys = ("ci", "cp", "t", "ST")
-    event = compiled.compile_event(keys, False, DEFAULT, ({"web": 1}, {"network": 1}))
+    event = compiled.compile_event(keys, False, DEFAULT, ({"web": 1}, {"network": 1}),
+                                   compiled_steps)
     assert event is not None
     parser = Parser(ParseSettings())
     parser.parse(variants()[0], BENCH_RECEIVED)  # sets the receive-time window
