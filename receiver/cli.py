@@ -362,7 +362,7 @@ def setup(
 ) -> None:
     """Install the index template (and ILM policy where supported); optionally Kibana dashboards."""
     settings = _logged_settings(config, {"elasticsearch.hosts": elasticsearch}, log_level, log_format)
-    from receiver.ship.template import setup_target
+    from receiver.ship.setup import setup_target
 
     status, pattern = setup_target(settings.elasticsearch)
     if kibana and status == 0:

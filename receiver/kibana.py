@@ -11,7 +11,7 @@ goes through receiver.ship.http with the Elasticsearch output's TLS configuratio
 and credentials, and every message is redacted. It is Kibana's API, not Elasticsearch's, so the
 `elasticsearch` client (which speaks only to Elasticsearch) has no part in it: the import
 touches Elasticsearch only through Kibana; what `setup --kibana` does in Elasticsearch itself
-(templates, ILM) goes through the client (receiver/ship/template.py, ElasticsearchOutput).
+(templates, ILM) goes through the client (receiver/ship/setup.py, ElasticsearchOutput).
 """
 
 from __future__ import annotations

@@ -47,9 +47,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Sets up the destination for `setup_on_start` (receiver.ship.template.install), given by
-# make_output: the template module uses this one, not the other way round.
+# Given by make_output, so that this module imports neither of the modules that use it:
+# sets up the destination for `setup_on_start` (receiver.ship.setup.setup_at_start) ...
 Installer = Callable[["ElasticsearchOutput", ElasticsearchSettings], Iterable[object]]
+# ... and decides where documents go on this server (receiver.ship.destination.resolve).
+Resolver = Callable[["ElasticsearchOutput", ElasticsearchSettings], ElasticsearchSettings]
 
 # Only what the shipper reads: smaller answers to parse (ES and OpenSearch both support it).
 BULK_PATH = "/_bulk?filter_path=errors,items.*.status,items.*.error"
@@ -143,11 +145,13 @@ class ElasticsearchOutput:
     wants_ids = True
 
     def __init__(self, settings: ElasticsearchSettings, metrics: ShipMetrics | None = None,
-                 installer: Installer | None = None) -> None:
+                 installer: Installer | None = None, resolver: Resolver | None = None
+                 ) -> None:
         if not settings.hosts:
             raise OutputError("elasticsearch.hosts is empty")
         self._settings = settings
         self._installer = installer
+        self._resolver = resolver
         self._metrics = metrics
         self.compress = compresses(settings)
         options = connection_options(settings)
@@ -301,7 +305,7 @@ class ElasticsearchOutput:
 
     def setup(self) -> None:
         """`elasticsearch.setup_on_start`: what `make_output` gave as the installer (the index
-        template, receiver/ship/template.py); failures are logged, shipping goes on."""
+        template, receiver/ship/setup.py); failures are logged, shipping goes on."""
         if self._installer is None:
             return
         try:
@@ -312,10 +316,11 @@ class ElasticsearchOutput:
                       "to retry): %s", self.redact(str(error)))
 
     def destination(self) -> ElasticsearchSettings:
-        """The settings with `data_stream` decided for this server (receiver/ship/destination.py)."""
-        from receiver.ship.destination import resolve
-
-        return resolve(self, self._settings)
+        """The settings with `data_stream` decided for this server: what `make_output` gave as
+        the resolver (receiver/ship/destination.py); the settings as they are without one."""
+        if self._resolver is None:
+            return self._settings
+        return self._resolver(self, self._settings)
 
     def close(self) -> None:
         self._cluster.close()

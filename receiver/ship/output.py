@@ -49,10 +49,11 @@ def make_output(settings: ElasticsearchSettings, metrics: ShipMetrics | None, st
     """Elasticsearch when `hosts` is set, else JSON lines on `stdout`."""
     # Imported here: the outputs import this module for `Output`.
     if settings.hosts:
+        from receiver.ship.destination import resolve
         from receiver.ship.elasticsearch import ElasticsearchOutput
-        from receiver.ship.template import install_at_start
+        from receiver.ship.setup import setup_at_start
 
-        return ElasticsearchOutput(settings, metrics, install_at_start)
+        return ElasticsearchOutput(settings, metrics, setup_at_start, resolve)
     from receiver.ship.stdout import StdoutOutput
 
     return StdoutOutput(stdout)

@@ -136,7 +136,7 @@ def _check_opensearch_user(output: ElasticsearchOutput, say: Say) -> int:
 
 def _check_template(output: ElasticsearchOutput, settings: ElasticsearchSettings, say: Say) -> int:
     try:
-        what, state = template_state(output, settings)
+        what, state = template_state(output, expected(output, settings))
     except (SetupError, OutputError) as error:
         say(f"{SKIP} index template not checked: {output.redact(str(error))}")
         return 0

@@ -19,7 +19,6 @@ from typing import Any
 
 from receiver.config import ElasticsearchSettings
 from receiver.ship.elasticsearch import ElasticsearchOutput, ServerInfo
-from receiver.ship.errors import OutputError
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +130,10 @@ class SetupError(Exception):
 
 def install(output: ElasticsearchOutput, settings: ElasticsearchSettings,
             overwrite: bool = True) -> list[SetupStep]:
-    """Install the ILM policy (where supported) and the index template for where documents go
-    on this server (receiver/ship/destination.py); idempotent. Without `overwrite`, one that
-    differs is left as it is (a warning says so)."""
-    from receiver.ship.destination import resolve
-
-    settings = resolve(output, settings)
+    """Install the ILM policy (where supported) and the index template for `settings`, with
+    where documents go already decided for this server (`setup.setup` decides, then calls
+    this); idempotent. Without `overwrite`, one that differs is left as it is (a warning says
+    so)."""
     server = output.probe()
     steps: list[SetupStep] = []
     if server.has_ilm:
@@ -156,12 +153,6 @@ def install(output: ElasticsearchOutput, settings: ElasticsearchSettings,
     return steps
 
 
-def install_at_start(output: ElasticsearchOutput,
-                     settings: ElasticsearchSettings) -> list[SetupStep]:
-    """`setup_on_start`: `install`, replacing what differs only with `template_overwrite`."""
-    return install(output, settings, settings.template_overwrite)
-
-
 def ensure_template(output: ElasticsearchOutput, settings: ElasticsearchSettings,
                     overwrite: bool) -> SetupStep:
     """The index template alone, for `settings` as they are (not resolved)."""
@@ -177,11 +168,9 @@ def remove_template(output: ElasticsearchOutput, settings: ElasticsearchSettings
 
 
 def template_state(output: ElasticsearchOutput, settings: ElasticsearchSettings) -> tuple[str, str]:
-    """(what, state) of our index template on the server: state is "up to date", "missing" or
-    "outdated" (`setup` would change it). Raises SetupError when it cannot be read."""
-    from receiver.ship.destination import expected
-
-    settings = expected(output, settings)
+    """(what, state) of our index template on the server for `settings` as decided for it
+    (`destination.expected`): state is "up to date", "missing" or "outdated" (`setup` would
+    change it). Raises SetupError when it cannot be read."""
     path, desired, what, extract = _template_target(settings, output.probe())
     matches = _matches(output, path, desired, what, extract)
     return what, "missing" if matches is None else "up to date" if matches else "outdated"
@@ -251,35 +240,3 @@ def _text(body: Any) -> str:
     if isinstance(body, bytes):
         return body.decode("utf-8", "replace")[:500]
     return str(body)[:500]
-
-
-def run_setup(settings: ElasticsearchSettings) -> int:
-    """`haproxy-receiver setup`: print what was done; 0 on success, 1 on failure."""
-    return setup_target(settings)[0]
-
-
-def setup_target(settings: ElasticsearchSettings) -> tuple[int, str]:
-    """`run_setup`, and the index pattern documents go to on this server (for the data view)."""
-    if not settings.hosts:
-        print("setup: elasticsearch.hosts is empty; nothing to set up (documents go to stdout)")
-        return 1, ""
-    from receiver.ship.destination import resolve
-
-    try:
-        output = ElasticsearchOutput(settings)
-    except OutputError as error:
-        print(f"setup failed: {error}")
-        return 1, ""
-    try:
-        steps = install(output, settings)
-        pattern = index_pattern(resolve(output, settings))
-    except (OutputError, SetupError) as error:
-        print(f"setup failed: {output.redact(str(error))}")
-        return 1, ""
-    finally:
-        output.close()
-    assert output.server is not None
-    print(f"setup: {output.describe()}")
-    for step in steps:
-        print(f"  {step.what}: {step.note}")
-    return 0, pattern

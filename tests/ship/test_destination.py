@@ -24,7 +24,8 @@ from receiver.ship.destination import (
     window_applies,
 )
 from receiver.ship.elasticsearch import ElasticsearchOutput
-from receiver.ship.template import build_template, install_at_start
+from receiver.ship.setup import setup_at_start
+from receiver.ship.template import build_template
 from tests.fakes.es_server import FakeElasticsearch
 from tests.ship.harness import FAST, running_shipper
 from tests.ship.memory_spool import MemorySpool, document
@@ -82,7 +83,7 @@ def test_a_different_template_is_left_as_it_is_unless_overwrite_is_set(
         output = ElasticsearchOutput(settings)
         try:
             with caplog.at_level(logging.WARNING):
-                steps = install_at_start(output, settings)
+                steps = setup_at_start(output, settings)
         finally:
             output.close()
         (step,) = [s for s in steps if "index template" in s.what]

@@ -229,13 +229,13 @@ def test_data_stream_actions_keep_ids(fake: FakeElasticsearch, tmp_path: Path) -
 
 def test_setup_on_elasticsearch_installs_ilm_once(fake: FakeElasticsearch) -> None:
     from receiver.ship.elasticsearch import ElasticsearchOutput
-    from receiver.ship.template import install
+    from receiver.ship.setup import setup
 
     settings = es_settings([fake.url], ilm_delete_after_days=7)
     output = ElasticsearchOutput(settings)
     try:
-        first = install(output, settings)
-        second = install(output, settings)
+        first = setup(output, settings)
+        second = setup(output, settings)
     finally:
         output.close()
     assert [(s.what, s.changed) for s in first] == [

@@ -13,7 +13,8 @@ from typing import Any
 from receiver.event import FrameEncoder
 from receiver.ship.classify import Classification, RequestOutcome, classify, delivered_all_raw
 from receiver.ship.elasticsearch import BULK_PATH, ElasticsearchOutput
-from receiver.ship.template import install, run_setup, template_name
+from receiver.ship.setup import run_setup, setup
+from receiver.ship.template import template_name
 from tests.ship.harness import es_settings, running_shipper
 from tests.ship.memory_spool import MemorySpool, document
 from tests.support import wait_for
@@ -58,8 +59,8 @@ def test_setup_installs_the_template_once(es_url: str) -> None:
     settings = es_settings([es_url])
     output = ElasticsearchOutput(settings)
     try:
-        first = install(output, settings)
-        second = install(output, settings)
+        first = setup(output, settings)
+        second = setup(output, settings)
     finally:
         output.close()
     assert [(s.what, s.changed) for s in first] == [
@@ -88,7 +89,7 @@ def test_run_setup_twice(es_url: str) -> None:
 def test_mapping_error_goes_to_the_dead_letter_file(es_url: str, tmp_path: Path) -> None:
     settings = es_settings([es_url])
     output = ElasticsearchOutput(settings)
-    install(output, settings)
+    setup(output, settings)
     output.close()
     documents = [document(i) for i in range(10)]
     documents[4]["source.ip"] = "not-an-ip"
@@ -116,7 +117,7 @@ def test_documents_spooled_before_an_upgrade_ship_under_the_stored_names(
     indexed and found under either name."""
     settings = es_settings([es_url])
     output = ElasticsearchOutput(settings)
-    install(output, settings)
+    setup(output, settings)
     output.close()
     old = [{**document(i), "http.response.bytes": 500 + i, "log.syslog.hostname": "lb1"}
            for i in range(10)]
@@ -138,7 +139,7 @@ def test_data_stream_template(es_url: str) -> None:
     # osmem has no data streams; shipping into one is tested against the fake server.
     settings = es_settings([es_url], data_stream="logs-haproxy-default")
     output = ElasticsearchOutput(settings)
-    steps = install(output, settings)
+    steps = setup(output, settings)
     output.close()
     assert steps[-1].what == "index template haproxy-receiver-logs-haproxy-default"
     stored = call(es_url, "GET", "/_index_template/haproxy-receiver-logs-haproxy-default")
@@ -161,7 +162,7 @@ def test_raw_fast_path_matches_the_careful_classification(es_url: str) -> None:
     (409s, `errors: true`) and a mapping error are left to the careful path."""
     settings = es_settings([es_url])
     output = ElasticsearchOutput(settings)
-    install(output, settings)  # `source.ip` mapped as an IP: "not-an-ip" is refused
+    setup(output, settings)  # `source.ip` mapped as an IP: "not-an-ip" is refused
     output.close()
 
     def bulk(lines: bytes) -> tuple[int, bytes]:
@@ -203,7 +204,7 @@ def test_received_lines_are_stored_nested_and_found_by_their_dotted_names(
     settings = es_settings([es_url])
     output = ElasticsearchOutput(settings)
     try:
-        install(output, settings)
+        setup(output, settings)
     finally:
         output.close()
     spool = MemorySpool()

@@ -18,7 +18,8 @@ import yaml
 from receiver.config import ParseSettings
 from receiver.parse import Parser
 from receiver.ship.elasticsearch import ElasticsearchOutput, ServerInfo
-from receiver.ship.template import build_template, install, load_template_file
+from receiver.ship.setup import setup
+from receiver.ship.template import build_template, load_template_file
 from tests.ship.harness import es_settings, running_shipper
 from tests.ship.memory_spool import MemorySpool
 from tests.support import CORPUS, wait_for
@@ -39,7 +40,7 @@ def test_every_corpus_document_fits_the_template(es_url: str, tmp_path: Path) ->
     assert len(documents) > 500
     settings = es_settings([es_url], batch_events=500)
     output = ElasticsearchOutput(settings)
-    install(output, settings)
+    setup(output, settings)
     output.close()
     spool = MemorySpool(documents, batch_records=500)
     with running_shipper(settings, spool, tmp_path) as run:
@@ -156,7 +157,7 @@ def test_the_integrations_names_find_our_documents(es_url: str, tmp_path: Path) 
     alias) finds what the parser wrote under ours."""
     settings = es_settings([es_url], batch_events=10)
     output = ElasticsearchOutput(settings)
-    install(output, settings)
+    setup(output, settings)
     output.close()
     parser = Parser(ParseSettings())
     line = (b"<134>Feb  6 12:14:14 localhost haproxy[14389]: 10.0.1.2:33317"
