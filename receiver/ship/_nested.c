@@ -10,7 +10,9 @@
    bytes equal to `orjson.dumps(nest(document))`.
 
    `write` returns None when the document's names are not `names` (the same str objects in the
-   same order, or equal ones): the caller then finds the plan for its names. */
+   same order, or equal ones): the caller then finds the plan for its names. `append` writes the
+   same bytes into a bulk body after the item's action line (encode.py's hot loop), and answers
+   False for another document's names. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -193,22 +195,21 @@ static void give_back(Buffer *buffer) {
     kept = *buffer;
 }
 
-/* write(steps, names, document, fallback) -> bytes | None */
-static PyObject *nested_write(PyObject *module, PyObject *const *args, Py_ssize_t count) {
-    if (count != 4 || !PyTuple_CheckExact(args[0]) || !PyTuple_CheckExact(args[1])
-        || !PyDict_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "write(steps: tuple, names: tuple, document: dict, fallback)");
-        return NULL;
-    }
-    PyObject *steps = args[0], *names = args[1], *document = args[2], *fallback = args[3];
+/* The nested JSON of `document` by `steps` into `buffer` (taken); 1 written, 0 when the
+   document's names are not `names` (nothing written), -1 on error. */
+static int build(Buffer *buffer, PyObject *steps, PyObject *names, PyObject *document,
+                 PyObject *fallback) {
     Py_ssize_t size = PyTuple_GET_SIZE(names);
     if (PyDict_GET_SIZE(document) != size)
-        Py_RETURN_NONE;
+        return 0;
     /* The document's values by position, once its names are checked to be the plan's. */
     PyObject *small[SMALL];
     PyObject **values = size <= SMALL ? small : PyMem_Malloc(sizeof(PyObject *) * (size_t)size);
-    if (values == NULL)
-        return PyErr_NoMemory();
+    if (values == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int result = -1;
     Py_ssize_t position = 0, i = 0;
     PyObject *key, *value;
     while (PyDict_Next(document, &position, &key, &value)) {
@@ -216,61 +217,149 @@ static PyObject *nested_write(PyObject *module, PyObject *const *args, Py_ssize_
         if (key != name) {
             int equal = PyUnicode_CheckExact(key) ? PyUnicode_Compare(key, name) : -1;
             if (equal != 0) {
-                if (values != small)
-                    PyMem_Free(values);
                 if (PyErr_Occurred())
                     PyErr_Clear();
-                Py_RETURN_NONE;
+                result = 0;
+                goto done;
             }
         }
         values[i++] = value; /* borrowed: the dict is not changed while we write */
     }
-    Buffer buffer = take();
-    if (grow(&buffer, 256 + size * 32) < 0)
-        goto failed;
+    if (grow(buffer, 256 + size * 32) < 0)
+        goto done;
     for (Py_ssize_t s = 0; s < PyTuple_GET_SIZE(steps); s++) {
         PyObject *step = PyTuple_GET_ITEM(steps, s);
         if (!PyTuple_CheckExact(step) || PyTuple_GET_SIZE(step) != 2
             || !PyBytes_CheckExact(PyTuple_GET_ITEM(step, 0))) {
             PyErr_SetString(PyExc_TypeError, "a step is (bytes, int)");
-            goto failed;
+            goto done;
         }
         PyObject *literal = PyTuple_GET_ITEM(step, 0);
         Py_ssize_t at = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 1));
         if (at == -1 && PyErr_Occurred())
-            goto failed;
+            goto done;
         if (at >= size) {
             PyErr_SetString(PyExc_ValueError, "a step names a value the document does not have");
-            goto failed;
+            goto done;
         }
-        if (append(&buffer, PyBytes_AS_STRING(literal), PyBytes_GET_SIZE(literal)) < 0)
-            goto failed;
-        if (at >= 0 && append_value(&buffer, values[at], fallback, 0) < 0)
-            goto failed;
+        if (append(buffer, PyBytes_AS_STRING(literal), PyBytes_GET_SIZE(literal)) < 0)
+            goto done;
+        if (at >= 0 && append_value(buffer, values[at], fallback, 0) < 0)
+            goto done;
     }
+    result = 1;
+done:
     if (values != small)
         PyMem_Free(values);
-    PyObject *result = PyBytes_FromStringAndSize(buffer.data, buffer.length);
+    return result;
+}
+
+static int plan_arguments(PyObject *const *args, const char *usage) {
+    if (!PyTuple_CheckExact(args[0]) || !PyTuple_CheckExact(args[1]) || !PyDict_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    return 0;
+}
+
+/* write(steps, names, document, fallback) -> bytes | None */
+static PyObject *nested_write(PyObject *module, PyObject *const *args, Py_ssize_t count) {
+    static const char usage[] = "write(steps: tuple, names: tuple, document: dict, fallback)";
+    if (count != 4) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    if (plan_arguments(args, usage) < 0)
+        return NULL;
+    Buffer buffer = take();
+    PyObject *result = NULL;
+    int built = build(&buffer, args[0], args[1], args[2], args[3]);
+    if (built > 0)
+        result = PyBytes_FromStringAndSize(buffer.data, buffer.length);
+    else if (built == 0)
+        result = Py_NewRef(Py_None);
     give_back(&buffer);
     return result;
-failed:
-    if (values != small)
-        PyMem_Free(values);
+}
+
+/* Lowercase hex digits of `number` (what `format(n, "x")` writes) into `out`; their count. */
+static Py_ssize_t hex_digits(unsigned long long number, char *out) {
+    char digits[16];
+    Py_ssize_t count = 0;
+    do {
+        digits[count++] = HEX[number & 15];
+        number >>= 4;
+    } while (number);
+    for (Py_ssize_t i = 0; i < count; i++)
+        out[i] = digits[count - 1 - i];
+    return count;
+}
+
+/* append(buffer, head, offset, end, steps, names, document, fallback) -> bool
+   buffer += head [+ hex(offset) + end, when offset >= 0] + the nested JSON + b"\n"; False (and
+   nothing appended) when the document's names are not `names`; on an error nothing either. */
+static PyObject *nested_append(PyObject *module, PyObject *const *args, Py_ssize_t count) {
+    static const char usage[] = "append(buffer: bytearray, head: bytes, offset: int, end: bytes, "
+                                "steps: tuple, names: tuple, document: dict, fallback)";
+    if (count != 8 || !PyByteArray_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])
+        || !PyLong_CheckExact(args[2]) || !PyBytes_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return NULL;
+    }
+    if (plan_arguments(args + 4, usage) < 0)
+        return NULL;
+    PyObject *target = args[0], *head = args[1], *end = args[3];
+    int overflow;
+    long long offset = PyLong_AsLongLongAndOverflow(args[2], &overflow);
+    if (overflow != 0 || (offset == -1 && PyErr_Occurred())) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_OverflowError, "append: the offset exceeds 64 bits");
+        return NULL;
+    }
+    Buffer buffer = take();
+    int built = build(&buffer, args[4], args[5], args[6], args[7]);
+    PyObject *result = NULL;
+    if (built == 0)
+        result = Py_NewRef(Py_False);
+    if (built > 0) {
+        char hex[16];
+        Py_ssize_t hex_length = offset >= 0 ? hex_digits((unsigned long long)offset, hex) : 0;
+        Py_ssize_t head_length = PyBytes_GET_SIZE(head);
+        Py_ssize_t end_length = offset >= 0 ? PyBytes_GET_SIZE(end) : 0;
+        Py_ssize_t before = PyByteArray_GET_SIZE(target);
+        if (PyByteArray_Resize(target, before + head_length + hex_length + end_length
+                                       + buffer.length + 1) == 0) {
+            char *at = PyByteArray_AS_STRING(target) + before;
+            memcpy(at, PyBytes_AS_STRING(head), (size_t)head_length);
+            at += head_length;
+            memcpy(at, hex, (size_t)hex_length);
+            at += hex_length;
+            memcpy(at, PyBytes_AS_STRING(end), (size_t)end_length);
+            at += end_length;
+            memcpy(at, buffer.data, (size_t)buffer.length);
+            at[buffer.length] = '\n';
+            result = Py_NewRef(Py_True);
+        }
+    }
     give_back(&buffer);
-    return NULL;
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"write", (PyCFunction)(void (*)(void))nested_write, METH_FASTCALL,
      "write(steps, names, document, fallback): the nested JSON of `document` by a plan's steps, "
      "or None when its names are not `names`."},
+    {"append", (PyCFunction)(void (*)(void))nested_append, METH_FASTCALL,
+     "append(buffer, head, offset, end, steps, names, document, fallback): buffer += head, the "
+     "offset in hex and `end` (offset >= 0), the nested JSON and a newline; False (nothing "
+     "appended) when the document's names are not `names`."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_nested",
     "The nested `_source` bytes of a flat document, by a plan (see receiver/ship/nesting.py).",
-    -1, methods,
+    -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__nested(void) { return PyModule_Create(&module); }

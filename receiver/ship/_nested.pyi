@@ -4,3 +4,6 @@ from typing import Any
 
 def write(steps: tuple[tuple[bytes, int], ...], names: tuple[str, ...], document: dict[str, Any],
           fallback: Callable[[Any], bytes], /) -> bytes | None: ...
+def append(buffer: bytearray, head: bytes, offset: int, end: bytes,
+           steps: tuple[tuple[bytes, int], ...], names: tuple[str, ...], document: dict[str, Any],
+           fallback: Callable[[Any], bytes], /) -> bool: ...

@@ -301,15 +301,16 @@ class BulkEncoder:
         static, needs_document = namer.static, namer.needs_document
         key_length, cached, name_of = namer.key_length, namer.names_by_key, namer.name
         with_ids, hook = self._with_ids, self._hook
-        prefixes, parse, dumps = self._prefixes, self._parser.parse, self._nested.encode
+        prefixes, parse, append = self._prefixes, self._parser.parse, self._nested.append
         # Each document's format, counted once per batch (a list append is a third of what a
         # Tally increment costs per event); failures are rare: a Tally.
         formats: list[str] = []
         seen_format = formats.append
         failures: Tally[str] = Tally()
-        # One growing buffer: each document is copied in and its own bytes freed at once (a
-        # list of them, joined at the end, holds orjson's generous output buffers alive: fresh
-        # pages for every document, 5 µs a document more here).
+        # One growing buffer: each item (action line, document, newline) is written into it
+        # directly (`NestedEncoder.append`: no bytes object per document; a list of them,
+        # joined at the end, held orjson's generous output buffers alive: fresh pages for
+        # every document, 5 µs a document more here).
         buffer = bytearray()
         # (index, segment) -> the action line up to where the id's hex offset goes; the last
         # one used is kept apart (consecutive records share it: no tuple, no hash)
@@ -332,15 +333,7 @@ class BulkEncoder:
                     seen_format(document.get("haproxy.log_format", "unknown"))
                     if "tags" in document and TAG_FAILURE in document["tags"]:
                         failures[str(document.get("error.type", "unknown"))] += 1
-                    try:
-                        # Every key is a string (field names, JSON keys): orjson's non-string-key
-                        # option would cost ~0.5 µs per document for nothing.
-                        source = dumps(document)
-                    except (TypeError, ValueError) as error:  # e.g. an integer beyond 64 bits
-                        failures[_UNENCODABLE] += 1
-                        document = _unencodable(document, received.frame, error)
-                        source = dumps(document)
-                    timestamp = document["@timestamp"]
+                    timestamp, source = document["@timestamp"], None
                 else:  # a Document, spooled by an earlier version: copied as it is
                     assert isinstance(received, Document)
                     timestamp, source, document = (received.timestamp,
@@ -348,7 +341,8 @@ class BulkEncoder:
                 if static is not None:
                     index = static
                 elif needs_document:
-                    index = name_of(timestamp, document or orjson.loads(source), record.written_at)
+                    index = name_of(timestamp, document or orjson.loads(source or b"{}"),
+                                    record.written_at)
                 else:
                     index = ((type(timestamp) is str and cached.get(timestamp[:key_length]))
                              or name_of(timestamp, None, record.written_at))
@@ -357,7 +351,6 @@ class BulkEncoder:
                     i, "undecodable_record", f"{type(error).__name__}: {error}",
                     event_id(identity, record.position) if with_ids else ""))
                 continue
-            offsets.append(len(buffer))
             if with_ids:
                 segment, offset = record.position
                 if index is not head_index or segment != head_segment:
@@ -367,15 +360,32 @@ class BulkEncoder:
                         found = heads[key] = (action_prefix(index, True)
                                               + id_head(identity, segment).encode())
                     head, head_index, head_segment = found, index, segment
-                # the id's tail: `event_id`'s hex offset (tests hold `EncodedBatch.id` equal)
-                buffer += head + _OFFSET_TO_END % offset
             else:
-                prefix = prefixes.get(index)
-                if prefix is None:
-                    prefix = prefixes[index] = action_prefix(index, False)
-                buffer += prefix
-            buffer += source
-            buffer += b"\n"
+                offset = -1
+                head = prefixes.get(index) or prefixes.setdefault(
+                    index, action_prefix(index, False))
+            start = len(buffer)
+            if document is None:  # a Document's source, copied
+                buffer += b"%b%b%b\n" % (head, b"%x%b" % (offset, ACTION_END) if with_ids
+                                         else b"", source or b"{}")
+            else:
+                try:
+                    # the action line's tail is `event_id`'s hex offset and ACTION_END (tests
+                    # hold `EncodedBatch.id` equal); every key is a string (field names, JSON
+                    # keys): orjson's non-string-key option would cost ~0.5 µs for nothing.
+                    append(buffer, head, offset, ACTION_END, document)
+                except (TypeError, ValueError) as error:  # e.g. an integer beyond 64 bits
+                    failures[_UNENCODABLE] += 1
+                    assert isinstance(received, Received)
+                    document = _unencodable(document, received.frame, error)
+                    if needs_document:  # its index, from what the document keeps
+                        index = name_of(timestamp, document, record.written_at)
+                        head = (action_prefix(index, True) + id_head(
+                            identity, record.position.segment).encode()) if with_ids \
+                            else action_prefix(index, False)
+                        head_index = None
+                    append(buffer, head, offset, ACTION_END, document)
+            offsets.append(start)
             indices.append(index)
             kept.append(i)
         offsets.append(len(buffer))

@@ -144,6 +144,9 @@ class NestedEncoder:
     `compiled`: write with the compiled writer (where it was built; tests switch it off)."""
 
     def __init__(self, compiled: bool = COMPILED) -> None:
+        if compiled and _nested is None:
+            raise RuntimeError("the compiled nesting writer was not built with this package")
+        self._compiled = compiled
         self._plans: dict[tuple[str, ...], Plan] = {}
         self._steps: dict[tuple[str, ...], Steps] = {}
         # The last plan used, by its names: consecutive documents mostly share theirs, and
@@ -151,35 +154,49 @@ class NestedEncoder:
         self._last_names: tuple[str, ...] = ()
         self._last_plan: Plan = _plan(())
         self._last_steps: Steps = steps(())
-        self._write = _nested.write if compiled and _nested is not None else None
-        if compiled and self._write is None:
-            raise RuntimeError("the compiled nesting writer was not built with this package")
 
     def encode(self, document: dict[str, Any]) -> bytes:
         """Nested JSON of `document` (raises what orjson raises: TypeError, ValueError)."""
-        write = self._write
-        if write is not None:
+        if self._compiled:
             # None: the document's names are not the last plan's (checked in the writer)
-            written = write(self._last_steps, self._last_names, document, orjson.dumps)
-            if written is not None:
-                return written
-            names = tuple(document)
-            found = self._steps.get(names)
-            if found is None:
-                if len(self._steps) >= _PLANS_KEPT:
-                    self._steps.clear()
-                found = self._steps[names] = steps(names)
-            self._last_names, self._last_steps = names, found
-            written = write(found, names, document, orjson.dumps)
-            assert written is not None  # the names were just taken from the document
+            written = _nested.write(self._last_steps, self._last_names, document, orjson.dumps)
+            if written is None:
+                names, found = self._new_steps(document)
+                written = _nested.write(found, names, document, orjson.dumps)
+                assert written is not None  # the names were just taken from the document
             return written
         names = tuple(document)
-        if names == self._last_names:
-            return orjson.dumps(self._last_plan(document.values()))
-        plan = self._plans.get(names)
-        if plan is None:
-            if len(self._plans) >= _PLANS_KEPT:
-                self._plans.clear()
-            plan = self._plans[names] = _plan(names)
-        self._last_names, self._last_plan = names, plan
-        return orjson.dumps(plan(document.values()))
+        if names != self._last_names:
+            plan = self._plans.get(names)
+            if plan is None:
+                if len(self._plans) >= _PLANS_KEPT:
+                    self._plans.clear()
+                plan = self._plans[names] = _plan(names)
+            self._last_names, self._last_plan = names, plan
+        return orjson.dumps(self._last_plan(document.values()))
+
+    def append(self, buffer: bytearray, head: bytes, offset: int, end: bytes,
+               document: dict[str, Any]) -> None:
+        """`buffer += head + (offset in hex + end, when offset >= 0) + encode(document) + b"\n"`:
+        a bulk item (encode.py); nothing is appended when encoding raises."""
+        if not self._compiled:
+            buffer += b"%b%b%b\n" % (head, b"%x%b" % (offset, end) if offset >= 0 else b"",
+                                     self.encode(document))
+            return
+        if not _nested.append(buffer, head, offset, end, self._last_steps, self._last_names,
+                              document, orjson.dumps):
+            names, found = self._new_steps(document)
+            appended = _nested.append(buffer, head, offset, end, found, names, document,
+                                      orjson.dumps)
+            assert appended  # the names were just taken from the document
+
+    def _new_steps(self, document: dict[str, Any]) -> tuple[tuple[str, ...], Steps]:
+        """The compiled writer's plan for `document`'s names, made the last one used."""
+        names = tuple(document)
+        found = self._steps.get(names)
+        if found is None:
+            if len(self._steps) >= _PLANS_KEPT:
+                self._steps.clear()
+            found = self._steps[names] = steps(names)
+        self._last_names, self._last_steps = names, found
+        return names, found

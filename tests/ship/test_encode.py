@@ -11,12 +11,14 @@ import time
 from typing import Any
 
 import msgpack
+import pytest
 from prometheus_client import CollectorRegistry
 
 from receiver.config import ElasticsearchSettings, ParseSettings
 from receiver.event import FrameEncoder, encode_document
 from receiver.metrics import ParseMetrics
 from receiver.parse import TAG_FAILURE, TAG_TRUNCATED, Parser
+from receiver.ship import nesting
 from receiver.ship.encode import (
     BulkEncoder,
     EncodedBatch,
@@ -25,6 +27,7 @@ from receiver.ship.encode import (
     gzip_body,
     sanitise_index_part,
 )
+from receiver.ship.nesting import NestedEncoder
 from receiver.spool.records import Position, Record, event_id
 from tests.ship.memory_spool import document
 from tests.support import flatten
@@ -254,3 +257,41 @@ def test_ids_are_read_back_from_the_action_lines() -> None:
     assert without.ids == [""] * len(kept)
     given = EncodedBatch(b"{}\n", [0, 3], ["i"], ["given"], [0])
     assert given.id(0) == "given" and EncodedBatch.join([given, given], [1, 1]).ids == ["given"] * 2
+
+
+class _OneHugeNumber(Parser):
+    """The `api` line's document holds an integer JSON cannot carry."""
+
+    def parse(self, message: bytes, received_at: float) -> dict[str, Any]:
+        document = super().parse(message, received_at)
+        if b"api" in message:
+            document["haproxy.bytes"] = 2**70
+        return document
+
+
+def test_the_bulk_body_is_the_same_whichever_way_documents_are_nested() -> None:
+    """Received messages (one unencodable, with an index named from its fields), documents of
+    earlier versions and an undecodable record, with and without ids: the body written with
+    the compiled nesting writer (where it was built) is the Python way's, byte for byte."""
+    if not nesting.COMPILED:
+        pytest.skip("the compiled writer was not built here")
+    payloads = FrameEncoder("udp://x").encode(
+        [LINE, LINE.replace(b"web", b"api"), b"<134>Nov 25 18:21:08 haproxy[1]: not json"],
+        1795631000.0, ("192.0.2.1", 1))
+    kept = [Record(Position(1 + i // 3, 40 * i), payload, 0.0)
+            for i, payload in enumerate([*payloads, encode_document(document(2)), b"\xc1",
+                                         *payloads])]
+    for name in ("haproxy-%Y.%m.%d", "haproxy-{haproxy.frontend_name}-%Y.%m.%d"):
+        for with_id in (True, False):
+            bodies = []
+            for compiled in (True, False):
+                encoder = BulkEncoder(settings(index=name), _OneHugeNumber(ParseSettings()),
+                                      ParseMetrics(CollectorRegistry()), with_id)
+                encoder._nested = NestedEncoder(compiled)
+                encoded = encoder.encode(kept, "x")
+                bodies.append((encoded.body, encoded.offsets, encoded.indices, encoded.records,
+                               [row[:2] for row in encoded.unencodable]))
+            assert bodies[0] == bodies[1]
+            assert len(bodies[0][2]) == 7 and len(bodies[0][4]) == 1
+            assert bodies[0][0].count(b"could not be encoded as JSON") == 2
+            assert bodies[0][0].count(b'"frontend_name":"web"') == 2
