@@ -1,7 +1,7 @@
 """A worker's CPU µs per event, by line kind: decode the spool record, parse, encode the bulk body.
 
     python3 bench/worker_bench.py [--events 100000] [--kinds seed,httplog] [--code DIR]
-                                  [--rounds 3] [--profile]
+                                  [--rounds 3] [--profile] [--instructions]
 
 For each kind of line it fills version 2 spool records (as the receive path writes them) with
 `--events` distinct lines and times, in CPU seconds, `decode` alone, `decode + Parser.parse`,
@@ -18,6 +18,11 @@ Kinds:
 
 `--code DIR` measures the `receiver` package of another checkout (e.g. the main branch) with this
 same script: before/after in one sitting.
+
+`--instructions` counts instead of timing: the CPU instructions per event of decode + parse +
+bulk body, under valgrind's callgrind (which must be on PATH), from two runs of `--events` 0 and
+N after the same set-up. Slow (about a minute a kind), but the same count whatever else the
+machine is doing: the way to compare two checkouts on a machine shared with other work.
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import re
 import resource
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +46,9 @@ parser.add_argument("--code", default=str(Path(__file__).resolve().parents[1]),
                     help="the checkout whose receiver package is measured")
 parser.add_argument("--rounds", type=int, default=3)
 parser.add_argument("--profile", action="store_true", help="cProfile of one BulkEncoder pass")
+parser.add_argument("--instructions", action="store_true",
+                    help="instructions per event under callgrind instead of CPU time")
+parser.add_argument("--encode-only", type=int, default=-1, help=argparse.SUPPRESS)  # callgrind's run
 ARGS = parser.parse_args()
 sys.path.insert(0, ARGS.code)
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
@@ -119,7 +130,46 @@ def measure(kind: str, lines: list[bytes], now: float) -> None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(20)
 
 
+def encode_only(kind: str, count: int) -> None:
+    """Set up 3,200 events, then encode the first 200 (plans, caches) and `count` more: what
+    callgrind counts for `--instructions`, twice, to subtract the set-up."""
+    now = 1795636031.5  # fixed: the same lines every run
+    lines = make_lines(kind, 3200, now)
+    payloads = FrameEncoder("udp://127.0.0.1:5140").encode_each(
+        lines, now, [("10.0.0.1", 40000)] * len(lines))
+    records = [Record(Position(1, i * 400), payload, now) for i, payload in enumerate(payloads)]
+    bulk = BulkEncoder(ElasticsearchSettings(), Parser(ParseSettings()),
+                       ParseMetrics(CollectorRegistry()))
+    bulk.encode(records[:200], "benchspool")
+    for i in range(200, 200 + count, 1000):
+        bulk.encode(records[i : i + min(1000, 200 + count - i)], "benchspool")
+
+
+def instructions() -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    count = min(ARGS.events, 3000)
+    print(f"code: {ARGS.code}  instructions per event (callgrind), {count} events per kind")
+    for kind in ARGS.kinds.split(","):
+        totals = []
+        for events in (0, count):
+            done = subprocess.run(
+                ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                 __file__, "--code", ARGS.code, "--kinds", kind, "--encode-only", str(events)],
+                capture_output=True, text=True, check=True)
+            found = re.search(r"Collected : (\d+)", done.stderr)
+            assert found is not None, done.stderr[-500:]
+            totals.append(int(found.group(1)))
+        print(f"{kind:<11} decode + parse + bulk body {(totals[1] - totals[0]) / count:12,.0f}")
+
+
 def main() -> None:
+    if ARGS.encode_only >= 0:
+        encode_only(ARGS.kinds, ARGS.encode_only)
+        return
+    if ARGS.instructions:
+        instructions()
+        return
     tune()
     now = time.time()
     print(f"code: {ARGS.code}  events: {ARGS.events} per kind  best of {ARGS.rounds} rounds")
