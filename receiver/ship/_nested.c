@@ -195,8 +195,9 @@ static void give_back(Buffer *buffer) {
     kept = *buffer;
 }
 
-/* The nested JSON of `document` by `steps` into `buffer` (taken); 1 written, 0 when the
-   document's names are not `names` (nothing written), -1 on error. */
+/* The nested JSON of `document` by `steps` into `buffer` (taken); 1 written, 2 written with
+   names equal to `names` but not the same objects, 0 when the document's names are not `names`
+   (nothing written), -1 on error. */
 static int build(Buffer *buffer, PyObject *steps, PyObject *names, PyObject *document,
                  PyObject *fallback) {
     Py_ssize_t size = PyTuple_GET_SIZE(names);
@@ -209,7 +210,7 @@ static int build(Buffer *buffer, PyObject *steps, PyObject *names, PyObject *doc
         PyErr_NoMemory();
         return -1;
     }
-    int result = -1;
+    int result = -1, same = 1;
     Py_ssize_t position = 0, i = 0;
     PyObject *key, *value;
     while (PyDict_Next(document, &position, &key, &value)) {
@@ -222,6 +223,7 @@ static int build(Buffer *buffer, PyObject *steps, PyObject *names, PyObject *doc
                 result = 0;
                 goto done;
             }
+            same = 0;
         }
         values[i++] = value; /* borrowed: the dict is not changed while we write */
     }
@@ -247,7 +249,7 @@ static int build(Buffer *buffer, PyObject *steps, PyObject *names, PyObject *doc
         if (at >= 0 && append_value(buffer, values[at], fallback, 0) < 0)
             goto done;
     }
-    result = 1;
+    result = same ? 1 : 2;
 done:
     if (values != small)
         PyMem_Free(values);
@@ -274,7 +276,7 @@ static PyObject *nested_write(PyObject *module, PyObject *const *args, Py_ssize_
     Buffer buffer = take();
     PyObject *result = NULL;
     int built = build(&buffer, args[0], args[1], args[2], args[3]);
-    if (built > 0)
+    if (built > 0)  /* (equal names that are other objects: the caller's plan lookup decides) */
         result = PyBytes_FromStringAndSize(buffer.data, buffer.length);
     else if (built == 0)
         result = Py_NewRef(Py_None);
@@ -295,9 +297,11 @@ static Py_ssize_t hex_digits(unsigned long long number, char *out) {
     return count;
 }
 
-/* append(buffer, head, offset, end, steps, names, document, fallback) -> bool
-   buffer += head [+ hex(offset) + end, when offset >= 0] + the nested JSON + b"\n"; False (and
-   nothing appended) when the document's names are not `names`; on an error nothing either. */
+/* append(buffer, head, offset, end, steps, names, document, fallback) -> int
+   buffer += head [+ hex(offset) + end, when offset >= 0] + the nested JSON + b"\n": 1, or 2 when
+   the document's names equal `names` without being the same objects (the caller takes the
+   document's, which the next documents most likely share: each name is then compared by
+   identity); 0 (and nothing appended) when its names are not `names`; on an error nothing. */
 static PyObject *nested_append(PyObject *module, PyObject *const *args, Py_ssize_t count) {
     static const char usage[] = "append(buffer: bytearray, head: bytes, offset: int, end: bytes, "
                                 "steps: tuple, names: tuple, document: dict, fallback)";
@@ -320,7 +324,7 @@ static PyObject *nested_append(PyObject *module, PyObject *const *args, Py_ssize
     int built = build(&buffer, args[4], args[5], args[6], args[7]);
     PyObject *result = NULL;
     if (built == 0)
-        result = Py_NewRef(Py_False);
+        result = PyLong_FromLong(0);
     if (built > 0) {
         char hex[16];
         Py_ssize_t hex_length = offset >= 0 ? hex_digits((unsigned long long)offset, hex) : 0;
@@ -338,7 +342,7 @@ static PyObject *nested_append(PyObject *module, PyObject *const *args, Py_ssize
             at += end_length;
             memcpy(at, buffer.data, (size_t)buffer.length);
             at[buffer.length] = '\n';
-            result = Py_NewRef(Py_True);
+            result = PyLong_FromLong(built);
         }
     }
     give_back(&buffer);
@@ -351,8 +355,9 @@ static PyMethodDef methods[] = {
      "or None when its names are not `names`."},
     {"append", (PyCFunction)(void (*)(void))nested_append, METH_FASTCALL,
      "append(buffer, head, offset, end, steps, names, document, fallback): buffer += head, the "
-     "offset in hex and `end` (offset >= 0), the nested JSON and a newline; False (nothing "
-     "appended) when the document's names are not `names`."},
+     "offset in hex and `end` (offset >= 0), the nested JSON and a newline: 1, or 2 when the "
+     "names were equal but other objects; 0 (nothing appended) when the document's names are "
+     "not `names`."},
     {NULL, NULL, 0, NULL},
 };
 

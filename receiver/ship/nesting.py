@@ -183,12 +183,16 @@ class NestedEncoder:
             buffer += b"%b%b%b\n" % (head, b"%x%b" % (offset, end) if offset >= 0 else b"",
                                      self.encode(document))
             return
-        if not _nested.append(buffer, head, offset, end, self._last_steps, self._last_names,
-                              document, orjson.dumps):
+        done = _nested.append(buffer, head, offset, end, self._last_steps, self._last_names,
+                              document, orjson.dumps)
+        if done == 2:  # equal names, other objects (the plan came from a document written
+            # another way): the next documents likely share these, compared by identity then
+            self._last_names = tuple(document)
+        elif done == 0:
             names, found = self._new_steps(document)
-            appended = _nested.append(buffer, head, offset, end, found, names, document,
-                                      orjson.dumps)
-            assert appended  # the names were just taken from the document
+            done = _nested.append(buffer, head, offset, end, found, names, document,
+                                  orjson.dumps)
+            assert done == 1  # the names were just taken from the document
 
     def _new_steps(self, document: dict[str, Any]) -> tuple[tuple[str, ...], Steps]:
         """The compiled writer's plan for `document`'s names, made the last one used."""

@@ -201,3 +201,28 @@ def test_a_senders_keys_that_would_make_a_name_both_are_kept_whole() -> None:
     assert (document["haproxy.x"], document["haproxy.x.y"]) == (1, 2)
     encoded = json.loads(NestedEncoder().encode(document))
     assert encoded["haproxy"]["x"] == {"_value": 1, "y": 2}
+
+
+def test_append_writes_an_item_as_encode_does(compiled: bool) -> None:
+    """`append` = head, the hex offset and its end (offset >= 0), `encode`, a newline; nothing on
+    an error; names equal to the last plan's but other objects (a plan made from a document
+    written another way) are taken, and still give the same bytes."""
+    def fresh(name: str) -> str:  # an equal str that is another object
+        return "".join(list(name))
+
+    documents: list[dict[str, Any]] = [
+        {"a.b": 1, "a.c": "x"}, {fresh("a.b"): 2, fresh("a.c"): "y"}, {"a.b": 3, "a.c": "z"},
+        {"d": [1, "é"]}, {}, {fresh("d"): None},
+    ]
+    encoder = NestedEncoder(compiled)
+    expected_buffer = bytearray()
+    buffer = bytearray()
+    for number, document in enumerate(documents):
+        for offset in (-1, 0, 255, 2**40 + number):
+            encoder.append(buffer, b"head", offset, b"!end\n", document)
+            tail = b"%x!end\n" % offset if offset >= 0 else b""
+            expected_buffer += b"head" + tail + orjson.dumps(nest(document)) + b"\n"
+        assert buffer == expected_buffer
+    with pytest.raises(TypeError):
+        encoder.append(buffer, b"head", 1, b"!", {"a.b": 2**64})
+    assert buffer == expected_buffer  # nothing appended
