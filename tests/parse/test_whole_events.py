@@ -268,3 +268,18 @@ def test_usual_request_lines() -> None:
         fields._fill_around(line, general)
         assert list(fast.items()) == list(general.items()), line
     assert fields._USUAL_REQUEST.fullmatch("GET /a?b=1 HTTP/1.1") is not None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(
+    st.text(alphabet="0123456789.", max_size=17),
+    st.builds(lambda parts: ".".join(parts), st.lists(
+        st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "255", "256", ""])),
+        min_size=3, max_size=5)),
+    st.text(max_size=16)))
+def test_the_compiled_steps_read_an_ipv4_address_as_the_field_table_does(text: str) -> None:
+    if not compiled.COMPILED:
+        return
+    from receiver.parse import _whole
+
+    assert _whole.dotted_quad(text) == (fields._IPV4.fullmatch(text) is not None)
