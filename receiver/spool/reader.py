@@ -336,6 +336,17 @@ class SpoolReader:
         self._ledger.acknowledge(Ack(batch.segment, batch.start, batch.end, batch.ordinal,
                                      shipped, dead, batch.lost))
 
+    def join(self, first: Batch, then: Batch) -> bool:
+        """`then` continues `first` in the same segment: `first` takes its records and covers
+        `[first.start, then.end)`, which the ledger's prefix passes over as it would over the
+        two (an acknowledgement and a message to the ledger less)."""
+        if then.segment != first.segment or then.start != first.end \
+                or then.identity != first.identity or not first.records or not then.records:
+            return False
+        first.records += then.records
+        first.end, first.ordinal = then.end, then.ordinal
+        return True
+
     def close(self) -> None:
         if self._closed:
             return

@@ -104,3 +104,19 @@ def test_what_is_spooled_while_a_shipment_waits_goes_with_it(tmp_path: Path) -> 
             wait_for(lambda: spool.acknowledged_records() == 10, 20, "10 acknowledged")
         assert len(server.bulk_requests()) == 1
         assert len(server.documents) == 10
+
+
+def test_what_is_read_for_one_request_is_encoded_and_acknowledged_as_one_batch(
+        tmp_path: Path) -> None:
+    """Three reads, one batch: each joins the one read before it (Source.join), so the request
+    costs one encode call and one acknowledgement."""
+    spool = MemorySpool([document(n) for n in range(10)], batch_records=4)
+    with FakeElasticsearch.start() as server:
+        settings = es_settings([server.url], batch_age=Seconds(3.0), batch_events=10)
+        with running_shipper(settings, spool, tmp_path):
+            wait_for(lambda: spool.acknowledged_records() == 10, 20, "10 acknowledged")
+        assert len(server.bulk_requests()) == 1
+        assert sorted(doc["seq"] for _, doc in server.documents.values()) == list(range(10))
+    assert spool.joins == 2
+    assert [(b.start, b.end, b.ordinal, len(b.records)) for b in spool.acknowledged] == [
+        (0, 640, 10, 10)]
