@@ -163,6 +163,10 @@ class ImportSource:
             tally.shipped += shipped
             tally.dead += sum(count for _, count in dead)
 
+    def join(self, first: Batch, then: Batch) -> bool:
+        """Never: an import reads as fast as it ships, in full batches (nothing to gain)."""
+        return False
+
     # --- the rest ------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -199,6 +199,10 @@ class KafkaSource:
         if ticket is not None:
             self._book.done(ticket)
 
+    def join(self, first: Batch, then: Batch) -> bool:
+        """Never: each batch holds a ticket of its own (its partition's offsets to commit)."""
+        return False
+
     # --- membership while the shipper waits ------------------------------------------------
 
     def _reading(self) -> None:

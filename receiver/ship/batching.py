@@ -5,10 +5,13 @@ when its oldest event has waited `batch_age` (the latency budget). At everyday r
 decides: a HAProxy host at 2,000 messages/s sends two or three bulk requests a second instead of
 hundreds (each request costs the cluster and this process ~0.1-0.3 ms of CPU whatever its
 size); under load or from a backlog, shipments fill at once and the budget never comes into
-play. Sizes are those of the encoded bodies, not guesses: a message becomes a document of ~2
-times its size, garbage of up to ~6 (escaped control bytes), and what a shipment holds in
-memory must stay near `batch_bytes` either way; the spool is read in pieces sized by the
-expansion seen so far.
+play. Sizes are those of the encoded bodies, but for the batch read last, which is encoded
+only when the shipment goes (what is read meanwhile joins it: one encode call and one
+acknowledgement per request) and counts until then at the expansion seen so far: a message
+becomes a document of ~2 times its size, garbage of up to ~6 (escaped control bytes), and what a
+shipment holds in memory must stay near `batch_bytes` either way; the spool is read in pieces
+sized by that expansion, so a shipment exceeds `batch_bytes` by no more than the expansion was
+underestimated, as when every batch was encoded as it was read.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from receiver.config import ElasticsearchSettings
 from receiver.ship.encode import EncodedBatch
@@ -32,17 +36,24 @@ SHORTEST_WAIT = 0.01  # a shipment about to fill is read again after at least th
 
 @dataclass(slots=True)
 class Shipment:
-    """Spool batches on their way in one bulk request, each already encoded."""
+    """Spool batches on their way in one bulk request: encoded ones, and the batch last read,
+    held unencoded until the shipment goes (so that what is read for it later can join that
+    batch, Source.join: at everyday rates one encode call and one acknowledgement per request,
+    where encoding as read made two of each and a join of the bodies)."""
 
     batches: list[Batch] = field(default_factory=list)
     parts: list[EncodedBatch] = field(default_factory=list)
-    records: int = 0
-    size: int = 0  # bulk body bytes
+    held: Batch | None = None  # read, not encoded yet
+    records: int = 0  # events, the held batch's included
+    size: int = 0  # bulk body bytes; the held batch's as estimated (`held_size`)
+    held_size: int = 0
+    held_payload: int = 0  # spool payload bytes of the held batch
     oldest: float = 0.0  # written_at of its first record (the spool's clock)
     due_at: float | None = None  # when `batch_age` ends, by the monotonic clock (BatchPolicy)
     begun: float = 0.0  # when its oldest event was spooled, by the monotonic clock (BatchPolicy)
 
     def add(self, batch: Batch, encoded: EncodedBatch) -> None:
+        """An encoded batch (any held one must be settled first: the order is the spool's)."""
         if not self.records:
             self.oldest = batch.records[0].written_at
         self.batches.append(batch)
@@ -50,8 +61,36 @@ class Shipment:
         self.records += len(batch.records)
         self.size += len(encoded.body)
 
+    def hold(self, batch: Batch, events: int, payload: int, estimated_size: int) -> None:
+        """`events` more events to encode later, in `batch`: a batch just read, or the held one
+        that took them in (Source.join); `payload` their spool payload bytes, `estimated_size`
+        the bulk body bytes they should make."""
+        if not self.records:
+            self.oldest = batch.records[0].written_at
+        self.held = batch
+        self.records += events
+        self.size += estimated_size
+        self.held_size += estimated_size
+        self.held_payload += payload
+
+    def settle(self, encoded: EncodedBatch) -> None:
+        """The held batch, `encoded`: its size is known from now on."""
+        assert self.held is not None, "no batch is held"
+        self.batches.append(self.held)
+        self.parts.append(encoded)
+        self.size += len(encoded.body) - self.held_size
+        self.held, self.held_size, self.held_payload = None, 0, 0
+
     def payloads(self) -> list[bytes]:
         return [record.payload for batch in self.batches for record in batch.records]
+
+
+def payload_bytes(batch: Batch) -> int:
+    """The spool payload bytes of a batch's records."""
+    return sum(map(len, map(_PAYLOAD, batch.records)))
+
+
+_PAYLOAD = attrgetter("payload")
 
 
 class BatchPolicy:
@@ -121,14 +160,17 @@ class BatchPolicy:
             self.event_rate = 0.5 * self.event_rate + 0.5 * events
             self.byte_rate = 0.5 * self.byte_rate + 0.5 * size
 
+    def estimate(self, payload: int) -> int:
+        """The bulk body bytes `payload` spool bytes should make, at the expansion seen so far."""
+        return int(payload * self.expansion)
+
     def room(self, shipment: Shipment) -> tuple[int, int]:
         """(events, spool payload bytes) to read for the shipment."""
         events = max(1, self.events - shipment.records)
         payload = max(1, int((self.bytes - shipment.size) / self.expansion))
         return events, payload
 
-    def encoded(self, batch: Batch, encoded: EncodedBatch) -> None:
-        """Learn the expansion from a batch just encoded."""
-        payload = sum(len(record.payload) for record in batch.records)
+    def encoded(self, payload: int, encoded: EncodedBatch) -> None:
+        """Learn the expansion from `payload` spool bytes just encoded."""
         if payload:
             self.expansion = max(0.5, 0.5 * self.expansion + 0.5 * len(encoded.body) / payload)

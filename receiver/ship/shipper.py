@@ -1,9 +1,10 @@
 """The shipper: source -> parsed and encoded batches -> shipments delivered in worker threads ->
 acknowledgements.
 
-A reading thread (`run`) reads spool batches, turns each into bulk body lines as it is read
-(ship/encode.py: parsing happens here, so a shipment's size is known, not guessed), and
-collects them into a shipment until the batch policy says send (ship/batching.py); then one of
+A reading thread (`run`) reads spool batches and collects them into a shipment until the batch
+policy says send (ship/batching.py), each batch joining the one read before it where the source
+allows (Source.join), and turns them into bulk body lines (ship/encode.py: parsing happens
+here) as the shipment goes, or when a batch that cannot join comes; then one of
 `max_in_flight` delivery threads delivers it (ship/delivery.py: retries, 413 halving, dead
 letters) and acknowledges every spool batch of the shipment with how many of its events were
 shipped and dead-lettered. Nothing is
@@ -25,12 +26,13 @@ from receiver.config import ElasticsearchSettings, ParseSettings
 from receiver.metrics import WorkerMetrics
 from receiver.parse import Parser
 from receiver.ratelimit import RateLimitedLog
-from receiver.ship.batching import BatchPolicy, Shipment
+from receiver.ship.batching import BatchPolicy, Shipment, payload_bytes
 from receiver.ship.dead_letter import DeadLetters
 from receiver.ship.delivery import Delivery
 from receiver.ship.encode import BulkEncoder, DocumentHook, EncodedBatch
 from receiver.ship.output import Output
 from receiver.ship.source import Source
+from receiver.spool.records import Batch
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,7 @@ class Shipper:
             self.last_turn = time.monotonic()
             if not waited and (policy.due(shipment) or (self._read_all and shipment.records
                                                         and self._finishing.is_set())):
+                self._encode_held(shipment)
                 policy.sent(shipment)
                 if not self._submit(shipment, stop):
                     return
@@ -161,12 +164,31 @@ class Shipper:
             if not batch.records:  # a damaged stretch, skipped: nothing to deliver
                 self._reader.acknowledge(batch)
                 continue
-            encoded = self._encoder.encode(batch.records, batch.identity)
-            policy.encoded(batch, encoded)
-            shipment.add(batch, encoded)
+            self._hold(shipment, batch)
             self._building = shipment.records
         if shipment.records:  # already read: give it a chance during drain
+            self._encode_held(shipment)
             self._start(shipment)
+
+    def _hold(self, shipment: Shipment, batch: Batch) -> None:
+        """`batch` goes with the shipment, encoded when it goes: joined to the batch held (read
+        before it, Source.join), or held in its place (which is encoded now)."""
+        held = shipment.held
+        events, payload = len(batch.records), payload_bytes(batch)
+        estimate = self._policy.estimate(payload)
+        if held is not None and self._reader.join(held, batch):
+            shipment.hold(held, events, payload, estimate)
+            return
+        self._encode_held(shipment)
+        shipment.hold(batch, events, payload, estimate)
+
+    def _encode_held(self, shipment: Shipment) -> None:
+        batch = shipment.held
+        if batch is None:
+            return
+        encoded = self._encoder.encode(batch.records, batch.identity)
+        self._policy.encoded(shipment.held_payload, encoded)
+        shipment.settle(encoded)
 
     def _choose_destination(self, stop: threading.Event) -> bool:
         """Ask the output where documents go (a data stream or daily indices, by what the
@@ -244,9 +266,11 @@ class Shipper:
     def _deliver(self, shipment: Shipment) -> None:
         encoded = EncodedBatch.join(shipment.parts, [len(b.records) for b in shipment.batches])
         shipment.parts.clear()  # one copy of the body in memory, not two
+        # The spool payloads only go to the dead letters of records that could not be decoded.
+        payloads = shipment.payloads() if encoded.unencodable else []
         while True:
             try:
-                dead = self._delivery.deliver(encoded, shipment.payloads())
+                dead = self._delivery.deliver(encoded, payloads)
             except Exception:  # a bug must neither lose the batch nor hold the slot
                 self._log(logging.ERROR, "bug", "shipping a batch failed unexpectedly; trying it "
                           "again", exc_info=True)

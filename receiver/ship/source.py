@@ -26,3 +26,9 @@ class Source(Protocol):
     def acknowledge(self, batch: Batch, shipped: int = 0,
                     dead: tuple[tuple[str, int], ...] = ()) -> None:
         """Every event of `batch` was delivered (`shipped`) or dead-lettered (`dead`, by reason)."""
+
+    def join(self, first: Batch, then: Batch) -> bool:
+        """Let `first` (read, not acknowledged yet) take in `then`, read right after it, when one
+        acknowledgement of the two is what acknowledging each would be: True, and `first` now
+        stands for both; False changes nothing. The shipper encodes and acknowledges what it
+        collects for one bulk request as one batch where it can."""

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import google_crc32c
 
+from receiver.spool.records import Position, Record
+
 MAGIC = b"HRSPOOL\x00"
 VERSION = 1
 IDENTITY_LENGTH = 10
@@ -100,30 +102,46 @@ def pack_record_head(payload: bytes, written_at: float) -> bytes:
     return FRAME.pack(RECORD_MARKER, record_crc(length, written_at, payload), length, written_at)
 
 
+# Where the bytes the CRC covers start in a frame: `length` and `written at` come right after
+# the CRC field and the payload right after them, so a record's checksum is that of one
+# contiguous stretch of the segment, `frame[CHECKED_FROM:]` (what `record_crc` computes from the
+# parts; tests/spool/test_format.py holds the two equal).
+CHECKED_FROM = FRAME_SIZE - CHECKED.size
+_RECORD_MARKER_VALUE = int.from_bytes(RECORD_MARKER, "little")
+_FRAME_HEAD = struct.Struct("<IIId")  # FRAME, with the marker read as an integer (no bytes made)
+assert _FRAME_HEAD.size == FRAME_SIZE
+
+
 def read_records(
-    data: bytes, max_records: int, max_bytes: int, limit: int | None = None,
-) -> tuple[list[tuple[int, bytes, float]], int]:
-    """The valid records at the start of `data` (a buffer read at a frame boundary): up to
-    `max_records`, their payloads summing to at most `max_bytes` (the first one always), none
-    ending after `limit`. Returns `(offset in data, payload, written at)` per record and the
-    offset after the last one; stops at the first frame that is not a whole valid record (the
-    caller asks `frame_at` what it is). The reading loop of a worker (~1 µs a record)."""
-    records: list[tuple[int, bytes, float]] = []
+    data: bytes, max_records: int, max_bytes: int, limit: int | None, segment: int, base: int,
+) -> tuple[list[Record], int]:
+    """The valid records at the start of `data` (a buffer read at file offset `base` of segment
+    `segment`, at a frame boundary): up to `max_records`, their payloads summing to at most
+    `max_bytes` (the first one always), none ending after `limit`. Returns the records and the
+    offset in `data` after the last one; stops at the first frame that is not a whole valid
+    record (the caller asks `frame_at` what it is).
+
+    The reading loop of a worker: one pass that checks each frame and builds its `Record`
+    (tuples made with `tuple.__new__`, the checksum over the frame's own bytes), ~0.6 µs a
+    record."""
+    records: list[Record] = []
     keep = records.append
-    unpack = FRAME.unpack_from
-    crc = record_crc
+    unpack = _FRAME_HEAD.unpack_from
+    crc32c = google_crc32c.value
+    new, record, position = tuple.__new__, Record, Position
+    marker_value = _RECORD_MARKER_VALUE
     size = len(data) if limit is None else min(len(data), limit)
-    offset = total = 0
-    while len(records) < max_records and size - offset >= FRAME_SIZE:
+    offset = total = count = 0
+    while count < max_records and size - offset >= FRAME_SIZE:
         marker, checksum, length, written_at = unpack(data, offset)
         start = offset + FRAME_SIZE
         end = start + length
-        if marker != RECORD_MARKER or end > size or (records and total + length > max_bytes):
+        if marker != marker_value or end > size or (count and total + length > max_bytes):
             break
-        payload = data[start:end]
-        if crc(length, written_at, payload) != checksum:
+        if crc32c(data[offset + CHECKED_FROM : end]) != checksum:
             break
-        keep((offset, payload, written_at))
+        keep(new(record, (new(position, (segment, base + offset)), data[start:end], written_at)))
+        count += 1
         total += length
         offset = end
     return records, offset

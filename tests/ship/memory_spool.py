@@ -47,6 +47,7 @@ class MemorySpool:
         self._guard = threading.Lock()
         self.outstanding: dict[int, Batch] = {}  # by start
         self.counters: Counters | None = None  # what the ledger would count into
+        self.joins = 0
         self.add(documents or [])
 
     def add(self, documents: list[dict[str, Any]]) -> None:
@@ -104,6 +105,17 @@ class MemorySpool:
                     self.counters.dead_lettered(reason, count)
             self.outstanding.pop(batch.start)
             self.acknowledged.append(batch)
+
+    def join(self, first: Batch, then: Batch) -> bool:
+        """As the spool reader joins: `then` starts where `first` ends (`joins` counts them)."""
+        with self._cond:
+            if then.start != first.end or not first.records or not then.records:
+                return False
+            self.outstanding.pop(then.start)
+            first.records += then.records
+            first.end, first.ordinal = then.end, then.ordinal
+            self.joins += 1
+            return True
 
     def acknowledged_records(self) -> int:
         with self._cond:

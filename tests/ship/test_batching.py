@@ -92,6 +92,25 @@ def test_the_byte_limit_counts_like_the_event_limit() -> None:
     assert batching.company_wait(partial) == pytest.approx(0.6)
 
 
+def test_a_held_batch_counts_at_the_expansion_seen_so_far_until_it_is_encoded() -> None:
+    clocks = Clocks()
+    batching = policy(clocks, batch_bytes=ByteSize(100_000))
+    records = [Record(Position(1, n * 120), b"x" * 100, clocks.now) for n in range(10)]
+    shipment = Shipment()
+    shipment.hold(Batch(1, "id", 0, 1200, 10, records), 10, 1000, batching.estimate(1000))
+    assert (shipment.records, shipment.size) == (10, 2000)  # 1,000 payload bytes at 2.0
+    assert batching.room(shipment) == (990, 49_000)
+    assert not batching.full(shipment)
+    shipment.hold(Batch(1, "id", 1200, 60_000, 500, records), 490, 49_000,
+                  batching.estimate(49_000))
+    assert batching.full(shipment)  # by its estimated size
+    encoded = EncodedBatch(b"y" * 150_000, [], [], [], [])
+    batching.encoded(shipment.held_payload, encoded)
+    shipment.settle(encoded)
+    assert (shipment.records, shipment.size, shipment.held) == (500, 150_000, None)
+    assert batching.expansion == pytest.approx(0.5 * 2.0 + 0.5 * 3.0)
+
+
 def test_what_is_spooled_while_a_shipment_waits_goes_with_it(tmp_path: Path) -> None:
     """One bulk request for both: the spool is read once more when the wait ends, before the
     shipment goes (left for the next shipment, those events would make it due at once)."""
@@ -104,3 +123,19 @@ def test_what_is_spooled_while_a_shipment_waits_goes_with_it(tmp_path: Path) -> 
             wait_for(lambda: spool.acknowledged_records() == 10, 20, "10 acknowledged")
         assert len(server.bulk_requests()) == 1
         assert len(server.documents) == 10
+
+
+def test_what_is_read_for_one_request_is_encoded_and_acknowledged_as_one_batch(
+        tmp_path: Path) -> None:
+    """Three reads, one batch: each joins the one read before it (Source.join), so the request
+    costs one encode call and one acknowledgement."""
+    spool = MemorySpool([document(n) for n in range(10)], batch_records=4)
+    with FakeElasticsearch.start() as server:
+        settings = es_settings([server.url], batch_age=Seconds(3.0), batch_events=10)
+        with running_shipper(settings, spool, tmp_path):
+            wait_for(lambda: spool.acknowledged_records() == 10, 20, "10 acknowledged")
+        assert len(server.bulk_requests()) == 1
+        assert sorted(doc["seq"] for _, doc in server.documents.values()) == list(range(10))
+    assert spool.joins == 2
+    assert [(b.start, b.end, b.ordinal, len(b.records)) for b in spool.acknowledged] == [
+        (0, 640, 10, 10)]

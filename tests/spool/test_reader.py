@@ -99,6 +99,40 @@ def test_acknowledging_out_of_order_advances_over_the_contiguous_prefix(tmp_path
     writer.close()
 
 
+def test_a_batch_read_right_after_another_joins_it_and_one_acknowledgement_covers_both(
+        tmp_path: Path) -> None:
+    """What the shipper collects for one request is acknowledged as one batch (SpoolReader.join):
+    only a batch that continues the other in its segment joins it."""
+    metrics = Metrics()
+    writer = SpoolWriter(settings(tmp_path), metrics)
+    writer.append(payloads(0, 5))
+    reader = reader_of(writer)
+    first = reader.read(1000, 10**6)
+    writer.append(payloads(5, 5))  # written while the first waited for company
+    then = reader.read(1000, 10**6)
+    assert first is not None and then is not None
+    assert reader.join(first, then)
+    assert numbers([r.payload for r in first.records]) == list(range(10))
+    assert (first.start, first.end, first.ordinal) == (HEADER_SIZE, then.end, 10)
+    segment = first.segment
+    reader.acknowledge(first, 10)
+    assert writer.ledger.progress()[segment] == (then.end, 10)
+    assert metrics.events_shipped._value.get() == 10
+
+    writer.append(payloads(10, 400))  # ~430 bytes each: the next segment starts in them
+    batches = []
+    while (batch := reader.read(10, 10**6)) is not None:
+        batches.append(batch)
+    crossing = next(n for n in range(1, len(batches))
+                    if batches[n].segment != batches[n - 1].segment)
+    for first, then in ((batches[0], batches[2]),  # batches[1] lies between them
+                        (batches[crossing - 1], batches[crossing])):  # another segment
+        was = (first.end, first.ordinal, len(first.records))
+        assert not reader.join(first, then)
+        assert (first.end, first.ordinal, len(first.records)) == was
+    writer.close()
+
+
 def test_prefix_survives_reopen_and_unacknowledged_records_come_again(tmp_path: Path) -> None:
     writer = SpoolWriter(settings(tmp_path), Metrics())
     writer.append(payloads(0, 30))
