@@ -66,32 +66,36 @@ DATAGRAM_BATCH = 512
 # 64 KiB garbage would be 32 MiB held at once (and kept by malloc afterwards).
 DATAGRAM_BATCH_BYTES = 1024 * 1024
 # A drain of fewer datagrams than this waits for company before the next. It is what one wait
-# gathers at the rate seen (below ~2,500 datagrams/s): below it, waiting again gathers about as
-# many, ~100-200 KB of HAProxy lines, which even a kernel's default receive buffer holds; above
-# it the reader drains as they come. (At 16, a 2,000/s sender got a wait, a drain of 40, a
-# drain of 1 right after it, another wait: two wake-ups per wait instead of one.)
-COALESCE_BELOW = 128
+# (COALESCE_WAIT) gathers at the rate seen (below ~2,500 datagrams/s): below it, waiting again
+# gathers about as many, ~100-250 KB of HAProxy lines, which `listen.udp_receive_buffer` holds;
+# above it the reader drains as they come. (At 16, a 2,000/s sender got a wait, a drain of 40,
+# a drain of 1 right after it, another wait: two wake-ups per wait instead of one.)
+COALESCE_BELOW = 256
 # At everyday rates each wake-up costs more than the datagrams it reads (on the 2-vCPU VM of
 # the benchmarks, ~0.3-0.7 ms of the receiving process's CPU a wake-up, against a few µs a
 # message): waiting 20 ms for company cut the receiver's CPU at 2,000 datagrams/s from
 # 3.7-3.8 s to 2.4-2.7 s per 60,000 (peerbench udp-2k, side by side), and 50 ms (at most 20
-# wake-ups a second) cut it again, for latency the 1 s batch budget dwarfs anyway: the wait
-# adds at most 50 ms to an event's, and a shipment still goes `batch_age` after its oldest
-# event was spooled. Under load drains are large and nothing waits.
-COALESCE_WAIT = 0.05
+# wake-ups a second) cut it again. A wake-up still cost ~0.3 ms whatever it read (a cold
+# interpreter after a sleep, on a machine shared with other work), against ~2 µs a message, so
+# 100 ms (at most 10 wake-ups a second) cut the stream thread's CPU at 2,000 lines/s by another
+# third (bench/everyday_bench.py, side by side), for latency the 1 s batch budget dwarfs: the
+# wait adds at most 100 ms to an event's, and a shipment still goes `batch_age` after its
+# oldest event was spooled. Under load drains are large and nothing waits.
+COALESCE_WAIT = 0.1
 # Stream connections wait for company too: a read this small (a few lines: a host logging a few
 # hundred lines a second over TCP gets one line a read) pauses the connection for
 # COALESCE_WAIT, so the next read takes what arrived meanwhile in one wake-up, one framing and
 # one spool append. Under load reads are large and never wait; while waiting, the kernel's
 # socket buffer holds the lines and TCP flow control covers the rest.
 STREAM_COALESCE_BELOW = 16 * 1024
-# Once waiting, a connection keeps waiting while what a wait gathered stays below this (at
-# 2,000 lines/s of ~400 bytes, 40 KB in 50 ms): it is read at the end of each wait, with
-# no wake-up of its own. Had a wait of a connection that read 40 KB stopped there, as a read
-# of 16 KiB or more does, the next line would have come in a wake-up of its own right after,
-# then a wait: two wake-ups a wait, and two changes of the event loop's interest list (pause,
-# resume) each. Above it (~6,500 such lines/s) the connection is read as bytes come again.
-STREAM_KEEP_WAITING_BELOW = 128 * 1024
+# Once waiting, a connection keeps waiting while a wait gathers less than this, and less than a
+# quarter of the socket's receive buffer (so that what a wait gathers is never what the buffer
+# held back: a flood is not paced by waits): it is read at the end of each wait, with no
+# wake-up of its own. At 2,000 lines/s of ~400 bytes a wait gathers ~80 KB; when a read of
+# that much ended the waiting (as one of STREAM_COALESCE_BELOW or more did), the next
+# line came in a wake-up of its own right after, then a wait: two wake-ups a wait, and two
+# changes of the event loop's interest list (pause, resume) each.
+STREAM_KEEP_WAITING_BELOW = 256 * 1024
 MAX_DATAGRAM = 65535 + 1  # one more than UDP allows, so nothing is ever cut by recvfrom
 STREAM_READ = 256 * 1024
 UNIX_SOCKET_MODE = 0o666  # HAProxy runs as its own user; the socket must be writable by it
@@ -655,8 +659,14 @@ class StreamConnection(asyncio.Protocol):
         if not data:
             return False
         self.data_received(data)  # no new wait from there: this one is still on
-        return (len(data) < STREAM_KEEP_WAITING_BELOW and not self.closing
-                and not raw.is_closing() and not self._server.flow.paused)
+        if (len(data) >= STREAM_KEEP_WAITING_BELOW or self.closing or raw.is_closing()
+                or self._server.flow.paused):
+            return False
+        try:
+            buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        except OSError:
+            return False
+        return len(data) < buffer // 4
 
     def eof_received(self) -> bool:
         self._finish()
