@@ -663,7 +663,7 @@ class StreamConnection(asyncio.Protocol):
                 or self._server.flow.paused):
             return False
         try:
-            buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            buffer = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
         except OSError:
             return False
         return len(data) < buffer // 4
