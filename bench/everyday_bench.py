@@ -88,6 +88,16 @@ def sink_docs(port: int) -> int:
         return int(json.load(answer)["docs"])
 
 
+def ready(tcp: int, sink_port: int) -> bool:
+    """The receiver accepts connections and the sink answers."""
+    try:
+        socket.create_connection(("127.0.0.1", tcp), timeout=5).close()
+        sink_docs(sink_port)
+    except OSError:
+        return False
+    return True
+
+
 def wait_docs(port: int, wanted: int, timeout: float) -> float | None:
     """Until the sink holds `wanted` documents; the time it did, or None."""
     deadline = time.monotonic() + timeout
@@ -190,17 +200,11 @@ def run(args: argparse.Namespace, checkout: Path) -> Result:
     try:
         payload = lines(WARM_UP + args.count)
         deadline = time.monotonic() + 60
-        while sender is None:
-            try:
-                sender = Sender(args.proto, args.framing, udp if args.proto == "udp" else tcp)
-                sink_docs(sink_port)
-            except OSError:
-                if sender is not None:
-                    sender.close()
-                sender = None
-                if time.monotonic() > deadline or receiver.poll() is not None:
-                    raise SystemExit(f"the receiver did not start; see {work / 'receiver.log'}") from None
-                time.sleep(0.2)
+        while not ready(tcp, sink_port):  # the receiver binds every socket before it listens
+            if time.monotonic() > deadline or receiver.poll() is not None:
+                raise SystemExit(f"the receiver did not start; see {work / 'receiver.log'}")
+            time.sleep(0.2)
+        sender = Sender(args.proto, args.framing, udp if args.proto == "udp" else tcp)
         sender.send(payload[:WARM_UP], args.rate)
         if wait_docs(sink_port, WARM_UP, 60) is None:
             raise SystemExit("the warm-up did not reach the sink")

@@ -629,7 +629,15 @@ class StreamConnection(asyncio.Protocol):
         if raw is None or raw.is_closing():
             self._waiting = False
             return
-        if self._read_gathered():
+        try:
+            again = self._read_gathered()
+        except Exception:  # as the transport does when data_received fails: end the connection
+            log.exception("%s: handing over a read of the connection from %s failed; closing it",
+                          self.listener.name, self.peer or "a local process")
+            self._waiting = False
+            raw.abort()
+            return
+        if again:
             self._server.loop.call_later(COALESCE_WAIT, self._company_waited)
             return
         self._waiting = False

@@ -220,6 +220,31 @@ def test_a_stream_bringing_tens_of_kilobytes_a_wait_is_read_once_a_wait(
     assert running.sink.batches <= sending / wait + 3, (running.sink.batches, sending)
 
 
+class FailingAfterFirst(Collected):
+    """A sink whose second hand-over fails (what a closed spool does)."""
+
+    def accept(self, messages: Sequence[bytes], peers: Peer | list[Peer], listener: str,
+               transport: str, cut: frozenset[int] = frozenset()) -> int:
+        if self.batches:
+            raise RuntimeError("the sink failed")
+        return super().accept(messages, peers, listener, transport, cut)
+
+
+def test_a_failed_hand_over_at_the_end_of_a_wait_closes_the_connection(
+        start: Start, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """What a wait gathered is read by the wait's own timer, outside the transport: a hand-over
+    failing there ends the connection, logged, as the transport ends one whose read failed,
+    rather than leaving it paused for good."""
+    monkeypatch.setattr("receiver.listen.COALESCE_WAIT", 0.5)
+    running = start(base_settings(udp=[]), sink=FailingAfterFirst())
+    with socket.create_connection(running.address("tcp")) as sender:
+        sender.sendall(b"<134>first\n")
+        wait_for(lambda: running.sink.bodies() == [b"<134>first"], 10, "the first line")
+        sender.sendall(b"<134>second\n")  # during the wait
+        assert closed_by_peer(sender)
+    assert "handing over a read of the connection from 127.0.0.1 failed" in caplog.text
+
+
 def test_datagrams_at_everyday_rates_are_read_once_a_wait(start: Start,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A drain of fewer than COALESCE_BELOW datagrams waits for company before the next, also
