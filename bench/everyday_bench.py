@@ -83,9 +83,13 @@ class Sender:
         self.sock.close()
 
 
-def sink_docs(port: int) -> int:
+def sink_stats(port: int) -> dict[str, int]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats/sink", timeout=5) as answer:
-        return int(json.load(answer)["docs"])
+        return {key: int(value) for key, value in json.load(answer).items()}
+
+
+def sink_docs(port: int) -> int:
+    return sink_stats(port)["docs"]
 
 
 def ready(tcp: int, sink_port: int) -> bool:
@@ -143,10 +147,11 @@ def session_pids(leader: int) -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-def thread_cpu(leader: int) -> dict[tuple[int, str, str], float]:
-    """CPU seconds of every thread of the session's processes (schedstat: nanoseconds on a
-    CPU, where stat's user and system times count whole clock ticks)."""
-    seen: dict[tuple[int, str, str], float] = {}
+def thread_cpu(leader: int) -> dict[tuple[int, str, str], tuple[float, int]]:
+    """CPU seconds and wake-ups (voluntary context switches: each sleep ends in one) of every
+    thread of the session's processes (schedstat: nanoseconds on a CPU, where stat's user and
+    system times count whole clock ticks)."""
+    seen: dict[tuple[int, str, str], tuple[float, int]] = {}
     for pid in session_pids(leader):
         try:
             tids = os.listdir(f"/proc/{pid}/task")
@@ -156,9 +161,11 @@ def thread_cpu(leader: int) -> dict[tuple[int, str, str], float]:
             try:
                 name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
                 on_cpu = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0]
+                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
             except OSError:
                 continue
-            seen[(pid, tid, name)] = int(on_cpu) / 1e9
+            switches = status.split("voluntary_ctxt_switches:")[1].split()[0]
+            seen[(pid, tid, name)] = (int(on_cpu) / 1e9, int(switches))
     return seen
 
 
@@ -209,6 +216,7 @@ def run(args: argparse.Namespace, checkout: Path) -> Result:
         if wait_docs(sink_port, WARM_UP, 60) is None:
             raise SystemExit("the warm-up did not reach the sink")
         time.sleep(1.0)
+        requests = sink_stats(sink_port)["bulk_requests"]
         before, started = thread_cpu(receiver.pid), time.monotonic()
         watch = LagWatch(sink_port, WARM_UP, args.rate)
         sender.started = None
@@ -218,6 +226,8 @@ def run(args: argparse.Namespace, checkout: Path) -> Result:
         arrived = wait_docs(sink_port, WARM_UP + args.count, 60)
         time.sleep(max(0.0, last_sent + args.settle - time.monotonic()))
         after, elapsed = thread_cpu(receiver.pid), time.monotonic() - started
+        requests = sink_stats(sink_port)["bulk_requests"] - requests
+        print(f"  {requests} bulk requests, {args.count / max(requests, 1):.0f} documents each")
         return report(args, checkout, receiver.pid, before, after, elapsed,
                       None if arrived is None else arrived - last_sent, lags,
                       peak_rss_kb(receiver.pid))
@@ -231,7 +241,8 @@ def run(args: argparse.Namespace, checkout: Path) -> Result:
 
 
 def report(args: argparse.Namespace, checkout: Path, leader: int,
-           before: dict[tuple[int, str, str], float], after: dict[tuple[int, str, str], float],
+           before: dict[tuple[int, str, str], tuple[float, int]],
+           after: dict[tuple[int, str, str], tuple[float, int]],
            elapsed: float, tail: float | None, lags: tuple[float, float],
            rss: dict[int, int]) -> Result:
     framing = f" ({args.framing})" if args.proto == "tcp" else ""
@@ -240,12 +251,14 @@ def report(args: argparse.Namespace, checkout: Path, leader: int,
     per_process: dict[int, float] = {}
     busiest = 0.0
     for key in sorted(after):
-        used = after[key] - before.get(key, 0.0)
+        used = after[key][0] - before.get(key, (0.0, 0))[0]
+        wakeups = after[key][1] - before.get(key, (0.0, 0))[1]
         per_process[key[0]] = per_process.get(key[0], 0.0) + used
         if key[0] == leader:
             busiest = max(busiest, used)
         if used >= 0.005:
-            print(f"  {key[0]:>7} {key[1]:>7} {key[2]:<20} {used:6.3f} s")
+            print(f"  {key[0]:>7} {key[1]:>7} {key[2]:<16} {used:6.3f} s "
+                  f"{wakeups / elapsed:6.1f} wake-ups/s")
     for pid, used in per_process.items():
         role = "receiving" if pid == leader else "worker"
         print(f"  {role} process {pid}: {used:.3f} s, peak RSS {rss.get(pid, 0) / 1024:.0f} MiB")
