@@ -220,6 +220,28 @@ def test_a_stream_bringing_tens_of_kilobytes_a_wait_is_read_once_a_wait(
     assert running.sink.batches <= sending / wait + 3, (running.sink.batches, sending)
 
 
+def test_a_wait_that_gathered_much_ends_the_waiting(start: Start,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait that gathered STREAM_KEEP_WAITING_BELOW or more (lowered here) is the last: the
+    connection is read as bytes come again, so a sender faster than waits can absorb is never
+    paced by them. The line after it is read on its own, then the connection waits again."""
+    monkeypatch.setattr("receiver.listen.COALESCE_WAIT", 0.5)
+    monkeypatch.setattr("receiver.listen.STREAM_KEEP_WAITING_BELOW", 4096)
+    running = start(base_settings(udp=[]))
+    with socket.create_connection(running.address("tcp")) as sender:
+        sender.sendall(b"<134>first\n")
+        wait_for(lambda: len(running.sink.bodies()) == 1, 10, "the first line")
+        sender.sendall(b"<134>burst " + b"x" * 8192 + b"\n")  # during the wait
+        wait_for(lambda: len(running.sink.bodies()) == 2, 10, "the burst")
+        for n in range(10):
+            sender.sendall(b"<134>line %d\n" % n)
+            time.sleep(0.002)
+        wait_for(lambda: len(running.sink.bodies()) == 12, 10, "12 lines")
+    # first, burst, the first line after it alone, the others after a wait; had the waiting
+    # gone on, the ten would have come in one read at the end of the next wait.
+    assert running.sink.batches >= 4, running.sink.batches
+
+
 class FailingAfterFirst(Collected):
     """A sink whose second hand-over fails (what a closed spool does)."""
 
