@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -209,7 +210,7 @@ def run(args: argparse.Namespace, checkout: Path) -> Result:
         deadline = time.monotonic() + 60
         while not ready(tcp, sink_port):  # the receiver binds every socket before it listens
             if time.monotonic() > deadline or receiver.poll() is not None:
-                raise SystemExit(f"the receiver did not start; see {work / 'receiver.log'}")
+                raise SystemExit(f"the receiver did not start: {(work / 'receiver.log').read_text()}")
             time.sleep(0.2)
         sender = Sender(args.proto, args.framing, udp if args.proto == "udp" else tcp)
         sender.send(payload[:WARM_UP], args.rate)
@@ -238,6 +239,7 @@ def run(args: argparse.Namespace, checkout: Path) -> Result:
         receiver.wait(30)
         sink.terminate()
         sink.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def report(args: argparse.Namespace, checkout: Path, leader: int,
