@@ -66,25 +66,36 @@ DATAGRAM_BATCH = 512
 # 64 KiB garbage would be 32 MiB held at once (and kept by malloc afterwards).
 DATAGRAM_BATCH_BYTES = 1024 * 1024
 # A drain of fewer datagrams than this waits for company before the next. It is what one wait
-# gathers at the rate seen (below ~2,500 datagrams/s): below it, waiting again gathers about as
-# many, ~100-200 KB of HAProxy lines, which even a kernel's default receive buffer holds; above
-# it the reader drains as they come. (At 16, a 2,000/s sender got a wait, a drain of 40, a
-# drain of 1 right after it, another wait: two wake-ups per wait instead of one.)
-COALESCE_BELOW = 128
+# (COALESCE_WAIT) gathers at the rate seen (below ~2,500 datagrams/s): below it, waiting again
+# gathers about as many, ~100-250 KB of HAProxy lines, which `listen.udp_receive_buffer` holds;
+# above it the reader drains as they come. (At 16, a 2,000/s sender got a wait, a drain of 40,
+# a drain of 1 right after it, another wait: two wake-ups per wait instead of one.)
+COALESCE_BELOW = 256
 # At everyday rates each wake-up costs more than the datagrams it reads (on the 2-vCPU VM of
 # the benchmarks, ~0.3-0.7 ms of the receiving process's CPU a wake-up, against a few µs a
 # message): waiting 20 ms for company cut the receiver's CPU at 2,000 datagrams/s from
 # 3.7-3.8 s to 2.4-2.7 s per 60,000 (peerbench udp-2k, side by side), and 50 ms (at most 20
-# wake-ups a second) cut it again, for latency the 1 s batch budget dwarfs anyway: the wait
-# adds at most 50 ms to an event's, and a shipment still goes `batch_age` after its oldest
-# event was spooled. Under load drains are large and nothing waits.
-COALESCE_WAIT = 0.05
+# wake-ups a second) cut it again. A wake-up still cost ~0.3 ms whatever it read (a cold
+# interpreter after a sleep, on a machine shared with other work), against ~2 µs a message, so
+# 100 ms (at most 10 wake-ups a second) cut the stream thread's CPU at 2,000 lines/s by another
+# third (bench/everyday_bench.py, side by side), for latency the 1 s batch budget dwarfs: the
+# wait adds at most 100 ms to an event's, and a shipment still goes `batch_age` after its
+# oldest event was spooled. Under load drains are large and nothing waits.
+COALESCE_WAIT = 0.1
 # Stream connections wait for company too: a read this small (a few lines: a host logging a few
 # hundred lines a second over TCP gets one line a read) pauses the connection for
 # COALESCE_WAIT, so the next read takes what arrived meanwhile in one wake-up, one framing and
 # one spool append. Under load reads are large and never wait; while waiting, the kernel's
 # socket buffer holds the lines and TCP flow control covers the rest.
 STREAM_COALESCE_BELOW = 16 * 1024
+# Once waiting, a connection keeps waiting while a wait gathers less than this, and less than a
+# quarter of the socket's receive buffer (so that what a wait gathers is never what the buffer
+# held back: a flood is not paced by waits): it is read at the end of each wait, with no
+# wake-up of its own. At 2,000 lines/s of ~400 bytes a wait gathers ~80 KB; when a read of
+# that much ended the waiting (as one of STREAM_COALESCE_BELOW or more did), the next
+# line came in a wake-up of its own right after, then a wait: two wake-ups a wait, and two
+# changes of the event loop's interest list (pause, resume) each.
+STREAM_KEEP_WAITING_BELOW = 256 * 1024
 MAX_DATAGRAM = 65535 + 1  # one more than UDP allows, so nothing is ever cut by recvfrom
 STREAM_READ = 256 * 1024
 UNIX_SOCKET_MODE = 0o666  # HAProxy runs as its own user; the socket must be writable by it
@@ -403,15 +414,18 @@ class DatagramReader:
                 self.heartbeat.beat()
             if not self._wait_for_room(0.2):
                 continue  # spool full under `block`: leave datagrams to the kernel buffer
-            if not poller.poll(200):
-                continue
             if trickle:
                 # The last drain found only a few datagrams: let some company arrive, so the
                 # per-batch costs (spool write, locks, metric updates: tens of µs) are shared
                 # by more messages. Adds at most COALESCE_WAIT of latency, and none under load.
+                # Drained at the end of the wait without polling first: one wake-up a wait
+                # (a poll woken by the next datagram, then this sleep, were two).
                 time.sleep(COALESCE_WAIT)
+            elif not poller.poll(200):
+                continue
             messages, sources = self._receive()
-            trickle = len(messages) < COALESCE_BELOW
+            # Nothing came during a wait: the next datagram is awaited with poll again.
+            trickle = 0 < len(messages) < COALESCE_BELOW
             self._hand_over(messages, sources)
 
     def _drain(self) -> None:
@@ -606,17 +620,61 @@ class StreamConnection(asyncio.Protocol):
             return
         self._waiting = True
         raw.pause_reading()
-        asyncio.get_running_loop().call_later(COALESCE_WAIT, self._company_waited)
+        self._server.loop.call_later(COALESCE_WAIT, self._company_waited)
 
     def _company_waited(self) -> None:
-        self._waiting = False
+        """The end of a wait: read what it gathered here, and wait again while that is little
+        (STREAM_KEEP_WAITING_BELOW); else resume reading as bytes come."""
         raw = self._raw
         if raw is None or raw.is_closing():
+            self._waiting = False
             return
+        try:
+            again = self._read_gathered()
+        except Exception:  # as the transport does when data_received fails: end the connection
+            log.exception("%s: handing over a read of the connection from %s failed; closing it",
+                          self.listener.name, self.peer or "a local process")
+            self._waiting = False
+            raw.abort()
+            return
+        if again:
+            self._server.loop.call_later(COALESCE_WAIT, self._company_waited)
+            return
+        self._waiting = False
         # Without TLS, the socket's transport is also the one a full spool pauses
         # (FlowControl), whose pause outlasts this one: it resumes every reader itself.
         if raw is not self._transport or self.closing or not self._server.flow.paused:
             raw.resume_reading()
+
+    def _read_gathered(self) -> bool:
+        """Read what the kernel holds for this connection, as the transport would have, while
+        it stays paused; True if that was little enough to wait again. Only bytes the kernel
+        reports queued are read: an end of stream or an error is left to the transport, which
+        meets it as soon as it reads again. Not under TLS (its layer reads from the loop), nor
+        while closing or paused for a full spool."""
+        raw = self._raw
+        if (raw is None or raw is not self._transport or raw.is_reading() or self.closing
+                or self._server.flow.paused):
+            return False
+        queued = self.queued_bytes()
+        if queued <= 0:
+            return False  # quiet: the next line is read when it comes
+        sock = raw.get_extra_info("socket")
+        try:
+            data = os.read(sock.fileno(), min(queued, STREAM_READ))
+        except OSError:  # the transport meets the error itself when it reads again
+            return False
+        if not data:
+            return False
+        self.data_received(data)  # no new wait from there: this one is still on
+        if (len(data) >= STREAM_KEEP_WAITING_BELOW or self.closing or raw.is_closing()
+                or self._server.flow.paused):
+            return False
+        try:
+            buffer = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+        except OSError:
+            return False
+        return len(data) < buffer // 4
 
     def eof_received(self) -> bool:
         self._finish()
@@ -763,6 +821,12 @@ class StreamServer:
         self._servers: list[asyncio.Server] = []
         self._thread = threading.Thread(target=self._run, name="recv streams", daemon=True)
         self._started = threading.Event()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the connections' timers go on (asyncio.get_running_loop() asks the kernel
+        for the process id at every call)."""
+        return self._loop
 
     # --- admission -------------------------------------------------------------------------------
     def admit(self, connection: StreamConnection) -> bool:

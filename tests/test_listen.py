@@ -193,6 +193,80 @@ def test_small_stream_reads_wait_for_company(start: Start,
     assert running.sink.batches <= 3, running.sink.batches
 
 
+def test_a_stream_bringing_tens_of_kilobytes_a_wait_is_read_once_a_wait(
+        start: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a wait gathered is read at its end, and a connection still bringing little
+    (under STREAM_KEEP_WAITING_BELOW) waits again straight away: at 2,000 lines/s a wait
+    gathers ~40 KB, and a read of that much used to end the waiting, so the next line came in a
+    wake-up of its own before the next wait (two reads a wait). The end of the stream, during a
+    wait, is still met: every line arrives and the connection closes. Issue 28, item 4."""
+    wait = 0.2
+    monkeypatch.setattr("receiver.listen.COALESCE_WAIT", wait)
+    running = start(base_settings(udp=[]))
+    gauge = running.metrics.connections_open.labels(name_of(running, "tcp"))
+    lines = [b"<134>line %04d " % n + b"x" * 400 for n in range(600)]  # ~40 KB every 0.2 s
+    with socket.create_connection(running.address("tcp")) as sender:
+        began = time.monotonic()
+        for line in lines:
+            sender.sendall(line + b"\n")
+            time.sleep(0.002)  # paced like a sender: each line its own segment
+        sender.shutdown(socket.SHUT_WR)  # the end of the stream comes during a wait
+        sending = time.monotonic() - began
+        wait_for(lambda: len(running.sink.bodies()) == len(lines), 10, "every line")
+        wait_for(lambda: gauge._value.get() == 0, 10, "the connection closed")
+    assert running.sink.bodies() == lines
+    # One read at the start, then one a wait (fewer if the loop was held up): however slowly
+    # the lines were sent, never two a wait.
+    assert running.sink.batches <= sending / wait + 3, (running.sink.batches, sending)
+
+
+def test_a_wait_that_gathered_much_ends_the_waiting(start: Start,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait that gathered STREAM_KEEP_WAITING_BELOW or more (lowered here) is the last: the
+    connection is read as bytes come again, so a sender faster than waits can absorb is never
+    paced by them. The line after it is read on its own, then the connection waits again."""
+    monkeypatch.setattr("receiver.listen.COALESCE_WAIT", 0.5)
+    monkeypatch.setattr("receiver.listen.STREAM_KEEP_WAITING_BELOW", 4096)
+    running = start(base_settings(udp=[]))
+    with socket.create_connection(running.address("tcp")) as sender:
+        sender.sendall(b"<134>first\n")
+        wait_for(lambda: len(running.sink.bodies()) == 1, 10, "the first line")
+        sender.sendall(b"<134>burst " + b"x" * 8192 + b"\n")  # during the wait
+        wait_for(lambda: len(running.sink.bodies()) == 2, 10, "the burst")
+        for n in range(10):
+            sender.sendall(b"<134>line %d\n" % n)
+            time.sleep(0.002)
+        wait_for(lambda: len(running.sink.bodies()) == 12, 10, "12 lines")
+    # first, burst, the first line after it alone, the others after a wait; had the waiting
+    # gone on, the ten would have come in one read at the end of the next wait.
+    assert running.sink.batches >= 4, running.sink.batches
+
+
+class FailingAfterFirst(Collected):
+    """A sink whose second hand-over fails (what a closed spool does)."""
+
+    def accept(self, messages: Sequence[bytes], peers: Peer | list[Peer], listener: str,
+               transport: str, cut: frozenset[int] = frozenset()) -> int:
+        if self.batches:
+            raise RuntimeError("the sink failed")
+        return super().accept(messages, peers, listener, transport, cut)
+
+
+def test_a_failed_hand_over_at_the_end_of_a_wait_closes_the_connection(
+        start: Start, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """What a wait gathered is read by the wait's own timer, outside the transport: a hand-over
+    failing there ends the connection, logged, as the transport ends one whose read failed,
+    rather than leaving it paused for good."""
+    monkeypatch.setattr("receiver.listen.COALESCE_WAIT", 0.5)
+    running = start(base_settings(udp=[]), sink=FailingAfterFirst())
+    with socket.create_connection(running.address("tcp")) as sender:
+        sender.sendall(b"<134>first\n")
+        wait_for(lambda: running.sink.bodies() == [b"<134>first"], 10, "the first line")
+        sender.sendall(b"<134>second\n")  # during the wait
+        assert closed_by_peer(sender)
+    assert "handing over a read of the connection from 127.0.0.1 failed" in caplog.text
+
+
 def test_datagrams_at_everyday_rates_are_read_once_a_wait(start: Start,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A drain of fewer than COALESCE_BELOW datagrams waits for company before the next, also
