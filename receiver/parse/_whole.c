@@ -2,10 +2,10 @@
 
    `compiled.compile_event` writes, per key layout, a Python function that checks every value
    and then writes the document. Where this module was built, that function leaves both phases
-   to `run(program, values, document, mapper, http)`: a program is one step per key, made by
-   `compiled.event_steps` from the same table of kinds, and each step does what the Python
-   lines of its kind do (`compiled._event_key`), in the same order. tests/parse/test_whole_events.py
-   holds documents written this way equal to the Python way's and to the general path's.
+   to `run(program, values, document, mapper, http)`: a program is one step per key
+   (`compiled._program`), each given by `compiled._event_key` beside the Python lines of its
+   kind and doing what they do, in the same order. tests/parse/test_whole_events.py holds
+   documents written this way equal to the Python way's and to the general path's.
 
    `run` answers None when a value is unusual (the document is untouched: the general path
    takes the event), else (duration, status, termination, request_line) for the function's
