@@ -29,7 +29,7 @@ from receiver.event import Document, Received, decode
 from receiver.metrics import ParseMetrics
 from receiver.parse import ERROR_TYPES, LOG_FORMATS, TAG_FAILURE, TAG_TRUNCATED, Parser
 from receiver.parse.names import TEMPLATE_ALIASES
-from receiver.ship.nesting import NestedEncoder
+from receiver.ship.nesting import NestedEncoder, bulk_item
 from receiver.spool.records import event_id, id_head
 
 try:
@@ -180,6 +180,14 @@ ACTION_END = b'"}}\n'  # after the `_id`
 _OFFSET_TO_END = b"%x" + ACTION_END  # % a record's offset: `event_id`'s hex tail, and the end
 _ID_START = b',"_id":"'  # where the `_id` starts in an action line (a JSON string's own quotes
 # are escaped, so this cannot occur inside the index name before it)
+
+
+def _item_head(index: str, identity: str, segment: int, with_id: bool) -> bytes:
+    """A record's action line up to where the id's hex offset goes (`event_id`'s segment part
+    included), or the whole line without ids."""
+    if with_id:
+        return action_prefix(index, True) + id_head(identity, segment).encode()
+    return action_prefix(index, False)
 
 
 def action_line(index: str, doc_id: str | None) -> bytes:
@@ -341,8 +349,8 @@ class BulkEncoder:
                 if static is not None:
                     index = static
                 elif needs_document:
-                    index = name_of(timestamp, document or orjson.loads(source or b"{}"),
-                                    record.written_at)
+                    index = name_of(timestamp, document if document is not None
+                                    else orjson.loads(source or b""), record.written_at)
                 else:
                     index = ((type(timestamp) is str and cached.get(timestamp[:key_length]))
                              or name_of(timestamp, None, record.written_at))
@@ -357,17 +365,16 @@ class BulkEncoder:
                     key = (index, segment)
                     found = heads.get(key)
                     if found is None:
-                        found = heads[key] = (action_prefix(index, True)
-                                              + id_head(identity, segment).encode())
+                        found = heads[key] = _item_head(index, identity, segment, True)
                     head, head_index, head_segment = found, index, segment
             else:
                 offset = -1
                 head = prefixes.get(index) or prefixes.setdefault(
-                    index, action_prefix(index, False))
+                    index, _item_head(index, identity, 0, False))
             start = len(buffer)
             if document is None:  # a Document's source, copied
-                buffer += b"%b%b%b\n" % (head, b"%x%b" % (offset, ACTION_END) if with_ids
-                                         else b"", source or b"{}")
+                assert source is not None
+                buffer += bulk_item(head, offset, ACTION_END, source)
             else:
                 try:
                     # the action line's tail is `event_id`'s hex offset and ACTION_END (tests
@@ -380,9 +387,7 @@ class BulkEncoder:
                     document = _unencodable(document, received.frame, error)
                     if needs_document:  # its index, from what the document keeps
                         index = name_of(timestamp, document, record.written_at)
-                        head = (action_prefix(index, True) + id_head(
-                            identity, record.position.segment).encode()) if with_ids \
-                            else action_prefix(index, False)
+                        head = _item_head(index, identity, record.position.segment, with_ids)
                         head_index = None
                     append(buffer, head, offset, ACTION_END, document)
             offsets.append(start)

@@ -116,6 +116,24 @@ def _plan(names: Sequence[str]) -> Plan:
     return namespace["nested"]  # type: ignore[no-any-return]
 
 
+def bulk_item(head: bytes, offset: int, end: bytes, source: bytes) -> bytes:
+    """What `NestedEncoder.append` (and the compiled `append`) adds to a bulk body: `head`, the
+    offset in hex and `end` when offset >= 0 (an action line's id tail), `source`, a newline."""
+    return b"%b%b%b\n" % (head, b"%x%b" % (offset, end) if offset >= 0 else b"", source)
+
+
+def _remembered(table: dict[tuple[str, ...], Any], names: tuple[str, ...],
+                make: Callable[[tuple[str, ...]], Any]) -> Any:
+    """`table[names]`, made by `make` the first time (the table is cleared when it holds
+    _PLANS_KEPT: senders choose JSON keys)."""
+    found = table.get(names)
+    if found is None:
+        if len(table) >= _PLANS_KEPT:
+            table.clear()
+        found = table[names] = make(names)
+    return found
+
+
 def steps(names: Sequence[str]) -> Steps:
     """The compiled writer's plan for documents with these names, in this order: `nest` of
     their positions, written out as JSON with each value's place marked by its position."""
@@ -167,12 +185,8 @@ class NestedEncoder:
             return written
         names = tuple(document)
         if names != self._last_names:
-            plan = self._plans.get(names)
-            if plan is None:
-                if len(self._plans) >= _PLANS_KEPT:
-                    self._plans.clear()
-                plan = self._plans[names] = _plan(names)
-            self._last_names, self._last_plan = names, plan
+            self._last_names = names
+            self._last_plan = _remembered(self._plans, names, _plan)
         return orjson.dumps(self._last_plan(document.values()))
 
     def append(self, buffer: bytearray, head: bytes, offset: int, end: bytes,
@@ -180,8 +194,7 @@ class NestedEncoder:
         """`buffer += head + (offset in hex + end, when offset >= 0) + encode(document) + b"\n"`:
         a bulk item (encode.py); nothing is appended when encoding raises."""
         if not self._compiled:
-            buffer += b"%b%b%b\n" % (head, b"%x%b" % (offset, end) if offset >= 0 else b"",
-                                     self.encode(document))
+            buffer += bulk_item(head, offset, end, self.encode(document))
             return
         done = _nested.append(buffer, head, offset, end, self._last_steps, self._last_names,
                               document, orjson.dumps)
@@ -197,10 +210,6 @@ class NestedEncoder:
     def _new_steps(self, document: dict[str, Any]) -> tuple[tuple[str, ...], Steps]:
         """The compiled writer's plan for `document`'s names, made the last one used."""
         names = tuple(document)
-        found = self._steps.get(names)
-        if found is None:
-            if len(self._steps) >= _PLANS_KEPT:
-                self._steps.clear()
-            found = self._steps[names] = steps(names)
+        found: Steps = _remembered(self._steps, names, steps)
         self._last_names, self._last_steps = names, found
         return names, found
