@@ -95,8 +95,8 @@ class CountingOutput:
     def describe(self) -> str:
         return self._inner.describe()
 
-    def send(self, body: bytes, items: int) -> Classification:
-        result = self._inner.send(body, items)
+    def send(self, body: bytes, items: int, index: str | None = None) -> Classification:
+        result = self._inner.send(body, items, index)
         if result.request is RequestOutcome.OK and not (self._ignore
                                                         and body.startswith(self._ignore)):
             with self._lock:

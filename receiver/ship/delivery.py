@@ -70,7 +70,7 @@ class Delivery:
             if self._abandon.is_set():
                 return None
             chunk, rest = pending[:limit], pending[limit:]
-            result = self._send(encoded.subset(chunk), len(chunk))
+            result = self._send(encoded.subset(chunk), len(chunk), encoded.request_index)
             outcome = result.request
             if outcome is RequestOutcome.OK:
                 retry = self._settle(encoded, chunk, result, dead)
@@ -101,12 +101,12 @@ class Delivery:
                 return None
         return dead
 
-    def _send(self, body: bytes, items: int) -> Classification:
+    def _send(self, body: bytes, items: int, index: str | None) -> Classification:
         metrics = self._metrics
         metrics.bulk_in_flight.inc()
         started = time.perf_counter()
         try:
-            result = self._output.send(body, items)
+            result = self._output.send(body, items, index)
         finally:
             metrics.bulk_in_flight.dec()
             self.liveness.beat()

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
 
@@ -55,6 +55,12 @@ Resolver = Callable[["ElasticsearchOutput", ElasticsearchSettings], Elasticsearc
 
 # Only what the shipper reads: smaller answers to parse (ES and OpenSearch both support it).
 BULK_PATH = "/_bulk?filter_path=errors,items.*.status,items.*.error"
+
+
+def bulk_path(index: str | None) -> str:
+    """The bulk request's target: `/<index>/_bulk` when the request names the index its
+    action lines leave out (EncodedBatch.request_index), else `/_bulk`."""
+    return BULK_PATH if index is None else "/" + quote(index, safe="") + BULK_PATH
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +258,7 @@ class ElasticsearchOutput:
 
     # --- requests ------------------------------------------------------------------------
 
-    def send(self, body: bytes, items: int) -> Classification:
+    def send(self, body: bytes, items: int, index: str | None = None) -> Classification:
         try:
             self.probe()
         except OutputUnavailable as error:
@@ -263,8 +269,8 @@ class ElasticsearchOutput:
             return Classification(RequestOutcome.REJECTED, "rejected", 0, str(error))
         payload = gzip_body(body) if self.compress else body
         try:
-            response = self._cluster.request("POST", BULK_PATH, payload, self._bulk_headers,
-                                             self._checked)
+            response = self._cluster.request("POST", bulk_path(index), payload,
+                                             self._bulk_headers, self._checked)
         except Exception as error:  # the client's error types: classify_error says what they mean
             return self._redacted(classify_error(error, items))
         if self._metrics is not None:

@@ -1,6 +1,7 @@
 """The `Output` protocol: where bulk bodies go and what came back, for the shipper.
 
-An output takes one NDJSON bulk body (`create` action + document per item, uncompressed) and
+An output takes one NDJSON bulk body (`create` action + document per item, uncompressed, and
+the index the request names when its action lines do not) and
 answers with a `Classification` (see classify.py). It never raises for delivery trouble: a
 refused connection, a timeout or a strange answer is a classification too, so the shipper has
 exactly one place that decides about retries.
@@ -27,8 +28,10 @@ class Output(Protocol):
         """Where this output writes, safe for logs (no credentials)."""
         ...
 
-    def send(self, body: bytes, items: int) -> Classification:
-        """Deliver one bulk body of `items` documents; never raises for delivery problems."""
+    def send(self, body: bytes, items: int, index: str | None = None) -> Classification:
+        """Deliver one bulk body of `items` documents; never raises for delivery problems.
+        `index`: where the items whose action line names no `_index` go (`POST
+        /<index>/_bulk`, EncodedBatch.request_index)."""
         ...
 
     def setup(self) -> None:

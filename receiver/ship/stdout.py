@@ -23,7 +23,7 @@ class StdoutOutput:
     def describe(self) -> str:
         return "stdout (JSON lines)"
 
-    def send(self, body: bytes, items: int) -> Classification:
+    def send(self, body: bytes, items: int, index: str | None = None) -> Classification:
         lines = body.split(b"\n")
         documents = lines[1::2]
         try:

@@ -54,6 +54,7 @@ import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 from tests.support import flatten
 
@@ -225,9 +226,10 @@ class FakeElasticsearch:
                          "index": index, "application": {}}
         return None
 
-    def _bulk(self, body: bytes, headers: dict[str, str] | None = None,
+    def _bulk(self, body: bytes, headers: dict[str, str] | None = None, path_index: str = "",
               ) -> tuple[str, int, dict[str, Any] | None, float]:
-        """Returns (mode, status, answer, delay)."""
+        """Returns (mode, status, answer, delay). `path_index`: the index `/<index>/_bulk`
+        names, where an action line naming none goes (as Elasticsearch does)."""
         step = self._next_step()
         if step == "echo-auth":
             echoed = (headers or {}).get("authorization", "")
@@ -252,7 +254,7 @@ class FakeElasticsearch:
             ((action, meta),) = action_line.items()
             document = flatten(json.loads(lines[i + 1]))  # by dotted name, nested or not
             doc_id = meta.get("_id") or f"auto-{len(self.documents)}-{n}"
-            index = meta.get("_index", "")
+            index = meta.get("_index", path_index)
             if self._stream_template(index) is not None:
                 with self._lock:
                     self.streams.add(index)
@@ -409,7 +411,8 @@ class FakeElasticsearch:
                     self._send(refused[0], refused[1])
                     return
                 if path.endswith("/_bulk"):
-                    mode, status, bulk_answer, delay = fake._bulk(body, headers)
+                    mode, status, bulk_answer, delay = fake._bulk(
+                        body, headers, unquote(path[1 : -len("/_bulk")]))
                     if mode == "cut":
                         self._cut()
                         return

@@ -173,9 +173,40 @@ def test_an_unencodable_document_keeps_the_received_line() -> None:
 def test_action_lines_have_one_definition() -> None:
     assert json.loads(action_line("i", "a-1-2")) == {"create": {"_index": "i", "_id": "a-1-2"}}
     assert json.loads(action_line("i", None)) == {"create": {"_index": "i"}}
-    encoded = encode_batch(records([document(1)]), "x", IndexNamer(settings()), event_id)
-    assert encoded.body.splitlines(keepends=True)[0] == action_line(encoded.indices[0],
-                                                                    encoded.ids[0])
+    assert json.loads(action_line(None, "a-1-2")) == {"create": {"_id": "a-1-2"}}
+    assert json.loads(action_line(None, None)) == {"create": {}}
+    for pattern, named in (("haproxy-%Y.%m.%d", True), ("haproxy", False)):
+        encoded = encode_batch(records([document(1)]), "x", IndexNamer(settings(index=pattern)),
+                               event_id)
+        assert encoded.body.splitlines(keepends=True)[0] == action_line(
+            encoded.indices[0] if named else None, encoded.ids[0])
+
+
+def test_one_index_for_every_document_is_named_by_the_request_not_each_line() -> None:
+    """A data stream or a fixed index name: the request's path names it (`request_index`),
+    its action lines leave `_index` out; dated or field-named indices: each line names its own,
+    the request none. A retry's subset and a join keep it."""
+    kept = records([document(day) for day in (1, 2, 3)])
+    for changes, request_index in (({"data_stream": "logs-haproxy-default"},
+                                    "logs-haproxy-default"),
+                                   ({"index": "web"}, "web"),
+                                   ({"index": "web-%Y.%m.%d"}, None),
+                                   ({"index": "web-{host.name}"}, None)):
+        chosen = settings(**changes)
+        encoder = BulkEncoder(chosen, Parser(ParseSettings()), ParseMetrics(CollectorRegistry()))
+        encoded = encoder.encode(kept, "x")
+        assert encoded.request_index == request_index
+        actions = [json.loads(line)["create"] for line in encoded.body.splitlines()[::2]]
+        assert [action.get("_index") for action in actions] == (
+            [None] * 3 if request_index else encoded.indices)
+        assert [action["_id"] for action in actions] == encoded.ids
+        joined = EncodedBatch.join([encoded, encoder.encode(kept, "y")], [3, 3])
+        assert joined.request_index == request_index and len(joined) == 6
+    fixed, dated = (BulkEncoder(settings(index=index), Parser(ParseSettings()),
+                                ParseMetrics(CollectorRegistry())).encode(kept, "z")
+                    for index in ("web", "web-%Y"))
+    with pytest.raises(ValueError, match="different request paths"):
+        EncodedBatch.join([fixed, dated], [3, 3])
 
 
 def test_document_json_is_copied_verbatim() -> None:
@@ -236,17 +267,18 @@ def test_index_names_from_fields_are_cut_by_bytes_and_keep_their_date() -> None:
 def test_ids_are_read_back_from_the_action_lines() -> None:
     """`EncodedBatch.id` reads what the encoder wrote: equal to `event_id` of each record, across
     segments and index names (an index name holding `,"_id":"` included: JSON escapes its
-    quotes), "" without ids, and kept by `join`."""
+    quotes), with the index named by the request, "" without ids, and kept by `join`."""
     docs = [document(day) for day in (1, 1, 2, 2, 1)]
     kept = [Record(Position(3 + i // 2, 17 * i), encode_document(d), 1764094868.0)
             for i, d in enumerate(docs)]
-    for name in ("haproxy-%Y.%m.%d", 'odd,"_id":"name'):
+    for name in ("haproxy-%Y.%m.%d", 'odd,"_id":"name-%Y', "by-request"):
         encoded = encode_batch(kept, "spool1d", IndexNamer(settings(index=name)), event_id)
         expected = [event_id("spool1d", record.position) for record in kept]
         assert [encoded.id(i) for i in range(len(encoded))] == expected == encoded.ids
         assert [json.loads(line)["create"]["_id"]
                 for line in encoded.body.splitlines()[::2]] == expected
-        assert [action_line(encoded.indices[i], expected[i]) for i in range(len(encoded))] == \
+        assert [action_line(encoded.indices[i] if encoded.request_index is None else None,
+                            expected[i]) for i in range(len(encoded))] == \
             encoded.body.splitlines(keepends=True)[::2]
         half = encode_batch(kept[2:], "spool1d", IndexNamer(settings(index=name)), event_id)
         joined = EncodedBatch.join([encode_batch(kept[:2], "spool1d",

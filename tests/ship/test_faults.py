@@ -218,12 +218,15 @@ def test_undecodable_record_goes_to_the_dead_letter_file(
 
 
 def test_data_stream_actions_keep_ids(fake: FakeElasticsearch, tmp_path: Path) -> None:
+    """The request names the data stream (`/<name>/_bulk`), each action line its `_id`."""
     spool = MemorySpool(docs(5))
     settings = es_settings([fake.url], data_stream="logs-haproxy-default")
     with running_shipper(settings, spool, tmp_path) as run:
         settle(run, 5)
-    action = json.loads(fake.bulk_requests()[0].body.splitlines()[0])
-    assert action == {"create": {"_index": "logs-haproxy-default", "_id": "testspool-1-0"}}
+    (request,) = fake.bulk_requests()
+    assert request.path.startswith("/logs-haproxy-default/_bulk?")
+    action = json.loads(request.body.splitlines()[0])
+    assert action == {"create": {"_id": "testspool-1-0"}}
     assert {index for index, _ in fake.documents.values()} == {"logs-haproxy-default"}
 
 

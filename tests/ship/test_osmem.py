@@ -55,6 +55,23 @@ def test_replay_is_not_duplicated(es_url: str, tmp_path: Path) -> None:
     assert count(es_url) == 100
 
 
+def test_one_index_named_by_the_request_takes_a_replay_once(es_url: str, tmp_path: Path) -> None:
+    """A fixed index: requests go to `/<index>/_bulk` with action lines naming no `_index`,
+    and the server puts every document there; a replay's `create`s are refused as already
+    there (409), by `_id`, as with the index in each line."""
+    settings = es_settings([es_url], index="haproxy-all")
+    documents = [document(i) for i in range(100)]
+    for attempt in range(2):
+        spool = MemorySpool(documents)
+        with running_shipper(settings, spool, tmp_path / str(attempt)) as run:
+            wait_for(lambda s=spool: s.acknowledged_records() == 100, what="acknowledged")  # type: ignore[misc]
+            assert run.value("events_shipped_total") == 100
+            assert run.dead_letters() == []
+    assert count(es_url, "haproxy-all") == 100
+    hit = call(es_url, "GET", "/haproxy-all/_search?q=seq:7")["hits"]["hits"][0]
+    assert hit["_id"] == "testspool-1-1c0"
+
+
 def test_setup_installs_the_template_once(es_url: str) -> None:
     settings = es_settings([es_url])
     output = ElasticsearchOutput(settings)
