@@ -9,7 +9,8 @@ record's spool position (`receiver.spool.event_id`), so a replay never duplicate
 document is flat (dotted names); its `_source` is written as nested objects
 (receiver/ship/nesting.py), each shared prefix once. The index name
 comes from `@timestamp` (cached per minute or second), the configured zone and `{field}`
-references, or is the data stream's name.
+references, or is the data stream's name; when it is one name for every document, the request
+names it (`POST /<index>/_bulk`, `EncodedBatch.request_index`) and the action lines do not.
 """
 
 from __future__ import annotations
