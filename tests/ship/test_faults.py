@@ -223,9 +223,10 @@ def test_data_stream_actions_keep_ids(fake: FakeElasticsearch, tmp_path: Path) -
     settings = es_settings([fake.url], data_stream="logs-haproxy-default")
     with running_shipper(settings, spool, tmp_path) as run:
         settle(run, 5)
-    (request,) = fake.bulk_requests()
-    assert request.path.startswith("/logs-haproxy-default/_bulk?")
-    action = json.loads(request.body.splitlines()[0])
+    requests = fake.bulk_requests()
+    assert requests and all(request.path.startswith("/logs-haproxy-default/_bulk?")
+                            for request in requests)
+    action = json.loads(requests[0].body.splitlines()[0])
     assert action == {"create": {"_id": "testspool-1-0"}}
     assert {index for index, _ in fake.documents.values()} == {"logs-haproxy-default"}
 
