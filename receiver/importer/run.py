@@ -83,11 +83,9 @@ class CountingOutput:
     """An output that counts what its bulk answers said: items delivered, and of them those
     Elasticsearch already had (409 on `create`: "already there")."""
 
-    def __init__(self, inner: Output, ignore_prefix: bytes = b"") -> None:
+    def __init__(self, inner: Output) -> None:
         self._inner = inner
         self.wants_ids = inner.wants_ids
-        # Bodies starting so (the dead-letter index's) are not the import's documents.
-        self._ignore = ignore_prefix
         self._lock = threading.Lock()
         self.delivered = 0
         self.existing = 0
@@ -97,8 +95,7 @@ class CountingOutput:
 
     def send(self, body: bytes, items: int, index: str | None = None) -> Classification:
         result = self._inner.send(body, items, index)
-        if result.request is RequestOutcome.OK and not (self._ignore
-                                                        and body.startswith(self._ignore)):
+        if result.request is RequestOutcome.OK:
             with self._lock:
                 self.delivered += items - len(result.failures)
                 self.existing += result.existing
@@ -129,14 +126,6 @@ def check_dead_letter_file(path: Path) -> None:
             f"the dead-letter file {path} cannot be written ({probe} is not writable): set "
             "elasticsearch.dead_letter_file (or HAPROXY_RECEIVER_ELASTICSEARCH__DEAD_LETTER_FILE)"
             " to a writable place")
-
-
-def _ignore_prefix(settings: Settings) -> bytes:
-    index = settings.elasticsearch.dead_letter_index
-    if not index:
-        return b""
-    fixed = index.split("%", 1)[0]
-    return b'{"create":{"_index":"' + fixed.encode()
 
 
 def make_output(settings: Settings, metrics: WorkerMetrics) -> Output:
@@ -176,10 +165,12 @@ class Import:
         check_dead_letter_file(dead_letters)
         self.dead_letter_path = dead_letters
         inner = output if output is not None else make_output(settings, self.metrics)
-        self.output = CountingOutput(inner, _ignore_prefix(settings))
+        self.output = CountingOutput(inner)
         self.hook = ImportHook(self.source.by_listener, since, until)
+        # The dead-letter index's documents go past the counting: they are not the import's.
         self.shipper = Shipper(settings.elasticsearch, self.source, self.output, self.metrics,
-                               str(dead_letters), import_parse_settings(settings), self.hook)
+                               str(dead_letters), import_parse_settings(settings), self.hook,
+                               letters_output=inner)
         self.interrupted = False
 
     def run(self, stop: threading.Event, tick: Callable[[], None] | None = None) -> None:

@@ -187,14 +187,14 @@ class DeadLetters:
         lines = bytearray()
         index = time.strftime(self._index_pattern, time.gmtime())
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        for letter in letters:
-            lines += action_line(index, letter.id or None)
+        for letter in letters:  # one index for them all: the request names it
+            lines += action_line(None, letter.id or None)
             lines += orjson.dumps({
                 "@timestamp": now, "error.type": letter.error_type,
                 "error.message": letter.reason, "haproxy_receiver.index": letter.index,
                 "event.original": dead_letter_line(letter, time.time()).decode().rstrip("\n"),
             }) + b"\n"
-        result = self._output.send(bytes(lines), len(letters))
+        result = self._output.send(bytes(lines), len(letters), index)
         if not result.delivered_all:
             failure = next(iter(result.failures), None)
             self._log(logging.WARNING, "dead-letter-index",

@@ -70,13 +70,17 @@ class Shipper:
         dead_letter_path: str,
         parse: ParseSettings | None = None,
         hook: DocumentHook | None = None,
+        letters_output: Output | None = None,
     ) -> None:
+        """`letters_output`: where the dead-letter index's documents go, when not to `output`
+        (an import counts what `output` delivered, and these are not its documents)."""
         self._settings = settings
         self._reader = reader
         self._output = output
         self._policy = BatchPolicy(settings)
         self._abandon = threading.Event()  # drain's deadline passed: stop retrying
-        dead_letters = DeadLetters(dead_letter_path, output, settings.dead_letter_index)
+        dead_letters = DeadLetters(dead_letter_path, letters_output or output,
+                                   settings.dead_letter_index)
         self._delivery = Delivery(settings, output, metrics, dead_letters, self._abandon)
         self._parse = parse or ParseSettings()
         self._metrics = metrics

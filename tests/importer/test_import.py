@@ -344,6 +344,18 @@ def test_throttling_is_waited_out_and_refused_documents_dead_lettered(tmp_path: 
         assert status == 1, text
         assert counts == (len(lines) - len(letters), 0, len(letters))
         assert str(tmp_path / "dead.jsonl") in text
+    # Refused documents also indexed into a dead-letter index: those are not the import's
+    # documents, and are not counted as delivered (nor as already there on the second run).
+    (tmp_path / "dead.jsonl").unlink()
+    with FakeElasticsearch.start("es8", reject_fields=("url.query",)) as fake:
+        status, counts, text = do_import(
+            fake.url, tmp_path, str(path),
+            HAPROXY_RECEIVER_ELASTICSEARCH__DEAD_LETTER_INDEX="haproxy-dead-%Y")
+        assert status == 1, text
+        assert counts == (len(lines) - len(letters), 0, len(letters))
+        in_letters_index = [index for index, _ in fake.documents.values()
+                            if index.startswith("haproxy-dead-")]
+        assert len(in_letters_index) == len(letters)
 
 
 def test_several_workers_share_large_files(es_url: str, tmp_path: Path) -> None:
