@@ -52,15 +52,6 @@ class Shipment:
     due_at: float | None = None  # when `batch_age` ends, by the monotonic clock (BatchPolicy)
     begun: float = 0.0  # when its oldest event was spooled, by the monotonic clock (BatchPolicy)
 
-    def add(self, batch: Batch, encoded: EncodedBatch) -> None:
-        """An encoded batch (any held one must be settled first: the order is the spool's)."""
-        if not self.records:
-            self.oldest = batch.records[0].written_at
-        self.batches.append(batch)
-        self.parts.append(encoded)
-        self.records += len(batch.records)
-        self.size += len(encoded.body)
-
     def hold(self, batch: Batch, events: int, payload: int, estimated_size: int) -> None:
         """`events` more events to encode later, in `batch`: a batch just read, or the held one
         that took them in (Source.join); `payload` their spool payload bytes, `estimated_size`

@@ -182,7 +182,6 @@ def action_prefix(index: str | None, with_id: bool) -> bytes:
 
 
 ACTION_END = b'"}}\n'  # after the `_id`
-_OFFSET_TO_END = b"%x" + ACTION_END  # % a record's offset: `event_id`'s hex tail, and the end
 _ID_START = b'"_id":"'  # where the `_id` starts in an action line (a JSON string's own quotes
 # are escaped, so this cannot occur inside an index name before it)
 

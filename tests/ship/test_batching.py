@@ -43,7 +43,8 @@ def shipment_of(events: int, written_at: float, body_bytes: int = 0) -> Shipment
     records = [Record(Position(1, n * 64), b"x", written_at) for n in range(events)]
     shipment = Shipment()
     body = b"y" * (body_bytes or events * 1000)
-    shipment.add(Batch(1, "id", 0, events * 64, events, records), EncodedBatch(body, [], [], [], []))
+    shipment.hold(Batch(1, "id", 0, events * 64, events, records), events, events, events)
+    shipment.settle(EncodedBatch(body, [], [], [], []))
     return shipment
 
 

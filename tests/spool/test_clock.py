@@ -106,7 +106,8 @@ def _shipment(written_at: float) -> Shipment:
     shipment = Shipment()
     record = Record(Position(1, 42), b"x", written_at)
     encoded = EncodedBatch(b"{}\n", [0, 3], ["i"], ["id"], [0])
-    shipment.add(Batch(1, "testspool", 42, 63, 1, [record]), encoded)
+    shipment.hold(Batch(1, "testspool", 42, 63, 1, [record]), 1, 1, 1)
+    shipment.settle(encoded)
     return shipment
 
 
